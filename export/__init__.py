@@ -1,0 +1,111 @@
+"""Host-side exporter (installed as ``rtdetr_edge.export``): PyTorch RT-DETR -> verified ONNX.
+
+Needs the ``export`` extra (torch, transformers, onnxsim, onnx-graphsurgeon). The steps, each a
+small module: :mod:`.source` (load), :mod:`.onnx_export` (trace), :mod:`.graph_passes`
+(simplify, clean, add top-k), :mod:`.verify` (ONNX Runtime vs PyTorch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from rtdetr_edge.contract import METADATA_KEY, OUTPUT_RAW, OUTPUT_TOPK, ModelContract, Preprocessing
+
+from . import graph_passes
+from .onnx_export import DEFAULT_OPSET, RAW_OUTPUTS, export_raw
+from .source import LoadedModel, load_model
+from .verify import DEFAULT_TOLERANCE, VerificationReport, verify
+
+log = logging.getLogger("rtdetr_edge")
+
+__all__ = ["ExportResult", "export_onnx", "load_model", "LoadedModel", "DEFAULT_OPSET"]
+
+
+@dataclass
+class ExportResult:
+    """The final graph (contract in its ``metadata_props``) and what was measured on the way."""
+
+    model: onnx.ModelProto
+    contract: ModelContract
+    source: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+    verification: VerificationReport | None = None
+    loaded: LoadedModel | None = None
+
+
+def export_onnx(source: Any, *, top_k: int = 300, raw_outputs: bool = False, opset: int = DEFAULT_OPSET,
+                simplify: bool = True, verify_export: bool = True, tolerance: float = DEFAULT_TOLERANCE,
+                revision: str | None = None, preprocessing: Preprocessing | None = None,
+                step: Any = None) -> ExportResult:
+    """Load an RT-DETR, export it to ONNX, clean it and verify it against PyTorch.
+
+    Args:
+        source: hub id, ``save_pretrained`` folder, or model object (see :func:`load_model`).
+        top_k: K of the in-graph top-k (default 300; clamped to queries x classes).
+        raw_outputs: export ``logits``/``pred_boxes`` instead of top-k outputs.
+        opset: ONNX opset, 17 (TensorRT >= 8.6, default) or 16 (TensorRT 8.5 / JetPack 5).
+        simplify: run onnxsim + graphsurgeon passes (default on).
+        verify_export: compare ONNX Runtime with PyTorch; raises on disagreement (default on).
+        tolerance: max abs difference of scores and normalised boxes (default 1e-4).
+        revision: hub revision.
+        preprocessing: contract for in-memory models without a processor config.
+        step: optional callable ``step(name)`` announcing each stage (progress display).
+    """
+    announce = step or (lambda name: None)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        announce(name)
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        timings[name] = round(time.perf_counter() - t0, 3)
+        log.info("%s: %.2f s", name, timings[name])
+        return result
+
+    loaded: LoadedModel = timed("load", load_model, source, revision=revision, preprocessing=preprocessing)
+    config = loaded.model.config
+    pre = loaded.preprocessing
+    num_queries, num_classes = int(config.num_queries), len(loaded.class_names)
+    k = min(int(top_k), num_queries * num_classes)
+    graph = timed("export", export_raw, loaded.model, pre.height, pre.width, opset)
+    counts = {"exported": graph_passes.op_counts(graph)}
+    if simplify:
+        graph = timed("simplify", graph_passes.simplify, graph)
+        graph = timed("cleanup", graph_passes.cleanup, graph)
+        counts["simplified"] = graph_passes.op_counts(graph)
+    if not raw_outputs:
+        graph = timed("add_topk", graph_passes.add_topk, graph, k, num_classes)
+    graph = graph_passes.infer_shapes(graph)
+    counts["final"] = graph_passes.op_counts(graph)
+    contract = ModelContract(
+        preprocessing=pre, class_names=loaded.class_names, input_name="images",
+        output_kind=OUTPUT_RAW if raw_outputs else OUTPUT_TOPK,
+        output_names=RAW_OUTPUTS if raw_outputs else graph_passes.TOPK_OUTPUTS,
+        top_k=k, num_queries=num_queries, box_format="cxcywh_norm" if raw_outputs else "xyxy_norm",
+        extra={"model_type": config.model_type, "opset": opset},
+    )
+    graph_passes.set_metadata(graph, {METADATA_KEY: contract.to_json()})
+    graph.producer_name, graph.producer_version = "rtdetr-edge", _version()
+    onnx.checker.check_model(graph)
+    report: dict[str, Any] = {
+        "opset": opset, "node_counts": {k_: sum(v.values()) for k_, v in counts.items()}, "op_counts": counts,
+        "int64": graph_passes.int64_report(graph), "timings_s": timings, "warnings": loaded.warnings,
+    }
+    for name, n in report["node_counts"].items():
+        log.info("nodes %s: %d", name, n)
+    verification = None
+    if verify_export:
+        verification = timed("verify", verify, loaded.model, graph.SerializeToString(), contract, tolerance=tolerance)
+        log.info("verification %s", verification.summary())
+    return ExportResult(graph, contract, loaded.source, report, verification, loaded)
+
+
+def _version() -> str:
+    from rtdetr_edge import __version__
+
+    return __version__

@@ -1,0 +1,170 @@
+"""ONNX Runtime vs PyTorch on fixed, natural-looking images; fails loudly past tolerance.
+
+The images are deterministic synthetic scenes (gradients, textures, clutter and shapes: not
+noise), preprocessed by the runtime's own :class:`Preprocessor`; PyTorch and ONNX Runtime see the
+same tensor. Top-k outputs are compared as *sets*: near-tied queries may legitimately swap order,
+so each PyTorch detection is matched to the ONNX detection of the same label with the closest
+box and score. Detections in the tied tail at the K boundary are not required to match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from rtdetr_edge._optional import require
+from rtdetr_edge.contract import OUTPUT_RAW, ModelContract
+from rtdetr_edge.data.synth import render_scene
+from rtdetr_edge.errors import VerificationError
+from rtdetr_edge.preprocess import Preprocessor
+
+DEFAULT_TOLERANCE = 1e-4
+_IMAGE_SIZES = ((640, 480), (1280, 720), (480, 640), (512, 512))
+
+
+def verification_images(count: int = 4, seed: int = 20240601) -> list[np.ndarray]:
+    """``count`` deterministic BGR scenes of varied sizes and aspect ratios."""
+    rng = np.random.default_rng(seed)
+    return [render_scene(rng, *_IMAGE_SIZES[i % len(_IMAGE_SIZES)])[0] for i in range(count)]
+
+
+@dataclass
+class SetMatch:
+    """How well candidate top-k detections reproduce reference ones (per image, or merged)."""
+
+    compared: int  # reference detections outside the tied tail
+    matched: int
+    max_abs_score: float
+    max_abs_box: float
+
+    @property
+    def label_agreement(self) -> float:
+        return self.matched / self.compared if self.compared else 1.0
+
+
+def match_topk(ref: tuple[np.ndarray, np.ndarray, np.ndarray], cand: tuple[np.ndarray, np.ndarray, np.ndarray],
+               tail_margin: float = 1e-4, gate: float = 0.05) -> SetMatch:
+    """Match one image's candidate (scores [K], labels [K], boxes [K,4]) to the reference as sets.
+
+    A reference detection is *compared* unless its score is within ``tail_margin`` of the
+    reference's K-th score (a near-tie there can push it out of the candidate's top-k). Pairs
+    need the same label; they are taken greedily by cost = max(|score diff|, max |box diff|),
+    and a pair costing more than ``gate`` counts as unmatched.
+    """
+    rs, rl, rb = ref
+    cs, cl, cb = cand
+    compared = np.flatnonzero(rs > rs.min() + tail_margin) if rs.size else np.zeros(0, int)
+    if compared.size == 0:
+        return SetMatch(0, 0, 0.0, 0.0)
+    box_d = np.abs(rb[compared, None, :] - cb[None, :, :]).max(-1)
+    score_d = np.abs(rs[compared, None] - cs[None, :])
+    cost = np.where(rl[compared, None] == cl[None, :], np.maximum(box_d, score_d), np.inf)
+    order = np.argsort(cost, axis=None)
+    used_r, used_c = set(), set()
+    worst_s = worst_b = 0.0
+    for flat in order:
+        i, j = divmod(int(flat), cost.shape[1])
+        if cost[i, j] > gate:
+            break
+        if i in used_r or j in used_c:
+            continue
+        used_r.add(i)
+        used_c.add(j)
+        worst_s = max(worst_s, float(score_d[i, j]))
+        worst_b = max(worst_b, float(box_d[i, j]))
+        if len(used_r) == compared.size:
+            break
+    return SetMatch(int(compared.size), len(used_r), worst_s, worst_b)
+
+
+def merge(matches: list[SetMatch]) -> SetMatch:
+    return SetMatch(sum(m.compared for m in matches), sum(m.matched for m in matches),
+                    max((m.max_abs_score for m in matches), default=0.0), max((m.max_abs_box for m in matches), default=0.0))
+
+
+def torch_reference(model: Any, pixels: np.ndarray, top_k: int) -> tuple[np.ndarray, ...]:
+    """PyTorch outputs for ``pixels``: raw (logits, pred_boxes) and top-k (scores, labels, xyxy).
+
+    The top-k follows transformers' ``post_process_object_detection`` (focal-loss branch).
+    """
+    torch = require("torch", "verifying against PyTorch")
+    with torch.no_grad():
+        out = model(pixel_values=torch.from_numpy(pixels))
+        logits, boxes = out.logits, out.pred_boxes
+        num_classes = logits.shape[-1]
+        scores, index = torch.topk(torch.sigmoid(logits).flatten(1), top_k, dim=1)
+        labels = index % num_classes
+        query = index // num_classes
+        sel = boxes.gather(1, query.unsqueeze(-1).repeat(1, 1, 4))
+        xyxy = torch.cat([sel[..., :2] - sel[..., 2:] / 2, sel[..., :2] + sel[..., 2:] / 2], dim=-1)
+    return logits.numpy(), boxes.numpy(), scores.numpy(), labels.numpy(), xyxy.numpy()
+
+
+@dataclass
+class VerificationReport:
+    images: int
+    batch_sizes: list[int]
+    tolerance: float
+    max_abs_score: float
+    max_abs_box: float
+    label_agreement: float
+    compared: int
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (f"{'PASS' if self.passed else 'FAIL'}: {self.images} images, batches {self.batch_sizes}: "
+                f"max |d score| {self.max_abs_score:.2e}, max |d box| {self.max_abs_box:.2e} "
+                f"(tolerance {self.tolerance:g}), labels agree on {self.label_agreement:.1%} of {self.compared}")
+
+
+def verify(model: Any, onnx_bytes: bytes, contract: ModelContract, images: list[np.ndarray] | None = None,
+           tolerance: float = DEFAULT_TOLERANCE, batch_sizes: tuple[int, ...] = (1, 4), raise_on_fail: bool = True,
+           ) -> VerificationReport:
+    """Compare the ONNX graph on ONNX Runtime with the PyTorch model.
+
+    Args:
+        model: the eval-mode PyTorch model the graph was exported from.
+        onnx_bytes: serialised final graph (top-k or raw outputs per ``contract``).
+        contract: the graph's contract (preprocessing, outputs, K).
+        images: BGR images (default: :func:`verification_images`).
+        tolerance: max abs difference allowed for scores and normalised boxes (and raw outputs).
+        batch_sizes: ONNX Runtime runs the images in batches of each of these sizes.
+        raise_on_fail: raise :class:`VerificationError` instead of returning a failed report.
+    """
+    ort = require("onnxruntime", "verifying the ONNX graph")
+    images = images if images is not None else verification_images()
+    pixels, _ = Preprocessor(contract.preprocessing).batch(images)
+    k = contract.top_k
+    logits, pred_boxes, t_scores, t_labels, t_boxes = torch_reference(model, pixels, min(k, contract.num_queries * contract.num_classes))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    matches: list[SetMatch] = []
+    worst_raw = 0.0
+    for bs in batch_sizes:
+        for start in range(0, len(images), bs):
+            chunk = pixels[start:start + bs]
+            outs = session.run(None, {contract.input_name: chunk})
+            if contract.output_kind == OUTPUT_RAW:
+                sl = slice(start, start + len(chunk))
+                worst_raw = max(worst_raw, float(np.abs(outs[0] - logits[sl]).max()),
+                                float(np.abs(outs[1] - pred_boxes[sl]).max()))
+                continue
+            for i in range(len(chunk)):
+                n = start + i
+                matches.append(match_topk((t_scores[n], t_labels[n], t_boxes[n]), (outs[0][i], outs[1][i], outs[2][i])))
+    if contract.output_kind == OUTPUT_RAW:
+        total = SetMatch(len(images), len(images), worst_raw, worst_raw)
+    else:
+        total = merge(matches)
+    passed = total.label_agreement == 1.0 and total.max_abs_score <= tolerance and total.max_abs_box <= tolerance
+    report = VerificationReport(len(images), list(batch_sizes), tolerance, total.max_abs_score, total.max_abs_box,
+                                total.label_agreement, total.compared, passed)
+    if raise_on_fail and not passed:
+        raise VerificationError(f"ONNX Runtime disagrees with PyTorch: {report.summary()}")
+    return report

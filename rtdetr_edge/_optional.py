@@ -1,0 +1,62 @@
+"""Lazy imports of heavy optional dependencies with an actionable error.
+
+Nothing here installs anything: a missing package raises :class:`MissingDependencyError`
+naming the extra (or the system route, for TensorRT on Jetson) that provides it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import MissingDependencyError
+
+# module -> how to get it. TensorRT is special: PyPI wheels do not exist for Jetson, where
+# JetPack's system TensorRT must be used (see docs/deploy-jetson.md).
+_ROUTES: dict[str, str] = {
+    "torch": 'pip install "rtdetr-edge[export]" (torch==2.13.0 CPU wheel is enough on a host)',
+    "transformers": 'pip install "rtdetr-edge[export]"',
+    "onnxsim": 'pip install "rtdetr-edge[export]"',
+    "onnx_graphsurgeon": 'pip install "rtdetr-edge[export]"',
+    "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu)",
+    "polygraphy": 'pip install "rtdetr-edge[check]"',
+    "faster_coco_eval": 'pip install "rtdetr-edge[eval]"',
+    "onnxconverter_common": 'pip install "rtdetr-edge[quant]"',
+    "tensorrt": (
+        "on Jetson use JetPack's system TensorRT (apt install python3-libnvinfer, or the "
+        "l4t-tensorrt container); on x86 pip install tensorrt"
+    ),
+    "cuda": 'pip install "rtdetr-edge[trt]" (cuda-python matching your CUDA major version)',
+    "pycuda": "pip install pycuda (alternative to cuda-python)",
+    "PIL": "pip install pillow",
+}
+
+
+def route_for(name: str) -> str:
+    """How a user gets the top-level package ``name`` (used in error messages)."""
+    return _ROUTES.get(name.split(".")[0], f"pip install {name.split('.')[0]}")
+
+
+def require(module: str, purpose: str = "") -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependencyError` saying how to install it.
+
+    Args:
+        module: dotted module name, e.g. ``"tensorrt"`` or ``"cuda.bindings.runtime"``.
+        purpose: what it is needed for, shown in the message (e.g. ``"exporting to ONNX"``).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        why = f" for {purpose}" if purpose else ""
+        raise MissingDependencyError(
+            f"'{module}' is needed{why} but cannot be imported ({exc}). Install it: {route_for(module)}"
+        ) from exc
+
+
+def available(module: str) -> bool:
+    """True if ``module`` can be imported (it is imported to find out)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True

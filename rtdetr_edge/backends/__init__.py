@@ -1,0 +1,43 @@
+"""Inference backends behind one interface (:class:`~rtdetr_edge.backends.base.Backend`).
+
+Backends are picked from a table, by name or by the model file's suffix, and imported only when
+used, so a machine without TensorRT never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .base import Backend, TensorSpec
+
+# name -> (module, class); each backend is one file
+BACKENDS: dict[str, tuple[str, str]] = {
+    "onnxruntime": ("rtdetr_edge.backends.onnxruntime", "OnnxRuntimeBackend"),
+    "tensorrt": ("rtdetr_edge.backends.tensorrt", "TensorRTBackend"),
+}
+# model file suffix -> backend name
+BY_SUFFIX: dict[str, str] = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
+
+__all__ = ["Backend", "TensorSpec", "BACKENDS", "BY_SUFFIX", "backend_for", "open_backend"]
+
+
+def backend_for(path: str | os.PathLike[str]) -> str:
+    """Backend name for a model file, by suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in BY_SUFFIX:
+        raise InputError(f"{path}: unknown model file type {suffix!r}; expected a bundle directory, "
+                         f"{', '.join(sorted(BY_SUFFIX))}")
+    return BY_SUFFIX[suffix]
+
+
+def open_backend(name: str, path: str | os.PathLike[str], **kwargs: Any) -> Backend:
+    """Instantiate backend ``name`` on ``path`` (kwargs go to its constructor)."""
+    if name not in BACKENDS:
+        raise InputError(f"backend {name!r}: expected one of {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[name]
+    backend: Backend = getattr(importlib.import_module(module), cls)(path, **kwargs)
+    return backend

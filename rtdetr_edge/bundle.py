@@ -1,0 +1,160 @@
+"""Bundles: the self-described directory users move from host to device.
+
+Layout::
+
+    BUNDLE/
+      metadata.json        format + version, model contract, artifacts per precision (file,
+                           sha256), source, tool versions, export and verification numbers
+      model.onnx           fp32 graph (the contract is also in its metadata_props)
+      model.fp16.onnx      optional
+      model.int8.qdq.onnx  optional, explicit Q/DQ (TensorRT >= 10 strongly typed, ONNX Runtime)
+      calib/               optional: version-neutral INT8 ranges, subset manifest, TensorRT caches
+      report.json          what the build did, numbers and timings
+      engines/             TensorRT engines built on the device (+ their metadata)
+
+A bundle is written into a temporary sibling directory and renamed into place, so an
+interrupted build never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .contract import ModelContract
+from .errors import BundleError
+
+BUNDLE_FORMAT = "rtdetr-edge-bundle"
+BUNDLE_VERSION = 1
+METADATA = "metadata.json"
+REPORT = "report.json"
+ENGINES = "engines"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+class Bundle:
+    """A validated bundle directory (read side).
+
+    Args:
+        path: the bundle directory.
+        verify_hashes: check every artifact's sha256 (slower for big models; default off,
+            sizes are always checked for presence).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], verify_hashes: bool = False) -> None:
+        self.path = Path(path)
+        meta_path = self.path / METADATA
+        if not self.path.is_dir():
+            raise BundleError(f"{self.path}: not a bundle directory (no such directory)")
+        if not meta_path.is_file():
+            raise BundleError(f"{self.path}: not a bundle ({METADATA} is missing); build one with rtdetr-build")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{meta_path}: not an rtdetr-edge bundle (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        version = meta.get("format_version")
+        if version != BUNDLE_VERSION:
+            raise BundleError(f"{meta_path}: unknown bundle format version {version!r}; this rtdetr-edge reads "
+                              f"version {BUNDLE_VERSION}. Rebuild the bundle or upgrade rtdetr-edge.")
+        self.metadata: dict[str, Any] = meta
+        self.contract = ModelContract.from_dict(meta.get("contract"), str(meta_path))
+        artifacts = meta.get("artifacts")
+        if not isinstance(artifacts, dict) or not artifacts:
+            raise BundleError(f"{meta_path}: no artifacts listed")
+        missing = [f"{p}: {a.get('file')}" for p, a in artifacts.items() if not (self.path / str(a.get("file"))).is_file()]
+        if missing:
+            raise BundleError(f"{self.path}: bundle is incomplete, missing {'; '.join(missing)}")
+        if verify_hashes:
+            for precision, art in artifacts.items():
+                if art.get("sha256") and sha256_file(self.path / art["file"]) != art["sha256"]:
+                    raise BundleError(f"{self.path / art['file']}: sha256 does not match metadata ({precision})")
+
+    @property
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        return dict(self.metadata["artifacts"])
+
+    @property
+    def precisions(self) -> list[str]:
+        return [p for p in PRECISIONS if p in self.metadata["artifacts"]]
+
+    def artifact(self, precision: str = "fp32") -> dict[str, Any]:
+        try:
+            return dict(self.metadata["artifacts"][precision])
+        except KeyError:
+            raise BundleError(f"{self.path}: no {precision} artifact; the bundle has {', '.join(self.precisions)}") from None
+
+    def onnx_path(self, precision: str = "fp32") -> Path:
+        """The ONNX file for ``precision`` (fp32, fp16 or int8 Q/DQ)."""
+        return self.path / self.artifact(precision)["file"]
+
+    @property
+    def engines_dir(self) -> Path:
+        return self.path / ENGINES
+
+    def file(self, relative: str) -> Path:
+        return self.path / relative
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, precisions={self.precisions})"
+
+
+def write_bundle(out: str | os.PathLike[str], metadata: dict[str, Any],
+                 files: dict[str, bytes | Callable[[Path], None]], report: dict[str, Any] | None = None,
+                 overwrite: bool = False) -> Path:
+    """Write a bundle atomically.
+
+    Args:
+        out: final directory.
+        metadata: ``contract``, ``artifacts`` (precision -> {"file": ...}), ``source``, ...;
+            ``format``, ``format_version``, ``created`` and artifact hashes are filled in here.
+        files: relative path -> bytes, or a writer called with the absolute target path.
+        report: written as ``report.json``.
+        overwrite: replace an existing bundle (``--force``).
+    """
+    with atomic.replacing_dir(out, overwrite=overwrite) as tmp:
+        for rel, content in files.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                content(target)
+        meta = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "created": now_iso(), **metadata}
+        for art in meta.get("artifacts", {}).values():
+            f = tmp / art["file"]
+            if not f.is_file():
+                raise BundleError(f"internal: artifact {art['file']} was not written")
+            art["sha256"] = sha256_file(f)
+            art["bytes"] = f.stat().st_size
+        atomic.write_json(tmp / METADATA, meta)
+        if report is not None:
+            atomic.write_json(tmp / REPORT, report)
+    return Path(out)
+
+
+def update_metadata(bundle_dir: str | os.PathLike[str], update: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``update`` to a bundle's metadata and rewrite it atomically (e.g. to record engines)."""
+    path = Path(bundle_dir) / METADATA
+    meta = json.loads(path.read_text())
+    update(meta)
+    atomic.write_json(path, meta)

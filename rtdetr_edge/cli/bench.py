@@ -1,0 +1,64 @@
+"""rtdetr-bench: latency percentiles, throughput and per-stage times of a bundle on any backend."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from .. import atomic
+from ._common import add_verbosity, run, setup_logging
+
+EXAMPLES = """\
+examples:
+  rtdetr-bench build/r18                          # batch 1, 1280x720 synthetic frame
+  rtdetr-bench build/r18 --batch 4 --iterations 200 --json bench.json
+  rtdetr-bench build/r18/engines/xyz.engine --image cat.jpg
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rtdetr-bench", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="bundle directory, .onnx or .engine")
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--iterations", type=int, default=50, help="timed calls (default 50)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    p.add_argument("--image", default=None, help="image to use (default: synthetic scene)")
+    p.add_argument("--image-size", default="1280x720", help="synthetic scene WxH (default 1280x720)")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--json", default=None, help="write the result as JSON here")
+    add_verbosity(p)
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args)
+    from ..bench import benchmark
+    from ..errors import InputError
+
+    try:
+        w, h = (int(v) for v in args.image_size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--image-size {args.image_size!r}: expected WxH, e.g. 1280x720") from None
+    if args.batch < 1 or args.iterations < 1:
+        raise InputError("--batch and --iterations must be >= 1")
+    opts = {"backend": args.backend, "precision": args.precision}
+    if args.threads:
+        opts["threads"] = args.threads
+    result = benchmark(args.model, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
+                       image=args.image, image_size=(w, h), **opts)
+    print(result.table())
+    if args.json:
+        atomic.write_json(args.json, result.to_dict())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

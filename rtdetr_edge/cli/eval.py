@@ -1,0 +1,55 @@
+"""rtdetr-eval: COCO mAP of a bundle (any backend) or of the PyTorch model on a COCO-format set."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from .. import atomic
+from ._common import add_verbosity, run, setup_logging
+
+EXAMPLES = """\
+examples:
+  rtdetr-eval build/shapes --data data/test/annotations.json
+  rtdetr-eval models/rtdetr-shapes --data data/test/annotations.json      # PyTorch itself
+  rtdetr-eval build/r18 --data coco/annotations/instances_val2017.json --images coco/val2017 --json ap.json
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rtdetr-eval", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="bundle directory, .onnx, .engine, or a save_pretrained folder (PyTorch)")
+    p.add_argument("--data", required=True, help="COCO-format annotations json")
+    p.add_argument("--images", default=None, help="image folder (default: next to the json, or its images/)")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    p.add_argument("--json", default=None, help="write metrics as JSON here")
+    add_verbosity(p)
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args)
+    from ..evaluate.coco_map import format_metrics
+    from ..evaluate.runner import evaluate
+
+    opts = {} if args.backend == "auto" and args.precision == "auto" else \
+        {"backend": args.backend, "precision": args.precision}
+    metrics = evaluate(args.model, args.data, args.images, max_images=args.max_images, batch=args.batch,
+                       progress=not args.quiet, **opts)
+    print(f"{args.model}: {format_metrics(metrics)}  ({metrics['images']} images, {metrics['seconds']} s)")
+    if args.json:
+        atomic.write_json(args.json, {"model": args.model, "data": args.data, **metrics})
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""The model I/O contract: everything needed to feed a graph and read its outputs.
+
+It travels with every artifact (``metadata.json`` in a bundle and the ONNX ``metadata_props``)
+and is read from the model's own image-processor config at export time, never assumed. The
+runtime preprocesses and postprocesses from this alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import BundleError
+
+CONTRACT_VERSION = 1
+# key of the contract JSON in an ONNX model's metadata_props (and in engine sidecars)
+METADATA_KEY = "rtdetr_edge.contract"
+
+# Pillow resample names that an image-processor config may carry (PILImageResampling values).
+RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+OUTPUT_TOPK = "topk"  # scores [N,K] f32, labels [N,K] i32, boxes [N,K,4] f32 normalised xyxy
+OUTPUT_RAW = "raw"  # logits [N,Q,C] f32, pred_boxes [N,Q,4] f32 normalised cxcywh
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the input tensor.
+
+    Attributes:
+        height, width: input size; images are stretch-resized to it (no letterbox), as
+            RT-DETR was trained.
+        resample: the model processor's resample filter name (``"bilinear"``).
+        channel_order: ``"RGB"`` or ``"BGR"`` channel order the model expects.
+        rescale_factor: multiply pixel values by this (``1/255``).
+        do_normalize: subtract ``mean`` and divide by ``std`` after rescaling.
+        mean, std: per-channel, in ``channel_order``.
+        layout: ``"NCHW"``.
+        dtype: ``"float32"``.
+    """
+
+    height: int
+    width: int
+    resample: str = "bilinear"
+    channel_order: str = "RGB"
+    rescale_factor: float = 1.0 / 255.0
+    do_normalize: bool = False
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise BundleError(f"contract: input size must be positive, got {self.height}x{self.width}")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise BundleError(f"contract: channel_order must be RGB or BGR, got {self.channel_order!r}")
+        if self.layout != "NCHW" or self.dtype != "float32":
+            raise BundleError(f"contract: only NCHW float32 inputs are supported, got {self.layout} {self.dtype}")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s == 0 for s in self.std):
+            raise BundleError(f"contract: mean/std must be 3 values, std non-zero; got {self.mean} {self.std}")
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Input and output description of one exported RT-DETR graph.
+
+    Attributes:
+        preprocessing: see :class:`Preprocessing`.
+        class_names: label index -> name (from the model's ``id2label``).
+        input_name: graph input (``"images"``, float32 ``[N,3,H,W]``).
+        output_kind: ``"topk"`` (postprocessing in the graph) or ``"raw"``.
+        output_names: graph outputs in order.
+        top_k: K of the in-graph top-k (``"topk"`` only).
+        num_queries: decoder queries.
+        box_format: ``"xyxy_norm"`` (topk: corners relative to the image, unclipped) or
+            ``"cxcywh_norm"`` (raw).
+        min_batch, max_batch: batch range the graph accepts (``max_batch`` 0 = unbounded).
+        version: contract schema version.
+    """
+
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...]
+    input_name: str = "images"
+    output_kind: str = OUTPUT_TOPK
+    output_names: tuple[str, ...] = ("scores", "labels", "boxes")
+    top_k: int = 300
+    num_queries: int = 300
+    box_format: str = "xyxy_norm"
+    min_batch: int = 1
+    max_batch: int = 0
+    version: int = CONTRACT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.output_kind not in (OUTPUT_TOPK, OUTPUT_RAW):
+            raise BundleError(f"contract: output_kind must be 'topk' or 'raw', got {self.output_kind!r}")
+        if not self.class_names:
+            raise BundleError("contract: class_names is empty")
+        if self.min_batch < 1 or (self.max_batch and self.max_batch < self.min_batch):
+            raise BundleError(f"contract: bad batch range {self.min_batch}..{self.max_batch}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["class_names"] = list(self.class_names)
+        d["output_names"] = list(self.output_names)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "contract") -> ModelContract:
+        """Validate and build a contract; ``source`` names the file in error messages."""
+        if not isinstance(d, dict):
+            raise BundleError(f"{source}: expected a JSON object for the model contract, got {type(d).__name__}")
+        version = d.get("version")
+        if version != CONTRACT_VERSION:
+            raise BundleError(
+                f"{source}: unknown model contract version {version!r}; this rtdetr-edge reads version "
+                f"{CONTRACT_VERSION}. Rebuild the bundle or upgrade rtdetr-edge."
+            )
+        try:
+            pre_d = dict(d["preprocessing"])
+            for key in ("mean", "std"):
+                if key in pre_d:
+                    pre_d[key] = tuple(float(v) for v in pre_d[key])
+            pre = Preprocessing(**_known(Preprocessing, pre_d))
+            body = _known(cls, d)
+            body["preprocessing"] = pre
+            body["class_names"] = tuple(str(n) for n in d["class_names"])
+            body["output_names"] = tuple(d.get("output_names", ("scores", "labels", "boxes")))
+            return cls(**body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{source}: invalid model contract ({exc!r})") from exc
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "contract") -> ModelContract:
+        try:
+            return cls.from_dict(json.loads(text), source)
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{source}: not valid JSON ({exc})") from exc
+
+
+def _known(klass: type, d: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(klass)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+def preprocessing_from_processor_config(cfg: dict[str, Any], source: str = "preprocessor_config.json") -> Preprocessing:
+    """Read the preprocessing contract from a Hugging Face image-processor config.
+
+    The processor config is the authority (the model card text may disagree): ``size``,
+    ``resample``, ``do_rescale``/``rescale_factor``, ``do_normalize``/``image_mean``/``image_std``.
+    Hugging Face image processors work on RGB images.
+    """
+    size = cfg.get("size") or {}
+    if isinstance(size, int):
+        height = width = size
+    elif "height" in size and "width" in size:
+        height, width = int(size["height"]), int(size["width"])
+    else:
+        raise BundleError(
+            f"{source}: size {size!r} is not a fixed height/width; RT-DETR exports need a fixed input size"
+        )
+    if cfg.get("do_resize") is False:
+        raise BundleError(f"{source}: do_resize is false; a fixed-size graph needs resizing")
+    if cfg.get("do_pad"):
+        raise BundleError(f"{source}: do_pad is set; padding preprocessing is not supported")
+    resample = cfg.get("resample", 2)
+    resample_name = RESAMPLE_NAMES.get(resample, str(resample)) if isinstance(resample, int) else str(resample)
+    rescale = float(cfg.get("rescale_factor", 1.0 / 255.0)) if cfg.get("do_rescale", True) else 1.0
+    normalize = bool(cfg.get("do_normalize", False))
+    mean = tuple(float(v) for v in cfg.get("image_mean", (0.0, 0.0, 0.0))) if normalize else (0.0, 0.0, 0.0)
+    std = tuple(float(v) for v in cfg.get("image_std", (1.0, 1.0, 1.0))) if normalize else (1.0, 1.0, 1.0)
+    return Preprocessing(height=height, width=width, resample=resample_name, channel_order="RGB",
+                         rescale_factor=rescale, do_normalize=normalize,
+                         mean=mean, std=std)  # type: ignore[arg-type]

@@ -1,0 +1,207 @@
+"""``Detector``: images in, :class:`Detections` out. image -> preprocess -> backend -> postprocess.
+
+    from rtdetr_edge import Detector
+    det = Detector("build/r18")            # a bundle, an .onnx or an .engine
+    print(det("cat.jpg"))                   # Detections for one image
+    for d in det([img1, img2]): ...         # a list runs as batches
+
+Which artifact runs: a bundle gives a TensorRT engine where TensorRT and a GPU are present
+(built from the bundle's ONNX on first use and cached in ``BUNDLE/engines``), else its ONNX on
+ONNX Runtime with the best provider available. ``backend=`` and ``precision=`` override.
+
+Threads: one Detector serialises calls with a lock (its input buffer and, on TensorRT, its
+execution context are per Detector). For parallel inference make one Detector per thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import images as image_io
+from ._optional import available
+from .backends import Backend, backend_for, open_backend
+from .bundle import METADATA, Bundle
+from .contract import METADATA_KEY, OUTPUT_RAW, ModelContract
+from .detections import Detections
+from .errors import BundleError, InputError
+from .postprocess import PostprocessOptions, from_raw, from_topk
+from .preprocess import Preprocessor
+
+log = logging.getLogger("rtdetr_edge")
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent in each stage of the last call."""
+
+    preprocess: float = 0.0
+    infer: float = 0.0
+    postprocess: float = 0.0
+    images: int = 0
+
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.infer + self.postprocess
+
+
+def _tensorrt_usable() -> bool:
+    return available("tensorrt")
+
+
+def _resolve(model: str | os.PathLike[str], backend: str, precision: str,
+             backend_options: dict[str, Any]) -> tuple[Backend, ModelContract, Bundle | None]:
+    path = Path(model)
+    if not path.exists():
+        raise InputError(f"{path}: no such bundle, .onnx or .engine file")
+    if path.is_dir():
+        if not (path / METADATA).is_file():
+            raise BundleError(f"{path}: not a bundle ({METADATA} is missing); build one with rtdetr-build")
+        bundle = Bundle(path)
+        if precision == "auto":
+            precision = str(bundle.metadata.get("default_precision", "fp32"))
+        if backend == "auto":
+            backend = "tensorrt" if _tensorrt_usable() else "onnxruntime"
+        if backend == "tensorrt":
+            from .engine.cache import engine_for_bundle
+
+            engine_path = engine_for_bundle(bundle, precision, **backend_options.pop("engine_options", {}))
+            return open_backend("tensorrt", engine_path, **backend_options), bundle.contract, bundle
+        return open_backend(backend, bundle.onnx_path(precision), **backend_options), bundle.contract, bundle
+    name = backend_for(path) if backend == "auto" else backend
+    be = open_backend(name, path, **backend_options)
+    contract = _contract_of(be, path)
+    return be, contract, None
+
+
+def _contract_of(be: Backend, path: Path) -> ModelContract:
+    meta_fn = getattr(be, "metadata", None)
+    meta = meta_fn() if callable(meta_fn) else {}
+    text = meta.get(METADATA_KEY)
+    if text is None:
+        raise BundleError(f"{path}: carries no rtdetr-edge model contract (metadata key {METADATA_KEY!r}); "
+                          "export it with rtdetr-build or load the bundle directory")
+    return ModelContract.from_json(text, str(path))
+
+
+class Detector:
+    """Detect objects with an exported RT-DETR.
+
+    Args:
+        model: bundle directory, ``.onnx`` (exported by rtdetr-edge) or ``.engine`` file.
+        conf: default score threshold (0.3).
+        classes: default class-id filter (None = all).
+        max_det: default max detections per image (300).
+        clip: clip boxes to the image (default False: boxes as the model predicts them).
+        backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``.
+        precision: ``"auto"`` (the bundle's default), ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        max_batch: largest batch sent to the backend (default: the model's limit, else 8).
+        **backend_options: passed to the backend (e.g. ``providers=[...]``, ``threads=2``).
+    """
+
+    def __init__(self, model: str | os.PathLike[str], conf: float = 0.3, classes: Sequence[int] | None = None,
+                 max_det: int = 300, clip: bool = False, backend: str = "auto", precision: str = "auto",
+                 max_batch: int | None = None, **backend_options: Any) -> None:
+        self.backend, self.contract, self.bundle = _resolve(model, backend, precision, dict(backend_options))
+        self.model_path = Path(model)
+        self.options = PostprocessOptions(conf=conf, classes=tuple(classes) if classes is not None else None,
+                                          max_det=max_det, clip=clip)
+        self.preprocessor = Preprocessor(self.contract.preprocessing)
+        lo, hi = self.backend.batch_range
+        self.min_batch = lo
+        self.max_batch = max_batch or (hi if hi else 8)
+        if hi and self.max_batch > hi:
+            raise InputError(f"max_batch {self.max_batch} exceeds the model's limit {hi}")
+        self.last_times = StageTimes()
+        self._lock = threading.Lock()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.contract.class_names
+
+    def describe(self) -> dict[str, Any]:
+        info = self.backend.describe()
+        info.update({"model": str(self.model_path), "input": [self.contract.preprocessing.height,
+                                                               self.contract.preprocessing.width],
+                     "batch_range": [self.min_batch, self.max_batch], "outputs": self.contract.output_kind})
+        return info
+
+    def __call__(self, images: Any, rgb: bool = False, conf: float | None = None,
+                 classes: Sequence[int] | None = None, max_det: int | None = None) -> Any:
+        """Detect on one image (returns :class:`Detections`) or a list (returns a list).
+
+        Args:
+            images: a path, an HxWx3 BGR uint8 array (``rgb=True`` for RGB), HxW grayscale,
+                HxWx4, a PIL image, or a list of those (a 4-D array is a list of images).
+            conf, classes, max_det: override the Detector's defaults for this call.
+        """
+        single = not isinstance(images, (list, tuple)) and not (isinstance(images, np.ndarray) and images.ndim == 4)
+        batch = [images] if single else list(images)
+        if not batch:
+            return []
+        opts = PostprocessOptions(
+            conf=self.options.conf if conf is None else conf,
+            classes=self.options.classes if classes is None else tuple(classes),
+            max_det=self.options.max_det if max_det is None else max_det, clip=self.options.clip)
+        results = self.detect_batch([self._load(img, rgb, i) for i, img in enumerate(batch)], opts)
+        return results[0] if single else results
+
+    def _load(self, source: Any, rgb: bool, index: int) -> np.ndarray:
+        name = str(source) if isinstance(source, (str, os.PathLike)) else f"image[{index}]"
+        if isinstance(source, (str, os.PathLike)):
+            return image_io.read_image(source)
+        return image_io.as_bgr(source, rgb=rgb, name=name)
+
+    def detect_batch(self, bgr_images: list[np.ndarray], opts: PostprocessOptions | None = None) -> list[Detections]:
+        """Detect on validated BGR uint8 images, split into backend-sized batches."""
+        opts = opts or self.options
+        out: list[Detections] = []
+        times = StageTimes(images=len(bgr_images))
+        with self._lock:
+            for start in range(0, len(bgr_images), self.max_batch):
+                out += self._run_chunk(bgr_images[start:start + self.max_batch], opts, times)
+        self.last_times = times
+        return out
+
+    def _run_chunk(self, chunk: list[np.ndarray], opts: PostprocessOptions, times: StageTimes) -> list[Detections]:
+        n = len(chunk)
+        run_n = max(n, self.min_batch)  # static-batch engines: pad with copies of the last image
+        t0 = time.perf_counter()
+        buf = self.backend.input_buffer(run_n)
+        sizes = self.preprocessor(chunk, out=buf)
+        for i in range(n, run_n):
+            buf[i] = buf[n - 1]
+        t1 = time.perf_counter()
+        outputs = self.backend.infer(run_n)
+        t2 = time.perf_counter()
+        c = self.contract
+        if c.output_kind == OUTPUT_RAW:
+            dets = from_raw(outputs[c.output_names[0]], outputs[c.output_names[1]], sizes, c.top_k, opts, c.class_names)
+        else:
+            dets = from_topk(outputs[c.output_names[0]], outputs[c.output_names[1]], outputs[c.output_names[2]],
+                             sizes, opts, c.class_names)
+        t3 = time.perf_counter()
+        times.preprocess += (t1 - t0) * 1e3
+        times.infer += (t2 - t1) * 1e3
+        times.postprocess += (t3 - t2) * 1e3
+        return dets
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Detector({str(self.model_path)!r}, backend={self.backend.name}, classes={len(self.class_names)})"

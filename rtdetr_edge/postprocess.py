@@ -1,0 +1,89 @@
+"""Graph outputs -> :class:`Detections` per image.
+
+* In-graph top-k (``scores``/``labels``/``boxes``, boxes normalised xyxy): threshold, keep the
+  top ``max_det``, scale to each image's size, optional clip. K is small (300) and already sorted
+  by the graph, so this is a few vector ops.
+* Raw outputs (``logits``/``pred_boxes`` cxcywh): sigmoid + top-k over queries x classes as the
+  official RT-DETR postprocessor does, with ``argpartition`` (no full sort) on the logits (sigmoid
+  is monotonic, so it is applied to the K survivors only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .detections import Detections
+
+
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """Filtering applied to every image.
+
+    Attributes:
+        conf: keep detections with score >= conf (default 0.3).
+        classes: keep only these class ids (None = all).
+        max_det: keep at most this many per image, best first (default 300).
+        clip: clip boxes to the image (the model's boxes may reach slightly outside).
+    """
+
+    conf: float = 0.3
+    classes: tuple[int, ...] | None = None
+    max_det: int = 300
+    clip: bool = False
+
+
+def _finish(scores: np.ndarray, labels: np.ndarray, boxes_norm_xyxy: np.ndarray, size: tuple[int, int],
+            opts: PostprocessOptions, class_names: tuple[str, ...]) -> Detections:
+    keep = scores >= opts.conf
+    if opts.classes is not None:
+        keep &= np.isin(labels, opts.classes)
+    idx = np.flatnonzero(keep)
+    if idx.size > 1:
+        # the graph's top-k is sorted, but keep the contract for raw/other producers too
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+    idx = idx[: opts.max_det]
+    w, h = size
+    xyxy = boxes_norm_xyxy[idx] * np.array([w, h, w, h], np.float32)
+    if opts.clip:
+        np.clip(xyxy, 0, [w, h, w, h], out=xyxy)
+    return Detections(xyxy, scores[idx], labels[idx], class_names, (w, h))
+
+
+def from_topk(scores: np.ndarray, labels: np.ndarray, boxes: np.ndarray, sizes: Sequence[tuple[int, int]],
+              opts: PostprocessOptions, class_names: tuple[str, ...] = ()) -> list[Detections]:
+    """Detections from in-graph top-k outputs ``[N,K]``, ``[N,K]``, ``[N,K,4]`` (normalised xyxy)."""
+    return [_finish(scores[i], labels[i].astype(np.int32, copy=False), boxes[i], sizes[i], opts, class_names)
+            for i in range(len(sizes))]
+
+
+def cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    half = b[..., 2:] * 0.5
+    return np.concatenate([b[..., :2] - half, b[..., :2] + half], axis=-1)
+
+
+def topk_raw(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sigmoid top-k over queries x classes of one image's ``[Q,C]`` logits.
+
+    Returns (scores [k], labels [k], query indices [k]), sorted by score descending.
+    """
+    flat = logits.reshape(-1)
+    k = min(top_k, flat.size)
+    part = np.argpartition(flat, flat.size - k)[flat.size - k:] if k < flat.size else np.arange(flat.size)
+    order = part[np.argsort(-flat[part], kind="stable")]
+    scores = 1.0 / (1.0 + np.exp(-flat[order].astype(np.float32)))
+    num_classes = logits.shape[-1]
+    return scores.astype(np.float32), (order % num_classes).astype(np.int32), order // num_classes
+
+
+def from_raw(logits: np.ndarray, pred_boxes: np.ndarray, sizes: Sequence[tuple[int, int]], top_k: int,
+             opts: PostprocessOptions, class_names: tuple[str, ...] = ()) -> list[Detections]:
+    """Detections from raw ``logits`` [N,Q,C] and ``pred_boxes`` [N,Q,4] (normalised cxcywh)."""
+    out = []
+    for i in range(len(sizes)):
+        scores, labels, queries = topk_raw(logits[i], top_k)
+        boxes = cxcywh_to_xyxy(pred_boxes[i][queries].astype(np.float32))
+        out.append(_finish(scores, labels, boxes, sizes[i], opts, class_names))
+    return out

@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny models, bundles and datasets made by the tests themselves.
+
+Nothing here needs the network or a GPU. Tests marked ``network`` skip when the Hugging Face hub
+or the COCO image server cannot be reached; tests marked ``gpu`` skip without a CUDA device.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_MODEL = REPO / "models" / "rtdetr-shapes"
+
+
+def _reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cuda_device() -> bool:
+    try:
+        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    err, count = cudart.cudaGetDeviceCount()
+    return int(err) == 0 and count > 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    network = gpu = None
+    for item in items:
+        if "network" in item.keywords:
+            if network is None:
+                network = _reachable("huggingface.co")
+            if not network:
+                item.add_marker(pytest.mark.skip(reason="needs internet (huggingface.co unreachable)"))
+        if "gpu" in item.keywords:
+            if gpu is None:
+                gpu = _cuda_device()
+            if not gpu:
+                item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (none found)"))
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run an installed console script's module the way a user would (python -m for portability)."""
+    module = {"rtdetr-build": "rtdetr_edge.cli.build", "rtdetr-detect": "rtdetr_edge.cli.detect",
+              "rtdetr-bench": "rtdetr_edge.cli.bench", "rtdetr-eval": "rtdetr_edge.cli.eval",
+              "rtdetr-check": "rtdetr_edge.cli.check", "rtdetr-data": "rtdetr_edge.cli.data"}[args[0]]
+    full_env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args[1:]], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=str(REPO))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rtdetr_edge.export import testing
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    testing.save_model_folder(testing.random_model(testing.tiny_config(), seed=0), folder, image_size=(64, 64))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rtdetr_edge.build import BuildOptions, build
+
+    return build(tiny_model_dir, tmp_path_factory.mktemp("b") / "tiny", BuildOptions(top_k=50))
+
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A handful of generated images in COCO format (seed 99, never used for training)."""
+    from rtdetr_edge.data import synth
+
+    return synth.generate(tmp_path_factory.mktemp("shapes"), 12, seed=99)
+
+
+@pytest.fixture(scope="session")
+def reference_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped reference model exported to an fp32 bundle."""
+    if not (REFERENCE_MODEL / "config.json").is_file():
+        pytest.skip("models/rtdetr-shapes is not present")
+    from rtdetr_edge.build import BuildOptions, build
+
+    return build(REFERENCE_MODEL, tmp_path_factory.mktemp("ref") / "shapes", BuildOptions())
+
+
+@pytest.fixture()
+def scene() -> np.ndarray:
+    from rtdetr_edge.data.synth import render_scene
+
+    return render_scene(np.random.default_rng(5), 640, 480)[0]
