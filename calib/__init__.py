@@ -1,0 +1,139 @@
+"""INT8 calibration on the host, torch-free (installed as ``rtdetr_edge.calib``).
+
+    source (COCO split, COCO json, folder) -> stratified subset + manifest
+      -> batches through the runtime's preprocessing (cached on disk)
+      -> ONNX Runtime activations -> streaming |x| histograms -> TensorRT entropy thresholds
+      -> CalibrationRanges -> TensorRT caches (any 8.x-10.x version), Q/DQ ONNX
+
+Modules: :mod:`.subset`, :mod:`.coco`, :mod:`.stream`, :mod:`.collect`, :mod:`.entropy`,
+:mod:`.ranges`, :mod:`.trt_cache`, :mod:`.qdq`, :mod:`.fp16`, :mod:`.sensitivity`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtdetr_edge.contract import ModelContract
+from rtdetr_edge.errors import CalibrationError
+
+from .ranges import CalibrationRanges
+from .subset import DEFAULT_CALIB_SIZE, CalibrationSource, Subset, resolve_source, select_subset
+
+log = logging.getLogger("rtdetr_edge")
+
+__all__ = ["CalibrationOptions", "CalibrationResult", "calibrate", "CalibrationRanges", "DEFAULT_CALIB_SIZE"]
+
+MIN_USABLE_FRACTION = 0.5  # fail when fewer than half of the chosen images could be read
+
+
+@dataclass
+class CalibrationOptions:
+    """How to calibrate.
+
+    Attributes:
+        calib: ``coco_val``, ``coco_train``, a COCO json, or a folder of images.
+        size: images in the subset (default 256).
+        seed: subset seed (default 0).
+        batch_size: images per batch (default 8).
+        coco_root: COCO 2017 root (default ``$RTDETR_COCO_ROOT`` or the user cache).
+        images_dir: image folder of a COCO json (default next to it).
+        algorithm: ``entropy2`` (TensorRT's) or ``max``.
+        cache_dir: preprocessed-batch cache (None: no cache).
+        allow_download: fetch COCO files when missing.
+        holdout: held-out images (disjoint from the subset) kept for accuracy checks.
+    """
+
+    calib: str
+    size: int = DEFAULT_CALIB_SIZE
+    seed: int = 0
+    batch_size: int = 8
+    coco_root: str | None = None
+    images_dir: str | None = None
+    algorithm: str = "entropy2"
+    cache_dir: str | None = None
+    allow_download: bool = True
+    holdout: int = 200
+
+
+@dataclass
+class CalibrationResult:
+    ranges: CalibrationRanges
+    subset: Subset
+    source: CalibrationSource
+    holdout_ids: list[int] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _usable_subset(source: CalibrationSource, opts: CalibrationOptions) -> Subset:
+    """Select the subset, fetching COCO images or skipping missing files, reselecting as needed."""
+    exclude: set[int] = set()
+    if source.coco_split is None:
+        missing = {i for i, p in source.images if not p.is_file()}
+        if missing:
+            log.warning("--calib %s: %d of %d listed images are missing; skipped", source.spec, len(missing),
+                        len(source.images))
+        exclude = missing
+        return select_subset(source, opts.size, opts.seed, exclude)
+    from .coco import ensure_images
+
+    assert source.dataset is not None
+    for _ in range(3):
+        subset = select_subset(source, opts.size, opts.seed, exclude)
+        failed = ensure_images(source.dataset, subset.ids, source.coco_split, opts.allow_download)
+        if not failed:
+            return subset
+        exclude |= set(failed)
+    raise CalibrationError(f"--calib {source.spec}: {len(exclude)} images could not be fetched; check the connection")
+
+
+def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: CalibrationOptions,
+              progress: bool = True) -> CalibrationResult:
+    """Calibrate the fp32 ONNX on a subset of ``opts.calib``; see the module docstring."""
+    from tqdm import tqdm
+
+    from rtdetr_edge.bundle import sha256_file
+
+    from .collect import ActivationCollector
+    from .stream import CalibrationBatches
+
+    t0 = time.perf_counter()
+    source = resolve_source(opts.calib, opts.coco_root, opts.images_dir, opts.allow_download)
+    subset = _usable_subset(source, opts)
+    manifest = subset.manifest()
+    log.info("calibration subset: %d images from %s (seed %d), coverage %s", len(subset.images), source.spec,
+             opts.seed, subset.coverage)
+    batches = CalibrationBatches([p for _, p in subset.images], contract, opts.batch_size, opts.cache_dir,
+                                 manifest["sha256"])
+    t1 = time.perf_counter()
+    collector = ActivationCollector(fp32_onnx)
+    with tqdm(total=len(subset.images), desc="calibrating", unit="img", disable=not progress, file=sys.stderr) as bar:
+        collector.collect(batches, bar.update)
+    if batches.used < max(1, int(MIN_USABLE_FRACTION * len(subset.images))):
+        raise CalibrationError(f"--calib {source.spec}: only {batches.used} of {len(subset.images)} chosen images "
+                               f"could be read ({batches.skipped[:2]}); too few to calibrate")
+    t2 = time.perf_counter()
+    amax = collector.ranges(opts.algorithm)
+    t3 = time.perf_counter()
+    chosen = set(subset.ids)
+    holdout = [i for i, p in source.images if i not in chosen and p.is_file()] if source.dataset is not None else []
+    seconds = {"select": round(t1 - t0, 3), "collect": round(t2 - t1, 3), "thresholds": round(t3 - t2, 3),
+               "inference": round(collector.seconds["inference"], 3),
+               "histograms": round(collector.seconds["histograms"], 3), "cached_batches": float(batches.cached)}
+    ranges = CalibrationRanges(
+        ranges=amax, algorithm=opts.algorithm, images=batches.used, model_sha256=sha256_file(fp32_onnx),
+        manifest_sha256=manifest["sha256"], extra={"seconds": seconds, "batch_size": opts.batch_size,
+                                                   "skipped": batches.skipped})
+    log.info("calibrated %d tensors on %d images in %.1f s (%s)", len(amax), batches.used, t3 - t0, seconds)
+    return CalibrationResult(ranges, subset, source, holdout[: opts.holdout], seconds, batches.skipped)
+
+
+def manifest_with_skips(result: CalibrationResult) -> dict[str, Any]:
+    m = result.subset.manifest()
+    m["skipped"] = result.skipped
+    return m

@@ -24,6 +24,7 @@ from rtdetr_edge.errors import ExportError
 log = logging.getLogger("rtdetr_edge")
 
 TOPK_OUTPUTS = ("scores", "labels", "boxes")
+SKIPPED_ONNXSIM_PASSES = ["fuse_matmul_add_bias_into_gemm", "fuse_matmul_add_bias_into_gemm_batched"]
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:
@@ -58,11 +59,16 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
     TensorRT builds faster and fuses better without the Shape/Gather/Concat chains that tracing
     leaves around reshapes and the anchor and position-embedding constants.
+
+    The MatMul+Add -> Gemm fusions are skipped: on 3-D activations they wrap each linear layer in
+    Reshape/Gemm/Reshape named ``Gemm_N``, which TensorRT does not need (it fuses MatMul+Add
+    itself) and which loses the module-path node names that INT8 layer groups, precision
+    constraints and layer-wise accuracy reports refer to.
     """
     onnxsim = require("onnxsim", "simplifying the ONNX graph")
     try:
         with _native_output_to_log():
-            simplified, ok = onnxsim.simplify(model)
+            simplified, ok = onnxsim.simplify(model, skipped_optimizers=SKIPPED_ONNXSIM_PASSES)
     except Exception as exc:  # onnxsim raises plain RuntimeError/ValueError from C++
         raise ExportError(f"onnxsim failed: {type(exc).__name__}: {exc}") from exc
     if not ok:

@@ -60,3 +60,13 @@ def available(module: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def tensorrt_available() -> bool:
+    """True if a real TensorRT runtime imports (``tensorrt-stubs`` alone installs a ``tensorrt``
+    package of type stubs, which must not count)."""
+    try:
+        module = importlib.import_module("tensorrt")
+    except ImportError:
+        return False
+    return hasattr(module, "Builder") and hasattr(module, "__version__")

@@ -118,15 +118,33 @@ class Bundle:
         return f"Bundle({str(self.path)!r}, precisions={self.precisions})"
 
 
+def finalize_bundle(directory: Path, metadata: dict[str, Any], report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Complete a bundle being assembled in ``directory``: artifact hashes, metadata, report.
+
+    ``metadata`` needs ``contract`` and ``artifacts`` (precision -> {"file": ...});
+    ``format``, ``format_version``, ``created`` and each artifact's sha256 and size are filled in.
+    """
+    meta = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "created": now_iso(), **metadata}
+    for art in meta.get("artifacts", {}).values():
+        f = directory / art["file"]
+        if not f.is_file():
+            raise BundleError(f"internal: artifact {art['file']} was not written")
+        art["sha256"] = sha256_file(f)
+        art["bytes"] = f.stat().st_size
+    atomic.write_json(directory / METADATA, meta)
+    if report is not None:
+        atomic.write_json(directory / REPORT, report)
+    return meta
+
+
 def write_bundle(out: str | os.PathLike[str], metadata: dict[str, Any],
                  files: dict[str, bytes | Callable[[Path], None]], report: dict[str, Any] | None = None,
                  overwrite: bool = False) -> Path:
-    """Write a bundle atomically.
+    """Write a bundle atomically from in-memory files.
 
     Args:
         out: final directory.
-        metadata: ``contract``, ``artifacts`` (precision -> {"file": ...}), ``source``, ...;
-            ``format``, ``format_version``, ``created`` and artifact hashes are filled in here.
+        metadata: see :func:`finalize_bundle`.
         files: relative path -> bytes, or a writer called with the absolute target path.
         report: written as ``report.json``.
         overwrite: replace an existing bundle (``--force``).
@@ -139,16 +157,7 @@ def write_bundle(out: str | os.PathLike[str], metadata: dict[str, Any],
                 target.write_bytes(content)
             else:
                 content(target)
-        meta = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "created": now_iso(), **metadata}
-        for art in meta.get("artifacts", {}).values():
-            f = tmp / art["file"]
-            if not f.is_file():
-                raise BundleError(f"internal: artifact {art['file']} was not written")
-            art["sha256"] = sha256_file(f)
-            art["bytes"] = f.stat().st_size
-        atomic.write_json(tmp / METADATA, meta)
-        if report is not None:
-            atomic.write_json(tmp / REPORT, report)
+        finalize_bundle(tmp, metadata, report)
     return Path(out)
 
 

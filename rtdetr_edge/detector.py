@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import images as image_io
-from ._optional import available
+from ._optional import tensorrt_available
 from .backends import Backend, backend_for, open_backend
 from .bundle import METADATA, Bundle
 from .contract import METADATA_KEY, OUTPUT_RAW, ModelContract
@@ -53,10 +53,6 @@ class StageTimes:
         return self.preprocess + self.infer + self.postprocess
 
 
-def _tensorrt_usable() -> bool:
-    return available("tensorrt")
-
-
 def _resolve(model: str | os.PathLike[str], backend: str, precision: str,
              backend_options: dict[str, Any]) -> tuple[Backend, ModelContract, Bundle | None]:
     path = Path(model)
@@ -69,7 +65,7 @@ def _resolve(model: str | os.PathLike[str], backend: str, precision: str,
         if precision == "auto":
             precision = str(bundle.metadata.get("default_precision", "fp32"))
         if backend == "auto":
-            backend = "tensorrt" if _tensorrt_usable() else "onnxruntime"
+            backend = "tensorrt" if tensorrt_available() else "onnxruntime"
         if backend == "tensorrt":
             from .engine.cache import engine_for_bundle
 

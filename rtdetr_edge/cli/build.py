@@ -12,8 +12,14 @@ log = logging.getLogger("rtdetr_edge")
 
 EXAMPLES = """\
 examples:
-  # host: export the official weights to a verified fp32 bundle
-  rtdetr-build --model PekingU/rtdetr_r18vd --precision fp32 --out build/r18
+  # host: export the official weights, calibrate INT8 on COCO val2017 (fetched if missing)
+  rtdetr-build --model PekingU/rtdetr_r18vd --precision int8 --calib coco_val --out build/r18
+  # the shipped reference model, INT8 calibrated on a generated COCO-format set, offline
+  rtdetr-build --model models/rtdetr-shapes --precision int8 --calib data/calib/annotations.json --out build/shapes
+  # every precision, with measured mixed precision (keep layer groups in float until 99% of fp32 AP)
+  rtdetr-build --model PekingU/rtdetr_r18vd --precision best --calib coco_val --int8-sensitivity --out build/r18
+  # device: build the TensorRT engine from a copied bundle (no torch, no images needed)
+  rtdetr-build --model build/r18 --precision int8 --out build/r18
   # a local save_pretrained folder, raw outputs instead of in-graph top-k, opset 16 for JetPack 5
   rtdetr-build --model models/rtdetr-shapes --raw-outputs --opset 16 --out build/shapes-raw
   # replace an existing bundle
@@ -36,6 +42,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-4, help="verification tolerance (default 1e-4)")
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    c = p.add_argument_group("INT8 calibration (host, ONNX Runtime; torch not needed)")
+    c.add_argument("--calib", default=None,
+                   help="coco_val, coco_train, a COCO-format json, or a folder of images")
+    c.add_argument("--calib-size", type=int, default=256, help="calibration images (default 256)")
+    c.add_argument("--seed", type=int, default=0, help="calibration subset seed (default 0)")
+    c.add_argument("--calib-batch", type=int, default=8, help="images per calibration batch (default 8)")
+    c.add_argument("--calib-images", default=None, help="image folder of a --calib json (default: next to it)")
+    c.add_argument("--coco-root", default=None,
+                   help="COCO 2017 root (default $RTDETR_COCO_ROOT or ~/.cache/rtdetr-edge/coco)")
+    c.add_argument("--no-download", action="store_true", help="fail instead of fetching missing COCO files")
+    c.add_argument("--calib-cache-dir", default=None, help="preprocessed-batch cache (default ~/.cache/rtdetr-edge)")
+    c.add_argument("--no-calib-cache", action="store_true", help="do not cache preprocessed calibration batches")
+    c.add_argument("--calib-algorithm", default="entropy2", choices=["entropy2", "max"],
+                   help="threshold search: TensorRT's entropy (default) or absolute max")
+    c.add_argument("--int8-keep", nargs="*", default=[], metavar="NAME",
+                   help="node-name components to keep out of INT8 (added to the defaults)")
+    c.add_argument("--int8-sensitivity", action="store_true",
+                   help="measure layer groups and keep the worst in float until --int8-target is met")
+    c.add_argument("--int8-target", type=float, default=0.99, help="INT8 AP / fp32 AP to reach (default 0.99)")
+    c.add_argument("--trt-cache-version", action="append", default=None, metavar="X.Y.Z",
+                   help="write a native TensorRT calibration cache for this version (repeatable; default 10.3.0)")
+    c.add_argument("--check-images", type=int, default=100,
+                   help="held-out images for the accuracy check at the end (default 100; 0 skips)")
     add_verbosity(p)
     return p
 
@@ -45,8 +74,15 @@ def _main(argv: Sequence[str] | None) -> int:
     setup_logging(args)
     from ..build import BuildOptions, build
 
-    opts = BuildOptions(precision=args.precision, top_k=args.top_k, raw_outputs=args.raw_outputs, opset=args.opset,
-                        verify=not args.no_verify, tolerance=args.tolerance, revision=args.revision, force=args.force)
+    opts = BuildOptions(
+        precision=args.precision, top_k=args.top_k, raw_outputs=args.raw_outputs, opset=args.opset,
+        verify=not args.no_verify, tolerance=args.tolerance, revision=args.revision, force=args.force,
+        calib=args.calib, calib_size=args.calib_size, calib_seed=args.seed, calib_batch=args.calib_batch,
+        calib_images=args.calib_images, coco_root=args.coco_root, allow_download=not args.no_download,
+        calib_cache_dir=args.calib_cache_dir, no_calib_cache=args.no_calib_cache,
+        calib_algorithm=args.calib_algorithm, int8_keep=tuple(args.int8_keep),
+        int8_sensitivity=args.int8_sensitivity, int8_target=args.int8_target,
+        trt_cache_versions=tuple(args.trt_cache_version or ("10.3.0",)), check_images=args.check_images)
     stages = iter(range(1, 100))
     out = build(args.model, args.out, opts, step=lambda name: log.info("[%d] %s ...", next(stages), name))
     print(out)

@@ -1,0 +1,16 @@
+"""TensorRT engines: options, build plan, builder, sidecar metadata and the per-bundle cache.
+
+Nothing here imports TensorRT (or onnx) at import time: :mod:`rtdetr_edge.engine.trt_api` is the
+one module that calls TensorRT, and it imports it on first use. Public entry points::
+
+    from rtdetr_edge.engine import EngineOptions, build_engine, engine_for_bundle
+"""
+
+from __future__ import annotations
+
+from .cache import build_engine, engine_for_bundle
+from .metadata import BatchProfile, EngineMetadata
+from .options import EngineOptions, add_engine_arguments
+
+__all__ = ["BatchProfile", "EngineMetadata", "EngineOptions", "add_engine_arguments", "build_engine",
+           "engine_for_bundle"]

@@ -1,0 +1,257 @@
+"""TensorRT backend: runs a serialized engine through TensorRT's tensor-name API.
+
+Buffers come from :mod:`rtdetr_edge.cuda.buffers`: on an integrated GPU that can map host memory
+(Jetson) inputs and outputs live in mapped page-locked memory, so the Detector's preprocessing
+writes straight into what the GPU reads (``input_buffer`` returns that memory, no copies); on a
+discrete GPU they are page-locked host buffers copied to and from device buffers on one stream.
+
+Threads: a backend owns one execution context, one stream and one set of buffers, so calls must
+not overlap; the Detector serialises them with its lock. For parallel inference give each thread
+its own backend: :meth:`TensorRTBackend.clone` shares the deserialized engine (thread-safe) and
+creates a new context, stream and buffers. A call from a new thread makes the backend's device
+current for that thread first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..contract import METADATA_KEY
+from ..cuda import buffers
+from ..engine import trt_api
+from ..engine.metadata import (
+    EngineMetadata,
+    check_compatible,
+    check_engine_file,
+    load_sidecar,
+    resolve_shape,
+    volume,
+)
+from ..errors import EngineError, InputError
+from .base import Backend, TensorSpec
+
+log = logging.getLogger("rtdetr_edge")
+
+
+class TensorRTBackend(Backend):
+    """Runs a TensorRT ``.engine`` built by rtdetr-edge (or any engine, without a contract).
+
+    Args:
+        path: the engine file; its sidecar ``<name>.json`` (written by rtdetr-edge) carries the
+            TensorRT version, GPU and model contract and is checked before loading.
+        device: CUDA device index (0).
+        cuda_graph: capture inference in a CUDA graph per batch size and replay it (static
+            shapes per graph; saves launch overhead, most on small batches).
+        memory: ``"auto"`` (mapped on integrated GPUs, pinned otherwise), ``"mapped"`` or
+            ``"pinned"``.
+        verify_hash: check the engine's sha256 against its sidecar (size is always checked).
+
+    Raises:
+        MissingDependencyError: TensorRT or CUDA Python is not installed (with the route).
+        EngineError: truncated file, engine for another TensorRT version or GPU, load failure.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike[str], device: int = 0, cuda_graph: bool = False, memory: str = "auto",
+                 verify_hash: bool = False, _engine: trt_api.Engine | None = None) -> None:
+        trt_api.load_tensorrt("running TensorRT engines")
+        self.path = Path(path)
+        self.device = int(device)
+        self.cuda_graph = bool(cuda_graph)
+        self.meta: EngineMetadata | None = load_sidecar(self.path)
+        check_engine_file(self.path, self.meta, verify_hash)
+        self.trt_version = trt_api.tensorrt_version()
+        if self.meta is not None:  # the TensorRT version first: checking it needs no GPU
+            check_compatible(self.meta, self.trt_version, self.meta.gpu_name, self.meta.compute_capability, self.path)
+        props = buffers.device_properties(self.device)
+        self.gpu = props
+        if self.meta is not None:
+            check_compatible(self.meta, self.trt_version, props.name, props.compute_capability, self.path)
+        else:
+            log.warning("%s has no sidecar (%s): TensorRT version and GPU cannot be checked and it carries no model "
+                        "contract", self.path, self.path.with_suffix(".json").name)
+        self.memory = buffers.choose_memory_kind(props.integrated, props.can_map_host_memory, memory)
+        buffers.set_device(self.device)
+        self._owns_engine = _engine is None
+        self._engine = _engine or trt_api.Engine(self.path.read_bytes(), str(self.path),
+                                                 self.meta.dla_core if self.meta else None)
+        self._ctx = self._engine.create_context()
+        self._stream = buffers.Stream()
+        self._start, self._end = buffers.Event(), buffers.Event()
+        self._io = list(self._engine.io)
+        self._inputs = [t for t in self._io if t.is_input]
+        self._outputs = [t for t in self._io if not t.is_input]
+        if not self._inputs:
+            raise EngineError(f"{self.path}: the engine has no inputs")
+        self._buffers: dict[str, buffers.HostDeviceBuffer] = {}
+        self._capacity = 0
+        self._shape_batch = 0
+        self._graphs: dict[int, buffers.CudaGraph] = {}
+        self._thread = threading.get_ident()
+        self._closed = False
+        self.last_gpu_ms: float | None = None
+        log.debug("tensorrt %s on %s (%s memory)", self.path.name, props.name, self.memory)
+
+    # --- Backend interface ------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec(t.name, t.shape, t.dtype) for t in self._inputs]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec(t.name, t.shape, t.dtype) for t in self._outputs]
+
+    @property
+    def batch_range(self) -> tuple[int, int]:
+        return self._engine.batch_range()
+
+    def input_buffer(self, batch: int) -> np.ndarray:
+        """The ``[batch,3,H,W]`` float32 host view the engine reads (mapped memory: zero copies)."""
+        spec = self._inputs[0]
+        if spec.dtype != np.float32:
+            raise EngineError(f"{self.path}: input {spec.name} is {spec.dtype}; the Detector feeds float32 (export "
+                              "float16 graphs with float32 inputs)")
+        self._reserve(batch)
+        return self._buffers[spec.name].host[:batch]
+
+    def infer(self, batch: int) -> dict[str, np.ndarray]:
+        if len(self._inputs) != 1:
+            raise EngineError(f"{self.path}: infer() needs a single-input engine; use run() with all inputs")
+        if self._capacity < batch or batch < 1:
+            raise InputError(f"infer({batch}): call input_buffer({batch}) and fill it first")
+        return self._execute(batch)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [t.name for t in self._inputs if t.name not in feeds]
+        if missing:
+            raise InputError(f"run(): missing inputs {missing}; the engine takes {[t.name for t in self._inputs]}")
+        batch = int(feeds[self._inputs[0].name].shape[0])
+        self._reserve(batch)
+        for t in self._inputs:
+            arr = np.asarray(feeds[t.name])
+            want = resolve_shape(t.shape, batch, t.name)
+            if arr.shape != want:
+                raise InputError(f"run(): input {t.name} has shape {arr.shape}, expected {want}")
+            np.copyto(self._buffers[t.name].host[:batch], arr, casting="same_kind")
+        return self._execute(batch)
+
+    def metadata(self) -> dict[str, str]:
+        """The sidecar's contract under ``rtdetr_edge.contract`` (empty without a sidecar)."""
+        if self.meta is None or self.meta.contract_json is None:
+            return {}
+        return {METADATA_KEY: self.meta.contract_json}
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "backend": self.name, "file": str(self.path), "tensorrt": self.trt_version, "gpu": self.gpu.name,
+            "compute_capability": self.gpu.compute_capability, "memory": self.memory,
+            "zero_copy": self.memory == "mapped", "cuda_graph": self.cuda_graph, "cuda_graphs_captured": len(self._graphs),
+            "cuda": buffers.driver().name, "batch_range": list(self.batch_range)}
+        if self.meta is not None:
+            info.update(precision=self.meta.precision, int8_mode=self.meta.int8_mode,
+                        batch_profile=list(self.meta.batch.as_tuple()), dla_core=self.meta.dla_core)
+        return info
+
+    def clone(self) -> TensorRTBackend:
+        """A backend for another thread: same engine, its own context, stream and buffers."""
+        return TensorRTBackend(self.path, self.device, self.cuda_graph, self.memory, _engine=self._engine)
+
+    def close(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._release()
+        for ev in (self._start, self._end):
+            ev.close()
+        self._stream.close()
+        self._ctx.close()
+        if self._owns_engine:
+            self._engine.close()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _reserve(self, batch: int) -> None:
+        """Buffers for at least ``batch`` images, bound to the context; grows (and drops graphs)."""
+        if self._closed:
+            raise EngineError(f"{self.path}: backend is closed")
+        lo, hi = self.batch_range
+        if batch < lo or (hi and batch > hi):
+            raise InputError(f"batch {batch} is outside the engine's batch range {lo}..{hi}; rebuild the engine with "
+                             f"--batch covering it")
+        if batch <= self._capacity:
+            return
+        self._bind_thread()
+        self._release()
+        for t in self._io:
+            shape = resolve_shape(t.shape, batch, t.name)
+            buf = buffers.HostDeviceBuffer(shape, t.dtype, self.memory)
+            self._buffers[t.name] = buf
+            self._ctx.set_tensor_address(t.name, buf.device_ptr)
+        self._capacity = batch
+        self._shape_batch = 0
+
+    def _release(self) -> None:
+        for g in self._graphs.values():
+            g.close()
+        self._graphs.clear()
+        for buf in self._buffers.values():
+            buf.close()
+        self._buffers.clear()
+        self._capacity = 0
+
+    def _bind_thread(self) -> None:
+        ident = threading.get_ident()
+        if ident != self._thread:
+            buffers.set_device(self.device)  # each thread starts on device 0
+            self._thread = ident
+
+    def _execute(self, batch: int) -> dict[str, np.ndarray]:
+        self._bind_thread()
+        if self._shape_batch != batch:
+            for t in self._inputs:
+                self._ctx.set_input_shape(t.name, resolve_shape(t.shape, batch, t.name))
+            self._shape_batch = batch
+        for t in self._inputs:
+            self._buffers[t.name].to_device(self._stream, batch * volume(t.shape[1:]) * t.dtype.itemsize)
+        self._start.record(self._stream)
+        if self.cuda_graph:
+            graph = self._graphs.get(batch) or self._capture(batch)
+            graph.launch(self._stream)
+        else:
+            self._ctx.execute_async(self._stream.handle)
+        self._end.record(self._stream)
+        shapes = {t.name: self._ctx.tensor_shape(t.name) for t in self._outputs}
+        for t in self._outputs:
+            self._buffers[t.name].to_host(self._stream, volume(shapes[t.name]) * t.dtype.itemsize)
+        self._stream.synchronize()
+        self.last_gpu_ms = buffers.Event.elapsed_ms(self._start, self._end)
+        # copies: outputs are small (K x 6 numbers per image) and must outlive buffer reuse/close
+        return {t.name: self._buffers[t.name].host.reshape(-1)[:volume(shapes[t.name])].reshape(shapes[t.name]).copy()
+                for t in self._outputs}
+
+    def _capture(self, batch: int) -> buffers.CudaGraph:
+        # TensorRT wants one ordinary enqueue after a shape change before capture, so that its
+        # deferred shape-dependent work is not recorded into the graph
+        self._ctx.execute_async(self._stream.handle)
+        self._stream.synchronize()
+        graph = buffers.CudaGraph(self._stream, lambda: self._ctx.execute_async(self._stream.handle))
+        self._graphs[batch] = graph
+        log.debug("captured a CUDA graph for batch %d", batch)
+        return graph
+
+    def __del__(self) -> None:
+        if sys.is_finalizing():
+            return  # CUDA may already be torn down; the process is ending anyway
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass

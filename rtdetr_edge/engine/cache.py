@@ -1,0 +1,327 @@
+"""Build engines from bundles and keep them in ``BUNDLE/engines/`` (one per TensorRT, GPU, options).
+
+``engine_for_bundle`` is what ``Detector(BUNDLE)`` calls when TensorRT runs: it returns an engine
+valid for this machine, building (and caching) one from the bundle's ONNX when none is.
+``build_engine`` is the same build for any ONNX (``rtdetr-build --model BUNDLE`` on a device).
+
+Which ONNX each precision uses:
+
+============  =====================================  ==========================================
+precision     TensorRT 8.5-10.x                      TensorRT 11
+============  =====================================  ==========================================
+fp32          model.onnx                             model.onnx
+fp16          model.onnx + FP16 flag (FP32 islands)  model.fp16.onnx (strongly typed)
+int8 implicit model.onnx + calib/ranges.json cache   (removed)
+int8 qdq      model.int8.qdq.onnx (strongly typed    model.int8.qdq.onnx
+              on 10.x, INT8 flag on 8.x)
+============  =====================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import atomic
+from ..bundle import Bundle, sha256_file
+from ..contract import METADATA_KEY, ModelContract
+from ..errors import EngineError, InputError
+from .metadata import (
+    PRECISIONS,
+    BatchProfile,
+    EngineMetadata,
+    batch_bounds_of,
+    cache_key,
+    check_engine_file,
+    engine_file_name,
+    incompatibility,
+    load_sidecar,
+    sidecar_path,
+    version_tuple,
+)
+from .options import BuildPlan, EngineOptions, default_timing_cache, plan_build
+from .trt_api import NetworkHints
+
+log = logging.getLogger("rtdetr_edge")
+
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+
+
+@dataclass(frozen=True)
+class OnnxFacts:
+    """What the builder needs to know about an ONNX file, read without TensorRT."""
+
+    path: Path
+    sha256: str
+    inputs: dict[str, tuple[int, ...]]
+    has_qdq: bool
+    has_fp16: bool
+    contract_json: str | None
+    hints: NetworkHints
+
+    @property
+    def batch_bounds(self) -> tuple[int, int]:
+        return batch_bounds_of(next(iter(self.inputs.values())))
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "/*?")
+
+
+def inspect_onnx(path: str | os.PathLike[str], fp32_layers: tuple[str, ...] = (),
+                 sha256: str | None = None) -> OnnxFacts:
+    """Read inputs, Q/DQ and float16 use, the embedded contract and FP32-pinning hints.
+
+    Args:
+        path: ONNX file (external weights are not loaded).
+        fp32_layers: ONNX op types and node-name globs to keep in FP32.
+        sha256: the file's hash if already known (bundle metadata), else computed.
+    """
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise EngineError(f"{p}: no such ONNX file")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors have many types
+        raise EngineError(f"{p}: not a readable ONNX model ({exc})") from exc
+    g = model.graph
+    init_names = {t.name for t in g.initializer}
+    inputs = {}
+    for vi in g.input:
+        if vi.name in init_names:
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
+                     for d in vi.type.tensor_type.shape.dim)
+        inputs[vi.name] = dims
+    if not inputs:
+        raise EngineError(f"{p}: the graph has no inputs")
+    ops = {n.op_type for n in g.node}
+    has_fp16 = (any(t.data_type == _FLOAT16 for t in g.initializer)
+                or any(n.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in n.attribute)
+                       for n in g.node))
+    op_patterns = {x for x in fp32_layers if not _is_glob(x)}
+    globs = [x for x in fp32_layers if _is_glob(x)]
+    keep_nodes = [n for n in g.node
+                  if n.op_type in op_patterns or any(fnmatch.fnmatchcase(n.name, pat) for pat in globs)]
+    hints = NetworkHints(node_names=tuple(n.name for n in g.node), node_ops=tuple(n.op_type for n in g.node),
+                         fp32_nodes=frozenset(n.name for n in keep_nodes if n.name),
+                         fp32_tensors=frozenset(o for n in keep_nodes for o in n.output if o))
+    props = {m.key: m.value for m in model.metadata_props}
+    return OnnxFacts(p, sha256 or sha256_file(p), inputs, bool(ops & QDQ_OPS), has_fp16, props.get(METADATA_KEY),
+                     hints)
+
+
+def _load_ranges(ranges: Any) -> dict[str, float] | None:
+    """Ranges from a dict, a CalibrationRanges, or a ranges.json path."""
+    if ranges is None:
+        return None
+    if isinstance(ranges, dict):
+        return {str(k): float(v) for k, v in ranges.items()}
+    if isinstance(ranges, (str, os.PathLike)):
+        from rtdetr_edge.calib.ranges import CalibrationRanges
+
+        ranges = CalibrationRanges.load(ranges)
+    table = getattr(ranges, "ranges", None)
+    if not isinstance(table, dict):
+        raise InputError(f"ranges: expected a dict, CalibrationRanges or ranges.json path, got {type(ranges).__name__}")
+    return {str(k): float(v) for k, v in table.items()}
+
+
+def _intersect(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    lo = max(a[0], b[0])
+    highs = [h for h in (a[1], b[1]) if h]
+    hi = min(highs) if highs else 0
+    if hi and hi < lo:
+        raise EngineError(f"the graph accepts batches {a[0]}..{a[1] or 'any'} but the contract says "
+                          f"{b[0]}..{b[1] or 'any'}: they do not overlap")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class _Job:
+    trt_version: str
+    gpu_name: str
+    compute_capability: str
+    facts: OnnxFacts
+    plan: BuildPlan
+    profile: BatchProfile
+    options: EngineOptions
+    ranges: dict[str, float] | None
+    key: str
+    contract_json: str | None
+
+
+def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineOptions,
+             ranges: dict[str, float] | None, contract: ModelContract | str | None, calibrator: Any,
+             onnx_sha256: str | None = None) -> _Job:
+    from ..cuda import buffers
+    from . import trt_api
+
+    version = trt_api.tensorrt_version()  # MissingDependencyError naming JetPack / pip routes
+    props = buffers.device_properties(options.device)
+    facts = inspect_onnx(onnx_path, options.fp32_layers, onnx_sha256)
+    plan = plan_build(version, precision, options, facts.has_qdq, facts.has_fp16, has_ranges=bool(ranges),
+                      has_calibrator=calibrator is not None)
+    contract_json = contract.to_json() if isinstance(contract, ModelContract) else contract or facts.contract_json
+    bounds = facts.batch_bounds
+    if contract_json:
+        c = ModelContract.from_json(contract_json, str(onnx_path))
+        bounds = _intersect(bounds, (c.min_batch, c.max_batch))
+    profile = options.batch.clamp(*bounds)
+    if profile != options.batch:
+        log.info("batch profile %s clamped to %s (the graph accepts %s..%s)", options.batch, profile, bounds[0],
+                 bounds[1] or "any")
+    extra: dict[str, Any] = {}
+    if plan.layer_constraints:
+        extra["fp32_layers"] = sorted(options.fp32_layers)
+    if plan.int8_mode == "implicit":
+        extra["int8_source"] = "user-calibrator" if calibrator is not None else plan.int8_source
+        if calibrator is None and ranges:
+            extra["ranges"] = hashlib.sha256(repr(sorted(ranges.items())).encode()).hexdigest()[:16]
+    key = cache_key(facts.sha256, precision, version, props.name, props.compute_capability, profile,
+                    options.dla_core, plan.int8_mode, extra)
+    return _Job(version, props.name, props.compute_capability, facts, plan, profile, options, ranges, key,
+                contract_json)
+
+
+def _build(job: _Job, out_path: Path, calibrator: Any = None) -> Path:
+    from ..cuda import buffers
+    from . import trt_api
+
+    for note in job.plan.notes:
+        log.info("%s: %s", job.plan.precision, note)
+    buffers.set_device(job.options.device)
+    blob = trt_api.build_serialized_engine(job.facts.path, job.plan, job.options, job.profile, job.facts.hints,
+                                          job.ranges, calibrator)
+    atomic.write_bytes(out_path, blob)
+    meta = EngineMetadata(
+        tensorrt_version=job.trt_version, gpu_name=job.gpu_name, compute_capability=job.compute_capability,
+        precision=job.plan.precision, int8_mode=job.plan.int8_mode, batch=job.profile, onnx_sha256=job.facts.sha256,
+        contract_json=job.contract_json, engine_bytes=len(blob), engine_sha256=hashlib.sha256(blob).hexdigest(),
+        dla_core=job.options.dla_core, cache_key=job.key,
+        build_options={**job.options.to_dict(), "onnx": job.facts.path.name, "plan": list(job.plan.notes),
+                       "network_flags": list(job.plan.network_flags), "builder_flags": list(job.plan.builder_flags)})
+    meta.save(sidecar_path(out_path))  # after the engine: an engine without sidecar counts as invalid
+    log.info("engine written: %s (%.1f MB)", out_path, len(blob) / 1e6)
+    return out_path
+
+
+def build_engine(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike[str], precision: str,
+                 options: EngineOptions | None = None, ranges: Any = None,
+                 contract: ModelContract | str | None = None, calibrator: Any = None) -> Path:
+    """Build a TensorRT engine from an ONNX file and write it (atomically) with its sidecar.
+
+    Args:
+        onnx_path: the ONNX (fp32, or the bundle's fp16 / Q/DQ graph, see the module table).
+        out_path: engine file to write; ``<out>.json`` gets the sidecar.
+        precision: fp32, fp16 or int8.
+        options: :class:`EngineOptions` (default: batch 1,1,8, TensorRT defaults otherwise).
+        ranges: implicit INT8 ranges: dict, ``CalibrationRanges`` or ``calib/ranges.json`` path.
+        contract: model contract for the sidecar (default: the one embedded in the ONNX).
+        calibrator: from :func:`rtdetr_edge.engine.trt_api.make_calibrator` (implicit INT8 on data).
+
+    Returns:
+        ``out_path``.
+    """
+    opts = options or EngineOptions()
+    table = _load_ranges(ranges)
+    job = _prepare(onnx_path, precision, opts, table, contract, calibrator)
+    return _build(job, Path(out_path), calibrator)
+
+
+def _int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None, str]:
+    """(onnx, ranges.json or None, resolved mode) for an INT8 engine from ``bundle``."""
+    art = bundle.artifacts.get("int8")
+    if art is None:
+        raise EngineError(f"{bundle.path}: no int8 artifact (the bundle has {', '.join(bundle.precisions)}); "
+                          "rebuild it with rtdetr-build --precision int8 on the host")
+    fp32_file = bundle.artifact("fp32")["file"]
+    qdq = bundle.path / art["file"] if art.get("file") and art["file"] != fp32_file else None
+    rel = art.get("ranges") or ("calib/ranges.json" if (bundle.path / "calib/ranges.json").is_file() else None)
+    ranges = str(bundle.path / rel) if rel and (bundle.path / rel).is_file() else None
+    if mode == "auto":
+        # 10.x+: explicit Q/DQ is the supported route; 8.x: the calibration cache is (JetPack 5/6.0)
+        mode = "qdq" if qdq and (major >= 10 or not ranges) else "implicit"
+    if mode == "qdq":
+        if qdq is None:
+            raise EngineError(f"{bundle.path}: --int8-mode qdq but the bundle has no Q/DQ ONNX (model.int8.qdq.onnx)")
+        return qdq, None, "qdq"
+    if ranges is None:
+        raise EngineError(f"{bundle.path}: implicit INT8 needs calib/ranges.json, which the bundle lacks")
+    return bundle.onnx_path("fp32"), ranges, "implicit"
+
+
+def engine_for_bundle(bundle: Bundle, precision: str, **engine_options: Any) -> Path:
+    """A valid engine for this machine from ``BUNDLE/engines/``, built and cached if missing.
+
+    Args:
+        bundle: an open :class:`~rtdetr_edge.bundle.Bundle`.
+        precision: fp32, fp16 or int8.
+        **engine_options: :class:`EngineOptions` fields (``batch="1,1,8"``, ``workspace_mib``, ...).
+
+    An engine is reused only if its sidecar matches this TensorRT version, this GPU and the
+    requested options (cache key) and the file has the recorded size; otherwise it is rebuilt.
+    Engines for other machines are left in place (bundles are shared between devices).
+    """
+    from . import trt_api
+
+    if precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    options = EngineOptions(**engine_options)
+    version = trt_api.tensorrt_version()
+    major = version_tuple(version)[0]
+    ranges: str | None = None
+    if precision == "int8":
+        onnx, ranges, mode = _int8_source(bundle, major, options.int8_mode)
+        options = dataclasses.replace(options, int8_mode=mode)
+        art = bundle.artifact("int8") if mode == "qdq" else bundle.artifact("fp32")
+    elif precision == "fp16" and major >= 11:
+        if "fp16" not in bundle.precisions:
+            raise EngineError(f"{bundle.path}: TensorRT {version} builds FP16 only from a float16 ONNX "
+                              "(model.fp16.onnx) and the bundle has none; rebuild it with --precision fp16 on the host")
+        onnx, art = bundle.onnx_path("fp16"), bundle.artifact("fp16")
+    else:
+        onnx, art = bundle.onnx_path("fp32"), bundle.artifact("fp32")
+    engines = bundle.engines_dir
+    if options.timing_cache is None:
+        from ..cuda import buffers
+
+        cc = buffers.device_properties(options.device).compute_capability
+        options = dataclasses.replace(options, timing_cache=default_timing_cache(engines, version, cc))
+    table = _load_ranges(ranges)
+    job = _prepare(onnx, precision, options, table, bundle.contract, None, art.get("sha256"))
+    path = engines / engine_file_name(precision, job.profile, version, job.compute_capability, job.key,
+                                      options.dla_core)
+    if path.is_file():
+        reason = _stale(path, job)
+        if reason is None:
+            log.info("using cached engine %s", path)
+            return path
+        log.info("rebuilding %s: %s", path.name, reason)
+    return _build(job, path)
+
+
+def _stale(path: Path, job: _Job) -> str | None:
+    """Why a cached engine cannot be reused (None = it can)."""
+    try:
+        meta = load_sidecar(path)
+        if meta is None:
+            return "its sidecar is missing"
+        why = incompatibility(meta, job.trt_version, job.gpu_name, job.compute_capability)
+        if why:
+            return why
+        if meta.cache_key != job.key:
+            return "it was built with other options"
+        check_engine_file(path, meta)
+    except EngineError as exc:
+        return str(exc)
+    return None
