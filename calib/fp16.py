@@ -55,6 +55,26 @@ def unshare_initializers(model: onnx.ModelProto) -> int:
     return copies
 
 
+def _restore_float32_outputs(original: onnx.ModelProto, converted: onnx.ModelProto) -> None:
+    """Cast graph outputs that were float32 in ``original`` back to float32 (the contract's types).
+
+    onnxconverter-common's ``keep_io_types`` casts outputs produced by blocked (FP32) nodes to
+    FP16 anyway; a final Cast keeps the I/O contract identical across precisions.
+    """
+    float32 = onnx.TensorProto.FLOAT
+    wanted = {o.name for o in original.graph.output if o.type.tensor_type.elem_type == float32}
+    for out in converted.graph.output:
+        if out.name not in wanted or out.type.tensor_type.elem_type == float32:
+            continue
+        inner = f"{out.name}__fp16"
+        for node in converted.graph.node:
+            node.output[:] = [inner if o == out.name else o for o in node.output]
+            node.input[:] = [inner if i == out.name else i for i in node.input]
+        converted.graph.node.append(onnx.helper.make_node("Cast", [inner], [out.name], to=float32,
+                                                          name=f"{out.name}/cast_float32"))
+        out.type.tensor_type.elem_type = float32
+
+
 def write_fp16(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
                keep_fp32_ops: dict[str, str] | None = None, keep_fp32_nodes: list[str] | None = None) -> dict[str, Any]:
     """Convert the fp32 ONNX to FP16, keeping ``keep_fp32_ops`` op types and named nodes in FP32.
@@ -74,6 +94,7 @@ def write_fp16(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[st
     block_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(ops))
     converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block_ops,
                                                  node_block_list=block_nodes)
+    _restore_float32_outputs(model, converted)
     with atomic.replacing_file(out_path, suffix=".onnx") as tmp:
         onnx.save(converted, str(tmp))
     kept = Counter(n.op_type for n in model.graph.node if n.op_type in ops or n.name in block_nodes)

@@ -26,7 +26,9 @@ need_bundle() {
 }
 
 has_engine() {
-  compgen -G "$BUNDLE/engines/*.engine" >/dev/null
+  # engines are named PRECISION_b..._trtX.Y.Z_smNN_KEY.engine (rtdetr_edge/engine/metadata.py); the
+  # Detector still checks that the one it picks fits this GPU and TensorRT, and rebuilds if not
+  compgen -G "$BUNDLE/engines/${PRECISION}_*.engine" >/dev/null
 }
 
 build_engine() {

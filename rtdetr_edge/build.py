@@ -236,6 +236,12 @@ def _add_precisions(tmp: Path, contract: ModelContract, metadata: dict[str, Any]
         report["accuracy"] = _accuracy(tmp, artifacts, holdout[0], holdout[1][: opts.check_images],
                                        contract.class_names)
         metadata["accuracy"] = report["accuracy"]
+    if opts.check_images and opts.precisions:
+        announce("polygraphy check")
+        from .check import check_bundle_dir
+
+        report["check"] = check_bundle_dir(tmp, metadata, opts.precisions, num_images=min(opts.check_images, 50),
+                                           images_dir=opts.calib_images, coco_root=opts.coco_root)
 
 
 def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[str, Any], report: dict[str, Any],

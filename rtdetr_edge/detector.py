@@ -53,11 +53,23 @@ class StageTimes:
         return self.preprocess + self.infer + self.postprocess
 
 
+def _tensorrt_usable(device: int) -> bool:
+    if not tensorrt_available():  # cheap check first: no import of the engine package
+        return False
+    from .engine.trt_api import tensorrt_usable
+
+    return tensorrt_usable(device)
+
+
 def _resolve(model: str | os.PathLike[str], backend: str, precision: str,
              backend_options: dict[str, Any]) -> tuple[Backend, ModelContract, Bundle | None]:
     path = Path(model)
     if not path.exists():
         raise InputError(f"{path}: no such bundle, .onnx or .engine file")
+    device = int(backend_options.pop("device", 0))
+    engine_options = dict(backend_options.pop("engine_options", None) or {})
+    trt_options = {"device": device, **{k: backend_options.pop(k) for k in ("cuda_graph", "memory")
+                                        if k in backend_options}}
     if path.is_dir():
         if not (path / METADATA).is_file():
             raise BundleError(f"{path}: not a bundle ({METADATA} is missing); build one with rtdetr-build")
@@ -65,15 +77,16 @@ def _resolve(model: str | os.PathLike[str], backend: str, precision: str,
         if precision == "auto":
             precision = str(bundle.metadata.get("default_precision", "fp32"))
         if backend == "auto":
-            backend = "tensorrt" if tensorrt_available() else "onnxruntime"
+            backend = "tensorrt" if _tensorrt_usable(device) else "onnxruntime"
         if backend == "tensorrt":
             from .engine.cache import engine_for_bundle
 
-            engine_path = engine_for_bundle(bundle, precision, **backend_options.pop("engine_options", {}))
-            return open_backend("tensorrt", engine_path, **backend_options), bundle.contract, bundle
+            engine_options.setdefault("device", device)
+            engine_path = engine_for_bundle(bundle, precision, **engine_options)
+            return open_backend("tensorrt", engine_path, **trt_options, **backend_options), bundle.contract, bundle
         return open_backend(backend, bundle.onnx_path(precision), **backend_options), bundle.contract, bundle
     name = backend_for(path) if backend == "auto" else backend
-    be = open_backend(name, path, **backend_options)
+    be = open_backend(name, path, **(trt_options if name == "tensorrt" else {}), **backend_options)
     contract = _contract_of(be, path)
     return be, contract, None
 
@@ -100,7 +113,10 @@ class Detector:
         backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``.
         precision: ``"auto"`` (the bundle's default), ``"fp32"``, ``"fp16"`` or ``"int8"``.
         max_batch: largest batch sent to the backend (default: the model's limit, else 8).
-        **backend_options: passed to the backend (e.g. ``providers=[...]``, ``threads=2``).
+        **backend_options: passed to the backend: ONNX Runtime ``providers=[...]``, ``threads=2``;
+            TensorRT ``device=0``, ``cuda_graph=True``, ``memory="auto"|"mapped"|"pinned"``, and
+            ``engine_options={...}`` (:class:`rtdetr_edge.engine.options.EngineOptions` fields) for
+            engines built from a bundle.
     """
 
     def __init__(self, model: str | os.PathLike[str], conf: float = 0.3, classes: Sequence[int] | None = None,

@@ -27,6 +27,7 @@ import numpy as np
 
 # samples/ is a folder of scripts, not a package: `python samples/camera_app.py` puts this
 # folder on sys.path, so sibling modules import by their plain name.
+import capture
 import sources
 from rtdetr_edge import Detector, RtdetrEdgeError
 from rtdetr_edge.detections import Detections
@@ -50,9 +51,9 @@ examples:
 
 # what a frame hook returns: the annotated image and one JSON-ready dict per detection
 HookResult = tuple[np.ndarray, list[dict[str, Any]]]
-FrameHook = Callable[[np.ndarray, Detections, sources.Frame], HookResult]
+FrameHook = Callable[[np.ndarray, Detections, capture.Frame], HookResult]
 # builds the per-run hook once the source (its fps) and the detector are known
-HookFactory = Callable[[sources.FrameSource, Detector], FrameHook]
+HookFactory = Callable[[capture.FrameSource, Detector], FrameHook]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -178,11 +179,11 @@ def draw_hud(canvas: np.ndarray, lines: Sequence[str], font_scale: float = 0.5) 
     return canvas
 
 
-def default_hook(image: np.ndarray, dets: Detections, frame: sources.Frame) -> HookResult:
+def default_hook(image: np.ndarray, dets: Detections, frame: capture.Frame) -> HookResult:
     return dets.draw(image), dets.to_list()
 
 
-def _record(n: int, frame: sources.Frame, det: Detector, dets_out: list[dict[str, Any]],
+def _record(n: int, frame: capture.Frame, det: Detector, dets_out: list[dict[str, Any]],
             latency_ms: float) -> dict[str, Any]:
     t = det.last_times
     rec: dict[str, Any] = {"frame": n, "source_index": frame.index, "timestamp": round(frame.timestamp, 6)}

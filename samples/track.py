@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 import camera_app
-import sources
+import capture
 from rtdetr_edge import Detector
 from rtdetr_edge.detections import Detections
 
@@ -98,7 +98,7 @@ def draw_tracks(image: np.ndarray, dets: Detections, ids: np.ndarray) -> np.ndar
 
 
 def track_hook(tracker: ByteTracker) -> camera_app.FrameHook:
-    def hook(image: np.ndarray, dets: Detections, frame: sources.Frame) -> camera_app.HookResult:
+    def hook(image: np.ndarray, dets: Detections, frame: capture.Frame) -> camera_app.HookResult:
         tracked, ids = tracker(dets)
         records = [dict(rec, track_id=int(tid)) for rec, tid in zip(tracked.to_list(), ids)]
         return draw_tracks(image, tracked, ids), records
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    def factory(src: sources.FrameSource, det: Detector) -> camera_app.FrameHook:
+    def factory(src: capture.FrameSource, det: Detector) -> camera_app.FrameHook:
         tracker = ByteTracker(fps=src.fps or 30.0, **settings)
         camera_app.log.info("tracking with ByteTrack (%s)", tracker.backend)
         return track_hook(tracker)

@@ -327,6 +327,12 @@ def test_engine_arguments_follow_trtexec_habits() -> None:
     for bad in (["--batch", "8,1,1"], ["--builder-opt-level", "9"], ["--int8-mode", "minmax"]):
         with pytest.raises(SystemExit):
             p.parse_args(bad)
+    # rtdetr-detect/bench keep their own --batch (images per call)
+    q = argparse.ArgumentParser()
+    q.add_argument("--batch", type=int, default=1)
+    add_engine_arguments(q, batch_flag="--engine-batch")
+    args = q.parse_args(["--batch", "4", "--engine-batch", "1,4,8"])
+    assert args.batch == 4 and EngineOptions.from_args(args).batch.as_tuple() == (1, 4, 8)
 
 
 # --- build plans per TensorRT version ---------------------------------------------------------

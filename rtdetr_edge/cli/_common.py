@@ -36,16 +36,3 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
-
-
-def parse_batch_range(text: str) -> tuple[int, int, int]:
-    """``"1,4,8"`` -> (1, 4, 8); ``"4"`` -> (4, 4, 4). Used by --batch (trtexec's MIN,OPT,MAX)."""
-    try:
-        parts = [int(p) for p in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or MIN,OPT,MAX integers, got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 3
-    if len(parts) != 3 or not (1 <= parts[0] <= parts[1] <= parts[2]):
-        raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= OPT <= MAX, got {text!r}")
-    return parts[0], parts[1], parts[2]

@@ -65,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
                    help="write a native TensorRT calibration cache for this version (repeatable; default 10.3.0)")
     c.add_argument("--check-images", type=int, default=100,
                    help="held-out images for the accuracy check at the end (default 100; 0 skips)")
+    from ..engine.options import add_engine_arguments
+
+    add_engine_arguments(p)
     add_verbosity(p)
     return p
 
@@ -73,6 +76,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
     from ..build import BuildOptions, build
+    from ..engine.options import EngineOptions
 
     opts = BuildOptions(
         precision=args.precision, top_k=args.top_k, raw_outputs=args.raw_outputs, opset=args.opset,
@@ -82,7 +86,8 @@ def _main(argv: Sequence[str] | None) -> int:
         calib_cache_dir=args.calib_cache_dir, no_calib_cache=args.no_calib_cache,
         calib_algorithm=args.calib_algorithm, int8_keep=tuple(args.int8_keep),
         int8_sensitivity=args.int8_sensitivity, int8_target=args.int8_target,
-        trt_cache_versions=tuple(args.trt_cache_version or ("10.3.0",)), check_images=args.check_images)
+        trt_cache_versions=tuple(args.trt_cache_version or ("10.3.0",)), check_images=args.check_images,
+        engine=EngineOptions.from_args(args).to_dict())
     stages = iter(range(1, 100))
     out = build(args.model, args.out, opts, step=lambda name: log.info("[%d] %s ...", next(stages), name))
     print(out)

@@ -79,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
     p.add_argument("--no-save", action="store_true", help="write only detections.jsonl, no annotated media")
+    from ..engine.options import add_engine_arguments
+
+    add_engine_arguments(p, batch_flag="--engine-batch")
     add_verbosity(p)
     return p
 
@@ -93,8 +96,11 @@ def _main(argv: Sequence[str] | None) -> int:
     items = expand_sources(args.sources)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from ..engine.options import EngineOptions
+
+    trt = {"engine_options": EngineOptions.from_args(args).to_dict()} if args.backend != "onnxruntime" else {}
     det = Detector(args.model, conf=args.conf, classes=args.classes, max_det=args.max_det, backend=args.backend,
-                   precision=args.precision, max_batch=max(args.batch, 1))
+                   precision=args.precision, max_batch=max(args.batch, 1), **trt)
     failed: list[str] = []
     counts = {"images": 0, "frames": 0, "detections": 0}
     t0 = time.perf_counter()

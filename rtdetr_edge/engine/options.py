@@ -32,8 +32,8 @@ INT8_MODES = ("auto", "implicit", "qdq")
 # Default batch profile 1,1,8: kernels tuned for the single-camera case (batch 1) while a
 # Detector can still send up to 8 images at once; a static 1,1,1 engine would reject partial
 # or larger batches (ultralytics#12721) and 8 keeps the input buffer small enough for a Jetson
-# (8 x 3 x 640 x 640 float32 = 39 MB). Static profiles are faster and needed for CUDA graphs
-# reuse across calls and DLA: pass --batch 1 for those.
+# (8 x 3 x 640 x 640 float32 = 39 MB). A static profile (--batch 1) lets TensorRT tune for one
+# shape only and is what DLA needs; CUDA graphs work with either (one graph per batch size).
 DEFAULT_BATCH = "1,1,8"
 # Kept in FP32 when FP16/INT8 are enabled by builder flags (TensorRT < 11): ONNX op types, and
 # node-name globs (anything with '/' or '*'). LayerNorm overflows in FP16 on RT-DETR's decoder
@@ -105,7 +105,9 @@ class EngineOptions:
     def from_args(cls, args: argparse.Namespace) -> EngineOptions:
         """Options from :func:`add_engine_arguments`' flags (missing attributes keep defaults)."""
         kwargs: dict[str, Any] = {}
-        for name in ("batch", "workspace_mib", "timing_cache", "builder_optimization_level", "dla_core", "int8_mode",
+        if getattr(args, "engine_batch", None) is not None:
+            kwargs["batch"] = args.engine_batch
+        for name in ("workspace_mib", "timing_cache", "builder_optimization_level", "dla_core", "int8_mode",
                      "int8_dynamic_range", "cuda_graph", "device"):
             value = getattr(args, name, None)
             if value is not None:
@@ -124,10 +126,17 @@ def _batch_arg(text: str) -> BatchProfile:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Add the TensorRT engine flags (a group titled "TensorRT engine") to ``parser``."""
+def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--batch") -> argparse._ArgumentGroup:
+    """Add the TensorRT engine flags (a group titled "TensorRT engine") to ``parser``.
+
+    Args:
+        parser: the command's parser.
+        batch_flag: name of the profile flag; rtdetr-detect/bench already use ``--batch`` for
+            images per call, so they can pass e.g. ``"--engine-batch"`` (the value always lands
+            in ``args.engine_batch``).
+    """
     g = parser.add_argument_group("TensorRT engine", "used where TensorRT builds an engine (on the device)")
-    g.add_argument("--batch", type=_batch_arg, default=None, metavar="MIN,OPT,MAX",
+    g.add_argument(batch_flag, dest="engine_batch", type=_batch_arg, default=None, metavar="MIN,OPT,MAX",
                    help=f"batch optimisation profile, or N for a static batch (default {DEFAULT_BATCH})")
     g.add_argument("--workspace", dest="workspace_mib", type=int, default=None, metavar="MiB",
                    help="builder workspace limit in MiB (default: TensorRT's, the device memory)")

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""COCO AP of the shipped reference model in every form: PyTorch fp32 and each bundle artifact.
+
+Data: a generated held-out set (seed 3, never used for training or model selection; 500 images
+by default). The bundle is built with ``--precision best`` (fp32, FP16, INT8 calibrated on a
+separate generated set, seed 7), all evaluated by ``rtdetr-eval``'s evaluator on ONNX Runtime.
+
+    python benchmarks/accuracy.py [--num-images 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from _common import (
+    CALIB_SEED,
+    REFERENCE_MODEL,
+    TEST_SEED,
+    reference_bundle,
+    shapes_set,
+    table,
+    write_json,
+)
+
+from rtdetr_edge.bundle import Bundle
+from rtdetr_edge.evaluate.runner import evaluate
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--num-images", type=int, default=500)
+    ap.add_argument("--calib-size", type=int, default=256)
+    args = ap.parse_args()
+    test = shapes_set(f"shapes-test-{args.num_images}", args.num_images, TEST_SEED)
+    calib = shapes_set("shapes-calib", 600, CALIB_SEED)
+    bundle = reference_bundle(calib, args.calib_size)
+    results = {"pytorch fp32": evaluate(REFERENCE_MODEL, test, progress=True, threads=2)}
+    for precision in Bundle(bundle).precisions:
+        results[f"onnx {precision}"] = evaluate(bundle, test, progress=True, backend="onnxruntime",
+                                                precision=precision, threads=2)
+    base = results["pytorch fp32"]["AP"]
+    rows = [[name, m["AP"], m["AP50"], m["AP75"], m["APs"], m["APm"], m["APl"], m["AP"] - base]
+            for name, m in results.items()]
+    print(f"reference model {REFERENCE_MODEL.name} on {args.num_images} held-out generated images (seed {TEST_SEED})")
+    print(table(["model", "AP", "AP50", "AP75", "APs", "APm", "APl", "AP - pytorch"], rows))
+    onnx_gap = abs(results["onnx fp32"]["AP"] - base)
+    int8 = results.get("onnx int8", {}).get("AP")
+    checks = {"pytorch_AP_ge_0.40": base >= 0.40, "pytorch_AP50_ge_0.70": results["pytorch fp32"]["AP50"] >= 0.70,
+              "onnx_fp32_within_0.002": onnx_gap <= 0.002}
+    if int8 is not None:
+        checks["int8_ge_0.99_fp32"] = int8 >= 0.99 * results["onnx fp32"]["AP"]
+    print("checks:", checks)
+    path = write_json("accuracy.json", {"data": str(test), "num_images": args.num_images, "results": results,
+                                        "checks": checks, "bundle_report": str(bundle / "report.json")})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

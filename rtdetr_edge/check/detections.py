@@ -1,0 +1,249 @@
+"""Detection-level agreement: what a user of the candidate would see differently.
+
+Both sides' top-k outputs go through the runtime's own postprocessing
+(:mod:`rtdetr_edge.postprocess`, boxes in pixels of each image). The reference's detections with
+``score >= conf`` (default 0.3, the Detector's default) are the pseudo ground truth.
+
+* **AP** (COCO AP@[.5:.95], faster-coco-eval via :func:`rtdetr_edge.evaluate.coco_map.coco_map`)
+  of the candidate's top 100 detections per image, at any score, against that pseudo ground
+  truth. Identical outputs give 1.0; it falls when boxes move, ranks change or objects go missing.
+* **mean IoU** of matched boxes: each reference detection is matched to the candidate detection
+  of the same label (at any score) with the highest IoU >= 0.5, greedily, best pairs first.
+* **score drift**: mean and max |score difference| over those matches.
+* **label flips**, **missed**, **extra**: at ``conf``, reference and candidate detections matched
+  by label and IoU >= 0.5; an unmatched reference detection overlapping an unmatched candidate one
+  of another label is a flip; the remaining reference detections are missed, the remaining
+  candidate ones extra. Rates are per reference detection.
+
+Pass thresholds (:data:`DEFAULT_THRESHOLDS`, by the candidate's precision):
+
+==========================  ======  ======  ======
+criterion                   fp32    fp16    int8
+==========================  ======  ======  ======
+AP >=                       0.99    0.95    0.80
+mean IoU >=                 0.99    0.98    0.93
+mean score drift <=         1e-3    1e-2    3e-2
+label flip rate <=          0       0.01    0.03
+missed rate <=              0.01    0.02    0.05
+extra rate <=               0.01    0.02    0.05
+==========================  ======  ======  ======
+
+fp32 is another runtime of the same graph (TensorRT fp32, another ONNX Runtime build): anything
+more than rounding is a bug. FP16 keeps the overflow-prone nodes in fp32 and should be near
+identical. INT8 loses ~1 COCO AP point when calibrated well (the official RT-DETR numbers); an
+agreement AP below 0.8 (boxes off by more than the high-IoU thresholds, or lost objects) means
+visible damage. With no reference detection at ``conf`` (e.g. untrained weights) only AP is left
+undefined and the rates are not judged; the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..contract import OUTPUT_RAW, ModelContract
+from ..detections import Detections
+from ..postprocess import PostprocessOptions, from_raw, from_topk
+
+DEFAULT_CONF = 0.3
+MATCH_IOU = 0.5
+AP_MAX_DETS = 100  # COCO's maxDets
+
+
+@dataclass(frozen=True)
+class DetectionThresholds:
+    """Pass criteria of the detection-level agreement (see the module docstring)."""
+
+    min_ap: float
+    min_mean_iou: float
+    max_mean_score_drift: float
+    max_label_flip_rate: float
+    max_missed_rate: float
+    max_extra_rate: float
+
+
+DEFAULT_THRESHOLDS: dict[str, DetectionThresholds] = {
+    "fp32": DetectionThresholds(0.99, 0.99, 1e-3, 0.0, 0.01, 0.01),
+    "fp16": DetectionThresholds(0.95, 0.98, 1e-2, 0.01, 0.02, 0.02),
+    "int8": DetectionThresholds(0.80, 0.93, 3e-2, 0.03, 0.05, 0.05),
+}
+
+
+@dataclass
+class DetectionAgreement:
+    """Detection-level numbers of a candidate against the reference."""
+
+    images: int
+    conf: float
+    thresholds: DetectionThresholds
+    reference_detections: int = 0
+    candidate_detections: int = 0
+    matched: int = 0
+    ap: float | None = None
+    ap50: float | None = None
+    ap75: float | None = None
+    mean_iou: float | None = None
+    score_drift_mean: float | None = None
+    score_drift_max: float | None = None
+    label_flips: int = 0
+    missed: int = 0
+    extra: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def rate(self, count: int) -> float | None:
+        return count / self.reference_detections if self.reference_detections else None
+
+    def judge(self) -> None:
+        """Fill :attr:`failures` from the thresholds (nothing to judge without reference detections)."""
+        t, fails = self.thresholds, []
+        if self.reference_detections == 0:
+            if self.candidate_detections > 0:
+                fails.append(f"{self.candidate_detections} candidate detections at conf {self.conf:g} where the "
+                             "reference has none")
+            self.failures = fails
+            return
+        checks = [
+            ("AP", self.ap, t.min_ap, True), ("mean IoU", self.mean_iou, t.min_mean_iou, True),
+            ("mean score drift", self.score_drift_mean, t.max_mean_score_drift, False),
+            ("label flip rate", self.rate(self.label_flips), t.max_label_flip_rate, False),
+            ("missed rate", self.rate(self.missed), t.max_missed_rate, False),
+            ("extra rate", self.rate(self.extra), t.max_extra_rate, False),
+        ]
+        for name, value, limit, at_least in checks:
+            if value is None:
+                if name == "mean IoU":  # reference detections exist but none matched at all
+                    fails.append(f"no reference detection matched (IoU >= {MATCH_IOU})")
+                continue
+            if (value < limit) if at_least else (value > limit):
+                fails.append(f"{name} {value:.4g} {'<' if at_least else '>'} {limit:g}")
+        self.failures = fails
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("thresholds", "failures")}
+        d.update({"label_flip_rate": self.rate(self.label_flips), "missed_rate": self.rate(self.missed),
+                  "extra_rate": self.rate(self.extra), "match_iou": MATCH_IOU,
+                  "thresholds": asdict(self.thresholds), "failures": list(self.failures), "passed": self.passed})
+        return d
+
+
+def detections_from_outputs(outputs: Sequence[Mapping[str, np.ndarray]], sizes: Sequence[tuple[int, int]],
+                            contract: ModelContract) -> list[Detections]:
+    """Every top-k detection (no score threshold) of each image, via the runtime's postprocessing."""
+    opts = PostprocessOptions(conf=0.0, max_det=1 << 30)
+    dets: list[Detections] = []
+    for out, size in zip(outputs, sizes):
+        if contract.output_kind == OUTPUT_RAW:
+            dets += from_raw(np.asarray(out["logits"]), np.asarray(out["pred_boxes"]), [size], contract.top_k, opts,
+                             contract.class_names)
+        else:
+            dets += from_topk(np.asarray(out["scores"]), np.asarray(out["labels"]), np.asarray(out["boxes"]),
+                              [size], opts, contract.class_names)
+    return dets
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix ``[len(a), len(b)]`` of xyxy boxes."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float64)
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def greedy_pairs(iou: np.ndarray, allowed: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int, float]]:
+    """(i, j, iou) pairs with iou >= threshold where ``allowed``, highest IoU first, each index once."""
+    masked = np.where(allowed, iou, -1.0)
+    rows, cols = np.nonzero(masked >= threshold)
+    order = np.argsort(-masked[rows, cols], kind="stable")
+    used_i, used_j, pairs = set(), set(), []
+    for k in order:
+        i, j = int(rows[k]), int(cols[k])
+        if i in used_i or j in used_j:
+            continue
+        used_i.add(i)
+        used_j.add(j)
+        pairs.append((i, j, float(masked[i, j])))
+    return pairs
+
+
+def agreement(reference: Sequence[Detections], candidate: Sequence[Detections], sizes: Sequence[tuple[int, int]],
+              thresholds: DetectionThresholds, conf: float = DEFAULT_CONF) -> DetectionAgreement:
+    """Detection-level agreement of ``candidate`` with ``reference`` (same images, same order)."""
+    result = DetectionAgreement(images=len(reference), conf=conf, thresholds=thresholds)
+    ious: list[float] = []
+    drifts: list[float] = []
+    for ref, cand in zip(reference, candidate):
+        r = ref[ref.scores >= conf]
+        c = cand[cand.scores >= conf]
+        result.reference_detections += len(r)
+        result.candidate_detections += len(c)
+        # IoU and score drift: against every candidate detection, so a score that fell below conf counts
+        full = greedy_pairs(box_iou(r.xyxy, cand.xyxy), r.class_ids[:, None] == cand.class_ids[None, :])
+        for i, j, iou in full:
+            ious.append(iou)
+            drifts.append(abs(float(r.scores[i]) - float(cand.scores[j])))
+        result.matched += len(full)
+        # what a user sees at conf
+        iou_rc = box_iou(r.xyxy, c.xyxy)
+        same = r.class_ids[:, None] == c.class_ids[None, :]
+        kept = greedy_pairs(iou_rc, same)
+        free_r = np.ones(len(r), bool)
+        free_c = np.ones(len(c), bool)
+        for i, j, _ in kept:
+            free_r[i] = free_c[j] = False
+        flips = greedy_pairs(iou_rc, ~same & free_r[:, None] & free_c[None, :])
+        result.label_flips += len(flips)
+        result.missed += int(free_r.sum()) - len(flips)
+        result.extra += int(free_c.sum()) - len(flips)
+    if ious:
+        result.mean_iou = float(np.mean(ious))
+        result.score_drift_mean = float(np.mean(drifts))
+        result.score_drift_max = float(np.max(drifts))
+    if result.reference_detections:
+        metrics = pseudo_ap(reference, candidate, sizes, conf)
+        result.ap, result.ap50, result.ap75 = metrics["AP"], metrics["AP50"], metrics["AP75"]
+    result.judge()
+    return result
+
+
+def pseudo_ap(reference: Sequence[Detections], candidate: Sequence[Detections], sizes: Sequence[tuple[int, int]],
+              conf: float = DEFAULT_CONF) -> dict[str, float]:
+    """COCO AP of the candidate's top-100 detections against the reference's at ``conf`` as ground truth."""
+    from ..data.coco import CocoDataset
+    from ..evaluate.coco_map import ImagePrediction, coco_map
+
+    num_classes = max([len(d.class_names) for d in reference] + [1])
+    names = [f"class{i}" for i in range(num_classes)]  # unique even where the model repeats a name
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for k, (ref, (w, h)) in enumerate(zip(reference, sizes)):
+        images.append({"id": k + 1, "file_name": f"{k}.jpg", "width": int(w), "height": int(h)})
+        r = ref[ref.scores >= conf]
+        for (x0, y0, x1, y1), label in zip(r.xyxy.astype(float), r.class_ids):
+            bw, bh = max(x1 - x0, 0.0), max(y1 - y0, 0.0)
+            annotations.append({"id": len(annotations) + 1, "image_id": k + 1, "category_id": int(label) + 1,
+                                "bbox": [x0, y0, bw, bh], "area": bw * bh, "iscrowd": 0})
+    gt = {"info": {"description": "rtdetr-check pseudo ground truth"}, "images": images, "annotations": annotations,
+          "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+    preds = [ImagePrediction(k + 1, c.xyxy[:AP_MAX_DETS], c.scores[:AP_MAX_DETS], c.class_ids[:AP_MAX_DETS])
+             for k, c in enumerate(candidate)]
+    with tempfile.TemporaryDirectory(prefix="rtdetr-check-") as tmp:
+        path = Path(tmp) / "pseudo_gt.json"
+        path.write_text(json.dumps(gt))  # CocoDataset (and so coco_map) reads a file
+        metrics = coco_map(CocoDataset(path, tmp), preds, names, image_ids=list(range(1, len(images) + 1)))
+    return {k: float(metrics[k]) for k in ("AP", "AP50", "AP75")}

@@ -1,0 +1,253 @@
+"""What is compared: the bundle's files, and the reference and candidate models resolved from names.
+
+A check runs on a finished bundle (:class:`~rtdetr_edge.bundle.Bundle`) or on one being built,
+whose ``metadata.json`` is not written yet (:meth:`BundleFiles.from_metadata`), so the check
+works from this small view of either.
+
+Reference and candidate are given as a bundle precision (``fp32``, ``fp16``, ``int8``) or a path
+(an ``.onnx``, or for the candidate a TensorRT ``.engine``). Which tensors are compared is read
+from each graph itself (:func:`check_tensors`), never assumed from tensor names, which differ
+between the fp32, FP16 and Q/DQ graphs (``post/probs_0`` vs ``post/sigmoid_output_cast_0``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._optional import route_for, tensorrt_available
+from ..bundle import METADATA, PRECISIONS, Bundle
+from ..contract import ModelContract
+from ..errors import BundleError, InputError, MissingDependencyError
+
+# Canonical names of the compared tensors (the RunResults JSON uses these).
+PROBS = "post/probs"  # sigmoid class probabilities [N,Q,C] (the output of node post/sigmoid)
+PRED_BOXES = "pred_boxes"  # normalised cxcywh boxes per query [N,Q,4] (what post/gather_boxes reads)
+LOGITS = "logits"  # raw-output graphs: class logits [N,Q,C]
+SCORES = "scores"  # top-k graphs: sorted top-k scores [N,K] (sorting makes them order-free)
+TOPK_OUTPUTS = ("scores", "labels", "boxes")
+RAW_OUTPUTS = ("logits", "pred_boxes")
+
+RUNNERS = ("auto", "onnxruntime", "tensorrt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+
+
+@dataclass
+class BundleFiles:
+    """A bundle directory and its metadata (``metadata.json``, or the dict a build holds in memory)."""
+
+    path: Path
+    contract: ModelContract
+    artifacts: dict[str, dict[str, Any]]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, bundle: Bundle | BundleFiles | str | os.PathLike[str]) -> BundleFiles:
+        if isinstance(bundle, BundleFiles):
+            return bundle
+        b = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
+        return cls(b.path, b.contract, b.artifacts, dict(b.metadata))
+
+    @classmethod
+    def from_metadata(cls, directory: str | os.PathLike[str], metadata: dict[str, Any]) -> BundleFiles:
+        """A bundle still being assembled in ``directory`` (``metadata`` needs contract and artifacts)."""
+        path = Path(directory)
+        contract = ModelContract.from_dict(metadata.get("contract") or {}, f"{path / METADATA} (in memory)")
+        artifacts = metadata.get("artifacts")
+        if not isinstance(artifacts, dict) or "fp32" not in artifacts:
+            raise BundleError(f"{path}: metadata lists no fp32 artifact")
+        return cls(path, contract, dict(artifacts), metadata)
+
+    @property
+    def precisions(self) -> list[str]:
+        return [p for p in PRECISIONS if p in self.artifacts]
+
+    def artifact(self, precision: str) -> dict[str, Any]:
+        art = self.artifacts.get(precision)
+        if art is None:
+            raise BundleError(f"{self.path}: no {precision} artifact; the bundle has {', '.join(self.precisions)}")
+        return dict(art)
+
+    def onnx_path(self, precision: str) -> Path:
+        art = self.artifact(precision)
+        path = self.path / str(art["file"])
+        if not path.is_file():
+            raise BundleError(f"{self.path}: {precision} artifact {art['file']} is missing")
+        return path
+
+    def calibration(self) -> tuple[str | None, dict[str, Any] | None]:
+        """(calibration source spec, manifest) as recorded by the build; either may be None."""
+        art = self.artifacts.get("int8") or {}
+        rel = str(art.get("manifest") or "calib/manifest.json")
+        manifest = None
+        if (self.path / rel).is_file():
+            try:
+                manifest = json.loads((self.path / rel).read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise BundleError(f"{self.path / rel}: unreadable calibration manifest ({exc})") from exc
+        spec = (manifest or {}).get("source") or (self.metadata.get("build_options") or {}).get("calib")
+        return (str(spec) if spec else None), manifest
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One side of the comparison.
+
+    Attributes:
+        role: ``"reference"`` or ``"candidate"``.
+        label: ``fp32``/``fp16``/``int8`` for bundle artifacts, else the file name.
+        precision: whose default tolerances and thresholds apply (fp32, fp16 or int8).
+        path: the ONNX (or engine) file.
+        kind: ``"onnx"`` or ``"engine"``.
+        runner: ``"onnxruntime"`` or ``"tensorrt"``.
+        from_bundle: the file is the bundle's artifact for ``label``.
+    """
+
+    role: str
+    label: str
+    precision: str
+    path: Path
+    kind: str
+    runner: str
+    from_bundle: bool
+
+    @property
+    def name(self) -> str:
+        """Polygraphy runner name, e.g. ``candidate:onnxrt-fp16`` (unique per role)."""
+        return f"{self.role}:{'trt' if self.runner == 'tensorrt' else 'onnxrt'}-{self.label}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "precision": self.precision, "file": str(self.path), "kind": self.kind,
+                "runner": self.runner}
+
+
+@dataclass(frozen=True)
+class GraphFacts:
+    """What the check reads from an ONNX graph (the weights are not kept)."""
+
+    precision: str  # fp32, fp16 or int8 as the graph shows it
+    nodes: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]  # (name, op, inputs, outputs), in order
+    outputs: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _facts_cached(path: str, mtime_ns: int, size: int) -> GraphFacts:
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    if any(n.op_type in _QDQ_OPS for n in graph.node):
+        precision = "int8"  # Q/DQ nodes
+    elif any(t.data_type == _FLOAT16 for t in graph.initializer):
+        precision = "fp16"  # float16 weights
+    else:
+        precision = "fp32"
+    nodes = tuple((n.name, n.op_type, tuple(n.input), tuple(n.output)) for n in graph.node)
+    return GraphFacts(precision, nodes, tuple(o.name for o in graph.output))
+
+
+def graph_facts(path: Path) -> GraphFacts:
+    """:class:`GraphFacts` of an ONNX file (cached while the file is unchanged)."""
+    try:
+        st = path.stat()
+        return _facts_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except Exception as exc:  # onnx raises DecodeError and friends for files that are not ONNX
+        raise InputError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+
+
+def onnx_precision(path: Path) -> str:
+    """fp32, fp16 or int8 as the graph shows it: Q/DQ nodes -> int8, float16 weights -> fp16."""
+    return graph_facts(path).precision
+
+
+def engine_precision(path: Path) -> str | None:
+    """The precision an rtdetr-edge engine's sidecar records (None without a sidecar)."""
+    from ..engine.metadata import load_sidecar
+
+    meta = load_sidecar(path)
+    return meta.precision if meta is not None else None
+
+
+def resolve_model(bundle: BundleFiles, spec: str, role: str, runner: str = "auto",
+                  precision: str | None = None) -> ModelSpec:
+    """Turn ``--reference``/``--candidate`` into a :class:`ModelSpec`.
+
+    Args:
+        bundle: the bundle the names refer to.
+        spec: ``fp32``, ``fp16``, ``int8`` or a path to an ``.onnx`` (or, candidate only, an engine).
+        role: ``"reference"`` (always ONNX Runtime) or ``"candidate"``.
+        runner: ``auto`` (TensorRT for bundle precisions where TensorRT imports, else ONNX Runtime),
+            ``onnxruntime`` or ``tensorrt``.
+        precision: override whose default tolerances apply (default: the artifact's precision, or
+            the graph's for a path).
+    """
+    flag = f"--{role}"
+    if runner not in RUNNERS:
+        raise InputError(f"--runner {runner!r}: expected one of {', '.join(RUNNERS)}")
+    if precision is not None and precision not in PRECISIONS:
+        raise InputError(f"--tolerances {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if role == "reference" and runner == "tensorrt":
+        raise InputError("the reference always runs on ONNX Runtime; --runner applies to the candidate")
+    if runner == "tensorrt" and not tensorrt_available():
+        raise MissingDependencyError(f"--runner tensorrt: TensorRT cannot be imported here; {route_for('tensorrt')}")
+    if spec in PRECISIONS:
+        path = bundle.onnx_path(spec)
+        chosen = "onnxruntime" if role == "reference" else runner
+        if chosen == "auto":
+            chosen = "tensorrt" if tensorrt_available() else "onnxruntime"
+        return ModelSpec(role, spec, precision or spec, path, "onnx", chosen, True)
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(f"{flag} {spec}: not one of {', '.join(PRECISIONS)} nor an existing "
+                         f"{'.onnx' if role == 'reference' else '.onnx or .engine'} file")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        chosen = "onnxruntime" if runner == "auto" or role == "reference" else runner
+        return ModelSpec(role, path.name, precision or onnx_precision(path), path, "onnx", chosen, False)
+    if suffix in ENGINE_SUFFIXES and role == "candidate":
+        if runner == "onnxruntime":
+            raise InputError(f"{flag} {spec}: a TensorRT engine cannot run on ONNX Runtime")
+        if not tensorrt_available():
+            raise MissingDependencyError(f"{flag} {spec}: running a TensorRT engine needs TensorRT; "
+                                         f"{route_for('tensorrt')}")
+        found = precision or engine_precision(path)
+        if found is None:
+            raise InputError(f"{flag} {spec}: the engine has no rtdetr-edge sidecar ({path.with_suffix('.json').name}) "
+                             "saying its precision; pass --tolerances fp32|fp16|int8")
+        return ModelSpec(role, path.name, found, path, "engine", "tensorrt", False)
+    raise InputError(f"{flag} {spec}: expected an .onnx file{'' if role == 'reference' else ' or a TensorRT engine'}"
+                     f" ({', '.join(ENGINE_SUFFIXES)}), got {suffix or 'no suffix'}")
+
+
+def check_tensors(path: Path) -> dict[str, str]:
+    """Canonical name -> tensor name in this graph, for the pre-top-k tensors and ``scores``.
+
+    Top-k graphs: the output of node ``post/sigmoid`` (:data:`PROBS`) and the boxes input of node
+    ``post/gather_boxes`` (:data:`PRED_BOXES`), plus the ``scores`` output. Raw-output graphs:
+    ``logits`` and ``pred_boxes``. Found by node name, so FP16 casts and Q/DQ nodes (which rename
+    tensors around them) do not matter.
+    """
+    facts = graph_facts(path)
+    nodes = {name: (inputs, outs) for name, _, inputs, outs in facts.nodes}
+    outputs = list(facts.outputs)
+    if "post/sigmoid" in nodes and "post/gather_boxes" in nodes:
+        found = {PROBS: nodes["post/sigmoid"][1][0], PRED_BOXES: nodes["post/gather_boxes"][0][0]}
+        if SCORES in outputs:
+            found[SCORES] = SCORES
+        return found
+    if all(name in outputs for name in RAW_OUTPUTS):
+        return {LOGITS: "logits", PRED_BOXES: "pred_boxes"}
+    raise InputError(f"{path}: not an rtdetr-edge graph (no post/sigmoid + post/gather_boxes nodes and no "
+                     f"logits/pred_boxes outputs; outputs are {outputs})")
+
+
+def topological_tensors(path: Path) -> list[tuple[str, str, str]]:
+    """(tensor, producing node, op type) for every node output, in the graph's (topological) order."""
+    return [(out, name, op) for name, op, _, outs in graph_facts(path).nodes for out in outs if out]
