@@ -21,7 +21,7 @@ numbers it gave):
 Resumable: ``--work-dir`` keeps ``checkpoint.pt`` (weights-only loading) and ``log.jsonl``;
 rerunning the same command continues where it stopped.
 
-    python models/train_reference.py --work-dir build/train --steps 3000 --out models/rtdetr-shapes
+    python models/train_reference.py --work-dir build/train --steps 6000 --out models/rtdetr-shapes
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-train", type=int, default=4000)
     ap.add_argument("--num-val", type=int, default=300)
     ap.add_argument("--num-test", type=int, default=500)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--eval-every", type=int, default=500)

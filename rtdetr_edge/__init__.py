@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     BundleError,
     CalibrationError,
+    CheckError,
     EngineError,
     ExportError,
     InputError,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Detector", "Detections", "__version__", "RtdetrEdgeError", "InputError", "BundleError", "ModelSourceError",
-    "ExportError", "VerificationError", "CalibrationError", "EngineError", "MissingDependencyError",
+    "ExportError", "VerificationError", "CalibrationError", "CheckError", "EngineError", "MissingDependencyError",
 ]
 
 

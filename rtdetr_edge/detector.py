@@ -70,6 +70,7 @@ def _resolve(model: str | os.PathLike[str], backend: str, precision: str,
     engine_options = dict(backend_options.pop("engine_options", None) or {})
     trt_options = {"device": device, **{k: backend_options.pop(k) for k in ("cuda_graph", "memory")
                                         if k in backend_options}}
+    ort_only = {k: backend_options.pop(k) for k in ("threads", "providers", "optimization") if k in backend_options}
     if path.is_dir():
         if not (path / METADATA).is_file():
             raise BundleError(f"{path}: not a bundle ({METADATA} is missing); build one with rtdetr-build")
@@ -84,9 +85,9 @@ def _resolve(model: str | os.PathLike[str], backend: str, precision: str,
             engine_options.setdefault("device", device)
             engine_path = engine_for_bundle(bundle, precision, **engine_options)
             return open_backend("tensorrt", engine_path, **trt_options, **backend_options), bundle.contract, bundle
-        return open_backend(backend, bundle.onnx_path(precision), **backend_options), bundle.contract, bundle
+        return open_backend(backend, bundle.onnx_path(precision), **ort_only, **backend_options), bundle.contract, bundle
     name = backend_for(path) if backend == "auto" else backend
-    be = open_backend(name, path, **(trt_options if name == "tensorrt" else {}), **backend_options)
+    be = open_backend(name, path, **(trt_options if name == "tensorrt" else ort_only), **backend_options)
     contract = _contract_of(be, path)
     return be, contract, None
 

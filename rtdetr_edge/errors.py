@@ -35,6 +35,10 @@ class CalibrationError(RtdetrEdgeError):
     """INT8 calibration could not run (data missing, too few images, bad ranges)."""
 
 
+class CheckError(RtdetrEdgeError):
+    """An accuracy check (rtdetr-check) could not run: missing artifacts, data or runner failures."""
+
+
 class EngineError(RtdetrEdgeError):
     """A TensorRT engine cannot be built, loaded or used on this machine."""
 

@@ -29,7 +29,7 @@ from rtdetr_edge.bundle import Bundle, write_bundle
 from rtdetr_edge.contract import METADATA_KEY, ModelContract, Preprocessing
 from rtdetr_edge.cuda.buffers import choose_memory_kind
 from rtdetr_edge.engine import trt_api
-from rtdetr_edge.engine.cache import _int8_source, inspect_onnx
+from rtdetr_edge.engine.cache import int8_source, inspect_onnx
 from rtdetr_edge.engine.metadata import (
     BatchProfile,
     EngineMetadata,
@@ -413,9 +413,9 @@ def test_int8_source_in_bundle(tmp_path: Path, qdq: bool, ranges: bool, major: i
     bundle = _fake_bundle(tmp_path, qdq=qdq, ranges=ranges)
     if isinstance(expected, str):
         with pytest.raises(EngineError, match=expected):
-            _int8_source(bundle, major, mode)
+            int8_source(bundle, major, mode)
         return
-    onnx_path, ranges_path, resolved = _int8_source(bundle, major, mode)
+    onnx_path, ranges_path, resolved = int8_source(bundle, major, mode)
     assert (onnx_path.name, ranges_path is not None, resolved) == expected
 
 
@@ -424,7 +424,7 @@ def test_int8_needs_an_int8_artifact(tmp_path: Path) -> None:
                                                   "artifacts": {"fp32": {"file": "model.onnx"}}},
                                  {"model.onnx": b"x"}))
     with pytest.raises(EngineError, match="no int8 artifact"):
-        _int8_source(bundle, 10, "auto")
+        int8_source(bundle, 10, "auto")
 
 
 # --- calibration caches for the running TensorRT ----------------------------------------------

@@ -15,13 +15,11 @@ from types import ModuleType
 from typing import Any
 
 from .._optional import require
-from ..errors import RtdetrEdgeError
+from ..errors import CheckError
 
 log = logging.getLogger("rtdetr_edge")
 
 
-class CheckError(RtdetrEdgeError):
-    """A model could not be run or compared (the message says which and why)."""
 
 
 def polygraphy(module: str = "polygraphy") -> ModuleType:

@@ -33,7 +33,7 @@ def _source_onnx(model: ModelSpec, bundle: BundleFiles, major: int, options: Any
         return model.path, None, options
     if model.label == "int8":
         # the same choice engine_for_bundle makes (Q/DQ on 10.x+, the calibration cache on 8.x)
-        onnx, ranges, mode = cache._int8_source(bundle, major, options.int8_mode)  # type: ignore[arg-type]
+        onnx, ranges, mode = cache.int8_source(bundle, major, options.int8_mode)  # type: ignore[arg-type]
         return onnx, ranges, dataclasses.replace(options, int8_mode=mode)
     if model.label == "fp16" and major >= 11:
         return bundle.onnx_path("fp16"), None, options

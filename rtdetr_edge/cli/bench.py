@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import atomic
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_runtime_arguments, add_verbosity, detector_options, run, setup_logging
 
 EXAMPLES = """\
 examples:
@@ -25,13 +25,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
     p.add_argument("--image", default=None, help="image to use (default: synthetic scene)")
     p.add_argument("--image-size", default="1280x720", help="synthetic scene WxH (default 1280x720)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    add_runtime_arguments(p)
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     p.add_argument("--json", default=None, help="write the result as JSON here")
-    from ..engine.options import add_engine_arguments
-
-    add_engine_arguments(p, batch_flag="--engine-batch")
     add_verbosity(p)
     return p
 
@@ -48,13 +44,9 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError(f"--image-size {args.image_size!r}: expected WxH, e.g. 1280x720") from None
     if args.batch < 1 or args.iterations < 1:
         raise InputError("--batch and --iterations must be >= 1")
-    from ..engine.options import EngineOptions
-
-    opts: dict[str, object] = {"backend": args.backend, "precision": args.precision}
+    opts = detector_options(args)
     if args.threads:
         opts["threads"] = args.threads
-    if args.backend != "onnxruntime" and not args.threads:
-        opts["engine_options"] = EngineOptions.from_args(args).to_dict()
     result = benchmark(args.model, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
                        image=args.image, image_size=(w, h), **opts)
     print(result.table())

@@ -15,7 +15,7 @@ import cv2
 from .. import images as image_io
 from ..errors import InputError, RtdetrEdgeError
 from ..outputs import JsonlWriter, VideoWriter
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_runtime_arguments, add_verbosity, detector_options, run, setup_logging
 
 if TYPE_CHECKING:
     from ..detector import Detector
@@ -76,12 +76,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, nargs="*", default=None, help="keep only these class ids")
     p.add_argument("--max-det", type=int, default=300, help="max detections per image (default 300)")
     p.add_argument("--batch", type=int, default=1, help="images per inference batch (default 1)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
     p.add_argument("--no-save", action="store_true", help="write only detections.jsonl, no annotated media")
-    from ..engine.options import add_engine_arguments
-
-    add_engine_arguments(p, batch_flag="--engine-batch")
+    add_runtime_arguments(p)
     add_verbosity(p)
     return p
 
@@ -96,11 +92,8 @@ def _main(argv: Sequence[str] | None) -> int:
     items = expand_sources(args.sources)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from ..engine.options import EngineOptions
-
-    trt = {"engine_options": EngineOptions.from_args(args).to_dict()} if args.backend != "onnxruntime" else {}
-    det = Detector(args.model, conf=args.conf, classes=args.classes, max_det=args.max_det, backend=args.backend,
-                   precision=args.precision, max_batch=max(args.batch, 1), **trt)
+    det = Detector(args.model, conf=args.conf, classes=args.classes, max_det=args.max_det,
+                   max_batch=max(args.batch, 1), **detector_options(args))
     failed: list[str] = []
     counts = {"images": 0, "frames": 0, "detections": 0}
     t0 = time.perf_counter()

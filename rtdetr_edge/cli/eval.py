@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import atomic
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_runtime_arguments, add_verbosity, detector_options, run, setup_logging
 
 EXAMPLES = """\
 examples:
@@ -24,8 +24,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, help="image folder (default: next to the json, or its images/)")
     p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    add_runtime_arguments(p)
     p.add_argument("--json", default=None, help="write metrics as JSON here")
     add_verbosity(p)
     return p
@@ -37,8 +36,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from ..evaluate.coco_map import format_metrics
     from ..evaluate.runner import evaluate
 
-    opts = {} if args.backend == "auto" and args.precision == "auto" else \
-        {"backend": args.backend, "precision": args.precision}
+    opts = detector_options(args)
     metrics = evaluate(args.model, args.data, args.images, max_images=args.max_images, batch=args.batch,
                        progress=not args.quiet, **opts)
     print(f"{args.model}: {format_metrics(metrics)}  ({metrics['images']} images, {metrics['seconds']} s)")

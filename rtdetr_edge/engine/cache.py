@@ -238,7 +238,7 @@ def build_engine(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike[
     return _build(job, Path(out_path), calibrator)
 
 
-def _int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None, str]:
+def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None, str]:
     """(onnx, ranges.json or None, resolved mode) for an INT8 engine from ``bundle``."""
     art = bundle.artifacts.get("int8")
     if art is None:
@@ -281,8 +281,13 @@ def engine_for_bundle(bundle: Bundle, precision: str, **engine_options: Any) -> 
     major = version_tuple(version)[0]
     ranges: str | None = None
     if precision == "int8":
-        onnx, ranges, mode = _int8_source(bundle, major, options.int8_mode)
+        onnx, ranges, mode = int8_source(bundle, major, options.int8_mode)
         options = dataclasses.replace(options, int8_mode=mode)
+        if mode == "implicit":
+            # the layers the host kept out of INT8 (heads, sampling offsets, sensitivity decisions)
+            # stay out on the device too: the Q/DQ ONNX encodes that, the fp32 ONNX does not
+            kept = tuple(n for n in bundle.artifact("int8").get("excluded_nodes", []) if n.startswith("/"))
+            options = dataclasses.replace(options, fp32_layers=tuple(options.fp32_layers) + kept)
         art = bundle.artifact("int8") if mode == "qdq" else bundle.artifact("fp32")
     elif precision == "fp16" and major >= 11:
         if "fp16" not in bundle.precisions:
