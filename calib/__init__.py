@@ -21,6 +21,7 @@ from typing import Any
 from rtdetr_edge.contract import ModelContract
 from rtdetr_edge.errors import CalibrationError
 
+from .collect import DEFAULT_SAMPLES_PER_IMAGE
 from .ranges import CalibrationRanges
 from .subset import DEFAULT_CALIB_SIZE, CalibrationSource, Subset, resolve_source, select_subset
 
@@ -42,10 +43,13 @@ class CalibrationOptions:
         batch_size: images per batch (default 8).
         coco_root: COCO 2017 root (default ``$RTDETR_COCO_ROOT`` or the user cache).
         images_dir: image folder of a COCO json (default next to it).
-        algorithm: ``entropy2`` (TensorRT's) or ``max``.
+        algorithm: ``entropy2`` (TensorRT's), ``percentile`` (99.999%), ``max``, or ``auto``: the
+            first two, both kept in the result's ``candidates`` for the build to choose between on
+            held-out images (``ranges`` starts as entropy2's).
         cache_dir: preprocessed-batch cache (None: no cache).
         allow_download: fetch COCO files when missing.
         holdout: held-out images (disjoint from the subset) kept for accuracy checks.
+        samples_per_image: activation values histogrammed per tensor and image (0: all).
     """
 
     calib: str
@@ -58,6 +62,7 @@ class CalibrationOptions:
     cache_dir: str | None = None
     allow_download: bool = True
     holdout: int = 200
+    samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE
 
 
 @dataclass
@@ -68,6 +73,12 @@ class CalibrationResult:
     holdout_ids: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)  # algorithm -> ranges ("auto")
+
+    def choose(self, algorithm: str) -> None:
+        """Make ``algorithm``'s candidate ranges the result's ranges."""
+        self.ranges.ranges = self.candidates[algorithm]
+        self.ranges.algorithm = algorithm
 
 
 def _usable_subset(source: CalibrationSource, opts: CalibrationOptions) -> Subset:
@@ -111,14 +122,16 @@ def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: 
     batches = CalibrationBatches([p for _, p in subset.images], contract, opts.batch_size, opts.cache_dir,
                                  manifest["sha256"])
     t1 = time.perf_counter()
-    collector = ActivationCollector(fp32_onnx)
+    collector = ActivationCollector(fp32_onnx, samples_per_image=opts.samples_per_image)
     with tqdm(total=len(subset.images), desc="calibrating", unit="img", disable=not progress, file=sys.stderr) as bar:
         collector.collect(batches, bar.update)
     if batches.used < max(1, int(MIN_USABLE_FRACTION * len(subset.images))):
         raise CalibrationError(f"--calib {source.spec}: only {batches.used} of {len(subset.images)} chosen images "
                                f"could be read ({batches.skipped[:2]}); too few to calibrate")
     t2 = time.perf_counter()
-    amax = collector.ranges(opts.algorithm)
+    algorithms = ["entropy2", "percentile"] if opts.algorithm == "auto" else [opts.algorithm]
+    candidates = {a: collector.ranges(a) for a in algorithms}
+    amax = candidates[algorithms[0]]
     t3 = time.perf_counter()
     chosen = set(subset.ids)
     holdout = [i for i, p in source.images if i not in chosen and p.is_file()] if source.dataset is not None else []
@@ -126,11 +139,13 @@ def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: 
                "inference": round(collector.seconds["inference"], 3),
                "histograms": round(collector.seconds["histograms"], 3), "cached_batches": float(batches.cached)}
     ranges = CalibrationRanges(
-        ranges=amax, algorithm=opts.algorithm, images=batches.used, model_sha256=sha256_file(fp32_onnx),
+        ranges=amax, algorithm=algorithms[0], images=batches.used, model_sha256=sha256_file(fp32_onnx),
         manifest_sha256=manifest["sha256"], extra={"seconds": seconds, "batch_size": opts.batch_size,
+                                                   "samples_per_image": opts.samples_per_image,
+                                                   "aliases": len(collector.aliases),
                                                    "skipped": batches.skipped})
     log.info("calibrated %d tensors on %d images in %.1f s (%s)", len(amax), batches.used, t3 - t0, seconds)
-    return CalibrationResult(ranges, subset, source, holdout[: opts.holdout], seconds, batches.skipped)
+    return CalibrationResult(ranges, subset, source, holdout[: opts.holdout], seconds, batches.skipped, candidates)
 
 
 def manifest_with_skips(result: CalibrationResult) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,15 @@ import onnx
 from rtdetr_edge._optional import require
 from rtdetr_edge.errors import CalibrationError
 
-from .entropy import StreamingHistogram, entropy_amax
+from .entropy import StreamingHistogram, entropy_amax, percentile_amax
 
 log = logging.getLogger("rtdetr_edge")
 
+# Values histogrammed per tensor and image: a deterministic stride over larger tensors (the
+# maximum still sees every value). 8192 per image is 2M values per tensor over 256 images, ample
+# for 2048 bins, and halves the cost of a calibration (most of it was histogramming).
+DEFAULT_SAMPLES_PER_IMAGE = 8192
+ALGORITHMS = ("entropy2", "percentile", "max")
 _FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
 # Tensors TensorRT does not run in INT8 and that only carry indices or the postprocessing tail:
 # calibrating them would only add lines to the cache.
@@ -49,6 +55,21 @@ def calibration_tensors(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+# Ops whose output holds exactly the values of their first input, rearranged: the same histogram,
+# hence the same range (TensorRT computes it twice; we copy it).
+_VALUE_PRESERVING = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
+def value_aliases(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
+    """``{tensor: source}`` for calibrated tensors that only rearrange another calibrated tensor."""
+    wanted = set(tensors)
+    aliases: dict[str, str] = {}
+    for node in model.graph.node:  # topological order: a source's own alias is already resolved
+        if node.op_type in _VALUE_PRESERVING and node.output[0] in wanted and node.input[0] in wanted:
+            aliases[node.output[0]] = aliases.get(node.input[0], node.input[0])
+    return aliases
+
+
 def with_extra_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy of ``model`` whose outputs also include ``names`` (typed from shape inference)."""
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -70,61 +91,128 @@ def with_extra_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelPr
 class ActivationCollector:
     """Streams calibration batches through ONNX Runtime and histograms every float tensor.
 
+    Tensors that only rearrange another one (Reshape, Transpose, ...) are not fetched: they take
+    their source's range.
+
     Args:
         model_path: the fp32 ONNX.
         tensors: tensors to calibrate (default: :func:`calibration_tensors`).
         threads: ONNX Runtime intra-op threads (default: its choice).
+        samples_per_image: values histogrammed per tensor and image (see
+            :meth:`StreamingHistogram.update`; the maximum always sees all); 0 for all of them.
     """
 
     def __init__(self, model_path: str | os.PathLike[str], tensors: list[str] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE) -> None:
         ort = require("onnxruntime", "collecting calibration activations")
         model = onnx.load(str(model_path))
         self.input_names = [i.name for i in model.graph.input]
         self.tensors = tensors or calibration_tensors(model)
-        extended = with_extra_outputs(model, self.tensors)
+        self.aliases = value_aliases(model, self.tensors)
+        measured = [t for t in self.tensors if t not in self.aliases]
+        extended = with_extra_outputs(model, measured)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep ONNX names
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(extended.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        self._run_outputs = [t for t in self.tensors if t not in self.input_names]
-        self.histograms = {t: StreamingHistogram() for t in self.tensors}
+        self._run_outputs = [t for t in measured if t not in self.input_names]
+        self.histograms = {t: StreamingHistogram() for t in measured}
+        self.samples_per_image = samples_per_image
+        self._buffers: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._parity = 0
         self.images = 0
         self.seconds = {"inference": 0.0, "histograms": 0.0}
 
-    def update(self, batch: dict[str, np.ndarray]) -> None:
-        """Run one batch ``{input_name: array}`` and add its activations to the histograms."""
+    def _infer(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run a batch; outputs land in reused buffers (two sets, alternating, for the pipeline).
+
+        Hundreds of fetched tensors are hundreds of MB per batch: allocating them afresh every run
+        cost more than the inference itself, so after the first run of a batch size ONNX Runtime
+        writes into the previous run's arrays through I/O binding.
+        """
         t0 = time.perf_counter()
-        outs = self.session.run(self._run_outputs, batch)
-        t1 = time.perf_counter()
+        n = int(next(iter(batch.values())).shape[0])
+        key = (n, self._parity)
+        self._parity ^= 1
+        buffers = self._buffers.get(key)
+        outs: list[np.ndarray] | None = None
+        if buffers is not None:
+            binding = self.session.io_binding()
+            for name, value in batch.items():
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+            for name, buf in zip(self._run_outputs, buffers):
+                binding.bind_output(name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data)
+            try:
+                self.session.run_with_iobinding(binding)
+                outs = buffers
+            except Exception as exc:  # a data-dependent output shape: fall back to plain runs
+                log.debug("calibration: I/O binding failed (%s); running without it", exc)
+        if outs is None:
+            outs = [np.asarray(o) for o in self.session.run(self._run_outputs, batch)]
+            self._buffers[key] = outs
+        self.seconds["inference"] += time.perf_counter() - t0
+        return outs
+
+    def _histogram(self, batch: dict[str, np.ndarray], outs: list[np.ndarray]) -> None:
+        t0 = time.perf_counter()
+        n = int(next(iter(batch.values())).shape[0])
+        cap = self.samples_per_image * n
         for name in self.input_names:
             if name in self.histograms:
-                self.histograms[name].update(batch[name])
+                self.histograms[name].update(batch[name], cap)
         for name, value in zip(self._run_outputs, outs):
-            self.histograms[name].update(value)
-        self.seconds["inference"] += t1 - t0
-        self.seconds["histograms"] += time.perf_counter() - t1
-        self.images += int(next(iter(batch.values())).shape[0])
+            self.histograms[name].update(value, cap)
+        self.seconds["histograms"] += time.perf_counter() - t0
+        self.images += n
+
+    def update(self, batch: dict[str, np.ndarray]) -> None:
+        """Run one batch ``{input_name: array}`` and add its activations to the histograms."""
+        self._histogram(batch, self._infer(batch))
 
     def collect(self, batches: Iterable[dict[str, np.ndarray]], progress: Callable[[int], Any] | None = None) -> None:
-        for batch in batches:
-            self.update(batch)
-            if progress is not None:
-                progress(int(next(iter(batch.values())).shape[0]))
+        """Run every batch; batch k is histogrammed (in a worker thread) while batch k+1 runs.
+
+        ONNX Runtime leaves cores idle on a small model's many small ops, and OpenCV/numpy release
+        the GIL, so the two overlap; at most two batches of activations are alive at a time.
+        """
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calib-hist") as pool:
+            pending: Future[None] | None = None
+            for batch in batches:
+                outs = self._infer(batch)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(self._histogram, batch, outs)
+                if progress is not None:
+                    progress(int(next(iter(batch.values())).shape[0]))
+            if pending is not None:
+                pending.result()
+        self.seconds["collect_wall"] = self.seconds.get("collect_wall", 0.0) + time.perf_counter() - t0
 
     def ranges(self, algorithm: str = "entropy2") -> dict[str, float]:
-        """Per-tensor amax: ``"entropy2"`` (TensorRT's KL search) or ``"max"`` (absolute max)."""
+        """Per-tensor amax by ``algorithm``, one of :data:`ALGORITHMS`.
+
+        ``entropy2``: TensorRT's KL search; ``percentile``: the 99.999th percentile of |x|;
+        ``max``: the absolute maximum (TensorRT's MinMax calibrator).
+        """
         if self.images == 0:
             raise CalibrationError("no calibration batches were collected")
         t0 = time.perf_counter()
         if algorithm == "entropy2":
-            out = {name: entropy_amax(h) for name, h in self.histograms.items()}
+            # numpy releases the GIL on the search's large arrays: use every core
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="calib-kl") as pool:
+                out = dict(zip(self.histograms, pool.map(entropy_amax, self.histograms.values())))
+        elif algorithm == "percentile":
+            out = {name: percentile_amax(h) for name, h in self.histograms.items()}
         elif algorithm == "max":
             out = {name: h.max for name, h in self.histograms.items()}
         else:
-            raise CalibrationError(f"unknown calibration algorithm {algorithm!r}: expected entropy2 or max")
+            raise CalibrationError(f"unknown calibration algorithm {algorithm!r}: expected one of "
+                                   f"{', '.join(ALGORITHMS)}")
+        out.update({alias: out[source] for alias, source in self.aliases.items()})
+        out = {name: out[name] for name in self.tensors}
         self.seconds["thresholds"] = time.perf_counter() - t0
         return out
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -92,8 +93,13 @@ def write_fp16(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[st
     post = [n.name for n in model.graph.node if n.name.startswith("post/")]
     block_nodes = list(keep_fp32_nodes or []) + post
     block_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(ops))
-    converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block_ops,
-                                                 node_block_list=block_nodes)
+    with warnings.catch_warnings(record=True) as caught:  # one per tiny weight: summarise instead
+        warnings.simplefilter("always", UserWarning)
+        converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block_ops,
+                                                     node_block_list=block_nodes)
+    truncated = sum("will be truncated" in str(w.message) for w in caught)
+    if truncated:
+        log.info("FP16: %d weights outside [1e-7, 1e4] in magnitude were clamped into it", truncated)
     _restore_float32_outputs(model, converted)
     with atomic.replacing_file(out_path, suffix=".onnx") as tmp:
         onnx.save(converted, str(tmp))

@@ -80,11 +80,21 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
             (n.op_type == "MatMul" and any(i in consts for i in n.input))]
 
 
+# The layer reading the network input is kept too (as TensorRT deployments commonly do): on the
+# reference model, quantizing the image itself to 127 levels cost 0.0024 AP (0.5715 -> 0.5691 on
+# 300 held-out images), and a 3-channel convolution gains little from INT8 kernels anyway.
+INPUT_LAYER_REASON = "reads the network input: 127 levels of the image itself lose detail; 3 channels gain nothing"
+
+
 def default_excluded_nodes(model: onnx.ModelProto, patterns: dict[str, str] | None = None) -> dict[str, str]:
-    """Quantizable nodes whose name has a component in ``patterns`` -> the reason."""
+    """Quantizable nodes whose name has a component in ``patterns``, or that read a graph input -> the reason."""
     patterns = DEFAULT_EXCLUDE if patterns is None else patterns
+    graph_inputs = {i.name for i in model.graph.input} - {t.name for t in model.graph.initializer}
     out = {}
     for node in quantizable_nodes(model):
+        if graph_inputs & set(node.input):
+            out[node.name] = INPUT_LAYER_REASON
+            continue
         components = set(re.split(r"[/.]", node.name))
         for key, why in patterns.items():
             if key in components:

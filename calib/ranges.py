@@ -26,8 +26,8 @@ class CalibrationRanges:
 
     Attributes:
         ranges: tensor name -> amax (> 0), network input included.
-        algorithm: ``"entropy2"`` (TensorRT's EntropyCalibration2 threshold search) or
-            ``"max"``.
+        algorithm: ``"entropy2"`` (TensorRT's EntropyCalibration2 threshold search),
+            ``"percentile"`` (99.999% of |x|) or ``"max"``.
         num_bins: histogram bins per tensor (2048, as TensorRT).
         images: number of calibration images.
         model_sha256: sha256 of the fp32 ONNX the activations came from.

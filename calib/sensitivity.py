@@ -24,7 +24,8 @@ from .qdq import layer_group, quantizable_nodes, write_qdq
 log = logging.getLogger("rtdetr_edge")
 
 
-def _ap(model_path: Path, dataset: CocoDataset, image_ids: list[int]) -> float:
+def average_precision(model_path: Path, dataset: CocoDataset, image_ids: list[int]) -> float:
+    """COCO AP of an ONNX model on ``image_ids`` of ``dataset`` (ONNX Runtime, no progress bar)."""
     from rtdetr_edge.evaluate.runner import evaluate
 
     return float(evaluate(model_path, dataset.path, dataset.images_dir, image_ids=image_ids, progress=False,
@@ -54,13 +55,13 @@ def sensitivity_search(fp32_path: str | Path, ranges: dict[str, float], dataset:
     for node in quantizable_nodes(model):
         if node.name not in base_exclude:
             groups[layer_group(node.name)].append(node.name)
-    base_ap = fp32_ap if fp32_ap is not None else _ap(fp32_path, dataset, image_ids)
+    base_ap = fp32_ap if fp32_ap is not None else average_precision(fp32_path, dataset, image_ids)
     goal = target * base_ap
     with tempfile.TemporaryDirectory(prefix="rtdetr-sensitivity-") as tmp:
         def int8_ap(exclude: list[str], tag: str) -> float:
             out = Path(tmp) / f"{tag}.onnx"
             write_qdq(fp32_path, ranges, out, exclude)
-            return _ap(out, dataset, image_ids)
+            return average_precision(out, dataset, image_ids)
 
         full = int8_ap(list(base_exclude), "all")
         report: dict[str, Any] = {"fp32_ap": base_ap, "target": target, "int8_ap_default": full, "groups": {},

