@@ -64,7 +64,8 @@ def resolve_source(spec: str, coco_root: str | os.PathLike[str] | None = None,
 
 
 def _image_buckets(ds: CocoDataset, image_id: int) -> tuple[set[int], set[str]]:
-    cats, sizes = set(), set()
+    cats: set[int] = set()
+    sizes: set[str] = set()
     for ann in ds.annotations(image_id):
         cats.add(int(ann["category_id"]))
         area = float(ann.get("area") or ann["bbox"][2] * ann["bbox"][3])

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -255,7 +256,8 @@ def generate(out_dir: str | Path, num_images: int, seed: int, size: tuple[int, i
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i in range(num_images):
         image, objects = render_scene(rng, width, height, max_objects=max_objects)
         name = f"{seed:06d}_{i:06d}.jpg"
