@@ -50,6 +50,7 @@ class CalibrationOptions:
         allow_download: fetch COCO files when missing.
         holdout: held-out images (disjoint from the subset) kept for accuracy checks.
         samples_per_image: activation values histogrammed per tensor and image (0: all).
+        scope: ``int8`` (the tensors INT8 layers read) or ``all`` (every float tensor).
     """
 
     calib: str
@@ -63,6 +64,7 @@ class CalibrationOptions:
     allow_download: bool = True
     holdout: int = 200
     samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE
+    scope: str = "int8"
 
 
 @dataclass
@@ -122,7 +124,7 @@ def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: 
     batches = CalibrationBatches([p for _, p in subset.images], contract, opts.batch_size, opts.cache_dir,
                                  manifest["sha256"])
     t1 = time.perf_counter()
-    collector = ActivationCollector(fp32_onnx, samples_per_image=opts.samples_per_image)
+    collector = ActivationCollector(fp32_onnx, samples_per_image=opts.samples_per_image, scope=opts.scope)
     with tqdm(total=len(subset.images), desc="calibrating", unit="img", disable=not progress, file=sys.stderr) as bar:
         collector.collect(batches, bar.update)
     if batches.used < max(1, int(MIN_USABLE_FRACTION * len(subset.images))):
@@ -142,6 +144,7 @@ def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: 
         ranges=amax, algorithm=algorithms[0], images=batches.used, model_sha256=sha256_file(fp32_onnx),
         manifest_sha256=manifest["sha256"], extra={"seconds": seconds, "batch_size": opts.batch_size,
                                                    "samples_per_image": opts.samples_per_image,
+                                                   "scope": opts.scope,
                                                    "aliases": len(collector.aliases),
                                                    "skipped": batches.skipped})
     log.info("calibrated %d tensors on %d images in %.1f s (%s)", len(amax), batches.used, t3 - t0, seconds)

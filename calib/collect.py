@@ -1,8 +1,7 @@
 """Collect activation ranges with ONNX Runtime, in one streaming pass over the calibration batches.
 
-Every float tensor of the fp32 graph (the network input included) becomes an extra graph output;
-ONNX Runtime runs with graph optimisations off, so tensor names are exactly the ONNX value names
-that TensorRT's parser will use (and that the Q/DQ writer refers to). Each batch updates one
+The tensors to calibrate (see :data:`SCOPES`) become extra graph outputs, fetched by their ONNX
+value names, which TensorRT's parser and the Q/DQ writer use too. Each batch updates one
 :class:`~rtdetr_edge.calib.entropy.StreamingHistogram` per tensor; nothing else is kept.
 """
 
@@ -31,6 +30,11 @@ log = logging.getLogger("rtdetr_edge")
 # for 2048 bins, and halves the cost of a calibration (most of it was histogramming).
 DEFAULT_SAMPLES_PER_IMAGE = 8192
 ALGORITHMS = ("entropy2", "percentile", "max")
+# Which tensors get ranges: "int8" (default), those INT8 layers read (what the Q/DQ model and
+# TensorRT's INT8 kernels use; ONNX Runtime may fuse everything else, so collecting costs little
+# more than inference), or "all", every float tensor, as TensorRT's own calibrator does (a layer
+# TensorRT could run in INT8 but finds no range for runs in FP16/FP32 instead).
+SCOPES = ("int8", "all")
 _FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
 # Tensors TensorRT does not run in INT8 and that only carry indices or the postprocessing tail:
 # calibrating them would only add lines to the cache.
@@ -70,6 +74,28 @@ def value_aliases(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
     return aliases
 
 
+def int8_input_tensors(model: onnx.ModelProto) -> list[str]:
+    """The tensors INT8 layers read: the network input(s), then every activation input of a
+    Conv / Gemm / weight MatMul (the layers the Q/DQ model quantizes and TensorRT runs in INT8).
+
+    A layer's output needs no range of its own where it only feeds float layers, and where it
+    feeds an INT8 layer it is that layer's input, so it is here too (TensorRT fuses a Conv with
+    the activation or residual Add after it; the fused output is the next Conv's input).
+    """
+    from .qdq import quantizable_nodes
+
+    floats = set(calibration_tensors(model))
+    consts = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name in floats]
+    seen = set(names)
+    for node in quantizable_nodes(model):
+        for name in node.input:
+            if name and name in floats and name not in consts and name not in seen:
+                names.append(name)
+                seen.add(name)
+    return names
+
+
 def with_extra_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy of ``model`` whose outputs also include ``names`` (typed from shape inference)."""
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -103,16 +129,22 @@ class ActivationCollector:
     """
 
     def __init__(self, model_path: str | os.PathLike[str], tensors: list[str] | None = None,
-                 threads: int | None = None, samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE) -> None:
+                 threads: int | None = None, samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE,
+                 scope: str = "int8") -> None:
         ort = require("onnxruntime", "collecting calibration activations")
+        if scope not in SCOPES:
+            raise CalibrationError(f"calibration scope {scope!r}: expected one of {', '.join(SCOPES)}")
         model = onnx.load(str(model_path))
         self.input_names = [i.name for i in model.graph.input]
-        self.tensors = tensors or calibration_tensors(model)
+        self.tensors = tensors or (int8_input_tensors(model) if scope == "int8" else calibration_tensors(model))
         self.aliases = value_aliases(model, self.tensors)
         measured = [t for t in self.tensors if t not in self.aliases]
         extended = with_extra_outputs(model, measured)
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep ONNX names
+        # Fetched tensors are graph outputs, which ONNX Runtime's optimiser keeps by name; with every
+        # tensor fetched nothing could fuse anyway, so "all" runs the graph as written.
+        opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if scope == "all"
+                                         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
@@ -120,6 +152,7 @@ class ActivationCollector:
         self._run_outputs = [t for t in measured if t not in self.input_names]
         self.histograms = {t: StreamingHistogram() for t in measured}
         self.samples_per_image = samples_per_image
+        self.scope = scope
         self._buffers: dict[tuple[int, int], list[np.ndarray]] = {}
         self._parity = 0
         self.images = 0

@@ -58,6 +58,7 @@ class BuildOptions:
         calib_algorithm: auto (entropy2 or percentile, whichever scores better on held-out images),
             entropy2 (TensorRT's), percentile or max.
         calib_samples: activation values histogrammed per tensor and image (8192; 0: all).
+        calib_tensors: int8 (the tensors INT8 layers read) or all (every float tensor).
         allow_download: fetch missing COCO files.
         int8_keep: extra node-name components to keep out of INT8.
         int8_sensitivity: measure layer groups and keep the worst in float until ``int8_target``.
@@ -85,6 +86,7 @@ class BuildOptions:
     no_calib_cache: bool = False
     calib_algorithm: str = "auto"
     calib_samples: int = 8192
+    calib_tensors: str = "int8"
     allow_download: bool = True
     int8_keep: tuple[str, ...] = ()
     int8_sensitivity: bool = False
@@ -261,7 +263,7 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
         coco_root=opts.coco_root, images_dir=opts.calib_images, algorithm=opts.calib_algorithm,
         cache_dir=None if opts.no_calib_cache else (opts.calib_cache_dir or str(default_cache_dir())),
         allow_download=opts.allow_download, holdout=max(opts.check_images, 200),
-        samples_per_image=opts.calib_samples)
+        samples_per_image=opts.calib_samples, scope=opts.calib_tensors)
     result = calibrate(fp32, contract, copts)
     import onnx
 

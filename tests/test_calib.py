@@ -100,6 +100,19 @@ def test_sampled_histogram_keeps_max_and_thresholds() -> None:
     assert percentile_amax(sampled) == pytest.approx(percentile_amax(full), rel=0.1)
 
 
+def test_int8_scope_is_what_int8_layers_read(int8_bundle: Path) -> None:
+    from rtdetr_edge.calib.collect import ActivationCollector, calibration_tensors
+    from rtdetr_edge.calib.qdq import quantizable_nodes
+
+    b = Bundle(int8_bundle)
+    model = onnx.load(str(b.onnx_path("fp32")))
+    consts = {i.name for i in model.graph.initializer}
+    wanted = {"images"} | {i for n in quantizable_nodes(model) for i in n.input if i and i not in consts}
+    col = ActivationCollector(b.onnx_path("fp32"))
+    assert col.tensors[0] == "images" and set(col.tensors) == wanted & set(calibration_tensors(model))
+    assert set(CalibrationRanges.load(b.file(b.artifact("int8")["ranges"])).ranges) == set(col.tensors)
+
+
 def test_percentile_range() -> None:
     x = np.linspace(-10, 10, 2_000_001, dtype=np.float32)
     h = StreamingHistogram()
@@ -123,7 +136,7 @@ def test_rearranged_tensors_take_their_source_range(tmp_path: Path) -> None:
                                helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    col = ActivationCollector(path)
+    col = ActivationCollector(path, scope="all")
     assert col.aliases == {"flat": "r", "t": "r"} and set(col.histograms) == {"x", "r", "y"}
     col.collect([{"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 5}])
     ranges = col.ranges("max")

@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--calib-samples", type=int, default=8192, metavar="N",
                    help="activation values histogrammed per tensor and image (default 8192; 0: all; the "
                         "maximum always sees every value)")
+    c.add_argument("--calib-tensors", default="int8", choices=["int8", "all"],
+                   help="tensors to calibrate: int8 (default), those INT8 layers read (network input, Conv/"
+                        "MatMul/Gemm inputs), or all float tensors as TensorRT's own calibrator does")
     c.add_argument("--calib-algorithm", default="auto", choices=["auto", "entropy2", "percentile", "max"],
                    help="activation ranges: TensorRT's entropy (KL) search, the 99.999th percentile of |x|, "
                         "the absolute max, or auto (default): entropy2 and percentile both computed, the one "
@@ -89,7 +92,8 @@ def _main(argv: Sequence[str] | None) -> int:
         calib=args.calib, calib_size=args.calib_size, calib_seed=args.seed, calib_batch=args.calib_batch,
         calib_images=args.calib_images, coco_root=args.coco_root, allow_download=not args.no_download,
         calib_cache_dir=args.calib_cache_dir, no_calib_cache=args.no_calib_cache,
-        calib_algorithm=args.calib_algorithm, calib_samples=args.calib_samples, int8_keep=tuple(args.int8_keep),
+        calib_algorithm=args.calib_algorithm, calib_samples=args.calib_samples,
+        calib_tensors=args.calib_tensors, int8_keep=tuple(args.int8_keep),
         int8_sensitivity=args.int8_sensitivity, int8_target=args.int8_target,
         trt_cache_versions=tuple(args.trt_cache_version or ("10.3.0",)), check_images=args.check_images,
         engine=EngineOptions.from_args(args).to_dict())
