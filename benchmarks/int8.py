@@ -61,7 +61,8 @@ def calibration_cost(bundle, calib_ann, n: int) -> dict[str, float]:  # type: ig
     calib_s = time.perf_counter() - t
     return {"images": n, "plain_fp32_inference_s": plain_s, "calibration_s": calib_s, "ratio": calib_s / plain_s,
             "tensors": len(collector.tensors), "fetched_tensors": len(collector.histograms),
-            "samples_per_image": collector.samples_per_image, "scope": collector.scope, "collector_inference_s": collector.seconds["inference"],
+            "samples_per_image": collector.samples_per_image, "scope": collector.scope,
+            "collector_inference_s": collector.seconds["inference"],
             "histograms_s": collector.seconds["histograms"], "collect_wall_s": collector.seconds["collect_wall"],
             "thresholds_s": collector.seconds["thresholds"]}
 
@@ -90,7 +91,8 @@ def main() -> int:
     cost = calibration_cost(bundle, calib, args.calib_images)
     print(f"\ncalibration of {cost['images']} images: {cost['calibration_s']:.2f} s vs plain fp32 inference "
           f"{cost['plain_fp32_inference_s']:.2f} s -> {cost['ratio']:.2f}x (target <= 2x); "
-          f"{cost['tensors']} tensors ({cost['scope']} scope), {cost['fetched_tensors']} fetched (inference {cost['collector_inference_s']:.2f} s "
+          f"{cost['tensors']} tensors ({cost['scope']} scope), {cost['fetched_tensors']} fetched "
+          f"(inference {cost['collector_inference_s']:.2f} s "
           f"and histograms {cost['histograms_s']:.2f} s overlapping in {cost['collect_wall_s']:.2f} s, thresholds "
           f"{cost['thresholds_s']:.2f} s)")
     checks = {"int8_1.5x_faster": results.get("int8", {}).get("speedup", 0) >= 1.5,

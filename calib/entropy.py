@@ -132,8 +132,8 @@ def kl_threshold_bin(hist: np.ndarray, num_quant_bins: int = NUM_QUANT_BINS, sta
     (``np.digitize`` over ``np.linspace(0, i, 129)``). The MXNet variant (``i // 128`` bins per
     level, the remainder in the last) biases the search towards ``i = 128k - 1``, where the last
     level is widest and the rest finest; on the reference model that clipped ranges to 3/16 of
-    their maximum and cost 3% AP. A candidate whose last bin is empty while outliers exist has
-    infinite divergence (Q = 0 where P > 0).
+    their maximum and cost 0.011 AP (0.568 -> 0.557). A candidate whose last bin is empty while
+    outliers exist has infinite divergence (Q = 0 where P > 0).
 
     Before the search the first bin takes the count of the second, as pytorch-quantization does:
     bin 0 is dominated by exact zeros (ReLU) and underflowed values (softmax), and a spike there

@@ -273,10 +273,10 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
     exclude = list(reasons)
     holdout = (result.source.dataset, result.holdout_ids) if result.source.dataset is not None and \
         result.holdout_ids else None
-    choice = None
+    choice, qrep = None, None
     if len(result.candidates) > 1:
-        choice = _choose_ranges(fp32, result, holdout, exclude, contract.class_names, opts.check_images, tmp,
-                                announce)
+        choice, qrep = _choose_ranges(fp32, result, holdout, exclude, contract.class_names, opts.check_images,
+                                      tmp, announce)
     result.ranges.save(tmp / "calib" / "ranges.json")
     manifest = result.subset.manifest()
     manifest["skipped"] = result.skipped
@@ -296,8 +296,9 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
 
         exclude, sens = sensitivity_search(fp32, result.ranges.ranges, holdout[0],
                                            holdout[1][: max(opts.check_images, 50)], exclude, opts.int8_target)
-    announce("quantize (Q/DQ)")
-    qrep = write_qdq(fp32, result.ranges.ranges, tmp / "model.int8.qdq.onnx", exclude)
+    if qrep is None or exclude != list(reasons):  # not written by the range choice, or sensitivity changed it
+        announce("quantize (Q/DQ)")
+        qrep = write_qdq(fp32, result.ranges.ranges, tmp / "model.int8.qdq.onnx", exclude)
     artifacts["int8"] = {
         "file": "model.int8.qdq.onnx", "kind": "onnx", "precision": "int8", "quantization": "qdq",
         "ranges": "calib/ranges.json", "manifest": "calib/manifest.json", "tensorrt_caches": caches,
@@ -320,45 +321,54 @@ MIN_CHOICE_IMAGES = 20  # fewer held-out images than this cannot tell two range 
 
 def _choose_ranges(fp32: Path, result: Any, holdout: tuple[Any, list[int]] | None, exclude: list[str],
                    class_names: tuple[str, ...], check_images: int, tmp: Path,
-                   announce: Callable[[str], None]) -> dict[str, Any]:
+                   announce: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``--calib-algorithm auto``: keep the candidate ranges whose Q/DQ model scores best on held-out images.
 
     TensorRT's entropy thresholds clip hard (on the reference model, SiLU outputs to ~half their
     range) and can cost a few percent AP where a percentile range does not; which is better
     depends on the model, so it is measured. Ties and no held-out images keep entropy2.
+
+    Returns:
+        (the choice for report.json, the chosen Q/DQ model's report when it was measured: it is
+        then already written as ``tmp/model.int8.qdq.onnx``, else None)
     """
     from .calib.qdq import write_qdq
     from .calib.sensitivity import average_precision
-
     from .data.coco import label_to_category
 
     if holdout is None:
         log.info("calibration: no held-out images to compare range algorithms on; keeping entropy2")
-        return {"chosen": result.ranges.algorithm, "reason": "no held-out images"}
+        return {"chosen": result.ranges.algorithm, "reason": "no held-out images"}, None
     try:
         label_to_category(class_names, holdout[0])
     except InputError as exc:  # calibration data need not share the model's classes
         log.info("calibration: keeping entropy2 ranges, held-out images cannot score this model: %s", exc)
-        return {"chosen": result.ranges.algorithm, "reason": str(exc)}
-    announce("choose calibration ranges")
+        return {"chosen": result.ranges.algorithm, "reason": str(exc)}, None
     # images after the accuracy check's where there are enough, so that the check does not report
     # on what chose
     rest = holdout[1][check_images:]
     ids = rest if len(rest) >= 50 else holdout[1]
     if len(ids) < MIN_CHOICE_IMAGES:
         log.info("calibration: only %d held-out images; keeping entropy2 ranges", len(ids))
-        return {"chosen": result.ranges.algorithm, "reason": f"{len(ids)} held-out images (< {MIN_CHOICE_IMAGES})"}
-    scores = {}
+        reason = f"{len(ids)} held-out images (< {MIN_CHOICE_IMAGES})"
+        return {"chosen": result.ranges.algorithm, "reason": reason}, None
+    announce("choose calibration ranges")
+    scores, reports = {}, {}
     for algorithm, ranges in result.candidates.items():
         path = tmp / f".candidate-{algorithm}.onnx"
-        write_qdq(fp32, ranges, path, exclude)
+        reports[algorithm] = write_qdq(fp32, ranges, path, exclude)
         scores[algorithm] = round(average_precision(path, holdout[0], ids), 4)
-        path.unlink()
         log.info("calibration: %s ranges -> INT8 AP %.4f on %d held-out images", algorithm, scores[algorithm],
                  len(ids))
     chosen = max(scores, key=lambda a: (scores[a], a == "entropy2"))
     result.choose(chosen)
-    return {"chosen": chosen, "int8_ap": scores, "images": len(ids)}
+    for algorithm in scores:
+        path = tmp / f".candidate-{algorithm}.onnx"
+        if algorithm == chosen:
+            path.replace(tmp / "model.int8.qdq.onnx")
+        else:
+            path.unlink()
+    return {"chosen": chosen, "int8_ap": scores, "images": len(ids)}, reports[chosen]
 
 
 def _accuracy(tmp: Path, artifacts: dict[str, Any], dataset: Any, image_ids: list[int],

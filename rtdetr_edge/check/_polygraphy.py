@@ -20,8 +20,6 @@ from ..errors import CheckError
 log = logging.getLogger("rtdetr_edge")
 
 
-
-
 def polygraphy(module: str = "polygraphy") -> ModuleType:
     """Import ``polygraphy`` (or a submodule such as ``polygraphy.comparator``) or name the extra."""
     require("polygraphy", "accuracy checks (rtdetr-check)")
