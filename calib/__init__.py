@@ -22,7 +22,7 @@ from rtdetr_edge.contract import ModelContract
 from rtdetr_edge.errors import CalibrationError
 
 from .collect import DEFAULT_SAMPLES_PER_IMAGE
-from .ranges import CalibrationRanges
+from rtdetr_edge.ranges import CalibrationRanges
 from .subset import DEFAULT_CALIB_SIZE, CalibrationSource, Subset, resolve_source, select_subset
 
 log = logging.getLogger("rtdetr_edge")

@@ -18,6 +18,7 @@ from rtdetr_edge._optional import require
 from rtdetr_edge.contract import OUTPUT_RAW, ModelContract
 from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.errors import VerificationError
+from rtdetr_edge.matching import greedy_match
 from rtdetr_edge.preprocess import Preprocessor
 
 DEFAULT_TOLERANCE = 1e-4
@@ -61,22 +62,10 @@ def match_topk(ref: tuple[np.ndarray, np.ndarray, np.ndarray], cand: tuple[np.nd
     box_d = np.abs(rb[compared, None, :] - cb[None, :, :]).max(-1)
     score_d = np.abs(rs[compared, None] - cs[None, :])
     cost = np.where(rl[compared, None] == cl[None, :], np.maximum(box_d, score_d), np.inf)
-    order = np.argsort(cost, axis=None)
-    used_r, used_c = set(), set()
-    worst_s = worst_b = 0.0
-    for flat in order:
-        i, j = divmod(int(flat), cost.shape[1])
-        if cost[i, j] > gate:
-            break
-        if i in used_r or j in used_c:
-            continue
-        used_r.add(i)
-        used_c.add(j)
-        worst_s = max(worst_s, float(score_d[i, j]))
-        worst_b = max(worst_b, float(box_d[i, j]))
-        if len(used_r) == compared.size:
-            break
-    return SetMatch(int(compared.size), len(used_r), worst_s, worst_b)
+    pairs = greedy_match(cost, gate)
+    worst_s = max((float(score_d[i, j]) for i, j in pairs), default=0.0)
+    worst_b = max((float(box_d[i, j]) for i, j in pairs), default=0.0)
+    return SetMatch(int(compared.size), len(pairs), worst_s, worst_b)
 
 
 def merge(matches: list[SetMatch]) -> SetMatch:

@@ -254,7 +254,7 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
     from .calib import CalibrationOptions, calibrate
     from .calib.qdq import DEFAULT_EXCLUDE, default_excluded_nodes, write_qdq
     from .calib.stream import default_cache_dir
-    from .calib.trt_cache import write_cache
+    from .trt_cache import write_cache
 
     assert opts.calib is not None
     announce("calibrate")

@@ -26,7 +26,7 @@ import numpy as np
 from ..contract import METADATA_KEY
 from ..cuda import buffers
 from ..engine import trt_api
-from ..engine.metadata import (
+from ..engine_format import (
     EngineMetadata,
     check_compatible,
     check_engine_file,

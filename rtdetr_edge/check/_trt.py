@@ -50,7 +50,7 @@ def trt_runner(model: ModelSpec, bundle: BundleFiles, workdir: Path,
                                        name=model.name)
         return runner, {}, f"{model.path.name} runs as built: only its top-k outputs can be compared"
     from ..engine import cache, trt_api
-    from ..engine.metadata import version_tuple
+    from ..engine_format import version_tuple
     from ..engine.options import EngineOptions
 
     version = trt_api.tensorrt_version()

@@ -49,6 +49,7 @@ import numpy as np
 
 from ..contract import OUTPUT_RAW, ModelContract
 from ..detections import Detections
+from ..matching import box_iou, greedy_match
 from ..postprocess import PostprocessOptions, from_raw, from_topk
 
 DEFAULT_CONF = 0.3
@@ -151,34 +152,10 @@ def detections_from_outputs(outputs: Sequence[Mapping[str, np.ndarray]], sizes: 
     return dets
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix ``[len(a), len(b)]`` of xyxy boxes."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float64)
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def greedy_pairs(iou: np.ndarray, allowed: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int, float]]:
     """(i, j, iou) pairs with iou >= threshold where ``allowed``, highest IoU first, each index once."""
-    masked = np.where(allowed, iou, -1.0)
-    rows, cols = np.nonzero(masked >= threshold)
-    order = np.argsort(-masked[rows, cols], kind="stable")
-    used_i, used_j, pairs = set(), set(), []
-    for k in order:
-        i, j = int(rows[k]), int(cols[k])
-        if i in used_i or j in used_j:
-            continue
-        used_i.add(i)
-        used_j.add(j)
-        pairs.append((i, j, float(masked[i, j])))
-    return pairs
+    cost = np.where(allowed, -iou, np.inf)
+    return [(i, j, float(iou[i, j])) for i, j in greedy_match(cost, -threshold)]
 
 
 def agreement(reference: Sequence[Detections], candidate: Sequence[Detections], sizes: Sequence[tuple[int, int]],

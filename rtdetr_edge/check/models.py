@@ -169,7 +169,7 @@ def onnx_precision(path: Path) -> str:
 
 def engine_precision(path: Path) -> str | None:
     """The precision an rtdetr-edge engine's sidecar records (None without a sidecar)."""
-    from ..engine.metadata import load_sidecar
+    from ..engine_format import load_sidecar
 
     meta = load_sidecar(path)
     return meta.precision if meta is not None else None

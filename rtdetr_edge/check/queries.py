@@ -29,6 +29,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..matching import greedy_match
 from .models import LOGITS, PRED_BOXES, PROBS
 
 PER_QUERY = (PROBS, LOGITS, PRED_BOXES)  # [N,Q,...] outputs: rows follow the query selection
@@ -62,16 +63,8 @@ def align_rows(ref_boxes: np.ndarray, ref_probs: np.ndarray, cand_boxes: np.ndar
         return np.arange(q)  # nothing moved (the common case)
     cost += np.where(np.eye(q, dtype=bool), 0.0, 1e-12)  # prefer staying put on exact ties
     perm = np.full(q, -1)
-    used = np.zeros(q, bool)
-    assigned = 0
-    for flat in np.argsort(cost, axis=None, kind="stable"):
-        i, j = divmod(int(flat), q)
-        if perm[i] >= 0 or used[j]:
-            continue
-        perm[i], used[j] = j, True
-        assigned += 1
-        if assigned == q:
-            break
+    for i, j in greedy_match(cost):
+        perm[i] = j
     return perm
 
 

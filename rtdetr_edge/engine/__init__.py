@@ -9,7 +9,7 @@ one module that calls TensorRT, and it imports it on first use. Public entry poi
 from __future__ import annotations
 
 from .cache import build_engine, engine_for_bundle
-from .metadata import BatchProfile, EngineMetadata
+from ..engine_format import BatchProfile, EngineMetadata
 from .options import EngineOptions, add_engine_arguments
 
 __all__ = ["BatchProfile", "EngineMetadata", "EngineOptions", "add_engine_arguments", "build_engine",

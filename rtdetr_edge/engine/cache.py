@@ -32,7 +32,7 @@ from .. import atomic
 from ..bundle import Bundle, sha256_file
 from ..contract import METADATA_KEY, ModelContract
 from ..errors import EngineError, InputError
-from .metadata import (
+from ..engine_format import (
     PRECISIONS,
     BatchProfile,
     EngineMetadata,
@@ -127,7 +127,7 @@ def _load_ranges(ranges: Any) -> dict[str, float] | None:
     if isinstance(ranges, dict):
         return {str(k): float(v) for k, v in ranges.items()}
     if isinstance(ranges, (str, os.PathLike)):
-        from rtdetr_edge.calib.ranges import CalibrationRanges
+        from ..ranges import CalibrationRanges
 
         ranges = CalibrationRanges.load(ranges)
     table = getattr(ranges, "ranges", None)

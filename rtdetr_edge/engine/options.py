@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import EngineError, InputError
-from .metadata import PRECISIONS, BatchProfile, version_tuple
+from ..engine_format import PRECISIONS, BatchProfile, version_tuple
 
 INT8_MODES = ("auto", "implicit", "qdq")
 # Default batch profile 1,1,8: kernels tuned for the single-camera case (batch 1) while a

@@ -38,7 +38,7 @@ import numpy as np
 from .. import atomic
 from .._optional import require, route_for
 from ..errors import CalibrationError, EngineError, MissingDependencyError
-from .metadata import BatchProfile
+from ..engine_format import BatchProfile
 from .options import BuildPlan, EngineOptions
 
 if TYPE_CHECKING:
@@ -190,14 +190,14 @@ def native_cache_text(ranges: dict[str, float], trt_version: str | None = None) 
     TensorRT ignores a cache whose header names another version, so it is always written for
     the version that reads it (``calib/trt_cache.py`` has the format).
     """
-    from rtdetr_edge.calib import trt_cache
+    from .. import trt_cache
 
     text: str = trt_cache.write_cache(ranges, trt_version or tensorrt_version(), ENTROPY2)
     return text
 
 
 def _cache_matches(text: bytes, trt_version: str) -> bool:
-    from rtdetr_edge.calib import trt_cache
+    from .. import trt_cache
 
     try:
         code, algo, _ = trt_cache.read_cache(text.decode("utf-8", errors="replace"))

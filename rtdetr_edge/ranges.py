@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_edge import atomic
-from rtdetr_edge.errors import CalibrationError
+from . import atomic
+from .errors import CalibrationError
 
 RANGES_FORMAT = "rtdetr-edge-int8-ranges"
 RANGES_VERSION = 1

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import atomic
-from ..bundle import now_iso, sha256_file
-from ..contract import METADATA_KEY
-from ..errors import EngineError, InputError
+from . import atomic
+from .bundle import now_iso, sha256_file
+from .contract import METADATA_KEY
+from .errors import EngineError, InputError
 
 SIDECAR_FORMAT = "rtdetr-edge-engine"
 SIDECAR_VERSION = 1

@@ -19,7 +19,8 @@ import math
 import re
 import struct
 
-from rtdetr_edge.errors import CalibrationError
+from .engine_format import version_tuple
+from .errors import CalibrationError, EngineError
 
 ENTROPY2 = "EntropyCalibration2"
 # Floor for ranges: a zero scale makes TensorRT reject the build; constant-zero tensors get
@@ -30,10 +31,10 @@ _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 
 def version_code(version: str) -> int:
     """``NV_TENSORRT_VERSION`` for a version string: "8.6.1" -> 8601, "10.3.0" -> 100300."""
-    m = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", version.strip())
-    if not m:
-        raise CalibrationError(f"TensorRT version {version!r}: expected MAJOR.MINOR[.PATCH], e.g. 10.3.0")
-    major, minor, patch = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    try:
+        major, minor, patch = version_tuple(version)
+    except EngineError as exc:
+        raise CalibrationError(f"{exc}, e.g. 10.3.0") from None
     if major < 8:
         raise CalibrationError(f"TensorRT {version}: caches are written for TensorRT 8.x-10.x")
     if major >= 11:
