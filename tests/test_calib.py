@@ -12,9 +12,9 @@ import onnx
 import pytest
 
 from rtdetr_edge.bundle import Bundle
-from rtdetr_edge.calib import trt_cache
+from rtdetr_edge import trt_cache
 from rtdetr_edge.calib.entropy import FINE_BINS, StreamingHistogram, entropy_amax, kl_threshold_bin, percentile_amax
-from rtdetr_edge.calib.ranges import CalibrationRanges
+from rtdetr_edge.ranges import CalibrationRanges
 from rtdetr_edge.calib.stream import CalibrationBatches
 from rtdetr_edge.calib.subset import resolve_source, select_subset
 from rtdetr_edge.errors import CalibrationError, InputError

@@ -30,7 +30,7 @@ from rtdetr_edge.contract import METADATA_KEY, ModelContract, Preprocessing
 from rtdetr_edge.cuda.buffers import choose_memory_kind
 from rtdetr_edge.engine import trt_api
 from rtdetr_edge.engine.cache import int8_source, inspect_onnx
-from rtdetr_edge.engine.metadata import (
+from rtdetr_edge.engine_format import (
     BatchProfile,
     EngineMetadata,
     cache_key,

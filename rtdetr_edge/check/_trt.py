@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ._polygraphy import polygraphy, polygraphy_errors, quiet
-from .models import BundleFiles, ModelSpec, check_tensors, graph_facts
+from ..onnx_facts import read_onnx_facts
+from .models import BundleFiles, ModelSpec, check_tensors
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -57,7 +58,7 @@ def trt_runner(model: ModelSpec, bundle: BundleFiles, workdir: Path,
     options = EngineOptions(**(engine_options or {}))
     onnx_path, ranges, options = _source_onnx(model, bundle, version_tuple(version)[0], options)
     tensors = check_tensors(onnx_path)
-    outputs = list(dict.fromkeys(list(tensors.values()) + list(graph_facts(onnx_path).outputs)))
+    outputs = list(dict.fromkeys(list(tensors.values()) + list(read_onnx_facts(onnx_path).outputs)))
     onnx_loaders = polygraphy("polygraphy.backend.onnx")
     marked = workdir / f"{model.label}.marked.onnx"
     with quiet(), polygraphy_errors(f"marking outputs of {onnx_path.name}"):

@@ -23,7 +23,8 @@ from .data import DEFAULT_NUM_IMAGES, CheckDataLoader, resolve_images
 from .detections import DEFAULT_CONF, DEFAULT_THRESHOLDS, DetectionThresholds, agreement, detections_from_outputs
 from .layerwise import DEFAULT_LAYER_TOLERANCE, DEFAULT_LAYERWISE_IMAGES, compare_layers, polygraphy_commands
 from .queries import DEFAULT_MAX_UNMATCHED
-from .models import BundleFiles, ModelSpec, check_tensors, graph_facts, resolve_model
+from ..onnx_facts import read_onnx_facts
+from .models import BundleFiles, ModelSpec, check_tensors, resolve_model
 from .report import CheckReport
 
 log = logging.getLogger("rtdetr_edge")
@@ -108,7 +109,7 @@ def _versions() -> dict[str, str]:
 def _outputs_of(model: ModelSpec, contract_outputs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """(tensors to mark, tensor -> canonical name) for an ONNX model."""
     tensors = check_tensors(model.path)
-    outputs = list(graph_facts(model.path).outputs)
+    outputs = list(read_onnx_facts(model.path).outputs)
     missing = [n for n in contract_outputs if n not in outputs]
     if missing:
         raise InputError(f"--{model.role} {model.path}: outputs {list(outputs)} lack {missing} of the bundle's "

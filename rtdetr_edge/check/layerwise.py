@@ -35,7 +35,8 @@ import numpy as np
 from ..errors import InputError
 from ._polygraphy import polygraphy
 from .compare import Tolerance, onnxrt_runner, run
-from .models import ModelSpec, graph_facts, topological_tensors
+from ..onnx_facts import read_onnx_facts
+from .models import ModelSpec, topological_tensors
 
 DEFAULT_LAYER_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.1}
 DEFAULT_LAYERWISE_IMAGES = 1
@@ -103,9 +104,9 @@ def _downstream(path: Path, changed: set[str]) -> set[str]:
     tainted = set(changed)
     if not tainted:
         return tainted
-    for _, _, inputs, outputs in graph_facts(path).nodes:  # topological order: one pass suffices
-        if any(i in tainted for i in inputs):
-            tainted.update(o for o in outputs if o)
+    for node in read_onnx_facts(path).nodes:  # topological order: one pass suffices
+        if any(i in tainted for i in node.inputs):
+            tainted.update(o for o in node.outputs if o)
     return tainted
 
 

@@ -12,7 +12,6 @@ between the fp32, FP16 and Q/DQ graphs (``post/probs_0`` vs ``post/sigmoid_outpu
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from .._optional import route_for, tensorrt_available
 from ..bundle import METADATA, PRECISIONS, Bundle
 from ..contract import ModelContract
 from ..errors import BundleError, InputError, MissingDependencyError
+from ..onnx_facts import read_onnx_facts
 
 # Canonical names of the compared tensors (the RunResults JSON uses these).
 PROBS = "post/probs"  # sigmoid class probabilities [N,Q,C] (the output of node post/sigmoid)
@@ -34,8 +34,6 @@ RAW_OUTPUTS = ("logits", "pred_boxes")
 
 RUNNERS = ("auto", "onnxruntime", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
 
 
 @dataclass
@@ -127,44 +125,9 @@ class ModelSpec:
                 "runner": self.runner}
 
 
-@dataclass(frozen=True)
-class GraphFacts:
-    """What the check reads from an ONNX graph (the weights are not kept)."""
-
-    precision: str  # fp32, fp16 or int8 as the graph shows it
-    nodes: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]  # (name, op, inputs, outputs), in order
-    outputs: tuple[str, ...]
-
-
-@functools.lru_cache(maxsize=16)
-def _facts_cached(path: str, mtime_ns: int, size: int) -> GraphFacts:
-    import onnx
-
-    graph = onnx.load(path, load_external_data=False).graph
-    if any(n.op_type in _QDQ_OPS for n in graph.node):
-        precision = "int8"  # Q/DQ nodes
-    elif any(t.data_type == _FLOAT16 for t in graph.initializer):
-        precision = "fp16"  # float16 weights
-    else:
-        precision = "fp32"
-    nodes = tuple((n.name, n.op_type, tuple(n.input), tuple(n.output)) for n in graph.node)
-    return GraphFacts(precision, nodes, tuple(o.name for o in graph.output))
-
-
-def graph_facts(path: Path) -> GraphFacts:
-    """:class:`GraphFacts` of an ONNX file (cached while the file is unchanged)."""
-    try:
-        st = path.stat()
-        return _facts_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except Exception as exc:  # onnx raises DecodeError and friends for files that are not ONNX
-        raise InputError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
-
-
 def onnx_precision(path: Path) -> str:
-    """fp32, fp16 or int8 as the graph shows it: Q/DQ nodes -> int8, float16 weights -> fp16."""
-    return graph_facts(path).precision
+    """fp32, fp16 or int8 as the graph shows it (:attr:`rtdetr_edge.onnx_facts.OnnxFacts.precision`)."""
+    return read_onnx_facts(path).precision
 
 
 def engine_precision(path: Path) -> str | None:
@@ -234,8 +197,8 @@ def check_tensors(path: Path) -> dict[str, str]:
     ``logits`` and ``pred_boxes``. Found by node name, so FP16 casts and Q/DQ nodes (which rename
     tensors around them) do not matter.
     """
-    facts = graph_facts(path)
-    nodes = {name: (inputs, outs) for name, _, inputs, outs in facts.nodes}
+    facts = read_onnx_facts(path)
+    nodes = {n.name: (n.inputs, n.outputs) for n in facts.nodes}
     outputs = list(facts.outputs)
     if "post/sigmoid" in nodes and "post/gather_boxes" in nodes:
         found = {PROBS: nodes["post/sigmoid"][1][0], PRED_BOXES: nodes["post/gather_boxes"][0][0]}
@@ -250,4 +213,4 @@ def check_tensors(path: Path) -> dict[str, str]:
 
 def topological_tensors(path: Path) -> list[tuple[str, str, str]]:
     """(tensor, producing node, op type) for every node output, in the graph's (topological) order."""
-    return [(out, name, op) for name, op, _, outs in graph_facts(path).nodes for out in outs if out]
+    return [(out, n.name, n.op_type) for n in read_onnx_facts(path).nodes for out in n.outputs if out]

@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
-from ..bundle import Bundle, sha256_file
-from ..contract import METADATA_KEY, ModelContract
+from ..bundle import Bundle
+from ..contract import ModelContract
+from ..onnx_facts import read_onnx_facts
 from ..errors import EngineError, InputError
 from ..engine_format import (
     PRECISIONS,
     BatchProfile,
     EngineMetadata,
-    batch_bounds_of,
     cache_key,
     check_engine_file,
     engine_file_name,
@@ -50,13 +50,9 @@ from .trt_api import NetworkHints
 
 log = logging.getLogger("rtdetr_edge")
 
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
-
-
 @dataclass(frozen=True)
 class OnnxFacts:
-    """What the builder needs to know about an ONNX file, read without TensorRT."""
+    """What the builder needs to know about an ONNX file: its facts, hash and FP32-pinning hints."""
 
     path: Path
     sha256: str
@@ -65,10 +61,7 @@ class OnnxFacts:
     has_fp16: bool
     contract_json: str | None
     hints: NetworkHints
-
-    @property
-    def batch_bounds(self) -> tuple[int, int]:
-        return batch_bounds_of(next(iter(self.inputs.values())))
+    batch_bounds: tuple[int, int]
 
 
 def _is_glob(pattern: str) -> bool:
@@ -84,40 +77,20 @@ def inspect_onnx(path: str | os.PathLike[str], fp32_layers: tuple[str, ...] = ()
         fp32_layers: ONNX op types and node-name globs to keep in FP32.
         sha256: the file's hash if already known (bundle metadata), else computed.
     """
-    import onnx
-
-    p = Path(path)
-    if not p.is_file():
-        raise EngineError(f"{p}: no such ONNX file")
     try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors have many types
-        raise EngineError(f"{p}: not a readable ONNX model ({exc})") from exc
-    g = model.graph
-    init_names = {t.name for t in g.initializer}
-    inputs = {}
-    for vi in g.input:
-        if vi.name in init_names:
-            continue
-        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
-                     for d in vi.type.tensor_type.shape.dim)
-        inputs[vi.name] = dims
-    if not inputs:
-        raise EngineError(f"{p}: the graph has no inputs")
-    ops = {n.op_type for n in g.node}
-    has_fp16 = (any(t.data_type == _FLOAT16 for t in g.initializer)
-                or any(n.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in n.attribute)
-                       for n in g.node))
+        facts = read_onnx_facts(path)
+        bounds = facts.batch_bounds
+    except InputError as exc:
+        raise EngineError(str(exc)) from exc
     op_patterns = {x for x in fp32_layers if not _is_glob(x)}
     globs = [x for x in fp32_layers if _is_glob(x)]
-    keep_nodes = [n for n in g.node
-                  if n.op_type in op_patterns or any(fnmatch.fnmatchcase(n.name, pat) for pat in globs)]
-    hints = NetworkHints(node_names=tuple(n.name for n in g.node), node_ops=tuple(n.op_type for n in g.node),
-                         fp32_nodes=frozenset(n.name for n in keep_nodes if n.name),
-                         fp32_tensors=frozenset(o for n in keep_nodes for o in n.output if o))
-    props = {m.key: m.value for m in model.metadata_props}
-    return OnnxFacts(p, sha256 or sha256_file(p), inputs, bool(ops & QDQ_OPS), has_fp16, props.get(METADATA_KEY),
-                     hints)
+    keep = [n for n in facts.nodes
+            if n.op_type in op_patterns or any(fnmatch.fnmatchcase(n.name, pat) for pat in globs)]
+    hints = NetworkHints(node_names=tuple(n.name for n in facts.nodes), node_ops=tuple(n.op_type for n in facts.nodes),
+                         fp32_nodes=frozenset(n.name for n in keep if n.name),
+                         fp32_tensors=frozenset(o for n in keep for o in n.outputs if o))
+    return OnnxFacts(facts.path, sha256 or facts.sha256(), facts.inputs, facts.has_qdq, facts.has_fp16,
+                     facts.contract_json, hints, bounds)
 
 
 def _load_ranges(ranges: Any) -> dict[str, float] | None:
