@@ -56,7 +56,7 @@ class StageTimes:
 def _tensorrt_usable(device: int) -> bool:
     if not tensorrt_available():  # cheap check first: no import of the engine package
         return False
-    from .engine.trt_api import tensorrt_usable
+    from .backends.trt_logging import tensorrt_usable
 
     return tensorrt_usable(device)
 

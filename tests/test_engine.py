@@ -28,7 +28,8 @@ from onnx import TensorProto, helper
 from rtdetr_edge.bundle import Bundle, write_bundle
 from rtdetr_edge.contract import METADATA_KEY, ModelContract, Preprocessing
 from rtdetr_edge.cuda.buffers import choose_memory_kind
-from rtdetr_edge.engine import trt_api
+from rtdetr_edge.backends import trt_logging
+from rtdetr_edge.engine import builder, calibrators
 from rtdetr_edge.engine.cache import int8_source, inspect_onnx
 from rtdetr_edge.engine_format import (
     BatchProfile,
@@ -436,19 +437,19 @@ def test_int8_needs_an_int8_artifact(tmp_path: Path) -> None:
 def test_native_cache_is_written_for_the_running_version(fake_trt: types.ModuleType, version: str,
                                                          header: str) -> None:
     fake_trt.__version__ = version  # type: ignore[attr-defined]
-    text = trt_api.native_cache_text({"images": 1.0, "post/probs": 1.0})
+    text = calibrators.native_cache_text({"images": 1.0, "post/probs": 1.0})
     lines = text.splitlines()
     assert lines[0] == header
     assert lines[1] == "images: 3c010204"  # 1/127 as IEEE float32, most significant byte first
-    assert trt_api._cache_matches(text.encode(), version)
-    assert not trt_api._cache_matches(text.encode(), "10.4.0")
-    assert not trt_api._cache_matches(b"garbage", version)
+    assert calibrators._cache_matches(text.encode(), version)
+    assert not calibrators._cache_matches(text.encode(), "10.4.0")
+    assert not calibrators._cache_matches(b"garbage", version)
 
 
 def test_no_native_cache_on_tensorrt_11(fake_trt: types.ModuleType) -> None:
     fake_trt.__version__ = "11.1.0.106"  # type: ignore[attr-defined]
     with pytest.raises(CalibrationError, match="no calibrator API"):
-        trt_api.native_cache_text({"images": 1.0})
+        calibrators.native_cache_text({"images": 1.0})
 
 
 # --- TensorRT missing or not usable -----------------------------------------------------------
@@ -457,12 +458,12 @@ def test_missing_tensorrt_names_the_route(no_trt: None, tmp_path: Path) -> None:
     from rtdetr_edge.backends import open_backend
     from rtdetr_edge.backends.tensorrt import TensorRTBackend
 
-    for call in (lambda: trt_api.load_tensorrt(), lambda: TensorRTBackend(tmp_path / "m.engine"),
+    for call in (lambda: trt_logging.load_tensorrt(), lambda: TensorRTBackend(tmp_path / "m.engine"),
                  lambda: open_backend("tensorrt", tmp_path / "m.engine")):
         with pytest.raises(MissingDependencyError) as info:
             call()
         assert "JetPack's system TensorRT" in str(info.value) and "pip install tensorrt" in str(info.value)
-    assert trt_api.tensorrt_usable() is False
+    assert trt_logging.tensorrt_usable() is False
 
 
 def test_type_stubs_alone_are_not_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -471,8 +472,8 @@ def test_type_stubs_alone_are_not_tensorrt(monkeypatch: pytest.MonkeyPatch) -> N
     stub.__path__ = ["/site-packages/tensorrt"]
     monkeypatch.setitem(sys.modules, "tensorrt", stub)
     with pytest.raises(MissingDependencyError, match="type stubs only"):
-        trt_api.load_tensorrt()
-    assert trt_api.tensorrt_usable() is False
+        trt_logging.load_tensorrt()
+    assert trt_logging.tensorrt_usable() is False
 
 
 def test_detector_on_an_engine_without_tensorrt(no_trt: None, tmp_path: Path) -> None:
@@ -532,9 +533,9 @@ def test_inspect_onnx(tmp_path: Path) -> None:
 
 
 def test_parser_errors_name_the_node() -> None:
-    text = trt_api.format_parser_errors("m.onnx", [
-        trt_api.ParserIssue(12, "/model/encoder/GridSample_3", "GridSample", "No importer registered", "UNSUPPORTED_NODE"),
-        trt_api.ParserIssue(-1, "", "", "graph has no outputs")])
+    text = builder.format_parser_errors("m.onnx", [
+        builder.ParserIssue(12, "/model/encoder/GridSample_3", "GridSample", "No importer registered", "UNSUPPORTED_NODE"),
+        builder.ParserIssue(-1, "", "", "graph has no outputs")])
     assert "node 12 GridSample '/model/encoder/GridSample_3': No importer registered [UNSUPPORTED_NODE]" in text
     assert "the graph: graph has no outputs" in text and "--opset 16" in text
 
@@ -571,13 +572,13 @@ def test_fp32_pinning_and_dynamic_ranges_on_a_fake_network(fake_trt: types.Modul
               L("w", [T("sm_out")]), L("post/const", [T("k")], "const")]
     net = types.SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i], num_inputs=1,
                                 get_input=lambda i: T("images"))
-    hints = trt_api.NetworkHints(fp32_nodes=frozenset({"post/sigmoid", "topk"}), fp32_tensors=frozenset({"sm_out"}))
-    pinned = trt_api._pin_fp32(net, hints, ("post/*",))  # type: ignore[arg-type]
+    hints = builder.NetworkHints(fp32_nodes=frozenset({"post/sigmoid", "topk"}), fp32_tensors=frozenset({"sm_out"}))
+    pinned = builder._pin_fp32(net, hints, ("post/*",))  # type: ignore[arg-type]
     assert pinned == 4  # post/sigmoid, post/sigmoid_1, topk (float output only), w (by tensor)
     assert layers[0].precision == "f32" and layers[1].precision == "f32" and layers[2].precision is None
     assert layers[3].types == {0: "f32"} and layers[4].precision is None and layers[6].precision is None
     assert layers[5].precision == "f32"
-    done = trt_api._set_dynamic_ranges(net, {"post/probs": 1.0, "c": 2.5, "missing": 1.0})  # type: ignore[arg-type]
+    done = builder._set_dynamic_ranges(net, {"post/probs": 1.0, "c": 2.5, "missing": 1.0})  # type: ignore[arg-type]
     assert done == 2 and layers[2].outs[0].range == (-2.5, 2.5)
 
 
@@ -598,11 +599,11 @@ def test_cuda_check_script_skips_cleanly_without_gpu() -> None:
 # ===== GPU: run on a Jetson or T4 with TensorRT (skipped here) =================================
 
 def _major() -> int:
-    return version_tuple(trt_api.tensorrt_version())[0]
+    return version_tuple(trt_logging.tensorrt_version())[0]
 
 
 def _need_tensorrt() -> None:
-    if not trt_api.tensorrt_usable():
+    if not trt_logging.tensorrt_usable():
         pytest.skip("needs TensorRT and a CUDA GPU")
 
 
@@ -662,7 +663,7 @@ def test_gpu_fp16_engine_from_bundle_is_cached_and_rebuilt_for_other_versions(ti
     with pytest.raises(EngineError, match="built with TensorRT 8.6.0.0"):
         TensorRTBackend(path)
     assert engine_for_bundle(bundle, "fp16", batch="1,2,4") == path and path.stat().st_mtime_ns != stamp
-    assert load_sidecar(path).tensorrt_version == trt_api.tensorrt_version()  # type: ignore[union-attr]
+    assert load_sidecar(path).tensorrt_version == trt_logging.tensorrt_version()  # type: ignore[union-attr]
 
 
 @pytest.mark.gpu
@@ -692,14 +693,14 @@ def test_gpu_int8_engine(tiny_bundle: Path, engine_dir: Path) -> None:
             yield {bundle.contract.input_name: buf}
 
     cache = engine_dir / "calib.cache"
-    calib = trt_api.make_calibrator(batches(), cache)
+    calib = calibrators.make_calibrator(batches(), cache)
     out = build_engine(bundle.onnx_path("fp32"), engine_dir / "int8.engine", "int8",
                        EngineOptions(int8_mode="implicit", batch=BatchProfile(1, 1, 2)), calibrator=calib)
     assert load_sidecar(out).int8_mode == "implicit"  # type: ignore[union-attr]
     assert cache.read_text(errors="replace").startswith("TRT-")
     # second build reads the cache (no data left in the iterable: it must not ask for batches)
     again = build_engine(bundle.onnx_path("fp32"), engine_dir / "int8b.engine", "int8",
-                         EngineOptions(int8_mode="implicit", batch=BatchProfile(1, 1, 2)), calibrator=trt_api.make_calibrator(
+                         EngineOptions(int8_mode="implicit", batch=BatchProfile(1, 1, 2)), calibrator=calibrators.make_calibrator(
                              iter([{bundle.contract.input_name: np.zeros((2, 3, 64, 64), np.float32)}]), cache))
     assert again.is_file()
 

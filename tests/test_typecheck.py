@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKED = ["rtdetr_edge/engine", "rtdetr_edge/cuda", "rtdetr_edge/backends/tensorrt.py"]
+CHECKED = ["rtdetr_edge/engine", "rtdetr_edge/cuda", "rtdetr_edge/backends/tensorrt.py", "rtdetr_edge/backends/trt_runtime.py",
+           "rtdetr_edge/backends/trt_logging.py"]
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 
 

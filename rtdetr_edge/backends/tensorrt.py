@@ -25,7 +25,8 @@ import numpy as np
 
 from ..contract import METADATA_KEY
 from ..cuda import buffers
-from ..engine import trt_api
+from . import trt_runtime
+from .trt_logging import load_tensorrt, tensorrt_version
 from ..engine_format import (
     EngineMetadata,
     check_compatible,
@@ -61,14 +62,14 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, path: str | os.PathLike[str], device: int = 0, cuda_graph: bool = False, memory: str = "auto",
-                 verify_hash: bool = False, _engine: trt_api.Engine | None = None) -> None:
-        trt_api.load_tensorrt("running TensorRT engines")
+                 verify_hash: bool = False, _engine: trt_runtime.Engine | None = None) -> None:
+        load_tensorrt("running TensorRT engines")
         self.path = Path(path)
         self.device = int(device)
         self.cuda_graph = bool(cuda_graph)
         self.meta: EngineMetadata | None = load_sidecar(self.path)
         check_engine_file(self.path, self.meta, verify_hash)
-        self.trt_version = trt_api.tensorrt_version()
+        self.trt_version = tensorrt_version()
         if self.meta is not None:  # the TensorRT version first: checking it needs no GPU
             check_compatible(self.meta, self.trt_version, self.meta.gpu_name, self.meta.compute_capability, self.path)
         props = buffers.device_properties(self.device)
@@ -81,7 +82,7 @@ class TensorRTBackend(Backend):
         self.memory = buffers.choose_memory_kind(props.integrated, props.can_map_host_memory, memory)
         buffers.set_device(self.device)
         self._owns_engine = _engine is None
-        self._engine = _engine or trt_api.Engine(self.path.read_bytes(), str(self.path),
+        self._engine = _engine or trt_runtime.Engine(self.path.read_bytes(), str(self.path),
                                                  self.meta.dla_core if self.meta else None)
         self._ctx = self._engine.create_context()
         self._stream = buffers.Stream()

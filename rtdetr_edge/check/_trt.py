@@ -50,11 +50,12 @@ def trt_runner(model: ModelSpec, bundle: BundleFiles, workdir: Path,
         runner = trt_backend.TrtRunner(trt_backend.EngineFromBytes(common.BytesFromPath(str(model.path))),
                                        name=model.name)
         return runner, {}, f"{model.path.name} runs as built: only its top-k outputs can be compared"
-    from ..engine import cache, trt_api
+    from ..backends.trt_logging import tensorrt_version
+    from ..engine import cache
     from ..engine_format import version_tuple
     from ..engine.options import EngineOptions
 
-    version = trt_api.tensorrt_version()
+    version = tensorrt_version()
     options = EngineOptions(**(engine_options or {}))
     onnx_path, ranges, options = _source_onnx(model, bundle, version_tuple(version)[0], options)
     tensors = check_tensors(onnx_path)

@@ -1,7 +1,8 @@
 """TensorRT engines: options, build plan, builder, sidecar metadata and the per-bundle cache.
 
-Nothing here imports TensorRT (or onnx) at import time: :mod:`rtdetr_edge.engine.trt_api` is the
-one module that calls TensorRT, and it imports it on first use. Public entry points::
+Nothing here imports TensorRT (or onnx) at import time. Four modules call TensorRT, each
+importing it on first use: :mod:`.builder` and :mod:`.calibrators` here, and
+:mod:`rtdetr_edge.backends.trt_runtime` and :mod:`rtdetr_edge.backends.trt_logging` below. Public entry points::
 
     from rtdetr_edge.engine import EngineOptions, build_engine, engine_for_bundle
 """

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
+from ..backends.trt_logging import tensorrt_version
 from ..bundle import Bundle
 from ..contract import ModelContract
 from ..onnx_facts import read_onnx_facts
@@ -46,7 +47,7 @@ from ..engine_format import (
     version_tuple,
 )
 from .options import BuildPlan, EngineOptions, default_timing_cache, plan_build
-from .trt_api import NetworkHints
+from .builder import NetworkHints
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -137,9 +138,8 @@ def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineO
              ranges: dict[str, float] | None, contract: ModelContract | str | None, calibrator: Any,
              onnx_sha256: str | None = None) -> _Job:
     from ..cuda import buffers
-    from . import trt_api
 
-    version = trt_api.tensorrt_version()  # MissingDependencyError naming JetPack / pip routes
+    version = tensorrt_version()  # MissingDependencyError naming JetPack / pip routes
     props = buffers.device_properties(options.device)
     facts = inspect_onnx(onnx_path, options.fp32_layers, onnx_sha256)
     plan = plan_build(version, precision, options, facts.has_qdq, facts.has_fp16, has_ranges=bool(ranges),
@@ -168,12 +168,12 @@ def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineO
 
 def _build(job: _Job, out_path: Path, calibrator: Any = None) -> Path:
     from ..cuda import buffers
-    from . import trt_api
+    from .builder import build_serialized_engine
 
     for note in job.plan.notes:
         log.info("%s: %s", job.plan.precision, note)
     buffers.set_device(job.options.device)
-    blob = trt_api.build_serialized_engine(job.facts.path, job.plan, job.options, job.profile, job.facts.hints,
+    blob = build_serialized_engine(job.facts.path, job.plan, job.options, job.profile, job.facts.hints,
                                           job.ranges, calibrator)
     atomic.write_bytes(out_path, blob)
     meta = EngineMetadata(
@@ -200,7 +200,7 @@ def build_engine(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike[
         options: :class:`EngineOptions` (default: batch 1,1,8, TensorRT defaults otherwise).
         ranges: implicit INT8 ranges: dict, ``CalibrationRanges`` or ``calib/ranges.json`` path.
         contract: model contract for the sidecar (default: the one embedded in the ONNX).
-        calibrator: from :func:`rtdetr_edge.engine.trt_api.make_calibrator` (implicit INT8 on data).
+        calibrator: from :func:`rtdetr_edge.engine.calibrators.make_calibrator` (implicit INT8 on data).
 
     Returns:
         ``out_path``.
@@ -245,12 +245,10 @@ def engine_for_bundle(bundle: Bundle, precision: str, **engine_options: Any) -> 
     requested options (cache key) and the file has the recorded size; otherwise it is rebuilt.
     Engines for other machines are left in place (bundles are shared between devices).
     """
-    from . import trt_api
-
     if precision not in PRECISIONS:
         raise InputError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     options = EngineOptions(**engine_options)
-    version = trt_api.tensorrt_version()
+    version = tensorrt_version()
     major = version_tuple(version)[0]
     ranges: str | None = None
     if precision == "int8":
