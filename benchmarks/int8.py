@@ -24,7 +24,8 @@ from rtdetr_edge import Detector
 from rtdetr_edge.bundle import Bundle
 from rtdetr_edge.calib.collect import ActivationCollector
 from rtdetr_edge.calib.stream import CalibrationBatches
-from rtdetr_edge.calib.subset import resolve_source, select_subset
+from rtdetr_edge.calib.subset import select_subset
+from rtdetr_edge.data.sources import open_source
 from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.evaluate.runner import evaluate
 
@@ -44,7 +45,7 @@ def latency(bundle, precision: str, iterations: int) -> float:  # type: ignore[n
 
 def calibration_cost(bundle, calib_ann, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     b = Bundle(bundle)
-    subset = select_subset(resolve_source(str(calib_ann)), n, seed=1)
+    subset = select_subset(open_source(str(calib_ann, "--calib")), n, seed=1)
     batches = list(CalibrationBatches([p for _, p in subset.images], b.contract, 8, None))
     from rtdetr_edge.backends.onnxruntime import OnnxRuntimeBackend
 

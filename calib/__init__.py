@@ -5,7 +5,7 @@
       -> ONNX Runtime activations -> streaming |x| histograms -> TensorRT entropy thresholds
       -> CalibrationRanges -> TensorRT caches (any 8.x-10.x version), Q/DQ ONNX
 
-Modules: :mod:`.subset`, :mod:`.coco`, :mod:`.stream`, :mod:`.collect`, :mod:`.entropy`,
+Modules: :mod:`.subset`, :mod:`.stream`, :mod:`.collect`, :mod:`.entropy`,
 :mod:`.ranges`, :mod:`.trt_cache`, :mod:`.qdq`, :mod:`.fp16`, :mod:`.sensitivity`.
 """
 
@@ -23,7 +23,9 @@ from rtdetr_edge.errors import CalibrationError
 
 from .collect import DEFAULT_SAMPLES_PER_IMAGE
 from rtdetr_edge.ranges import CalibrationRanges
-from .subset import DEFAULT_CALIB_SIZE, CalibrationSource, Subset, resolve_source, select_subset
+from rtdetr_edge.data.sources import ImageSource, open_source
+
+from .subset import DEFAULT_CALIB_SIZE, Subset, select_subset
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -71,7 +73,7 @@ class CalibrationOptions:
 class CalibrationResult:
     ranges: CalibrationRanges
     subset: Subset
-    source: CalibrationSource
+    source: ImageSource
     holdout_ids: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
@@ -83,7 +85,7 @@ class CalibrationResult:
         self.ranges.algorithm = algorithm
 
 
-def _usable_subset(source: CalibrationSource, opts: CalibrationOptions) -> Subset:
+def _usable_subset(source: ImageSource, opts: CalibrationOptions) -> Subset:
     """Select the subset, fetching COCO images or skipping missing files, reselecting as needed."""
     exclude: set[int] = set()
     if source.coco_split is None:
@@ -93,7 +95,7 @@ def _usable_subset(source: CalibrationSource, opts: CalibrationOptions) -> Subse
                         len(source.images))
         exclude = missing
         return select_subset(source, opts.size, opts.seed, exclude)
-    from .coco import ensure_images
+    from rtdetr_edge.data.coco_splits import ensure_images
 
     assert source.dataset is not None
     for _ in range(3):
@@ -116,7 +118,7 @@ def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: 
     from .stream import CalibrationBatches
 
     t0 = time.perf_counter()
-    source = resolve_source(opts.calib, opts.coco_root, opts.images_dir, opts.allow_download)
+    source = open_source(opts.calib, "--calib", opts.images_dir, opts.coco_root, opts.allow_download)
     subset = _usable_subset(source, opts)
     manifest = subset.manifest()
     log.info("calibration subset: %d images from %s (seed %d), coverage %s", len(subset.images), source.spec,
@@ -149,9 +151,3 @@ def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: 
                                                    "skipped": batches.skipped})
     log.info("calibrated %d tensors on %d images in %.1f s (%s)", len(amax), batches.used, t3 - t0, seconds)
     return CalibrationResult(ranges, subset, source, holdout[: opts.holdout], seconds, batches.skipped, candidates)
-
-
-def manifest_with_skips(result: CalibrationResult) -> dict[str, Any]:
-    m = result.subset.manifest()
-    m["skipped"] = result.skipped
-    return m

@@ -248,15 +248,3 @@ class ActivationCollector:
         out = {name: out[name] for name in self.tensors}
         self.seconds["thresholds"] = time.perf_counter() - t0
         return out
-
-
-def collect_ranges(model_path: str | Path, batches: Iterable[dict[str, np.ndarray]], algorithm: str = "entropy2",
-                   progress: Callable[[int], Any] | None = None) -> tuple[dict[str, float], dict[str, float]]:
-    """Convenience: ranges for ``batches`` and the time spent per phase."""
-    collector = ActivationCollector(model_path)
-    collector.collect(batches, progress)
-    ranges = collector.ranges(algorithm)
-    log.info("calibrated %d tensors on %d images: inference %.1f s, histograms %.1f s, thresholds %.1f s",
-             len(ranges), collector.images, collector.seconds["inference"], collector.seconds["histograms"],
-             collector.seconds.get("thresholds", 0.0))
-    return ranges, dict(collector.seconds)

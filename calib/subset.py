@@ -1,6 +1,6 @@
 """Calibration sources and reproducible, category-stratified subsets.
 
-``--calib`` names a source: ``coco_val``/``coco_train`` (COCO 2017, see :mod:`.coco`), a COCO
+``--calib`` names a source: ``coco_val``/``coco_train`` (COCO 2017, see :mod:`rtdetr_edge.data.coco_splits`; parsed by :func:`rtdetr_edge.data.sources.open_source`), a COCO
 json (any COCO-format set) or a folder of images. A subset is chosen deterministically from the
 seed: for annotated sources every category present is covered (rarest first), then the rest is
 filled so small, medium and large objects are spread evenly. The manifest (image ids, files,
@@ -22,45 +22,12 @@ import numpy as np
 
 from rtdetr_edge.data.coco import CocoDataset
 from rtdetr_edge.errors import CalibrationError, InputError
-from rtdetr_edge.images import IMAGE_SUFFIXES
+from rtdetr_edge.data.sources import ImageSource
 
 log = logging.getLogger("rtdetr_edge")
 
 DEFAULT_CALIB_SIZE = 256  # enough for stable 2048-bin histograms; TensorRT suggests ~500 for ImageNet
 SIZE_BUCKETS = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2), ("large", 96.0**2, float("inf")))
-
-
-@dataclass
-class CalibrationSource:
-    """Where calibration images come from (``dataset`` is None for a plain folder)."""
-
-    spec: str
-    images: list[tuple[int, Path]]  # (image id, path)
-    dataset: CocoDataset | None = None
-    coco_split: str | None = None  # set for coco_val / coco_train: images may need fetching
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-def resolve_source(spec: str, coco_root: str | os.PathLike[str] | None = None,
-                   images_dir: str | os.PathLike[str] | None = None, allow_download: bool = True) -> CalibrationSource:
-    """Turn ``--calib`` into a source. Errors name the argument and what was expected."""
-    from . import coco
-
-    if spec in coco.SPLITS:
-        ds, split = coco.open_split(spec, coco_root, allow_download)
-        return CalibrationSource(spec, [(im.id, im.path) for im in ds.images], ds, split)
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise InputError(f"--calib {spec}: the folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-        return CalibrationSource(spec, list(enumerate(files, start=1)))
-    if path.is_file() and path.suffix.lower() == ".json":
-        ds = CocoDataset(path, images_dir)
-        return CalibrationSource(spec, [(im.id, im.path) for im in ds.images], ds)
-    raise InputError(f"--calib {spec}: not coco_val/coco_train, an existing folder of images, or a COCO .json file")
 
 
 def _image_buckets(ds: CocoDataset, image_id: int) -> tuple[set[int], set[str]]:
@@ -93,7 +60,7 @@ class Subset:
                 "coverage": self.coverage, "sha256": digest}
 
 
-def select_subset(source: CalibrationSource, size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
+def select_subset(source: ImageSource, size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
                   exclude_ids: set[int] | None = None) -> Subset:
     """Pick ``size`` images deterministically (stratified by category and object size if annotated)."""
     if size < 1:

@@ -194,7 +194,3 @@ def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> onnx.ModelPro
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model
-
-
-def get_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}

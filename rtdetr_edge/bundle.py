@@ -51,12 +51,15 @@ def now_iso() -> str:
 
 
 class Bundle:
-    """A validated bundle directory (read side).
+    """A validated bundle directory (read side), finished or still being assembled.
 
     Args:
         path: the bundle directory.
         verify_hashes: check every artifact's sha256 (slower for big models; default off,
-            sizes are always checked for presence).
+            presence is always checked).
+
+    A bundle still being built has no ``metadata.json`` yet: :meth:`from_metadata` opens it from
+    the metadata the build holds in memory, so checks run on it before it is published.
     """
 
     def __init__(self, path: str | os.PathLike[str], verify_hashes: bool = False) -> None:
@@ -71,23 +74,35 @@ class Bundle:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{meta_path}: not an rtdetr-edge bundle (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise BundleError(f"{meta_path}: not an rtdetr-edge bundle (format {found!r})")
         version = meta.get("format_version")
         if version != BUNDLE_VERSION:
             raise BundleError(f"{meta_path}: unknown bundle format version {version!r}; this rtdetr-edge reads "
                               f"version {BUNDLE_VERSION}. Rebuild the bundle or upgrade rtdetr-edge.")
+        self._open(meta, str(meta_path))
+        if verify_hashes:
+            for precision, art in self.metadata["artifacts"].items():
+                if art.get("sha256") and sha256_file(self.path / art["file"]) != art["sha256"]:
+                    raise BundleError(f"{self.path / art['file']}: sha256 does not match metadata ({precision})")
+
+    @classmethod
+    def from_metadata(cls, directory: str | os.PathLike[str], metadata: dict[str, Any]) -> Bundle:
+        """A bundle being assembled in ``directory`` whose ``metadata`` is not written yet."""
+        bundle = cls.__new__(cls)
+        bundle.path = Path(directory)
+        bundle._open(metadata, f"{bundle.path / METADATA} (in memory)")
+        return bundle
+
+    def _open(self, meta: dict[str, Any], source: str) -> None:
         self.metadata: dict[str, Any] = meta
-        self.contract = ModelContract.from_dict(meta.get("contract"), str(meta_path))
+        self.contract = ModelContract.from_dict(meta.get("contract"), source)
         artifacts = meta.get("artifacts")
-        if not isinstance(artifacts, dict) or not artifacts:
-            raise BundleError(f"{meta_path}: no artifacts listed")
+        if not isinstance(artifacts, dict) or "fp32" not in artifacts:
+            raise BundleError(f"{source}: no fp32 artifact listed")
         missing = [f"{p}: {a.get('file')}" for p, a in artifacts.items() if not (self.path / str(a.get("file"))).is_file()]
         if missing:
             raise BundleError(f"{self.path}: bundle is incomplete, missing {'; '.join(missing)}")
-        if verify_hashes:
-            for precision, art in artifacts.items():
-                if art.get("sha256") and sha256_file(self.path / art["file"]) != art["sha256"]:
-                    raise BundleError(f"{self.path / art['file']}: sha256 does not match metadata ({precision})")
 
     @property
     def artifacts(self) -> dict[str, dict[str, Any]]:
@@ -113,6 +128,31 @@ class Bundle:
 
     def file(self, relative: str) -> Path:
         return self.path / relative
+
+    def calibration(self) -> tuple[str | None, dict[str, Any] | None]:
+        """(calibration source spec, subset manifest) as recorded by the build; either may be None."""
+        art = self.metadata["artifacts"].get("int8") or {}
+        rel = str(art.get("manifest") or "calib/manifest.json")
+        manifest = None
+        if (self.path / rel).is_file():
+            try:
+                manifest = json.loads((self.path / rel).read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise BundleError(f"{self.path / rel}: unreadable calibration manifest ({exc})") from exc
+        spec = (manifest or {}).get("source") or self._build_option("calib")
+        return (str(spec) if spec else None), manifest
+
+    @property
+    def calib_images_dir(self) -> str | None:
+        """Image folder of the calibration source's COCO json, as the build was told (None: next to it)."""
+        _, manifest = self.calibration()
+        found = (manifest or {}).get("images_dir") or self._build_option("calib_images")
+        return str(found) if found else None
+
+    def _build_option(self, name: str) -> Any:
+        opts = self.metadata.get("build_options") or {}
+        calib = opts.get("calibration") or {}
+        return calib.get({"calib": "source", "calib_images": "images_dir"}[name]) or opts.get(name)
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, precisions={self.precisions})"
@@ -159,11 +199,3 @@ def write_bundle(out: str | os.PathLike[str], metadata: dict[str, Any],
                 content(target)
         finalize_bundle(tmp, metadata, report)
     return Path(out)
-
-
-def update_metadata(bundle_dir: str | os.PathLike[str], update: Callable[[dict[str, Any]], None]) -> None:
-    """Apply ``update`` to a bundle's metadata and rewrite it atomically (e.g. to record engines)."""
-    path = Path(bundle_dir) / METADATA
-    meta = json.loads(path.read_text())
-    update(meta)
-    atomic.write_json(path, meta)

@@ -85,12 +85,19 @@ def load(source: Any, rgb: bool = False) -> np.ndarray:
     return as_bgr(source, rgb=rgb)
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files directly inside ``folder``, sorted; an empty folder is an error."""
+def list_images(folder: str | os.PathLike[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+                what: str = "images") -> list[Path]:
+    """Files directly inside ``folder`` whose suffix is one of ``suffixes``, sorted; none is an error.
+
+    Args:
+        folder: the folder.
+        suffixes: lower-case suffixes to keep (default: the image files OpenCV reads).
+        what: what the files are, for the error message.
+    """
     d = Path(folder)
     if not d.is_dir():
         raise InputError(f"{d}: not a directory")
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in suffixes and p.is_file())
     if not files:
-        raise InputError(f"{d}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+        raise InputError(f"{d}: no {what} found (looked for {', '.join(suffixes)})")
     return files

@@ -31,6 +31,7 @@ import numpy as np
 
 from capture import Capture, FrameSource, LatestFrameSource, SequentialSource
 from rtdetr_edge import InputError
+from rtdetr_edge.images import IMAGE_SUFFIXES, list_images
 
 log = logging.getLogger("samples")
 
@@ -41,7 +42,6 @@ _ROTATING_FLIPS = {"counterclockwise", "clockwise", "upper-right-diagonal", "upp
 # codec -> (RTP depayloader, parser, software decoder)
 RTSP_CODECS = {"h264": ("rtph264depay", "h264parse", "avdec_h264"),
                "h265": ("rtph265depay", "h265parse", "avdec_h265")}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _UNSUPPORTED_SCHEMES = ("rtp", "rtmp", "webrtc", "display", "http", "https", "udp")
 
 
@@ -129,10 +129,7 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("images", text, files)
     path = Path(text)
     if path.is_dir():
-        files = tuple(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        if not files:
-            raise InputError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-        return SourceSpec("images", str(path), files)
+        return SourceSpec("images", str(path), tuple(list_images(path)))
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return SourceSpec("images", str(path), (path,))

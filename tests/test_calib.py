@@ -16,7 +16,8 @@ from rtdetr_edge import trt_cache
 from rtdetr_edge.calib.entropy import FINE_BINS, StreamingHistogram, entropy_amax, kl_threshold_bin, percentile_amax
 from rtdetr_edge.ranges import CalibrationRanges
 from rtdetr_edge.calib.stream import CalibrationBatches
-from rtdetr_edge.calib.subset import resolve_source, select_subset
+from rtdetr_edge.calib.subset import select_subset
+from rtdetr_edge.data.sources import open_source
 from rtdetr_edge.errors import CalibrationError, InputError
 
 
@@ -166,7 +167,7 @@ def test_cache_encoding_details() -> None:
 
 
 def test_subset_is_stratified_deterministic_and_excludable(shapes_data: Path) -> None:
-    src = resolve_source(str(shapes_data))
+    src = open_source(str(shapes_data, "--calib"))
     a, b = select_subset(src, 6, seed=3), select_subset(src, 6, seed=3)
     assert a.ids == b.ids and a.manifest()["sha256"] == b.manifest()["sha256"]
     assert select_subset(src, 6, seed=4).manifest()["sha256"] != a.manifest()["sha256"]
@@ -179,20 +180,20 @@ def test_subset_is_stratified_deterministic_and_excludable(shapes_data: Path) ->
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("nothing/here", "not coco_val/coco_train, an existing folder"),
-    ("coco_test", "not coco_val/coco_train"),
+    ("nothing/here", "not an existing folder of images, a COCO .json file, or coco_val/coco_train"),
+    ("coco_test", "not an existing folder of images, a COCO .json file, or coco_val/coco_train"),
 ])
 def test_calib_spec_naming_nothing(spec: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        resolve_source(spec)
+        open_source(spec, "--calib")
 
 
 def test_folder_source_and_empty_folder(shapes_data: Path, tmp_path: Path) -> None:
-    src = resolve_source(str(shapes_data.parent / "images"))
+    src = open_source(str(shapes_data.parent / "images"), "--calib")
     assert len(src) == 12 and src.dataset is None
     assert not select_subset(src, 5).coverage["stratified"]
     with pytest.raises(InputError, match="the folder has no images"):
-        resolve_source(str(tmp_path))
+        open_source(str(tmp_path), "--calib")
 
 
 def test_batch_stream_uses_runtime_preprocessing_and_caches(tiny_bundle: Path, shapes_data: Path,

@@ -25,7 +25,8 @@ from rtdetr_edge.check import CheckOptions, check_bundle_dir, run_check, run_che
 from rtdetr_edge.check.compare import parse_tolerance_args, tolerances_for  # noqa: E402
 from rtdetr_edge.check.data import CheckDataLoader, resolve_images  # noqa: E402
 from rtdetr_edge.check.detections import DEFAULT_THRESHOLDS, agreement  # noqa: E402
-from rtdetr_edge.check.models import PRED_BOXES, PROBS, SCORES, BundleFiles  # noqa: E402
+from rtdetr_edge.bundle import Bundle  # noqa: E402
+from rtdetr_edge.check.models import PRED_BOXES, PROBS, SCORES  # noqa: E402
 from rtdetr_edge.check.queries import align_queries, align_rows  # noqa: E402
 from rtdetr_edge.cli.check import main as check_main  # noqa: E402
 from rtdetr_edge.detections import Detections  # noqa: E402
@@ -137,7 +138,7 @@ def test_data_loader_feeds_our_preprocessing(tiny_bundle: Path, shapes_data: Pat
     from rtdetr_edge.images import list_images, read_image
     from rtdetr_edge.preprocess import Preprocessor
 
-    files = BundleFiles.open(tiny_bundle)
+    files = Bundle(tiny_bundle)
     pre = Preprocessor(Bundle(tiny_bundle).contract.preprocessing)
     folder = resolve_images(str(shapes_data.parent / "images"), files, num_images=3)
     loader = CheckDataLoader(folder, files.contract)
@@ -156,7 +157,7 @@ def test_data_loader_feeds_our_preprocessing(tiny_bundle: Path, shapes_data: Pat
 
 
 def test_default_data_is_the_held_out_calibration_source(best_bundle: Path, shapes_data: Path) -> None:
-    files = BundleFiles.open(best_bundle)
+    files = Bundle(best_bundle)
     manifest = json.loads((best_bundle / "calib" / "manifest.json").read_text())
     calibrated = {e["file"] for e in manifest["images"]}
     default = resolve_images(None, files)

@@ -21,12 +21,13 @@ from typing import Any
 
 from ._polygraphy import polygraphy, polygraphy_errors, quiet
 from ..onnx_facts import read_onnx_facts
-from .models import BundleFiles, ModelSpec, check_tensors
+from ..bundle import Bundle
+from .models import ModelSpec, check_tensors
 
 log = logging.getLogger("rtdetr_edge")
 
 
-def _source_onnx(model: ModelSpec, bundle: BundleFiles, major: int, options: Any) -> tuple[Path, str | None, Any]:
+def _source_onnx(model: ModelSpec, bundle: Bundle, major: int, options: Any) -> tuple[Path, str | None, Any]:
     """(ONNX, implicit INT8 ranges or None, options) the deployed engine of ``model`` is built from."""
     from ..engine import cache
 
@@ -41,7 +42,7 @@ def _source_onnx(model: ModelSpec, bundle: BundleFiles, major: int, options: Any
     return bundle.onnx_path("fp32"), None, options
 
 
-def trt_runner(model: ModelSpec, bundle: BundleFiles, workdir: Path,
+def trt_runner(model: ModelSpec, bundle: Bundle, workdir: Path,
                engine_options: dict[str, Any] | None = None) -> tuple[Any, dict[str, str], str]:
     """(Polygraphy TrtRunner, tensor -> canonical renames, a note for the report) for ``model``."""
     common = polygraphy("polygraphy.backend.common")

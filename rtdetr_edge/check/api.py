@@ -24,7 +24,7 @@ from .detections import DEFAULT_CONF, DEFAULT_THRESHOLDS, DetectionThresholds, a
 from .layerwise import DEFAULT_LAYER_TOLERANCE, DEFAULT_LAYERWISE_IMAGES, compare_layers, polygraphy_commands
 from .queries import DEFAULT_MAX_UNMATCHED
 from ..onnx_facts import read_onnx_facts
-from .models import BundleFiles, ModelSpec, check_tensors, resolve_model
+from .models import ModelSpec, check_tensors, resolve_model
 from .report import CheckReport
 
 log = logging.getLogger("rtdetr_edge")
@@ -88,7 +88,7 @@ class CheckOptions:
             raise InputError(f"--layer-tolerance must be > 0, got {self.layer_tolerance}")
 
 
-def run_check(bundle: Bundle | BundleFiles | str | os.PathLike[str], candidate: str | None = None,
+def run_check(bundle: Bundle | str | os.PathLike[str], candidate: str | None = None,
               options: CheckOptions | None = None, **kwargs: Any) -> CheckReport:
     """Check one candidate of ``bundle`` against its reference; see :func:`run_checks`.
 
@@ -117,7 +117,7 @@ def _outputs_of(model: ModelSpec, contract_outputs: Sequence[str]) -> tuple[list
     return list(dict.fromkeys(list(tensors.values()) + outputs)), {v: k for k, v in tensors.items()}
 
 
-def run_checks(bundle: Bundle | BundleFiles | str | os.PathLike[str], candidates: Sequence[str] | None = None,
+def run_checks(bundle: Bundle | str | os.PathLike[str], candidates: Sequence[str] | None = None,
                options: CheckOptions | None = None, **kwargs: Any) -> list[CheckReport]:
     """Compare candidates with the reference on the same images, with Polygraphy.
 
@@ -139,7 +139,7 @@ def run_checks(bundle: Bundle | BundleFiles | str | os.PathLike[str], candidates
         raise InputError("run_checks: pass options= or keyword options, not both")
     opts = options or CheckOptions(**kwargs)
     t0 = time.perf_counter()
-    files = BundleFiles.open(bundle)
+    files = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
     contract = files.contract
     reference = resolve_model(files, opts.reference, "reference")
     names = list(candidates) if candidates else ([p for p in files.precisions if p != opts.reference]
@@ -258,7 +258,7 @@ def check_bundle_dir(directory: str | os.PathLike[str], metadata: dict[str, Any]
     if not candidates:
         return {"skipped": "no fp16 or int8 artifact to check"}
     try:
-        files = BundleFiles.from_metadata(directory, metadata)
+        files = Bundle.from_metadata(directory, metadata)
         reports = run_checks(files, candidates, CheckOptions(data=data, num_images=num_images, images_dir=images_dir,
                                                              coco_root=coco_root, runner="onnxruntime"))
     except RtdetrEdgeError as exc:

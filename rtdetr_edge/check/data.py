@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from ..contract import ModelContract
-from ..data.coco import CocoDataset
+from ..data.sources import open_source
 from ..errors import InputError, RtdetrEdgeError
-from ..images import list_images, read_image
+from ..images import read_image
 from ..preprocess import Preprocessor
-from .models import BundleFiles
+from ..bundle import Bundle
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -38,7 +38,6 @@ DEFAULT_NUM_IMAGES = 50  # enough for stable score/IoU statistics; inputs are he
 SYNTHETIC = "synthetic"
 SYNTHETIC_SEED = 20240607
 SYNTHETIC_SIZES = ((640, 480), (1280, 720), (480, 640), (512, 512))  # varied aspect ratios, as in export/verify
-COCO_SPLITS = ("coco_val", "coco_train")
 
 
 @dataclass
@@ -83,25 +82,18 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
-def calibration_paths(bundle: BundleFiles, coco_root: str | os.PathLike[str] | None = None) -> set[Path]:
+def calibration_paths(bundle: Bundle, coco_root: str | os.PathLike[str] | None = None) -> set[Path]:
     """Resolved paths of the images the bundle was calibrated on (empty if unknown or not on this machine)."""
     spec, manifest = bundle.calibration()
     if not spec or not manifest:
         return set()
     entries = manifest.get("images", [])
     try:
-        if spec in COCO_SPLITS:
-            from ..calib.coco import open_split
-
-            ds, _ = open_split(spec, coco_root, allow_download=False)
-        elif Path(spec).is_dir():
+        if Path(spec).is_dir():
             return {_resolved(Path(spec) / str(e["file"])) for e in entries}
-        elif Path(spec).is_file():
-            ds = CocoDataset(spec, (bundle.metadata.get("build_options") or {}).get("calib_images"))
-        else:
-            return set()
+        source = open_source(spec, "calibration source", bundle.calib_images_dir, coco_root, allow_download=False)
         ids = {int(e["id"]) for e in entries}
-        return {_resolved(im.path) for im in ds.images if im.id in ids}
+        return {_resolved(path) for image_id, path in source.images if image_id in ids}
     except (RtdetrEdgeError, KeyError, TypeError, ValueError) as exc:
         log.info("check: cannot locate the calibration images of %s (%s)", spec, exc)
         return set()
@@ -117,7 +109,7 @@ def _describe(count: int, what: str, excluded: int) -> str:
     return text + (f" not used for calibration ({excluded} calibration images left out)" if excluded else "")
 
 
-def resolve_images(data: str | os.PathLike[str] | None, bundle: BundleFiles, num_images: int = DEFAULT_NUM_IMAGES,
+def resolve_images(data: str | os.PathLike[str] | None, bundle: Bundle, num_images: int = DEFAULT_NUM_IMAGES,
                    images_dir: str | os.PathLike[str] | None = None,
                    coco_root: str | os.PathLike[str] | None = None) -> ImageSource:
     """Choose the check images (see the module docstring).
@@ -136,7 +128,7 @@ def resolve_images(data: str | os.PathLike[str] | None, bundle: BundleFiles, num
     if data is None:
         if calib_spec is None:
             return synthetic_source(num_images, "the bundle records no calibration source")
-        calib_images_dir = images_dir or (bundle.metadata.get("build_options") or {}).get("calib_images")
+        calib_images_dir = images_dir or bundle.calib_images_dir
         try:
             source = _resolve(calib_spec, bundle, num_images, calib_images_dir, coco_root)
         except RtdetrEdgeError as exc:
@@ -154,32 +146,20 @@ def resolve_images(data: str | os.PathLike[str] | None, bundle: BundleFiles, num
     return source
 
 
-def _resolve(spec: str, bundle: BundleFiles, num_images: int, images_dir: str | os.PathLike[str] | None,
+def _resolve(spec: str, bundle: Bundle, num_images: int, images_dir: str | os.PathLike[str] | None,
              coco_root: str | os.PathLike[str] | None) -> ImageSource:
     if spec == SYNTHETIC:
         return synthetic_source(num_images)
     calib = calibration_paths(bundle, coco_root)
-    path = Path(spec)
-    if path.is_dir():
-        chosen, excluded = _select(list_images(path), calib, num_images)
+    source = open_source(spec, "--data", images_dir, coco_root, allow_download=False)
+    if source.dataset is None:
+        chosen, excluded = _select([p for _, p in source.images], calib, num_images)
         return ImageSource("folder", spec, _describe(len(chosen), f"folder {spec}", excluded), chosen,
                            excluded_calibration=excluded)
-    if spec in COCO_SPLITS:
-        from ..calib.coco import open_split
-
-        try:
-            ds, _ = open_split(spec, coco_root, allow_download=False)
-        except RtdetrEdgeError as exc:
-            raise InputError(f"--data {spec}: {exc}") from exc
-    elif path.is_file() and path.suffix.lower() == ".json":
-        ds = CocoDataset(path, images_dir)
-    else:
-        raise InputError(f"--data {spec}: not an existing folder of images, a COCO .json file, "
-                         f"{' or '.join(COCO_SPLITS)}, or '{SYNTHETIC}'")
-    present = [im.path for im in ds.images if im.path.is_file()]
+    present = [p for _, p in source.images if p.is_file()]
     chosen, excluded = _select(present, calib, num_images)
     return ImageSource("coco", spec, _describe(len(chosen), spec, excluded), chosen, excluded_calibration=excluded,
-                       missing=len(ds.images) - len(present))
+                       missing=len(source.images) - len(present))
 
 
 class CheckDataLoader:

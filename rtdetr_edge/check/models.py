@@ -1,8 +1,7 @@
 """What is compared: the bundle's files, and the reference and candidate models resolved from names.
 
 A check runs on a finished bundle (:class:`~rtdetr_edge.bundle.Bundle`) or on one being built,
-whose ``metadata.json`` is not written yet (:meth:`BundleFiles.from_metadata`), so the check
-works from this small view of either.
+whose ``metadata.json`` is not written yet (:meth:`~rtdetr_edge.bundle.Bundle.from_metadata`).
 
 Reference and candidate are given as a bundle precision (``fp32``, ``fp16``, ``int8``) or a path
 (an ``.onnx``, or for the candidate a TensorRT ``.engine``). Which tensors are compared is read
@@ -34,63 +33,6 @@ RAW_OUTPUTS = ("logits", "pred_boxes")
 
 RUNNERS = ("auto", "onnxruntime", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
-@dataclass
-class BundleFiles:
-    """A bundle directory and its metadata (``metadata.json``, or the dict a build holds in memory)."""
-
-    path: Path
-    contract: ModelContract
-    artifacts: dict[str, dict[str, Any]]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def open(cls, bundle: Bundle | BundleFiles | str | os.PathLike[str]) -> BundleFiles:
-        if isinstance(bundle, BundleFiles):
-            return bundle
-        b = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
-        return cls(b.path, b.contract, b.artifacts, dict(b.metadata))
-
-    @classmethod
-    def from_metadata(cls, directory: str | os.PathLike[str], metadata: dict[str, Any]) -> BundleFiles:
-        """A bundle still being assembled in ``directory`` (``metadata`` needs contract and artifacts)."""
-        path = Path(directory)
-        contract = ModelContract.from_dict(metadata.get("contract") or {}, f"{path / METADATA} (in memory)")
-        artifacts = metadata.get("artifacts")
-        if not isinstance(artifacts, dict) or "fp32" not in artifacts:
-            raise BundleError(f"{path}: metadata lists no fp32 artifact")
-        return cls(path, contract, dict(artifacts), metadata)
-
-    @property
-    def precisions(self) -> list[str]:
-        return [p for p in PRECISIONS if p in self.artifacts]
-
-    def artifact(self, precision: str) -> dict[str, Any]:
-        art = self.artifacts.get(precision)
-        if art is None:
-            raise BundleError(f"{self.path}: no {precision} artifact; the bundle has {', '.join(self.precisions)}")
-        return dict(art)
-
-    def onnx_path(self, precision: str) -> Path:
-        art = self.artifact(precision)
-        path = self.path / str(art["file"])
-        if not path.is_file():
-            raise BundleError(f"{self.path}: {precision} artifact {art['file']} is missing")
-        return path
-
-    def calibration(self) -> tuple[str | None, dict[str, Any] | None]:
-        """(calibration source spec, manifest) as recorded by the build; either may be None."""
-        art = self.artifacts.get("int8") or {}
-        rel = str(art.get("manifest") or "calib/manifest.json")
-        manifest = None
-        if (self.path / rel).is_file():
-            try:
-                manifest = json.loads((self.path / rel).read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise BundleError(f"{self.path / rel}: unreadable calibration manifest ({exc})") from exc
-        spec = (manifest or {}).get("source") or (self.metadata.get("build_options") or {}).get("calib")
-        return (str(spec) if spec else None), manifest
 
 
 @dataclass(frozen=True)
@@ -138,7 +80,7 @@ def engine_precision(path: Path) -> str | None:
     return meta.precision if meta is not None else None
 
 
-def resolve_model(bundle: BundleFiles, spec: str, role: str, runner: str = "auto",
+def resolve_model(bundle: Bundle, spec: str, role: str, runner: str = "auto",
                   precision: str | None = None) -> ModelSpec:
     """Turn ``--reference``/``--candidate`` into a :class:`ModelSpec`.
 

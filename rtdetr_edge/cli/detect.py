@@ -38,11 +38,7 @@ def expand_sources(sources: Sequence[str]) -> list[Path]:
     for s in sources:
         p = Path(s)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in
-                           image_io.IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-            if not found:
-                raise InputError(f"{p}: no images or videos found in this folder")
-            items += found
+            items += image_io.list_images(p, image_io.IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
         elif p.is_file():
             items.append(p)
         else:

@@ -87,9 +87,6 @@ class CocoDataset:
         cats = np.array([a["category_id"] for a in anns], np.int64)
         return boxes, cats
 
-    def missing_images(self) -> list[CocoImage]:
-        return [im for im in self.images if not im.path.is_file()]
-
     def subset(self, image_ids: list[int]) -> dict[str, Any]:
         """A COCO dict restricted to ``image_ids`` (for writing held-out or calibration splits)."""
         keep = set(image_ids)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdetr_edge import atomic
-from rtdetr_edge.data.coco import CocoDataset
-from rtdetr_edge.errors import CalibrationError, InputError
+from .. import atomic
+from .coco import CocoDataset
+from ..errors import CalibrationError, InputError
 
 log = logging.getLogger("rtdetr_edge")
 
