@@ -45,7 +45,7 @@ def latency(bundle, precision: str, iterations: int) -> float:  # type: ignore[n
 
 def calibration_cost(bundle, calib_ann, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     b = Bundle(bundle)
-    subset = select_subset(open_source(str(calib_ann, "--calib")), n, seed=1)
+    subset = select_subset(open_source(str(calib_ann), "--calib"), n, seed=1)
     batches = list(CalibrationBatches([p for _, p in subset.images], b.contract, 8, None))
     from rtdetr_edge.backends.onnxruntime import OnnxRuntimeBackend
 

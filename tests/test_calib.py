@@ -167,7 +167,7 @@ def test_cache_encoding_details() -> None:
 
 
 def test_subset_is_stratified_deterministic_and_excludable(shapes_data: Path) -> None:
-    src = open_source(str(shapes_data, "--calib"))
+    src = open_source(str(shapes_data), "--calib")
     a, b = select_subset(src, 6, seed=3), select_subset(src, 6, seed=3)
     assert a.ids == b.ids and a.manifest()["sha256"] == b.manifest()["sha256"]
     assert select_subset(src, 6, seed=4).manifest()["sha256"] != a.manifest()["sha256"]
