@@ -23,8 +23,13 @@ from _common import (
     write_json,
 )
 
+from rtdetr_edge import Detector
+from rtdetr_edge.backends.options import OnnxRuntimeOptions
 from rtdetr_edge.bundle import Bundle
 from rtdetr_edge.evaluate.runner import evaluate
+from rtdetr_edge.export.torch_predictor import TorchPredictor
+
+ORT2 = OnnxRuntimeOptions(threads=2)
 
 
 def main() -> int:
@@ -35,10 +40,12 @@ def main() -> int:
     test = shapes_set(f"shapes-test-{args.num_images}", args.num_images, TEST_SEED)
     calib = shapes_set("shapes-calib", 600, CALIB_SEED)
     bundle = reference_bundle(calib, args.calib_size)
-    results = {"pytorch fp32": evaluate(REFERENCE_MODEL, test, progress=True, threads=2)}
+    torch_model = TorchPredictor(REFERENCE_MODEL, threads=2)
+    results = {"pytorch fp32": evaluate(torch_model, test, progress=True)}
+    torch_model.close()
     for precision in Bundle(bundle).precisions:
-        results[f"onnx {precision}"] = evaluate(bundle, test, progress=True, backend="onnxruntime",
-                                                precision=precision, threads=2)
+        with Detector(bundle, backend="onnxruntime", precision=precision, onnxruntime=ORT2) as det:
+            results[f"onnx {precision}"] = evaluate(det, test, progress=True)
     base = results["pytorch fp32"]["AP"]
     rows = [[name, m["AP"], m["AP50"], m["AP75"], m["APs"], m["APm"], m["APl"], m["AP"] - base]
             for name, m in results.items()]

@@ -21,6 +21,7 @@ import numpy as np
 from _common import CALIB_SEED, TEST_SEED, reference_bundle, shapes_set, table, write_json
 
 from rtdetr_edge import Detector
+from rtdetr_edge.backends.options import OnnxRuntimeOptions
 from rtdetr_edge.bundle import Bundle
 from rtdetr_edge.calib.collect import ActivationCollector
 from rtdetr_edge.calib.stream import CalibrationBatches
@@ -29,10 +30,12 @@ from rtdetr_edge.data.sources import open_source
 from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.evaluate.runner import evaluate
 
+ORT2 = OnnxRuntimeOptions(threads=2)
+
 
 def latency(bundle, precision: str, iterations: int) -> float:  # type: ignore[no-untyped-def]
     frame = render_scene(np.random.default_rng(0), 1280, 720)[0]
-    with Detector(bundle, precision=precision, backend="onnxruntime", threads=2) as det:
+    with Detector(bundle, precision=precision, backend="onnxruntime", onnxruntime=ORT2) as det:
         for _ in range(3):
             det(frame)
         times = []
@@ -49,7 +52,7 @@ def calibration_cost(bundle, calib_ann, n: int) -> dict[str, float]:  # type: ig
     batches = list(CalibrationBatches([p for _, p in subset.images], b.contract, 8, None))
     from rtdetr_edge.backends.onnxruntime import OnnxRuntimeBackend
 
-    plain = OnnxRuntimeBackend(b.onnx_path("fp32"), threads=2)
+    plain = OnnxRuntimeBackend(b.onnx_path("fp32"), ORT2)
     plain.run(batches[0])
     t = time.perf_counter()
     for batch in batches:
@@ -80,7 +83,8 @@ def main() -> int:
     rows, results = [], {}
     for precision in Bundle(bundle).precisions:
         ms = latency(bundle, precision, args.iterations)
-        m = evaluate(bundle, test, progress=False, backend="onnxruntime", precision=precision, threads=2)
+        with Detector(bundle, backend="onnxruntime", precision=precision, onnxruntime=ORT2) as det:
+            m = evaluate(det, test, progress=False)
         results[precision] = {"latency_ms": ms, "AP": m["AP"], "AP50": m["AP50"]}
     base = results["fp32"]
     for precision, r in results.items():

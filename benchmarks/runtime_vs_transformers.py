@@ -28,11 +28,12 @@ OURS = r'''
 import json, resource, statistics, sys, time
 t0 = time.perf_counter()
 from rtdetr_edge import Detector
+from rtdetr_edge.backends.options import OnnxRuntimeOptions
 import numpy as np
 from rtdetr_edge.data.synth import render_scene
 bundle, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 frame = render_scene(np.random.default_rng(0), 1280, 720)[0]
-det = Detector(bundle, threads=threads)
+det = Detector(bundle, onnxruntime=OnnxRuntimeOptions(threads=threads))
 det(frame)
 rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
 total, pre, post, infer = [], [], [], []

@@ -16,21 +16,25 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from rtdetr_edge.contract import ModelContract
-from rtdetr_edge.errors import CalibrationError
+from rtdetr_edge.errors import CalibrationError, InputError
 
 from .collect import DEFAULT_SAMPLES_PER_IMAGE
 from rtdetr_edge.ranges import CalibrationRanges
+from rtdetr_edge.backends.options import check_choice
 from rtdetr_edge.data.sources import ImageSource, open_source
 
+from .stream import default_cache_dir
 from .subset import DEFAULT_CALIB_SIZE, Subset, select_subset
 
 log = logging.getLogger("rtdetr_edge")
 
 __all__ = ["CalibrationOptions", "CalibrationResult", "calibrate", "CalibrationRanges", "DEFAULT_CALIB_SIZE"]
 
+Algorithm = Literal["auto", "entropy2", "percentile", "max"]
+Scope = Literal["int8", "all"]
 MIN_USABLE_FRACTION = 0.5  # fail when fewer than half of the chosen images could be read
 
 
@@ -45,10 +49,11 @@ class CalibrationOptions:
         batch_size: images per batch (default 8).
         coco_root: COCO 2017 root (default ``$RTDETR_COCO_ROOT`` or the user cache).
         images_dir: image folder of a COCO json (default next to it).
-        algorithm: ``entropy2`` (TensorRT's), ``percentile`` (99.999%), ``max``, or ``auto``: the
-            first two, both kept in the result's ``candidates`` for the build to choose between on
-            held-out images (``ranges`` starts as entropy2's).
-        cache_dir: preprocessed-batch cache (None: no cache).
+        algorithm: ``auto`` (default): ``entropy2`` and ``percentile`` both kept in the result's
+            ``candidates`` for :func:`.choice.choose_ranges` to pick on held-out images (``ranges``
+            starts as entropy2's); or one of ``entropy2`` (TensorRT's), ``percentile`` (99.999%),
+            ``max``.
+        cache_dir: preprocessed-batch cache (default ``~/.cache/rtdetr-edge/calib-batches``; None: no cache).
         allow_download: fetch COCO files when missing.
         holdout: held-out images (disjoint from the subset) kept for accuracy checks.
         samples_per_image: activation values histogrammed per tensor and image (0: all).
@@ -61,12 +66,22 @@ class CalibrationOptions:
     batch_size: int = 8
     coco_root: str | None = None
     images_dir: str | None = None
-    algorithm: str = "entropy2"
-    cache_dir: str | None = None
+    algorithm: Algorithm = "auto"
+    cache_dir: str | None = field(default_factory=lambda: str(default_cache_dir()))
     allow_download: bool = True
     holdout: int = 200
     samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE
-    scope: str = "int8"
+    scope: Scope = "int8"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.calib, str) or not self.calib:
+            raise InputError(f"--calib: expected coco_val, coco_train, a COCO json or an image folder, got {self.calib!r}")
+        check_choice(self.algorithm, get_args(Algorithm), "--calib-algorithm")
+        check_choice(self.scope, get_args(Scope), "--calib-tensors")
+        for flag, value, low in (("--calib-size", self.size, 1), ("--calib-batch", self.batch_size, 1),
+                                 ("--calib-samples", self.samples_per_image, 0), ("holdout", self.holdout, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InputError(f"{flag}: expected an integer >= {low}, got {value!r}")
 
 
 @dataclass

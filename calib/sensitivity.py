@@ -26,10 +26,9 @@ log = logging.getLogger("rtdetr_edge")
 
 def average_precision(model_path: Path, dataset: CocoDataset, image_ids: list[int]) -> float:
     """COCO AP of an ONNX model on ``image_ids`` of ``dataset`` (ONNX Runtime, no progress bar)."""
-    from rtdetr_edge.evaluate.runner import evaluate
+    from rtdetr_edge.evaluate.runner import evaluate_onnx
 
-    return float(evaluate(model_path, dataset.path, dataset.images_dir, image_ids=image_ids, progress=False,
-                          backend="onnxruntime", precision="auto")["AP"])
+    return float(evaluate_onnx(model_path, dataset, image_ids)["AP"])
 
 
 def sensitivity_search(fp32_path: str | Path, ranges: dict[str, float], dataset: CocoDataset, image_ids: list[int],

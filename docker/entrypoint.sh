@@ -26,7 +26,7 @@ need_bundle() {
 }
 
 has_engine() {
-  # engines are named PRECISION_b..._trtX.Y.Z_smNN_KEY.engine (rtdetr_edge/engine/metadata.py); the
+  # engines are named PRECISION_b..._trtX.Y.Z_smNN_KEY.engine (rtdetr_edge/engine_format.py); the
   # Detector still checks that the one it picks fits this GPU and TensorRT, and rebuilds if not
   compgen -G "$BUNDLE/engines/${PRECISION}_*.engine" >/dev/null
 }
@@ -34,7 +34,7 @@ has_engine() {
 build_engine() {
   need_bundle
   echo "building the TensorRT $PRECISION engine in $BUNDLE/engines (takes minutes, once per device)" >&2
-  rtdetr-build --model "$BUNDLE" --precision "$PRECISION" --out "$BUNDLE" "$@"
+  rtdetr-engine "$BUNDLE" --precision "$PRECISION" "$@"
 }
 
 run_sample() {

@@ -17,13 +17,14 @@ import onnx
 from rtdetr_edge.contract import METADATA_KEY, OUTPUT_RAW, OUTPUT_TOPK, ModelContract, Preprocessing
 
 from . import graph_passes
-from .onnx_export import DEFAULT_OPSET, RAW_OUTPUTS, export_raw
+from .onnx_export import RAW_OUTPUTS, export_raw
+from .options import DEFAULT_OPSET, ExportOptions
 from .source import LoadedModel, load_model
-from .verify import DEFAULT_TOLERANCE, VerificationReport, verify
+from .verify import VerificationReport, verify
 
 log = logging.getLogger("rtdetr_edge")
 
-__all__ = ["ExportResult", "export_onnx", "load_model", "LoadedModel", "DEFAULT_OPSET"]
+__all__ = ["DEFAULT_OPSET", "ExportOptions", "ExportResult", "LoadedModel", "export_onnx", "load_model"]
 
 
 @dataclass
@@ -38,24 +39,19 @@ class ExportResult:
     loaded: LoadedModel | None = None
 
 
-def export_onnx(source: Any, *, top_k: int = 300, raw_outputs: bool = False, opset: int = DEFAULT_OPSET,
-                simplify: bool = True, verify_export: bool = True, tolerance: float = DEFAULT_TOLERANCE,
-                revision: str | None = None, preprocessing: Preprocessing | None = None,
+def export_onnx(source: Any, options: ExportOptions | None = None, *, preprocessing: Preprocessing | None = None,
                 step: Any = None) -> ExportResult:
     """Load an RT-DETR, export it to ONNX, clean it and verify it against PyTorch.
 
     Args:
         source: hub id, ``save_pretrained`` folder, or model object (see :func:`load_model`).
-        top_k: K of the in-graph top-k (default 300; clamped to queries x classes).
-        raw_outputs: export ``logits``/``pred_boxes`` instead of top-k outputs.
-        opset: ONNX opset, 17 (TensorRT >= 8.6, default) or 16 (TensorRT 8.5 / JetPack 5).
-        simplify: run onnxsim + graphsurgeon passes (default on).
-        verify_export: compare ONNX Runtime with PyTorch; raises on disagreement (default on).
-        tolerance: max abs difference of scores and normalised boxes (default 1e-4).
-        revision: hub revision.
+        options: :class:`ExportOptions` (top-k, raw outputs, opset, verification, revision).
         preprocessing: contract for in-memory models without a processor config.
         step: optional callable ``step(name)`` announcing each stage (progress display).
     """
+    opts = options or ExportOptions()
+    top_k, raw_outputs, opset, simplify, revision = opts.top_k, opts.raw_outputs, opts.opset, opts.simplify, opts.revision
+    verify_export, tolerance = opts.verify, opts.tolerance
     announce = step or (lambda name: None)
     timings: dict[str, float] = {}
 

@@ -25,7 +25,7 @@ from rtdetr_edge.errors import ExportError
 
 log = logging.getLogger("rtdetr_edge")
 
-DEFAULT_OPSET = 17
+from .options import DEFAULT_OPSET
 MIN_OPSET, MAX_OPSET = 16, 17
 RAW_OUTPUTS = ("logits", "pred_boxes")
 

@@ -21,7 +21,7 @@ from rtdetr_edge.errors import VerificationError
 from rtdetr_edge.matching import greedy_match
 from rtdetr_edge.preprocess import Preprocessor
 
-DEFAULT_TOLERANCE = 1e-4
+from .options import DEFAULT_TOLERANCE
 _IMAGE_SIZES = ((640, 480), (1280, 720), (480, 640), (512, 512))
 
 

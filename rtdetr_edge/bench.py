@@ -57,20 +57,19 @@ class BenchResult:
 
 
 def benchmark(model: str | os.PathLike[str] | Detector, batch: int = 1, iterations: int = 50, warmup: int = 10,
-              image: str | os.PathLike[str] | np.ndarray | None = None, image_size: tuple[int, int] = (1280, 720),
-              **detector_options: Any) -> BenchResult:
+              image: str | os.PathLike[str] | np.ndarray | None = None,
+              image_size: tuple[int, int] = (1280, 720)) -> BenchResult:
     """Time a Detector on one image repeated ``batch`` times.
 
     Args:
-        model: bundle / .onnx / .engine path, or an open :class:`Detector`.
+        model: an open :class:`Detector`, or a bundle / .onnx / .engine path (opened with defaults).
         batch: images per call.
         iterations: timed calls (default 50).
         warmup: untimed calls first (default 10).
         image: a path or BGR array; default a synthetic scene of ``image_size``.
         image_size: (width, height) of the synthetic scene (default 1280x720).
-        **detector_options: passed to :class:`Detector` when ``model`` is a path.
     """
-    det = model if isinstance(model, Detector) else Detector(model, max_batch=batch, **detector_options)
+    det = model if isinstance(model, Detector) else Detector(model, max_batch=batch)
     if image is None:
         frame = render_scene(np.random.default_rng(0), *image_size)[0]
     elif isinstance(image, np.ndarray):

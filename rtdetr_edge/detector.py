@@ -22,17 +22,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, overload
 
 import numpy as np
 
 from . import images as image_io
 from ._optional import tensorrt_available
 from .backends import Backend, backend_for, open_backend
+from .backends.options import (
+    BACKEND_CHOICES,
+    RUNTIME_PRECISIONS,
+    OnnxRuntimeOptions,
+    TensorRTOptions,
+    check_choice,
+)
 from .bundle import METADATA, Bundle
 from .contract import METADATA_KEY, OUTPUT_RAW, ModelContract
 from .detections import Detections
-from .errors import BundleError, InputError
+from .errors import BundleError, EngineError, InputError, RtdetrEdgeError
 from .postprocess import PostprocessOptions, from_raw, from_topk
 from .preprocess import Preprocessor
 
@@ -53,43 +60,91 @@ class StageTimes:
         return self.preprocess + self.infer + self.postprocess
 
 
+class EngineSource(Protocol):
+    """Where a Detector gets a TensorRT engine for a bundle (e.g. builds and caches one).
+
+    :class:`rtdetr_edge.engine.BundleEngines` is the one rtdetr-edge ships: it builds the engine
+    from the bundle's ONNX on first use and caches it in ``BUNDLE/engines``.
+    """
+
+    def engine_for(self, bundle: Bundle, precision: str, device: int) -> Path: ...
+
+
 def _tensorrt_usable(device: int) -> bool:
-    if not tensorrt_available():  # cheap check first: no import of the engine package
+    if not tensorrt_available():  # cheap check first: no import of the TensorRT modules
         return False
     from .backends.trt_logging import tensorrt_usable
 
     return tensorrt_usable(device)
 
 
-def _resolve(model: str | os.PathLike[str], backend: str, precision: str,
-             backend_options: dict[str, Any]) -> tuple[Backend, ModelContract, Bundle | None]:
+def prebuilt_engine(bundle: Bundle, precision: str, device: int = 0) -> Path | None:
+    """The newest engine in ``BUNDLE/engines`` that runs here for ``precision`` (None if there is none).
+
+    An engine runs here when its sidecar names this TensorRT version and this GPU (see
+    :func:`rtdetr_edge.engine_format.incompatibility`).
+    """
+    from .backends.trt_logging import tensorrt_version
+    from .cuda import buffers
+    from .engine_format import incompatibility, load_sidecar
+
+    if not bundle.engines_dir.is_dir():
+        return None
+    version = tensorrt_version()
+    props = buffers.device_properties(device)
+    found: list[tuple[str, Path]] = []
+    for path in bundle.engines_dir.glob("*.engine"):
+        try:
+            meta = load_sidecar(path)
+        except RtdetrEdgeError:
+            continue
+        if meta is not None and meta.precision == precision and \
+                incompatibility(meta, version, props.name, props.compute_capability) is None:
+            found.append((meta.created, path))
+    return max(found)[1] if found else None
+
+
+def _bundle_backend(bundle: Bundle, backend: str, precision: str, onnxruntime: OnnxRuntimeOptions | None,
+                    tensorrt: TensorRTOptions, engines: EngineSource | None) -> Backend:
+    if backend == "auto":
+        backend = "tensorrt" if _tensorrt_usable(tensorrt.device) else "onnxruntime"
+        if backend == "tensorrt" and engines is None and prebuilt_engine(bundle, precision, tensorrt.device) is None:
+            log.warning("%s has no %s TensorRT engine for this GPU and TensorRT version: running ONNX Runtime. Build "
+                        "one with `rtdetr-engine %s --precision %s` (or pass engines=BundleEngines())",
+                        bundle.path, precision, bundle.path, precision)
+            backend = "onnxruntime"
+    if backend != "tensorrt":
+        return open_backend(backend, bundle.onnx_path(precision), onnxruntime=onnxruntime)
+    if engines is not None:
+        engine_path = engines.engine_for(bundle, precision, tensorrt.device)
+    else:
+        found = prebuilt_engine(bundle, precision, tensorrt.device)
+        if found is None:
+            raise EngineError(f"{bundle.path}: no {precision} TensorRT engine for this GPU and TensorRT version in "
+                              f"{bundle.engines_dir}; build one with `rtdetr-engine {bundle.path} --precision "
+                              f"{precision}` or pass engines=BundleEngines() to build it on first use")
+        engine_path = found
+    return open_backend("tensorrt", engine_path, tensorrt=tensorrt)
+
+
+def _resolve(model: str | os.PathLike[str], backend: str, precision: str, onnxruntime: OnnxRuntimeOptions | None,
+             tensorrt: TensorRTOptions, engines: EngineSource | None) -> tuple[Backend, ModelContract, Bundle | None]:
+    check_choice(backend, BACKEND_CHOICES, "backend")
+    check_choice(precision, RUNTIME_PRECISIONS, "precision")
     path = Path(model)
     if not path.exists():
         raise InputError(f"{path}: no such bundle, .onnx or .engine file")
-    device = int(backend_options.pop("device", 0))
-    engine_options = dict(backend_options.pop("engine_options", None) or {})
-    trt_options = {"device": device, **{k: backend_options.pop(k) for k in ("cuda_graph", "memory")
-                                        if k in backend_options}}
-    ort_only = {k: backend_options.pop(k) for k in ("threads", "providers", "optimization") if k in backend_options}
     if path.is_dir():
         if not (path / METADATA).is_file():
             raise BundleError(f"{path}: not a bundle ({METADATA} is missing); build one with rtdetr-build")
         bundle = Bundle(path)
         if precision == "auto":
             precision = str(bundle.metadata.get("default_precision", "fp32"))
-        if backend == "auto":
-            backend = "tensorrt" if _tensorrt_usable(device) else "onnxruntime"
-        if backend == "tensorrt":
-            from .engine.cache import engine_for_bundle
-
-            engine_options.setdefault("device", device)
-            engine_path = engine_for_bundle(bundle, precision, **engine_options)
-            return open_backend("tensorrt", engine_path, **trt_options, **backend_options), bundle.contract, bundle
-        return open_backend(backend, bundle.onnx_path(precision), **ort_only, **backend_options), bundle.contract, bundle
+        be = _bundle_backend(bundle, backend, precision, onnxruntime, tensorrt, engines)
+        return be, bundle.contract, bundle
     name = backend_for(path) if backend == "auto" else backend
-    be = open_backend(name, path, **(trt_options if name == "tensorrt" else ort_only), **backend_options)
-    contract = _contract_of(be, path)
-    return be, contract, None
+    be = open_backend(name, path, onnxruntime=onnxruntime, tensorrt=tensorrt)
+    return be, _contract_of(be, path), None
 
 
 def _contract_of(be: Backend, path: Path) -> ModelContract:
@@ -114,16 +169,21 @@ class Detector:
         backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``.
         precision: ``"auto"`` (the bundle's default), ``"fp32"``, ``"fp16"`` or ``"int8"``.
         max_batch: largest batch sent to the backend (default: the model's limit, else 8).
-        **backend_options: passed to the backend: ONNX Runtime ``providers=[...]``, ``threads=2``;
-            TensorRT ``device=0``, ``cuda_graph=True``, ``memory="auto"|"mapped"|"pinned"``, and
-            ``engine_options={...}`` (:class:`rtdetr_edge.engine.options.EngineOptions` fields) for
-            engines built from a bundle.
+        onnxruntime: :class:`~rtdetr_edge.backends.options.OnnxRuntimeOptions` (providers, threads).
+        tensorrt: :class:`~rtdetr_edge.backends.options.TensorRTOptions` (device, CUDA graphs,
+            memory kind).
+        engines: where a bundle's TensorRT engine comes from. None: an engine already built for
+            this GPU in ``BUNDLE/engines`` (``rtdetr-engine BUNDLE`` builds one; without one,
+            ``backend="auto"`` runs ONNX Runtime with a warning). ``BundleEngines(options)`` from
+            :mod:`rtdetr_edge.engine` builds and caches it on first use.
     """
 
     def __init__(self, model: str | os.PathLike[str], conf: float = 0.3, classes: Sequence[int] | None = None,
                  max_det: int = 300, clip: bool = False, backend: str = "auto", precision: str = "auto",
-                 max_batch: int | None = None, **backend_options: Any) -> None:
-        self.backend, self.contract, self.bundle = _resolve(model, backend, precision, dict(backend_options))
+                 max_batch: int | None = None, onnxruntime: OnnxRuntimeOptions | None = None,
+                 tensorrt: TensorRTOptions | None = None, engines: EngineSource | None = None) -> None:
+        self.backend, self.contract, self.bundle = _resolve(model, backend, precision, onnxruntime,
+                                                            tensorrt or TensorRTOptions(), engines)
         self.model_path = Path(model)
         self.options = PostprocessOptions(conf=conf, classes=tuple(classes) if classes is not None else None,
                                           max_det=max_det, clip=clip)
@@ -147,13 +207,23 @@ class Detector:
                      "batch_range": [self.min_batch, self.max_batch], "outputs": self.contract.output_kind})
         return info
 
+    @overload
+    def __call__(self, images: list[Any] | tuple[Any, ...], rgb: bool = False, conf: float | None = None,
+                 classes: Sequence[int] | None = None, max_det: int | None = None) -> list[Detections]: ...  # type: ignore[overload-overlap]  # a list is also an object: the first match wins, as in typeshed
+
+    @overload
+    def __call__(self, images: str | os.PathLike[str] | np.ndarray | object, rgb: bool = False,
+                 conf: float | None = None, classes: Sequence[int] | None = None,
+                 max_det: int | None = None) -> Detections: ...
+
     def __call__(self, images: Any, rgb: bool = False, conf: float | None = None,
-                 classes: Sequence[int] | None = None, max_det: int | None = None) -> Any:
+                 classes: Sequence[int] | None = None, max_det: int | None = None) -> Detections | list[Detections]:
         """Detect on one image (returns :class:`Detections`) or a list (returns a list).
 
         Args:
             images: a path, an HxWx3 BGR uint8 array (``rgb=True`` for RGB), HxW grayscale,
-                HxWx4, a PIL image, or a list of those (a 4-D array is a list of images).
+                HxWx4, a PIL image, or a list of those (a 4-D array is a batch too: it returns a list,
+                though typed as one image; pass a list to have it typed as a batch).
             conf, classes, max_det: override the Detector's defaults for this call.
         """
         single = not isinstance(images, (list, tuple)) and not (isinstance(images, np.ndarray) and images.ndim == 4)

@@ -308,8 +308,8 @@ def check_compatible(meta: EngineMetadata, trt_version: str, gpu_name: str, comp
     why = incompatibility(meta, trt_version, gpu_name, compute_capability)
     if why:
         raise EngineError(f"{engine}: cannot use this engine here: {why}. Rebuild it on this machine from the "
-                          "bundle (Detector(BUNDLE) does that and caches it, or run rtdetr-build --model BUNDLE "
-                          f"--precision {meta.precision}).")
+                          "bundle: rtdetr-engine BUNDLE "
+                          f"--precision {meta.precision} (or Detector(BUNDLE, engines=BundleEngines())).")
 
 
 def check_engine_file(engine_path: str | os.PathLike[str], meta: EngineMetadata | None,

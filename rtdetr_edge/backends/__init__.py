@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import InputError
 from .base import Backend, TensorSpec
+from .options import OnnxRuntimeOptions, TensorRTOptions
 
 # name -> (module, class); each backend is one file
 BACKENDS: dict[str, tuple[str, str]] = {
@@ -22,7 +23,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
 # model file suffix -> backend name
 BY_SUFFIX: dict[str, str] = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
 
-__all__ = ["Backend", "TensorSpec", "BACKENDS", "BY_SUFFIX", "backend_for", "open_backend"]
+__all__ = ["Backend", "TensorSpec", "OnnxRuntimeOptions", "TensorRTOptions", "BACKENDS", "BY_SUFFIX", "backend_for", "open_backend"]
 
 
 def backend_for(path: str | os.PathLike[str]) -> str:
@@ -34,10 +35,12 @@ def backend_for(path: str | os.PathLike[str]) -> str:
     return BY_SUFFIX[suffix]
 
 
-def open_backend(name: str, path: str | os.PathLike[str], **kwargs: Any) -> Backend:
-    """Instantiate backend ``name`` on ``path`` (kwargs go to its constructor)."""
+def open_backend(name: str, path: str | os.PathLike[str], onnxruntime: OnnxRuntimeOptions | None = None,
+                 tensorrt: TensorRTOptions | None = None) -> Backend:
+    """Instantiate backend ``name`` on ``path`` with that backend's options."""
     if name not in BACKENDS:
         raise InputError(f"backend {name!r}: expected one of {', '.join(BACKENDS)}")
     module, cls = BACKENDS[name]
-    backend: Backend = getattr(importlib.import_module(module), cls)(path, **kwargs)
+    options = tensorrt if name == "tensorrt" else onnxruntime
+    backend: Backend = getattr(importlib.import_module(module), cls)(path, options)
     return backend

@@ -12,6 +12,7 @@ import numpy as np
 from .._optional import require
 from ..errors import BundleError, InputError
 from .base import Backend, TensorSpec
+from .options import OnnxRuntimeOptions
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -33,17 +34,14 @@ class OnnxRuntimeBackend(Backend):
 
     Args:
         path: the ``.onnx`` file.
-        providers: execution providers, best first (default: TensorRT EP, CUDA EP, CPU, as
-            available).
-        threads: intra-op threads (default: ONNX Runtime's choice, one per core).
-        optimization: ``"all"`` (default), ``"extended"``, ``"basic"`` or ``"disable"``; tools
-            that need the ONNX's own tensor names (calibration) use ``"disable"``.
+        options: :class:`~rtdetr_edge.backends.options.OnnxRuntimeOptions` (providers, threads,
+            graph optimisation level).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike[str], providers: list[str] | None = None, threads: int | None = None,
-                 optimization: str = "all") -> None:
+    def __init__(self, path: str | os.PathLike[str], options: OnnxRuntimeOptions | None = None) -> None:
+        opt = options or OnnxRuntimeOptions()
         ort = require("onnxruntime", "running ONNX models")
         self.path = Path(path)
         if not self.path.is_file():
@@ -54,13 +52,11 @@ class OnnxRuntimeBackend(Backend):
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
-        if optimization not in levels:
-            raise InputError(f"optimization {optimization!r}: expected one of {', '.join(levels)}")
-        opts.graph_optimization_level = levels[optimization]
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        opts.graph_optimization_level = levels[opt.optimization]
+        if opt.threads:
+            opts.intra_op_num_threads = int(opt.threads)
         available = ort.get_available_providers()
-        wanted = providers or default_providers(available)
+        wanted = list(opt.providers) if opt.providers else default_providers(available)
         unknown = [p for p in wanted if p not in available]
         if unknown:
             raise InputError(f"providers {unknown} are not in this onnxruntime build (available: {available})")

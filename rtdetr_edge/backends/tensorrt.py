@@ -37,6 +37,7 @@ from ..engine_format import (
 )
 from ..errors import EngineError, InputError
 from .base import Backend, TensorSpec
+from .options import TensorRTOptions
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -47,12 +48,8 @@ class TensorRTBackend(Backend):
     Args:
         path: the engine file; its sidecar ``<name>.json`` (written by rtdetr-edge) carries the
             TensorRT version, GPU and model contract and is checked before loading.
-        device: CUDA device index (0).
-        cuda_graph: capture inference in a CUDA graph per batch size and replay it (static
-            shapes per graph; saves launch overhead, most on small batches).
-        memory: ``"auto"`` (mapped on integrated GPUs, pinned otherwise), ``"mapped"`` or
-            ``"pinned"``.
-        verify_hash: check the engine's sha256 against its sidecar (size is always checked).
+        options: :class:`~rtdetr_edge.backends.options.TensorRTOptions` (device, CUDA graphs,
+            memory kind, hash check).
 
     Raises:
         MissingDependencyError: TensorRT or CUDA Python is not installed (with the route).
@@ -61,14 +58,15 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike[str], device: int = 0, cuda_graph: bool = False, memory: str = "auto",
-                 verify_hash: bool = False, _engine: trt_runtime.Engine | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], options: TensorRTOptions | None = None,
+                 _engine: trt_runtime.Engine | None = None) -> None:
         load_tensorrt("running TensorRT engines")
         self.path = Path(path)
-        self.device = int(device)
-        self.cuda_graph = bool(cuda_graph)
+        self.options = options or TensorRTOptions()
+        self.device = self.options.device
+        self.cuda_graph = self.options.cuda_graph
         self.meta: EngineMetadata | None = load_sidecar(self.path)
-        check_engine_file(self.path, self.meta, verify_hash)
+        check_engine_file(self.path, self.meta, self.options.verify_hash)
         self.trt_version = tensorrt_version()
         if self.meta is not None:  # the TensorRT version first: checking it needs no GPU
             check_compatible(self.meta, self.trt_version, self.meta.gpu_name, self.meta.compute_capability, self.path)
@@ -79,7 +77,7 @@ class TensorRTBackend(Backend):
         else:
             log.warning("%s has no sidecar (%s): TensorRT version and GPU cannot be checked and it carries no model "
                         "contract", self.path, self.path.with_suffix(".json").name)
-        self.memory = buffers.choose_memory_kind(props.integrated, props.can_map_host_memory, memory)
+        self.memory = buffers.choose_memory_kind(props.integrated, props.can_map_host_memory, self.options.memory)
         buffers.set_device(self.device)
         self._owns_engine = _engine is None
         self._engine = _engine or trt_runtime.Engine(self.path.read_bytes(), str(self.path),
@@ -164,7 +162,7 @@ class TensorRTBackend(Backend):
 
     def clone(self) -> TensorRTBackend:
         """A backend for another thread: same engine, its own context, stream and buffers."""
-        return TensorRTBackend(self.path, self.device, self.cuda_graph, self.memory, _engine=self._engine)
+        return TensorRTBackend(self.path, self.options, _engine=self._engine)
 
     def close(self) -> None:
         if getattr(self, "_closed", True):

@@ -17,17 +17,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._polygraphy import polygraphy, polygraphy_errors, quiet
 from ..onnx_facts import read_onnx_facts
 from ..bundle import Bundle
 from .models import ModelSpec, check_tensors
 
+if TYPE_CHECKING:
+    from ..engine.options import EngineBuildOptions
+
 log = logging.getLogger("rtdetr_edge")
 
 
-def _source_onnx(model: ModelSpec, bundle: Bundle, major: int, options: Any) -> tuple[Path, str | None, Any]:
+def _source_onnx(model: ModelSpec, bundle: Bundle, major: int,
+                 options: EngineBuildOptions) -> tuple[Path, str | None, EngineBuildOptions]:
     """(ONNX, implicit INT8 ranges or None, options) the deployed engine of ``model`` is built from."""
     from ..engine import cache
 
@@ -35,7 +39,7 @@ def _source_onnx(model: ModelSpec, bundle: Bundle, major: int, options: Any) -> 
         return model.path, None, options
     if model.label == "int8":
         # the same choice engine_for_bundle makes (Q/DQ on 10.x+, the calibration cache on 8.x)
-        onnx, ranges, mode = cache.int8_source(bundle, major, options.int8_mode)  # type: ignore[arg-type]
+        onnx, ranges, mode = cache.int8_source(bundle, major, options.int8_mode)
         return onnx, ranges, dataclasses.replace(options, int8_mode=mode)
     if model.label == "fp16" and major >= 11:
         return bundle.onnx_path("fp16"), None, options
@@ -43,7 +47,7 @@ def _source_onnx(model: ModelSpec, bundle: Bundle, major: int, options: Any) -> 
 
 
 def trt_runner(model: ModelSpec, bundle: Bundle, workdir: Path,
-               engine_options: dict[str, Any] | None = None) -> tuple[Any, dict[str, str], str]:
+               engine_options: EngineBuildOptions) -> tuple[Any, dict[str, str], str]:
     """(Polygraphy TrtRunner, tensor -> canonical renames, a note for the report) for ``model``."""
     common = polygraphy("polygraphy.backend.common")
     trt_backend = polygraphy("polygraphy.backend.trt")
@@ -54,11 +58,9 @@ def trt_runner(model: ModelSpec, bundle: Bundle, workdir: Path,
     from ..backends.trt_logging import tensorrt_version
     from ..engine import cache
     from ..engine_format import version_tuple
-    from ..engine.options import EngineOptions
 
     version = tensorrt_version()
-    options = EngineOptions(**(engine_options or {}))
-    onnx_path, ranges, options = _source_onnx(model, bundle, version_tuple(version)[0], options)
+    onnx_path, ranges, options = _source_onnx(model, bundle, version_tuple(version)[0], engine_options)
     tensors = check_tensors(onnx_path)
     outputs = list(dict.fromkeys(list(tensors.values()) + list(read_onnx_facts(onnx_path).outputs)))
     onnx_loaders = polygraphy("polygraphy.backend.onnx")

@@ -25,6 +25,7 @@ from .layerwise import DEFAULT_LAYER_TOLERANCE, DEFAULT_LAYERWISE_IMAGES, compar
 from .queries import DEFAULT_MAX_UNMATCHED
 from ..onnx_facts import read_onnx_facts
 from .models import ModelSpec, check_tensors, resolve_model
+from ..engine.options import EngineBuildOptions
 from .report import CheckReport
 
 log = logging.getLogger("rtdetr_edge")
@@ -56,7 +57,7 @@ class CheckOptions:
             ``onnxruntime`` or ``tensorrt``.
         save_outputs: directory for Polygraphy JSON: ``outputs.json`` (RunResults, canonical
             names), ``inputs.json`` (the fed tensors), ``layerwise-<candidate>.json``.
-        engine_options: :class:`~rtdetr_edge.engine.options.EngineOptions` fields for TensorRT builds.
+        engine: how TensorRT engines are built for TensorRT candidates.
     """
 
     reference: str = "fp32"
@@ -75,7 +76,7 @@ class CheckOptions:
     layerwise_images: int = DEFAULT_LAYERWISE_IMAGES
     runner: str = "auto"
     save_outputs: str | None = None
-    engine_options: dict[str, Any] = field(default_factory=dict)
+    engine: EngineBuildOptions = field(default_factory=EngineBuildOptions)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.conf <= 1.0:
@@ -89,14 +90,14 @@ class CheckOptions:
 
 
 def run_check(bundle: Bundle | str | os.PathLike[str], candidate: str | None = None,
-              options: CheckOptions | None = None, **kwargs: Any) -> CheckReport:
+              options: CheckOptions | None = None) -> CheckReport:
     """Check one candidate of ``bundle`` against its reference; see :func:`run_checks`.
 
     Example:
-        >>> report = run_check("build/shapes", candidate="int8", data="data/test/annotations.json")
+        >>> report = run_check("build/shapes", "int8", CheckOptions(data="data/test/annotations.json"))
         >>> report.passed, report.detections.ap
     """
-    return run_checks(bundle, [candidate] if candidate else None, options, **kwargs)[0]
+    return run_checks(bundle, [candidate] if candidate else None, options)[0]
 
 
 def _versions() -> dict[str, str]:
@@ -118,7 +119,7 @@ def _outputs_of(model: ModelSpec, contract_outputs: Sequence[str]) -> tuple[list
 
 
 def run_checks(bundle: Bundle | str | os.PathLike[str], candidates: Sequence[str] | None = None,
-               options: CheckOptions | None = None, **kwargs: Any) -> list[CheckReport]:
+               options: CheckOptions | None = None) -> list[CheckReport]:
     """Compare candidates with the reference on the same images, with Polygraphy.
 
     The reference runs once; each candidate is compared element-wise (pre-top-k tensors, per-output
@@ -129,15 +130,13 @@ def run_checks(bundle: Bundle | str | os.PathLike[str], candidates: Sequence[str
         bundle: bundle directory (or an open :class:`~rtdetr_edge.bundle.Bundle`).
         candidates: ``fp16``, ``int8``, ``fp32`` or paths (``.onnx``, TensorRT engines); default:
             every precision of the bundle other than the reference (the reference itself if none).
-        options: :class:`CheckOptions`; ``**kwargs`` set its fields instead.
+        options: :class:`CheckOptions` (default: all defaults).
 
     Returns:
         One :class:`CheckReport` per candidate. Being outside tolerance is a failed report, not an
         exception; bad arguments, data or files raise :class:`~rtdetr_edge.errors.RtdetrEdgeError`.
     """
-    if options is not None and kwargs:
-        raise InputError("run_checks: pass options= or keyword options, not both")
-    opts = options or CheckOptions(**kwargs)
+    opts = options or CheckOptions()
     t0 = time.perf_counter()
     files = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
     contract = files.contract
@@ -166,7 +165,7 @@ def run_checks(bundle: Bundle | str | os.PathLike[str], candidates: Sequence[str
             if spec.runner == "tensorrt":
                 from ._trt import trt_runner
 
-                runner, renames[spec.name], note = trt_runner(spec, files, Path(work), opts.engine_options)
+                runner, renames[spec.name], note = trt_runner(spec, files, Path(work), opts.engine)
                 notes[spec.name].append(note)
             else:
                 outputs, renames[spec.name] = _outputs_of(spec, contract_outputs)

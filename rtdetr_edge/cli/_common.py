@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..errors import RtdetrEdgeError
 
@@ -37,27 +36,3 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
-
-
-def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """--backend, --precision and the TensorRT engine flags, for commands that run a Detector.
-
-    ``--batch`` of those commands means images per call, so the engine profile is ``--engine-batch``.
-    """
-    from ..engine.options import add_engine_arguments
-
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"],
-                        help="auto: TensorRT where it and a GPU are present, else ONNX Runtime")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"],
-                        help="bundle artifact to run (auto: the bundle's default)")
-    add_engine_arguments(parser, batch_flag="--engine-batch")
-
-
-def detector_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Detector keyword arguments from :func:`add_runtime_arguments`' flags."""
-    from ..engine.options import EngineOptions
-
-    opts: dict[str, Any] = {"backend": args.backend, "precision": args.precision}
-    if args.backend != "onnxruntime":
-        opts["engine_options"] = EngineOptions.from_args(args).to_dict()
-    return opts

@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Sequence
 
 from .. import atomic
-from ._common import add_runtime_arguments, add_verbosity, detector_options, run, setup_logging
+from ._common import add_verbosity, run, setup_logging
+from .options import add_runtime_arguments, open_detector
 
 EXAMPLES = """\
 examples:
@@ -26,7 +27,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default=None, help="image to use (default: synthetic scene)")
     p.add_argument("--image-size", default="1280x720", help="synthetic scene WxH (default 1280x720)")
     add_runtime_arguments(p)
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     p.add_argument("--json", default=None, help="write the result as JSON here")
     add_verbosity(p)
     return p
@@ -44,11 +44,9 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError(f"--image-size {args.image_size!r}: expected WxH, e.g. 1280x720") from None
     if args.batch < 1 or args.iterations < 1:
         raise InputError("--batch and --iterations must be >= 1")
-    opts = detector_options(args)
-    if args.threads:
-        opts["threads"] = args.threads
-    result = benchmark(args.model, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
-                       image=args.image, image_size=(w, h), **opts)
+    with open_detector(args, args.model, max_batch=args.batch) as det:
+        result = benchmark(det, batch=args.batch, iterations=args.iterations, warmup=args.warmup, image=args.image,
+                           image_size=(w, h))
     print(result.table())
     if args.json:
         atomic.write_json(args.json, result.to_dict())

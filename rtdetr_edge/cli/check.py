@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import atomic
+from .options import add_engine_arguments, engine_build_options
 from ._common import add_verbosity, run, setup_logging
 
 EXAMPLES = """\
@@ -59,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="write the full report as JSON here")
     p.add_argument("--save-outputs", default=None, metavar="DIR",
                    help="save Polygraphy RunResults (outputs.json), inputs (inputs.json) and layerwise outputs")
+    add_engine_arguments(p)
     add_verbosity(p)
     return p
 
@@ -75,7 +77,7 @@ def _main(argv: Sequence[str] | None) -> int:
         rtol=parse_tolerance_args(args.rtol, "rtol"), tolerances=args.tolerances,
         max_unmatched=args.max_unmatched, conf=args.conf,
         layerwise=args.layerwise, layer_tolerance=args.layer_tolerance, layerwise_images=args.layerwise_images,
-        runner=args.runner, save_outputs=args.save_outputs)
+        runner=args.runner, save_outputs=args.save_outputs, engine=engine_build_options(args))
     reports = run_checks(args.bundle, args.candidate, options)
     passed = all(r.passed for r in reports)
     print("\n\n".join(r.format() for r in reports))

@@ -15,7 +15,8 @@ import cv2
 from .. import images as image_io
 from ..errors import InputError, RtdetrEdgeError
 from ..outputs import JsonlWriter, VideoWriter
-from ._common import add_runtime_arguments, add_verbosity, detector_options, run, setup_logging
+from ._common import add_verbosity, run, setup_logging
+from .options import add_runtime_arguments, open_detector
 
 if TYPE_CHECKING:
     from ..detector import Detector
@@ -83,13 +84,11 @@ def _main(argv: Sequence[str] | None) -> int:
     setup_logging(args)
     from tqdm import tqdm
 
-    from ..detector import Detector
-
     items = expand_sources(args.sources)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    det = Detector(args.model, conf=args.conf, classes=args.classes, max_det=args.max_det,
-                   max_batch=max(args.batch, 1), **detector_options(args))
+    det = open_detector(args, args.model, conf=args.conf, classes=args.classes, max_det=args.max_det,
+                        max_batch=max(args.batch, 1))
     failed: list[str] = []
     counts = {"images": 0, "frames": 0, "detections": 0}
     t0 = time.perf_counter()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from .. import atomic
-from ._common import add_runtime_arguments, add_verbosity, detector_options, run, setup_logging
+from ._common import add_verbosity, run, setup_logging
+from .options import add_runtime_arguments, open_detector
 
 EXAMPLES = """\
 examples:
@@ -30,15 +34,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _open_predictor(args: argparse.Namespace) -> Any:
+    """A Detector for bundles/.onnx/.engine; PyTorch (the exporter's TorchPredictor) for save_pretrained folders."""
+    path = Path(args.model)
+    if path.is_dir() and (path / "config.json").is_file() and not (path / "metadata.json").is_file():
+        from ..export.torch_predictor import TorchPredictor
+
+        return TorchPredictor(path, threads=args.threads)
+    return open_detector(args, path, conf=0.0, max_det=100)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
     from ..evaluate.coco_map import format_metrics
     from ..evaluate.runner import evaluate
 
-    opts = detector_options(args)
-    metrics = evaluate(args.model, args.data, args.images, max_images=args.max_images, batch=args.batch,
-                       progress=not args.quiet, **opts)
+    with contextlib.closing(_open_predictor(args)) as predictor:
+        metrics = evaluate(predictor, args.data, args.images, max_images=args.max_images, batch=args.batch,
+                           progress=not args.quiet)
     print(f"{args.model}: {format_metrics(metrics)}  ({metrics['images']} images, {metrics['seconds']} s)")
     if args.json:
         atomic.write_json(args.json, {"model": args.model, "data": args.data, **metrics})

@@ -4,14 +4,13 @@ Nothing here imports TensorRT (or onnx) at import time. Four modules call Tensor
 importing it on first use: :mod:`.builder` and :mod:`.calibrators` here, and
 :mod:`rtdetr_edge.backends.trt_runtime` and :mod:`rtdetr_edge.backends.trt_logging` below. Public entry points::
 
-    from rtdetr_edge.engine import EngineOptions, build_engine, engine_for_bundle
+    from rtdetr_edge.engine import BundleEngines, EngineBuildOptions, build_engine, engine_for_bundle
 """
 
 from __future__ import annotations
 
-from .cache import build_engine, engine_for_bundle
+from .cache import BundleEngines, build_engine, engine_for_bundle
 from ..engine_format import BatchProfile, EngineMetadata
-from .options import EngineOptions, add_engine_arguments
+from .options import EngineBuildOptions
 
-__all__ = ["BatchProfile", "EngineMetadata", "EngineOptions", "add_engine_arguments", "build_engine",
-           "engine_for_bundle"]
+__all__ = ["BatchProfile", "BundleEngines", "EngineBuildOptions", "EngineMetadata", "build_engine", "engine_for_bundle"]

@@ -30,7 +30,7 @@ from ..backends.trt_runtime import dims_of
 from ..engine_format import BatchProfile
 from ..errors import CalibrationError, EngineError
 from .calibrators import cache_only_calibrator, native_cache_text
-from .options import BuildPlan, EngineOptions
+from .options import BuildPlan, EngineBuildOptions
 
 if TYPE_CHECKING:
     import tensorrt
@@ -137,7 +137,7 @@ def _set_dynamic_ranges(network: tensorrt.INetworkDefinition, ranges: dict[str, 
     return done
 
 
-def build_serialized_engine(onnx_path: str | os.PathLike[str], plan: BuildPlan, options: EngineOptions,
+def build_serialized_engine(onnx_path: str | os.PathLike[str], plan: BuildPlan, options: EngineBuildOptions,
                             profile: BatchProfile, hints: NetworkHints | None = None,
                             ranges: dict[str, float] | None = None, calibrator: Any = None) -> bytes:
     """Parse ``onnx_path`` and build a serialized engine following ``plan``.
@@ -162,7 +162,7 @@ def build_serialized_engine(onnx_path: str | os.PathLike[str], plan: BuildPlan, 
         return _build(trt, onnx_path, plan, options, profile, hints or NetworkHints(), ranges, calibrator, cap)
 
 
-def _build(trt: Any, onnx_path: str | os.PathLike[str], plan: BuildPlan, options: EngineOptions,
+def _build(trt: Any, onnx_path: str | os.PathLike[str], plan: BuildPlan, options: EngineBuildOptions,
            profile: BatchProfile, hints: NetworkHints, ranges: dict[str, float] | None, calibrator: Any,
            cap: LogCapture) -> bytes:
     version = str(trt.__version__)

@@ -1,8 +1,8 @@
 """Build engines from bundles and keep them in ``BUNDLE/engines/`` (one per TensorRT, GPU, options).
 
-``engine_for_bundle`` is what ``Detector(BUNDLE)`` calls when TensorRT runs: it returns an engine
+``engine_for_bundle`` is what ``rtdetr-engine`` and ``Detector(BUNDLE, engines=BundleEngines())`` call: it returns an engine
 valid for this machine, building (and caching) one from the bundle's ONNX when none is.
-``build_engine`` is the same build for any ONNX (``rtdetr-build --model BUNDLE`` on a device).
+``build_engine`` is the same build for any ONNX. ``rtdetr-engine BUNDLE`` runs ``engine_for_bundle`` on the device.
 
 Which ONNX each precision uses:
 
@@ -46,7 +46,7 @@ from ..engine_format import (
     sidecar_path,
     version_tuple,
 )
-from .options import BuildPlan, EngineOptions, default_timing_cache, plan_build
+from .options import BuildPlan, EngineBuildOptions, default_timing_cache, plan_build
 from .builder import NetworkHints
 
 log = logging.getLogger("rtdetr_edge")
@@ -128,19 +128,20 @@ class _Job:
     facts: OnnxFacts
     plan: BuildPlan
     profile: BatchProfile
-    options: EngineOptions
+    options: EngineBuildOptions
     ranges: dict[str, float] | None
     key: str
     contract_json: str | None
+    device: int
 
 
-def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineOptions,
+def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineBuildOptions,
              ranges: dict[str, float] | None, contract: ModelContract | str | None, calibrator: Any,
-             onnx_sha256: str | None = None) -> _Job:
+             device: int, onnx_sha256: str | None = None) -> _Job:
     from ..cuda import buffers
 
     version = tensorrt_version()  # MissingDependencyError naming JetPack / pip routes
-    props = buffers.device_properties(options.device)
+    props = buffers.device_properties(device)
     facts = inspect_onnx(onnx_path, options.fp32_layers, onnx_sha256)
     plan = plan_build(version, precision, options, facts.has_qdq, facts.has_fp16, has_ranges=bool(ranges),
                       has_calibrator=calibrator is not None)
@@ -163,7 +164,7 @@ def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineO
     key = cache_key(facts.sha256, precision, version, props.name, props.compute_capability, profile,
                     options.dla_core, plan.int8_mode, extra)
     return _Job(version, props.name, props.compute_capability, facts, plan, profile, options, ranges, key,
-                contract_json)
+                contract_json, device)
 
 
 def _build(job: _Job, out_path: Path, calibrator: Any = None) -> Path:
@@ -172,7 +173,7 @@ def _build(job: _Job, out_path: Path, calibrator: Any = None) -> Path:
 
     for note in job.plan.notes:
         log.info("%s: %s", job.plan.precision, note)
-    buffers.set_device(job.options.device)
+    buffers.set_device(job.device)
     blob = build_serialized_engine(job.facts.path, job.plan, job.options, job.profile, job.facts.hints,
                                           job.ranges, calibrator)
     atomic.write_bytes(out_path, blob)
@@ -189,25 +190,26 @@ def _build(job: _Job, out_path: Path, calibrator: Any = None) -> Path:
 
 
 def build_engine(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike[str], precision: str,
-                 options: EngineOptions | None = None, ranges: Any = None,
-                 contract: ModelContract | str | None = None, calibrator: Any = None) -> Path:
+                 options: EngineBuildOptions | None = None, ranges: Any = None,
+                 contract: ModelContract | str | None = None, calibrator: Any = None, device: int = 0) -> Path:
     """Build a TensorRT engine from an ONNX file and write it (atomically) with its sidecar.
 
     Args:
         onnx_path: the ONNX (fp32, or the bundle's fp16 / Q/DQ graph, see the module table).
         out_path: engine file to write; ``<out>.json`` gets the sidecar.
         precision: fp32, fp16 or int8.
-        options: :class:`EngineOptions` (default: batch 1,1,8, TensorRT defaults otherwise).
+        options: :class:`EngineBuildOptions` (default: batch 1,1,8, TensorRT defaults otherwise).
         ranges: implicit INT8 ranges: dict, ``CalibrationRanges`` or ``calib/ranges.json`` path.
         contract: model contract for the sidecar (default: the one embedded in the ONNX).
         calibrator: from :func:`rtdetr_edge.engine.calibrators.make_calibrator` (implicit INT8 on data).
+        device: CUDA device to build on.
 
     Returns:
         ``out_path``.
     """
-    opts = options or EngineOptions()
+    opts = options or EngineBuildOptions()
     table = _load_ranges(ranges)
-    job = _prepare(onnx_path, precision, opts, table, contract, calibrator)
+    job = _prepare(onnx_path, precision, opts, table, contract, calibrator, device)
     return _build(job, Path(out_path), calibrator)
 
 
@@ -233,13 +235,15 @@ def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None
     return bundle.onnx_path("fp32"), ranges, "implicit"
 
 
-def engine_for_bundle(bundle: Bundle, precision: str, **engine_options: Any) -> Path:
+def engine_for_bundle(bundle: Bundle, precision: str, options: EngineBuildOptions | None = None,
+                      device: int = 0) -> Path:
     """A valid engine for this machine from ``BUNDLE/engines/``, built and cached if missing.
 
     Args:
         bundle: an open :class:`~rtdetr_edge.bundle.Bundle`.
         precision: fp32, fp16 or int8.
-        **engine_options: :class:`EngineOptions` fields (``batch="1,1,8"``, ``workspace_mib``, ...).
+        options: how to build (batch profile, workspace, INT8 route, ...).
+        device: CUDA device to build for.
 
     An engine is reused only if its sidecar matches this TensorRT version, this GPU and the
     requested options (cache key) and the file has the recorded size; otherwise it is rebuilt.
@@ -247,7 +251,7 @@ def engine_for_bundle(bundle: Bundle, precision: str, **engine_options: Any) -> 
     """
     if precision not in PRECISIONS:
         raise InputError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    options = EngineOptions(**engine_options)
+    options = options or EngineBuildOptions()
     version = tensorrt_version()
     major = version_tuple(version)[0]
     ranges: str | None = None
@@ -271,10 +275,10 @@ def engine_for_bundle(bundle: Bundle, precision: str, **engine_options: Any) -> 
     if options.timing_cache is None:
         from ..cuda import buffers
 
-        cc = buffers.device_properties(options.device).compute_capability
+        cc = buffers.device_properties(device).compute_capability
         options = dataclasses.replace(options, timing_cache=default_timing_cache(engines, version, cc))
     table = _load_ranges(ranges)
-    job = _prepare(onnx, precision, options, table, bundle.contract, None, art.get("sha256"))
+    job = _prepare(onnx, precision, options, table, bundle.contract, None, device, art.get("sha256"))
     path = engines / engine_file_name(precision, job.profile, version, job.compute_capability, job.key,
                                       options.dla_core)
     if path.is_file():
@@ -301,3 +305,20 @@ def _stale(path: Path, job: _Job) -> str | None:
     except EngineError as exc:
         return str(exc)
     return None
+
+
+class BundleEngines:
+    """An engine source for :class:`~rtdetr_edge.detector.Detector`: build on first use, cache in the bundle.
+
+    Args:
+        options: how engines are built (default :class:`EngineBuildOptions`).
+
+    ``Detector(bundle, engines=BundleEngines())`` runs the bundle's cached engine for this GPU and
+    TensorRT version, building it first (minutes on a Jetson) when it is missing or stale.
+    """
+
+    def __init__(self, options: EngineBuildOptions | None = None) -> None:
+        self.options = options or EngineBuildOptions()
+
+    def engine_for(self, bundle: Bundle, precision: str, device: int) -> Path:
+        return engine_for_bundle(bundle, precision, self.options, device)

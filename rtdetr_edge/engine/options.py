@@ -20,7 +20,6 @@ TensorRT versions and precision (see docs of each version's Python API):
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,8 +43,11 @@ MIN_TENSORRT = (8, 5)
 
 
 @dataclass
-class EngineOptions:
-    """How to build (and run) a TensorRT engine.
+class EngineBuildOptions:
+    """How to build a TensorRT engine (every field that changes the engine is in its cache key).
+
+    How the engine then runs (device, CUDA graphs, memory kind) is
+    :class:`rtdetr_edge.backends.options.TensorRTOptions`.
 
     Attributes:
         batch: optimisation profile over the batch (default 1,1,8; see ``DEFAULT_BATCH``),
@@ -63,8 +65,6 @@ class EngineOptions:
             instead of feeding a calibration cache (TensorRT 8.5-10.x).
         fp32_layers: layers kept in FP32 when FP16/INT8 come from builder flags (ONNX op types
             or node-name globs); () keeps none.
-        cuda_graph: capture inference in a CUDA graph per batch size (runtime option).
-        device: CUDA device index.
     """
 
     batch: BatchProfile = field(default_factory=lambda: BatchProfile.parse(DEFAULT_BATCH))
@@ -75,8 +75,6 @@ class EngineOptions:
     int8_mode: str = "auto"
     int8_dynamic_range: bool = False
     fp32_layers: tuple[str, ...] = DEFAULT_FP32_LAYERS
-    cuda_graph: bool = False
-    device: int = 0
 
     def __post_init__(self) -> None:
         self.batch = BatchProfile.coerce(self.batch)
@@ -92,71 +90,12 @@ class EngineOptions:
         if isinstance(self.fp32_layers, str):
             self.fp32_layers = tuple(p for p in self.fp32_layers.split(",") if p)
         self.fp32_layers = tuple(self.fp32_layers)
-        if self.device < 0:
-            raise InputError(f"--device {self.device}: expected a CUDA device index >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["batch"] = list(self.batch.as_tuple())
         d["fp32_layers"] = list(self.fp32_layers)
         return d
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> EngineOptions:
-        """Options from :func:`add_engine_arguments`' flags (missing attributes keep defaults)."""
-        kwargs: dict[str, Any] = {}
-        if getattr(args, "engine_batch", None) is not None:
-            kwargs["batch"] = args.engine_batch
-        for name in ("workspace_mib", "timing_cache", "builder_optimization_level", "dla_core", "int8_mode",
-                     "int8_dynamic_range", "cuda_graph", "device"):
-            value = getattr(args, name, None)
-            if value is not None:
-                kwargs[name] = value
-        fp32 = getattr(args, "fp32_layers", None)
-        if fp32 is not None:
-            kwargs["fp32_layers"] = () if fp32.strip().lower() in ("", "none") else tuple(
-                p.strip() for p in fp32.split(",") if p.strip())
-        return cls(**kwargs)
-
-
-def _batch_arg(text: str) -> BatchProfile:
-    try:
-        return BatchProfile.parse(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--batch") -> argparse._ArgumentGroup:
-    """Add the TensorRT engine flags (a group titled "TensorRT engine") to ``parser``.
-
-    Args:
-        parser: the command's parser.
-        batch_flag: name of the profile flag; rtdetr-detect/bench already use ``--batch`` for
-            images per call, so they can pass e.g. ``"--engine-batch"`` (the value always lands
-            in ``args.engine_batch``).
-    """
-    g = parser.add_argument_group("TensorRT engine", "used where TensorRT builds an engine (on the device)")
-    g.add_argument(batch_flag, dest="engine_batch", type=_batch_arg, default=None, metavar="MIN,OPT,MAX",
-                   help=f"batch optimisation profile, or N for a static batch (default {DEFAULT_BATCH})")
-    g.add_argument("--workspace", dest="workspace_mib", type=int, default=None, metavar="MiB",
-                   help="builder workspace limit in MiB (default: TensorRT's, the device memory)")
-    g.add_argument("--timing-cache", default=None, metavar="FILE",
-                   help="load and save the builder timing cache here (bundles keep one in engines/)")
-    g.add_argument("--builder-opt-level", dest="builder_optimization_level", type=int, default=None,
-                   choices=range(6), metavar="0-5", help="builder optimisation level (TensorRT default 3)")
-    g.add_argument("--dla-core", type=int, default=None, metavar="N",
-                   help="build for DLA core N with GPU fallback (Jetson; fp16/int8 only)")
-    g.add_argument("--int8-mode", default=None, choices=INT8_MODES,
-                   help="INT8 route: auto (default), implicit (calibration cache, TensorRT 8.5-10.x), "
-                        "qdq (explicit Q/DQ ONNX, required on TensorRT 11)")
-    g.add_argument("--int8-dynamic-range", action="store_true", default=None,
-                   help="implicit INT8: set ITensor.dynamic_range from calib/ranges.json instead of a cache")
-    g.add_argument("--fp32-layers", default=None, metavar="LIST",
-                   help="comma list of ONNX op types or node-name globs kept in FP32 with fp16/int8 "
-                        f"(default {','.join(DEFAULT_FP32_LAYERS)}; 'none' for none)")
-    g.add_argument("--cuda-graph", action="store_true", default=None,
-                   help="capture inference in CUDA graphs (static shapes; saves launch overhead)")
-    return g
 
 
 @dataclass(frozen=True)
@@ -168,7 +107,7 @@ class BuildPlan:
         int8_mode: none, implicit or qdq.
         network_flags: ``NetworkDefinitionCreationFlag`` member names.
         builder_flags: ``BuilderFlag`` member names.
-        layer_constraints: pin :attr:`EngineOptions.fp32_layers` to FP32 (weakly typed only).
+        layer_constraints: pin :attr:`EngineBuildOptions.fp32_layers` to FP32 (weakly typed only).
         int8_source: "calibrator" (cache-only or user data), "dynamic_range" or None.
         strongly_typed: precisions come from the graph (always so on TensorRT 11).
         clear_flags: ``BuilderFlag`` member names to turn off.
@@ -186,7 +125,7 @@ class BuildPlan:
     clear_flags: tuple[str, ...] = ()
 
 
-def plan_build(trt_version: str, precision: str, options: EngineOptions, onnx_has_qdq: bool = False,
+def plan_build(trt_version: str, precision: str, options: EngineBuildOptions, onnx_has_qdq: bool = False,
                onnx_has_fp16: bool = False, has_ranges: bool = False, has_calibrator: bool = False) -> BuildPlan:
     """Decide flags and INT8 route for ``precision`` on TensorRT ``trt_version``.
 

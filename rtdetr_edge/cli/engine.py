@@ -1,0 +1,55 @@
+"""rtdetr-engine: build (or reuse) the TensorRT engine of a bundle on this device (no torch, no images)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from ._common import add_verbosity, run, setup_logging
+from .options import add_engine_arguments, engine_build_options
+
+log = logging.getLogger("rtdetr_edge")
+
+EXAMPLES = """\
+examples:
+  # on the Jetson / T4: the engine for the bundle's default precision, cached in build/r18/engines/
+  rtdetr-engine build/r18
+  # INT8 with a static batch of 1 (what DLA and the smallest latency want), on DLA core 0
+  rtdetr-engine build/r18 --precision int8 --batch 1 --dla-core 0
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rtdetr-engine", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", help="bundle directory (made by rtdetr-build on the host)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"],
+                   help="engine precision (auto: the bundle's default)")
+    p.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
+    add_engine_arguments(p)
+    add_verbosity(p)
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args)
+    from ..backends.trt_logging import load_tensorrt
+    from ..bundle import Bundle
+    from ..engine import engine_for_bundle
+
+    bundle = Bundle(args.bundle)
+    options = engine_build_options(args)
+    load_tensorrt("rtdetr-engine (building TensorRT engines)")  # says what to install, before any other work
+    precision = str(bundle.metadata.get("default_precision", "fp32")) if args.precision == "auto" else args.precision
+    print(engine_for_bundle(bundle, precision, options, args.device))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

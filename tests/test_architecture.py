@@ -1,0 +1,189 @@
+"""The layering in docs/architecture.md, held by an AST walk over every source file.
+
+Each module of ``rtdetr_edge`` (``export/`` and ``calib/`` under their installed names) belongs to
+one layer; a module may import its own layer and the layers below, never one above. Imports
+inside functions count (a lazy import is still a dependency). On top of the layers, two rules:
+nothing outside ``rtdetr_edge.export`` imports torch or the exporter's libraries, and nothing in
+the device layers or in evaluate/check/data imports ``rtdetr_edge.export`` or ``rtdetr_edge.calib``.
+Each rule is shown to fail on a planted violation.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "rtdetr_edge"
+
+# bottom up; a module's layer is that of its longest matching prefix
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("core", ("rtdetr_edge.errors", "rtdetr_edge._optional", "rtdetr_edge.atomic",
+              "rtdetr_edge.contract", "rtdetr_edge.bundle", "rtdetr_edge.detections", "rtdetr_edge.matching",
+              "rtdetr_edge.ranges", "rtdetr_edge.trt_cache", "rtdetr_edge.engine_format", "rtdetr_edge.onnx_facts")),
+    # the package root is the public API: Detector, Detections, errors, __version__
+    ("runtime", ("rtdetr_edge", "rtdetr_edge.images", "rtdetr_edge.preprocess", "rtdetr_edge.postprocess", "rtdetr_edge.outputs",
+                 "rtdetr_edge.cuda", "rtdetr_edge.backends", "rtdetr_edge.detector")),
+    ("engine", ("rtdetr_edge.engine",)),
+    ("data", ("rtdetr_edge.data",)),
+    ("evaluate", ("rtdetr_edge.evaluate", "rtdetr_edge.bench")),
+    ("check", ("rtdetr_edge.check",)),
+    ("calib", ("rtdetr_edge.calib",)),
+    ("export", ("rtdetr_edge.export",)),
+    ("build", ("rtdetr_edge.build",)),
+    ("cli", ("rtdetr_edge.cli",)),
+]
+RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
+# third-party modules only the exporter may import (torch-free everywhere else)
+EXPORT_ONLY = ("torch", "transformers", "onnxsim", "onnx_graphsurgeon", "safetensors", "torchvision")
+# host tooling the device side (and evaluate/check/data) must never import
+HOST_ONLY = ("rtdetr_edge.export", "rtdetr_edge.calib")
+NO_HOST_LAYERS = ("core", "runtime", "engine", "data", "evaluate", "check")
+
+
+def layer_of(module: str) -> str:
+    best, found = -1, ""
+    for name, prefixes in LAYERS:
+        for p in prefixes:
+            # the root names only itself; every other prefix names its subpackage too
+            if (module == p or (p != "rtdetr_edge" and module.startswith(p + "."))) and len(p) > best:
+                best, found = len(p), name
+    if not found:
+        raise AssertionError(f"{module}: not in any layer of tests/test_architecture.py; add it")
+    return found
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] in ("export", "calib"):  # installed as rtdetr_edge.export / rtdetr_edge.calib
+        parts.insert(0, "rtdetr_edge")
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def source_files() -> list[Path]:
+    """Every module, walking the real folders (export/ and calib/, not the symlinks to them)."""
+    links = {PACKAGE / "export", PACKAGE / "calib"}
+    files = [p for p in PACKAGE.rglob("*.py") if not any(p.is_relative_to(link) for link in links)]
+    files += [p for d in ("export", "calib") for p in (REPO / d).rglob("*.py")]
+    return sorted(p for p in files if "__pycache__" not in p.parts)
+
+
+def imports_of(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``source``, relative ones resolved."""
+    out: list[tuple[int, str]] = []
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parent = base[: len(base) - node.level + 1]
+                target = ".".join(parent + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # "from pkg import sub" names submodules; anything else is an import of pkg itself
+            subs = [f"{target}.{a.name}" for a in node.names
+                    if target.startswith("rtdetr_edge") and _is_submodule(f"{target}.{a.name}")]
+            if len(subs) < len(node.names):
+                out.append((node.lineno, target))
+            out += [(node.lineno, sub) for sub in subs]
+    return out
+
+
+def _is_submodule(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Violation:
+    module: str
+    line: int
+    imported: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.line} imports {self.imported}: {self.rule}"
+
+
+def violations(module: str, source: str, is_package: bool) -> list[Violation]:
+    found: list[Violation] = []
+    mine = layer_of(module)
+    for line, target in imports_of(source, module, is_package):
+        top = target.split(".")[0]
+        if top in EXPORT_ONLY and mine != "export":
+            found.append(Violation(module, line, target, f"only rtdetr_edge.export may import {top}"))
+        if not target.startswith("rtdetr_edge"):
+            continue
+        theirs = layer_of(target)
+        if RANK[theirs] > RANK[mine]:
+            found.append(Violation(module, line, target, f"layer {mine} may not import layer {theirs} (above it)"))
+        if mine in NO_HOST_LAYERS and any(target == h or target.startswith(h + ".") for h in HOST_ONLY):
+            found.append(Violation(module, line, target, f"layer {mine} may not import host tooling"))
+    return found
+
+
+def project_violations() -> list[Violation]:
+    out: list[Violation] = []
+    for path in source_files():
+        module = module_name(path)
+        out += violations(module, path.read_text(), path.name == "__init__.py")
+    return out
+
+
+def test_the_layers_hold() -> None:
+    found = project_violations()
+    assert not found, "\n".join(map(str, found))
+
+
+def test_every_module_has_a_layer() -> None:
+    for path in source_files():
+        layer_of(module_name(path))  # raises naming the module
+
+
+def _file(rel: str) -> tuple[str, str, bool]:
+    path = REPO / rel
+    return module_name(path), path.read_text(), path.name == "__init__.py"
+
+
+@pytest.mark.parametrize(("rel", "planted", "rule"), [
+    ("rtdetr_edge/detector.py", "from rtdetr_edge.calib import subset", "host tooling"),
+    ("rtdetr_edge/detector.py", "from .calib import subset", "host tooling"),
+    ("rtdetr_edge/preprocess.py", "import torch", "only rtdetr_edge.export may import torch"),
+    ("rtdetr_edge/evaluate/runner.py", "def f():\n    from rtdetr_edge.export.torch_predictor import TorchPredictor",
+     "host tooling"),
+    ("rtdetr_edge/check/data.py", "from ..calib.subset import select_subset", "host tooling"),
+    ("rtdetr_edge/detector.py", "from .engine import BundleEngines", "layer runtime may not import layer engine"),
+    ("rtdetr_edge/backends/tensorrt.py", "from ..engine.builder import NetworkHints", "layer runtime may not import"),
+    ("rtdetr_edge/bundle.py", "from .images import read_image", "layer core may not import layer runtime"),
+    ("calib/collect.py", "import transformers", "only rtdetr_edge.export may import transformers"),
+    ("rtdetr_edge/engine/cache.py", "from ..build import BuildOptions", "layer engine may not import layer build"),
+])
+def test_a_planted_violation_fails(rel: str, planted: str, rule: str) -> None:
+    module, source, is_package = _file(rel)
+    assert not violations(module, source, is_package), "the file itself must be clean for this test"
+    found = violations(module, source + "\n" + planted + "\n", is_package)
+    assert found and any(rule in v.rule for v in found), found
+
+
+def test_export_and_calib_install_only_under_rtdetr_edge(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import rtdetr_edge.calib
+    import rtdetr_edge.export
+
+    assert Path(rtdetr_edge.calib.__file__).parent.name == "calib"
+    assert Path(rtdetr_edge.export.__file__).parent.name == "export"
+    code = "import importlib.util as u; print([m for m in ('export', 'calib') if u.find_spec(m)])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"top-level modules importable outside the checkout: {out.stdout}"
