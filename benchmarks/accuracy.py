@@ -13,6 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rtdetr_edge import Detector
+from rtdetr_edge.backends.options import OnnxRuntimeOptions
+from rtdetr_edge.bundle import Bundle
+from rtdetr_edge.evaluate.runner import evaluate
+from rtdetr_edge.export.torch_predictor import TorchPredictor
+
 from _common import (
     CALIB_SEED,
     REFERENCE_MODEL,
@@ -22,12 +28,6 @@ from _common import (
     table,
     write_json,
 )
-
-from rtdetr_edge import Detector
-from rtdetr_edge.backends.options import OnnxRuntimeOptions
-from rtdetr_edge.bundle import Bundle
-from rtdetr_edge.evaluate.runner import evaluate
-from rtdetr_edge.export.torch_predictor import TorchPredictor
 
 ORT2 = OnnxRuntimeOptions(threads=2)
 

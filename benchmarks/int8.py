@@ -18,7 +18,6 @@ import sys
 import time
 
 import numpy as np
-from _common import CALIB_SEED, TEST_SEED, reference_bundle, shapes_set, table, write_json
 
 from rtdetr_edge import Detector
 from rtdetr_edge.backends.options import OnnxRuntimeOptions
@@ -29,6 +28,8 @@ from rtdetr_edge.calib.subset import select_subset
 from rtdetr_edge.data.sources import open_source
 from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.evaluate.runner import evaluate
+
+from _common import CALIB_SEED, TEST_SEED, reference_bundle, shapes_set, table, write_json
 
 ORT2 = OnnxRuntimeOptions(threads=2)
 

@@ -14,17 +14,16 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from _common import table, write_json
+from rtdetr_edge.contract import Preprocessing
+from rtdetr_edge.data.synth import render_scene
+from rtdetr_edge.preprocess import Preprocessor, resize_interpolation
 
-from rtdetr_edge.contract import Preprocessing  # noqa: E402
-from rtdetr_edge.data.synth import render_scene  # noqa: E402
-from rtdetr_edge.preprocess import Preprocessor, resize_interpolation  # noqa: E402
+from _common import table, write_json
 
 CASES = [((1280, 720), 640), ((1920, 1080), 640), ((640, 480), 640), ((320, 240), 256)]
 CANDIDATES = {"INTER_LINEAR": cv2.INTER_LINEAR, "INTER_LINEAR_EXACT": cv2.INTER_LINEAR_EXACT,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from _common import r18_model_and_bundle, run_json, table, write_json
 

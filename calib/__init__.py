@@ -18,20 +18,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from rtdetr_edge.backends.options import check_choice
 from rtdetr_edge.contract import ModelContract
+from rtdetr_edge.data.sources import ImageSource, open_source
 from rtdetr_edge.errors import CalibrationError, InputError
+from rtdetr_edge.ranges import CalibrationRanges
 
 from .collect import DEFAULT_SAMPLES_PER_IMAGE
-from rtdetr_edge.ranges import CalibrationRanges
-from rtdetr_edge.backends.options import check_choice
-from rtdetr_edge.data.sources import ImageSource, open_source
-
 from .stream import default_cache_dir
 from .subset import DEFAULT_CALIB_SIZE, Subset, select_subset
 
 log = logging.getLogger("rtdetr_edge")
 
-__all__ = ["CalibrationOptions", "CalibrationResult", "calibrate", "CalibrationRanges", "DEFAULT_CALIB_SIZE"]
+__all__ = ["DEFAULT_CALIB_SIZE", "CalibrationOptions", "CalibrationRanges", "CalibrationResult", "calibrate"]
 
 Algorithm = Literal["auto", "entropy2", "percentile", "max"]
 Scope = Literal["int8", "all"]

@@ -34,7 +34,7 @@ FINE_BINS = 8192  # 4x TensorRT's resolution, so re-binning after range growth s
 _CHUNK = 1 << 23
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _next_prime(n: int) -> int:
     n = max(n, 2)
     while any(n % d == 0 for d in range(2, int(n ** 0.5) + 1)):
@@ -45,7 +45,7 @@ def _next_prime(n: int) -> int:
 class StreamingHistogram:
     """Histogram of |x| over [0, range) that grows its range by doubling as data arrives."""
 
-    __slots__ = ("counts", "range", "max", "seen", "histogrammed")
+    __slots__ = ("counts", "histogrammed", "max", "range", "seen")
 
     def __init__(self) -> None:
         self.counts = np.zeros(FINE_BINS, np.int64)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from rtdetr_edge.data.coco import CocoDataset
-from rtdetr_edge.errors import CalibrationError, InputError
 from rtdetr_edge.data.sources import ImageSource
+from rtdetr_edge.errors import CalibrationError, InputError
 
 log = logging.getLogger("rtdetr_edge")
 

@@ -26,6 +26,7 @@ from rtdetr_edge.errors import ExportError
 log = logging.getLogger("rtdetr_edge")
 
 from .options import DEFAULT_OPSET
+
 MIN_OPSET, MAX_OPSET = 16, 17
 RAW_OUTPUTS = ("logits", "pred_boxes")
 

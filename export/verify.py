@@ -22,6 +22,7 @@ from rtdetr_edge.matching import greedy_match
 from rtdetr_edge.preprocess import Preprocessor
 
 from .options import DEFAULT_TOLERANCE
+
 _IMAGE_SIZES = ((640, 480), (1280, 720), (480, 640), (512, 512))
 
 

@@ -31,8 +31,19 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 __all__ = [
-    "Detector", "Detections", "__version__", "RtdetrEdgeError", "InputError", "BundleError", "ModelSourceError",
-    "ExportError", "VerificationError", "CalibrationError", "CheckError", "EngineError", "MissingDependencyError",
+    "BundleError",
+    "CalibrationError",
+    "CheckError",
+    "Detections",
+    "Detector",
+    "EngineError",
+    "ExportError",
+    "InputError",
+    "MissingDependencyError",
+    "ModelSourceError",
+    "RtdetrEdgeError",
+    "VerificationError",
+    "__version__",
 ]
 
 

@@ -34,7 +34,7 @@ _ROUTES: dict[str, str] = {
 
 def route_for(name: str) -> str:
     """How a user gets the top-level package ``name`` (used in error messages)."""
-    return _ROUTES.get(name.split(".")[0], f"pip install {name.split('.')[0]}")
+    return _ROUTES.get(name.split(".", maxsplit=1)[0], f"pip install {name.split('.', maxsplit=1)[0]}")
 
 
 def require(module: str, purpose: str = "") -> ModuleType:

@@ -245,7 +245,7 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
     import onnx
 
     patterns = dict(DEFAULT_EXCLUDE)
-    patterns.update({k: "kept by --int8-keep" for k in opts.int8.keep})
+    patterns.update(dict.fromkeys(opts.int8.keep, "kept by --int8-keep"))
     reasons = default_excluded_nodes(onnx.load(str(fp32), load_external_data=False), patterns)
     exclude = list(reasons)
     holdout = (result.source.dataset, result.holdout_ids) if result.source.dataset is not None and \

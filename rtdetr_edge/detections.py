@@ -28,7 +28,7 @@ class Detection(NamedTuple):
     label: str
 
 
-@dataclass
+@dataclass(eq=False)
 class Detections:
     """Detections of one image.
 
@@ -70,6 +70,16 @@ class Detections:
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        """Same boxes, scores and class ids (exactly, in order), class names and image size."""
+        if not isinstance(other, Detections):
+            return NotImplemented
+        return (self.class_names == other.class_names and self.image_size == other.image_size
+                and np.array_equal(self.xyxy, other.xyxy) and np.array_equal(self.scores, other.scores)
+                and np.array_equal(self.class_ids, other.class_ids))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays: not hashable, as a dataclass with eq
 
     def __iter__(self) -> Iterator[Detection]:
         names = self.labels

@@ -112,7 +112,7 @@ def read_onnx_facts(path: str | os.PathLike[str]) -> OnnxFacts:
         facts = _read(str(p.resolve()), st.st_mtime_ns, st.st_size)
     except OSError as exc:
         raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends for files that are not ONNX
+    except Exception as exc:
         raise InputError(f"{p}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
     if not facts.inputs:
         raise InputError(f"{p}: the graph has no inputs")

@@ -25,13 +25,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rtdetr_edge import Detector, RtdetrEdgeError
+from rtdetr_edge.detections import Detections
+from rtdetr_edge.outputs import JsonlWriter, VideoWriter
+
 # samples/ is a folder of scripts, not a package: `python samples/camera_app.py` puts this
 # folder on sys.path, so sibling modules import by their plain name.
 import capture
 import sources
-from rtdetr_edge import Detector, RtdetrEdgeError
-from rtdetr_edge.detections import Detections
-from rtdetr_edge.outputs import JsonlWriter, VideoWriter
 
 log = logging.getLogger("samples")
 

@@ -29,9 +29,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from capture import Capture, FrameSource, LatestFrameSource, SequentialSource
 from rtdetr_edge import InputError
 from rtdetr_edge.images import IMAGE_SUFFIXES, list_images
+
+from capture import Capture, FrameSource, LatestFrameSource, SequentialSource
 
 log = logging.getLogger("samples")
 

@@ -17,13 +17,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import camera_app
 import cv2
 import numpy as np
 
-import camera_app
-import capture
 from rtdetr_edge import Detector
 from rtdetr_edge.detections import Detections
+
+import capture
 
 INSTALL_HINT = ("track.py needs ByteTrack from supervision: pip install supervision "
                 '(or pip install "rtdetr-edge[track]"). supervision 0.20-0.30 ships sv.ByteTrack; '

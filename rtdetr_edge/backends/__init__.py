@@ -23,7 +23,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
 # model file suffix -> backend name
 BY_SUFFIX: dict[str, str] = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
 
-__all__ = ["Backend", "TensorSpec", "OnnxRuntimeOptions", "TensorRTOptions", "BACKENDS", "BY_SUFFIX", "backend_for", "open_backend"]
+__all__ = ["BACKENDS", "BY_SUFFIX", "Backend", "OnnxRuntimeOptions", "TensorRTOptions", "TensorSpec", "backend_for", "open_backend"]
 
 
 def backend_for(path: str | os.PathLike[str]) -> str:

@@ -25,8 +25,6 @@ import numpy as np
 
 from ..contract import METADATA_KEY
 from ..cuda import buffers
-from . import trt_runtime
-from .trt_logging import load_tensorrt, tensorrt_version
 from ..engine_format import (
     EngineMetadata,
     check_compatible,
@@ -36,8 +34,10 @@ from ..engine_format import (
     volume,
 )
 from ..errors import EngineError, InputError
+from . import trt_runtime
 from .base import Backend, TensorSpec
 from .options import TensorRTOptions
+from .trt_logging import load_tensorrt, tensorrt_version
 
 log = logging.getLogger("rtdetr_edge")
 

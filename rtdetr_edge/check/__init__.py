@@ -24,6 +24,18 @@ from .data import CheckDataLoader, ImageSource, resolve_images
 from .detections import DEFAULT_THRESHOLDS, DetectionThresholds
 from .report import CheckReport
 
-__all__ = ["CheckError", "CheckOptions", "CheckReport", "CheckDataLoader", "ImageSource", "DEFAULT_THRESHOLDS",
-           "DEFAULT_TOLERANCES", "DetectionThresholds", "Tolerance", "check_bundle_dir", "resolve_images",
-           "run_check", "run_checks"]
+__all__ = [
+           "DEFAULT_THRESHOLDS",
+           "DEFAULT_TOLERANCES",
+           "CheckDataLoader",
+           "CheckError",
+           "CheckOptions",
+           "CheckReport",
+           "DetectionThresholds",
+           "ImageSource",
+           "Tolerance",
+           "check_bundle_dir",
+           "resolve_images",
+           "run_check",
+           "run_checks",
+]

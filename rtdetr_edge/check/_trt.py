@@ -19,9 +19,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._polygraphy import polygraphy, polygraphy_errors, quiet
-from ..onnx_facts import read_onnx_facts
 from ..bundle import Bundle
+from ..onnx_facts import read_onnx_facts
+from ._polygraphy import polygraphy, polygraphy_errors, quiet
 from .models import ModelSpec, check_tensors
 
 if TYPE_CHECKING:

@@ -16,16 +16,16 @@ import numpy as np
 
 from .. import __version__
 from ..bundle import Bundle
+from ..engine.options import EngineBuildOptions
 from ..errors import InputError, RtdetrEdgeError
+from ..onnx_facts import read_onnx_facts
 from ._polygraphy import polygraphy
 from .compare import canonical, compare_tensors, onnxrt_runner, run, save_inputs, save_run_results, tolerances_for
 from .data import DEFAULT_NUM_IMAGES, CheckDataLoader, resolve_images
 from .detections import DEFAULT_CONF, DEFAULT_THRESHOLDS, DetectionThresholds, agreement, detections_from_outputs
 from .layerwise import DEFAULT_LAYER_TOLERANCE, DEFAULT_LAYERWISE_IMAGES, compare_layers, polygraphy_commands
-from .queries import DEFAULT_MAX_UNMATCHED
-from ..onnx_facts import read_onnx_facts
 from .models import ModelSpec, check_tensors, resolve_model
-from ..engine.options import EngineBuildOptions
+from .queries import DEFAULT_MAX_UNMATCHED
 from .report import CheckReport
 
 log = logging.getLogger("rtdetr_edge")

@@ -51,6 +51,7 @@ from ._polygraphy import CheckError, polygraphy, polygraphy_errors, quiet
 from .models import LOGITS, PRED_BOXES, PROBS, SCORES, ModelSpec
 from .queries import GATE_FACTOR, PER_QUERY, align_queries
 
+
 @dataclass(frozen=True)
 class Tolerance:
     """Polygraphy ``elemwise`` tolerance of one output: fails where |d| > atol and |d|/|candidate| > rtol."""
@@ -202,7 +203,7 @@ class TensorComparison:
 
     @property
     def unmatched_excluded(self) -> bool:
-        return 0 < self.unmatched_rows and self.unmatched_fraction <= self.max_unmatched
+        return self.unmatched_rows > 0 and self.unmatched_fraction <= self.max_unmatched
 
     @property
     def passed(self) -> bool:

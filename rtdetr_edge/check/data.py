@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from ..bundle import Bundle
 from ..contract import ModelContract
 from ..data.sources import open_source
 from ..errors import InputError, RtdetrEdgeError
 from ..images import read_image
 from ..preprocess import Preprocessor
-from ..bundle import Bundle
 
 log = logging.getLogger("rtdetr_edge")
 

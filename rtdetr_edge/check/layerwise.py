@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..onnx_facts import read_onnx_facts
 from ._polygraphy import polygraphy
 from .compare import Tolerance, onnxrt_runner, run
-from ..onnx_facts import read_onnx_facts
 from .models import ModelSpec, topological_tensors
 
 DEFAULT_LAYER_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.1}

@@ -11,16 +11,13 @@ between the fp32, FP16 and Q/DQ graphs (``post/probs_0`` vs ``post/sigmoid_outpu
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._optional import route_for, tensorrt_available
-from ..bundle import METADATA, PRECISIONS, Bundle
-from ..contract import ModelContract
-from ..errors import BundleError, InputError, MissingDependencyError
+from ..bundle import PRECISIONS, Bundle
+from ..errors import InputError, MissingDependencyError
 from ..onnx_facts import read_onnx_facts
 
 # Canonical names of the compared tensors (the RunResults JSON uses these).

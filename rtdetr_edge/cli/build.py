@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-
 from typing import get_args
 
 from ..build import PRECISION_CHOICES, BuildOptions, Int8Options, add_precisions, build_bundle, is_bundle

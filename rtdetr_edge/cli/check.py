@@ -12,8 +12,8 @@ import argparse
 from collections.abc import Sequence
 
 from .. import atomic
-from .options import add_engine_arguments, engine_build_options
 from ._common import add_verbosity, run, setup_logging
+from .options import add_engine_arguments, engine_build_options
 
 EXAMPLES = """\
 examples:

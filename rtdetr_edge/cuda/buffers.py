@@ -220,7 +220,7 @@ class _PyCuda(_Driver):
         self.ctx: Any = None
         try:
             drv.init()
-        except Exception as exc:  # noqa: BLE001 - pycuda raises its own Error types
+        except Exception as exc:
             raise EngineError(f"CUDA initialisation failed (pycuda): {exc}") from exc
 
     def _call(self, fn: Callable[[], Any], call: str) -> Any:

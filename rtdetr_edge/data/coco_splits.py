@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
-from .coco import CocoDataset
 from ..errors import CalibrationError, InputError
+from .coco import CocoDataset
 
 log = logging.getLogger("rtdetr_edge")
 

@@ -9,8 +9,8 @@ importing it on first use: :mod:`.builder` and :mod:`.calibrators` here, and
 
 from __future__ import annotations
 
-from .cache import BundleEngines, build_engine, engine_for_bundle
 from ..engine_format import BatchProfile, EngineMetadata
+from .cache import BundleEngines, build_engine, engine_for_bundle
 from .options import EngineBuildOptions
 
 __all__ = ["BatchProfile", "BundleEngines", "EngineBuildOptions", "EngineMetadata", "build_engine", "engine_for_bundle"]

@@ -32,8 +32,6 @@ from .. import atomic
 from ..backends.trt_logging import tensorrt_version
 from ..bundle import Bundle
 from ..contract import ModelContract
-from ..onnx_facts import read_onnx_facts
-from ..errors import EngineError, InputError
 from ..engine_format import (
     PRECISIONS,
     BatchProfile,
@@ -46,8 +44,10 @@ from ..engine_format import (
     sidecar_path,
     version_tuple,
 )
-from .options import BuildPlan, EngineBuildOptions, default_timing_cache, plan_build
+from ..errors import EngineError, InputError
+from ..onnx_facts import read_onnx_facts
 from .builder import NetworkHints
+from .options import BuildPlan, EngineBuildOptions, default_timing_cache, plan_build
 
 log = logging.getLogger("rtdetr_edge")
 

@@ -24,8 +24,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import EngineError, InputError
 from ..engine_format import PRECISIONS, BatchProfile, version_tuple
+from ..errors import EngineError, InputError
 
 INT8_MODES = ("auto", "implicit", "qdq")
 # Default batch profile 1,1,8: kernels tuned for the single-camera case (batch 1) while a

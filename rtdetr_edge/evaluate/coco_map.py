@@ -75,7 +75,7 @@ def coco_map(dataset: CocoDataset, predictions: Iterable[ImagePrediction], class
     with contextlib.redirect_stdout(io.StringIO()):
         gt = fce.COCO(gt_dict)
         if not results:
-            return {name: 0.0 for name in STAT_NAMES} | {"num_images": float(len(ids))}
+            return dict.fromkeys(STAT_NAMES, 0.0) | {"num_images": float(len(ids))}
         dt = gt.loadRes(results)
         ev = fce.COCOeval_faster(gt, dt, "bbox", print_function=log.debug)
         ev.params.imgIds = ids
