@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._optional import require, route_for
 from ..errors import MissingDependencyError
@@ -86,6 +86,19 @@ def capture() -> Iterator[LogCapture]:
         _CURRENT.reset(token)
 
 
+def record(kind: Literal["error", "warning"], msg: str) -> None:
+    """Log a TensorRT error/warning line and add it to the calling context's capture, if any."""
+    cap = _CURRENT.get()
+    if kind == "error":
+        if cap is not None:
+            cap.errors.append(msg)
+        log.error("TensorRT: %s", msg)
+    else:
+        if cap is not None:
+            cap.warnings.append(msg)
+        log.warning("TensorRT: %s", msg)
+
+
 def logger() -> tensorrt.ILogger:
     """The process's TensorRT logger (created, with the plugin library initialised, on first use)."""
     global _LOGGER
@@ -99,15 +112,10 @@ def logger() -> tensorrt.ILogger:
             trt.ILogger.__init__(self)
 
         def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            cap = _CURRENT.get()
             if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
-                if cap is not None:
-                    cap.errors.append(msg)
-                log.error("TensorRT: %s", msg)
+                record("error", msg)
             elif severity == trt.ILogger.WARNING:
-                if cap is not None:
-                    cap.warnings.append(msg)
-                log.warning("TensorRT: %s", msg)
+                record("warning", msg)
             elif severity == trt.ILogger.INFO:
                 log.debug("TensorRT: %s", msg)
 
