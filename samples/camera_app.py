@@ -27,6 +27,7 @@ import numpy as np
 
 from rtdetr_edge import Detector, RtdetrEdgeError
 from rtdetr_edge.detections import Detections
+from rtdetr_edge.engine import BundleEngines
 from rtdetr_edge.outputs import JsonlWriter, VideoWriter
 
 # samples/ is a folder of scripts, not a package: `python samples/camera_app.py` puts this
@@ -206,7 +207,8 @@ def run(args: argparse.Namespace, hook_factory: HookFactory | None = None) -> in
     show = not args.no_display and display_available()
     if not args.no_display and not show:
         log.info("no display (or OpenCV without GUI): running headless")
-    det = Detector(args.model, conf=args.conf, backend=args.backend, precision=args.precision)
+    # engines are built (once, minutes on a Jetson) and cached in the bundle on first use
+    det = Detector(args.model, conf=args.conf, backend=args.backend, precision=args.precision, engines=BundleEngines())
     log.info("%r", det)
     n, t_start = 0, time.perf_counter()
     meter = RateMeter()
