@@ -49,12 +49,12 @@ def main() -> int:
         frame = render_scene(np.random.default_rng(w), w, h)[0]
         rgb = frame[..., ::-1].copy()
         ref = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR)).astype(np.float32)
-        pil_ms = _median_ms(lambda: Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+        pil_ms = _median_ms(lambda rgb=rgb, size=size: Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
         chosen = resize_interpolation((w, h), (size, size), "bilinear")
         for name, flag in CANDIDATES.items():
             out = cv2.resize(rgb, (size, size), interpolation=flag).astype(np.float32)
             d = np.abs(out - ref)
-            ms = _median_ms(lambda: cv2.resize(rgb, (size, size), interpolation=flag))
+            ms = _median_ms(lambda rgb=rgb, size=size, flag=flag: cv2.resize(rgb, (size, size), interpolation=flag))
             mark = "<- chosen" if flag == chosen else ""
             rows.append([f"{w}x{h}->{size}", name, float(d.max()), float(d.mean()), ms, pil_ms, mark])
             results.append({"case": f"{w}x{h}->{size}", "resize": name, "max_abs": float(d.max()),
@@ -72,8 +72,10 @@ def main() -> int:
         theirs = processor(images=frame[..., ::-1].copy(), return_tensors="np")["pixel_values"][0]
         pre([frame], out=buf)
         d = np.abs(buf[0] - theirs)
-        ours_ms = _median_ms(lambda: pre([frame], out=buf))
-        theirs_ms = _median_ms(lambda: processor(images=frame[..., ::-1].copy(), return_tensors="np"), repeat=10)
+        ours_ms = _median_ms(lambda pre=pre, frame=frame, buf=buf: pre([frame], out=buf))
+        theirs_ms = _median_ms(
+            lambda processor=processor, frame=frame: processor(images=frame[..., ::-1].copy(), return_tensors="np"),
+            repeat=10)
         rows.append([f"{w}x{h}->{size}", float(d.max()), float(d.mean()), ours_ms, theirs_ms])
         pipeline.append({"case": f"{w}x{h}->{size}", "max_abs": float(d.max()), "mean_abs": float(d.mean()),
                          "ours_ms": ours_ms, "transformers_ms": theirs_ms})

@@ -64,7 +64,7 @@ class CalibrationBatches:
         self.cache = Path(cache_dir) / key if cache_dir is not None else None
 
     def __len__(self) -> int:
-        return -(-len(self.images) // self.batch_size)
+        return (len(self.images) + self.batch_size - 1) // self.batch_size
 
     @property
     def cached(self) -> bool:

@@ -23,9 +23,9 @@ import onnx
 from rtdetr_edge._optional import require
 from rtdetr_edge.errors import ExportError
 
-log = logging.getLogger("rtdetr_edge")
-
 from .options import DEFAULT_OPSET
+
+log = logging.getLogger("rtdetr_edge")
 
 MIN_OPSET, MAX_OPSET = 16, 17
 RAW_OUTPUTS = ("logits", "pred_boxes")

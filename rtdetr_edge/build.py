@@ -40,6 +40,9 @@ PRECISION_CHOICES: tuple[str, ...] = get_args(BuildPrecision)
 DEFAULT_TRT_CACHE_VERSIONS = ("10.3.0",)  # JetPack 6.1/6.2's TensorRT
 
 
+__all__ = ["BuildOptions", "Int8Options", "add_precisions", "build_bundle", "check_out", "is_bundle", "tool_versions"]
+
+
 @dataclass(frozen=True)
 class Int8Options:
     """What the INT8 artifact keeps out of INT8, and which native caches it carries.

@@ -38,6 +38,9 @@ ENGINES = "engines"
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "METADATA", "PRECISIONS", "Bundle", "finalize_bundle", "sha256_file", "write_bundle"]
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -19,6 +19,9 @@ import numpy as np
 from .errors import InputError
 
 
+__all__ = ["Detection", "Detections"]
+
+
 class Detection(NamedTuple):
     """One detection, as yielded by iterating over :class:`Detections`."""
 

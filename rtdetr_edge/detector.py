@@ -46,6 +46,9 @@ from .preprocess import Preprocessor
 log = logging.getLogger("rtdetr_edge")
 
 
+__all__ = ["Detector", "EngineSource", "StageTimes", "prebuilt_engine"]
+
+
 @dataclass
 class StageTimes:
     """Milliseconds spent in each stage of the last call."""
