@@ -6,17 +6,15 @@ or the COCO image server cannot be reached; tests marked ``gpu`` skip without a 
 
 from __future__ import annotations
 
-import os
+import logging
 import socket
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_MODEL = REPO / "models" / "rtdetr-shapes"
+from tests.helpers import REFERENCE_MODEL
 
 
 def _reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
@@ -49,16 +47,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 gpu = _cuda_device()
             if not gpu:
                 item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (none found)"))
-
-
-def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an installed console script's module the way a user would (python -m for portability)."""
-    module = {"rtdetr-build": "rtdetr_edge.cli.build", "rtdetr-detect": "rtdetr_edge.cli.detect",
-              "rtdetr-bench": "rtdetr_edge.cli.bench", "rtdetr-eval": "rtdetr_edge.cli.eval",
-              "rtdetr-check": "rtdetr_edge.cli.check", "rtdetr-data": "rtdetr_edge.cli.data"}[args[0]]
-    full_env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args[1:]], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=str(REPO))
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _one_line_error(proc) -> str:  # type: ignore[no-untyped-def]

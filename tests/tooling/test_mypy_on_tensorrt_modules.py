@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHECKED = ["rtdetr_edge/engine", "rtdetr_edge/cuda", "rtdetr_edge/backends/tensorrt.py"]
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 

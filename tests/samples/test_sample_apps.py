@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REFERENCE_MODEL
+from tests.helpers import REFERENCE_MODEL
 from rtdetr_edge.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 N_FRAMES = 12
 SIZE = (320, 240)

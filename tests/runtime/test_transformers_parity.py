@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REFERENCE_MODEL
+from tests.helpers import REFERENCE_MODEL
 
 torch = pytest.importorskip("torch")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from tests.helpers import run_cli
 
 pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from tests.helpers import run_cli
 from rtdetr_edge import Detector
 from rtdetr_edge.errors import BundleError, InputError
 

@@ -47,7 +47,7 @@ from rtdetr_edge.engine.metadata import (
 from rtdetr_edge.engine.options import DEFAULT_FP32_LAYERS, EngineOptions, add_engine_arguments, plan_build
 from rtdetr_edge.errors import CalibrationError, EngineError, InputError, MissingDependencyError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONTRACT = ModelContract(Preprocessing(64, 64), ("circle", "square"))
 
 
