@@ -66,6 +66,20 @@ def tiny_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
+def best_bundle(tiny_model_dir: Path, shapes_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fp32 + fp16 + int8 (Q/DQ) of the tiny model, calibrated on 8 of the 12 shapes images.
+
+    The build's accuracy and Polygraphy checks ran on 4 held-out images; native TensorRT
+    calibration caches for 10.3.0 and 8.6.1.
+    """
+    from rtdetr_edge.build import BuildOptions, build
+
+    return build(tiny_model_dir, tmp_path_factory.mktemp("best") / "bundle",
+                 BuildOptions(precision="best", top_k=50, calib=str(shapes_data), calib_size=8, no_calib_cache=True,
+                              check_images=4, trt_cache_versions=("10.3.0", "8.6.1")))
+
+
+@pytest.fixture(scope="session")
 def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A handful of generated images in COCO format (seed 99, never used for training)."""
     from rtdetr_edge.data import synth
@@ -81,6 +95,20 @@ def reference_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rtdetr_edge.build import BuildOptions, build
 
     return build(REFERENCE_MODEL, tmp_path_factory.mktemp("ref") / "shapes", BuildOptions())
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_logger() -> Iterator[None]:
+    """Undo what a CLI's ``setup_logging`` did to the ``rtdetr_edge`` logger.
+
+    ``setup_logging`` replaces the logger's handlers with one bound to the ``sys.stderr`` of the
+    moment (capsys's buffer in an in-process CLI test) and stops propagation, which would send
+    later tests' log records to a closed buffer and hide them from ``caplog``.
+    """
+    log = logging.getLogger("rtdetr_edge")
+    saved = (log.handlers[:], log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,3 +27,24 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
     full_env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", CLI_MODULES[args[0]], *args[1:]], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=str(REPO))
+
+
+@dataclass
+class CliResult:
+    """Exit code and captured output of one in-process CLI run."""
+
+    code: int
+    out: str
+    err: str
+
+    def one_line_error(self) -> str:
+        """The single ``error: ...`` line of a user error (exit 1, no traceback)."""
+        assert self.code == 1, self.err
+        assert "Traceback" not in self.err
+        errors = [line for line in self.err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, self.err
+        return errors[0]
+
+
+Cli = Callable[..., CliResult]
+"""The ``cli`` fixture's type (tests/cli/conftest.py): ``cli("rtdetr-build", *argv) -> CliResult``."""

@@ -1,4 +1,4 @@
-"""rtdetr-build from the command line: success, and one-line errors that leave nothing behind."""
+"""rtdetr-build from the command line, in-process: success, and one-line errors that leave nothing behind."""
 
 from __future__ import annotations
 
@@ -7,93 +7,75 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import Cli
 
 
-def _one_line_error(proc) -> str:  # type: ignore[no-untyped-def]
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
-
-
-def test_build_cli_succeeds_and_shows_progress(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_build_cli_succeeds_and_shows_progress(cli: Cli, tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    proc = run_cli("rtdetr-build", "--model", str(tiny_model_dir), "--precision", "fp32", "--out", str(out),
-                   "--top-k", "20")
-    assert proc.returncode == 0, proc.stderr
-    assert "[1] load" in proc.stderr and "verification PASS" in proc.stderr
+    run = cli("rtdetr-build", "--model", str(tiny_model_dir), "--precision", "fp32", "--out", str(out),
+              "--top-k", "20")
+    assert run.code == 0, run.err
+    assert "[1] load" in run.err and "verification PASS" in run.err
+    assert run.out.strip() == str(out)
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["contract"]["top_k"] == 20
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary directories left behind"
 
 
-def test_help_has_examples() -> None:
-    proc = run_cli("rtdetr-build", "--help")
-    assert proc.returncode == 0 and "examples:" in proc.stdout and "--precision" in proc.stdout
+def test_help_has_examples(cli: Cli) -> None:
+    run = cli("rtdetr-build", "--help")
+    assert run.code == 0 and "examples:" in run.out and "--precision" in run.out
 
 
-def test_unknown_hub_id_offline(tmp_path: Path) -> None:
-    proc = run_cli("rtdetr-build", "--model", "no-such-org/no-such-model-xyz", "--out", str(tmp_path / "o"),
-                   env={"HF_HUB_OFFLINE": "1"})
-    assert "no-such-org/no-such-model-xyz" in _one_line_error(proc)
+def test_unknown_hub_id_offline(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
+    run = cli("rtdetr-build", "--model", "no-such-org/no-such-model-xyz", "--out", str(tmp_path / "o"))
+    assert "no-such-org/no-such-model-xyz" in run.one_line_error()
     assert not (tmp_path / "o").exists()
 
 
-def test_folder_without_config(tmp_path: Path) -> None:
+def test_folder_without_config(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    proc = run_cli("rtdetr-build", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
-    assert "no config.json" in _one_line_error(proc)
+    run = cli("rtdetr-build", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert "no config.json" in run.one_line_error()
     assert not (tmp_path / "o").exists()
 
 
-def test_config_that_is_not_rtdetr(tmp_path: Path) -> None:
+def test_config_that_is_not_rtdetr(cli: Cli, tmp_path: Path) -> None:
     folder = tmp_path / "bert"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    proc = run_cli("rtdetr-build", "--model", str(folder), "--out", str(tmp_path / "o"))
-    assert "'bert' is not RT-DETR" in _one_line_error(proc)
+    run = cli("rtdetr-build", "--model", str(folder), "--out", str(tmp_path / "o"))
+    assert "'bert' is not RT-DETR" in run.one_line_error()
 
 
-def test_pickled_weights_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_pickled_weights_are_refused(cli: Cli, tiny_model_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "pickled"
     folder.mkdir()
     (folder / "config.json").write_text((tiny_model_dir / "config.json").read_text())
     (folder / "pytorch_model.bin").write_bytes(b"not loaded")
-    proc = run_cli("rtdetr-build", "--model", str(folder), "--out", str(tmp_path / "o"))
-    assert "pickled weights are not loaded" in _one_line_error(proc)
+    run = cli("rtdetr-build", "--model", str(folder), "--out", str(tmp_path / "o"))
+    assert "pickled weights are not loaded" in run.one_line_error()
 
 
-def test_existing_out_needs_force(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_existing_out_needs_force(cli: Cli, tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    proc = run_cli("rtdetr-build", "--model", str(tiny_model_dir), "--out", str(out))
-    assert "--force" in _one_line_error(proc)
+    run = cli("rtdetr-build", "--model", str(tiny_model_dir), "--out", str(out))
+    assert "--force" in run.one_line_error()
     assert (out / "keep.txt").read_text() == "precious"
 
 
 @pytest.mark.parametrize("kind", ["under_a_file", "read_only_fs"])
-def test_unwritable_out(tiny_model_dir: Path, tmp_path: Path, kind: str) -> None:
+def test_unwritable_out(cli: Cli, tiny_model_dir: Path, tmp_path: Path, kind: str) -> None:
     if kind == "under_a_file":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "bundle"
     else:
         out = Path("/proc/rtdetr-edge-test/bundle")
-    proc = run_cli("rtdetr-build", "--model", str(tiny_model_dir), "--out", str(out))
-    assert "--out" in _one_line_error(proc)
-
-
-def test_interrupted_build_leaves_nothing(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An exception (or Ctrl-C) during the build leaves no directory that looks complete."""
-    from rtdetr_edge import bundle as bundle_mod
-    from rtdetr_edge.build import build
-
-    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(bundle_mod, "sha256_file", boom)
-    with pytest.raises(KeyboardInterrupt):
-        build(tiny_model_dir, tmp_path / "out")
-    assert list(tmp_path.iterdir()) == []
+    run = cli("rtdetr-build", "--model", str(tiny_model_dir), "--out", str(out))
+    assert "--out" in run.one_line_error()
