@@ -2,6 +2,9 @@
 
 Nothing here needs the network or a GPU. Tests marked ``network`` skip when the Hugging Face hub
 or the COCO image server cannot be reached; tests marked ``gpu`` skip without a CUDA device.
+Tests marked ``slow`` (more than a few seconds each) skip unless ``--run-slow`` is given or
+``-m slow`` selects them: ``pytest -q`` is the quick lane, ``pytest -q -m slow`` the slow one,
+``pytest -q --run-slow`` everything.
 """
 
 from __future__ import annotations
@@ -34,9 +37,22 @@ def _cuda_device() -> bool:
     return int(err) == 0 and count > 0
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (the default lane skips them; -m slow runs only them)")
+
+
+def _selects_slow(markexpr: str) -> bool:
+    """Whether a ``-m`` expression asks for slow tests (``slow``, ``slow or gpu``; not ``not slow``)."""
+    return "slow" in markexpr and not markexpr.replace(" ", "").startswith("notslow")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run_slow = config.getoption("--run-slow") or _selects_slow(config.getoption("markexpr") or "")
     network = gpu = None
     for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow or -m slow"))
         if "network" in item.keywords:
             if network is None:
                 network = _reachable("huggingface.co")

@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import Cli
 
 
+@pytest.mark.slow
 def test_build_cli_succeeds_and_shows_progress(cli: Cli, tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     run = cli("rtdetr-build", "--model", str(tiny_model_dir), "--precision", "fp32", "--out", str(out),

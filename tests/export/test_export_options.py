@@ -31,6 +31,7 @@ def test_raw_outputs_and_opset16(tiny_model_dir: Path) -> None:
     assert res.verification is not None and res.verification.passed
 
 
+@pytest.mark.slow
 def test_rtdetr_v2_exports_the_same_way() -> None:
     model = testing.random_model(testing.tiny_config(v2=True), seed=1)
     res = export_onnx(model, top_k=40)
@@ -43,6 +44,7 @@ def test_topk_clamped_to_queries_times_classes(tiny_model_dir: Path) -> None:
     assert res.contract.top_k == 30 * 5
 
 
+@pytest.mark.slow
 def test_contract_read_from_processor_config(tiny_model_dir: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -91,6 +91,7 @@ def test_repair_stub_fixes_the_known_defects() -> None:
     assert "in_: list[int]" in fixed and "b: int = ..." in fixed
 
 
+@pytest.mark.slow
 def test_mypy_on_tensorrt_and_cuda_modules(stub_path: Path) -> None:
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (pip install mypy)")
