@@ -90,7 +90,7 @@ def test_sampled_histogram_keeps_max_and_thresholds() -> None:
     assert percentile_amax(sampled) == pytest.approx(percentile_amax(full), rel=0.1)
 
 
-def test_percentile_range() -> None:
+def test_percentile_amax_of_a_uniform_ramp() -> None:
     x = np.linspace(-10, 10, 2_000_001, dtype=np.float32)
     h = StreamingHistogram()
     h.update(x)

@@ -1,4 +1,6 @@
-"""A bundle with an INT8 artifact: native caches, a TensorRT-shaped Q/DQ model, every precision detects, no torch needed."""
+"""A bundle with an INT8 artifact: native caches, a TensorRT-shaped Q/DQ model, every precision
+detects, and INT8 can be added without torch.
+"""
 
 from __future__ import annotations
 

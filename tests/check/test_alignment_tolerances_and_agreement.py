@@ -59,7 +59,7 @@ def test_detection_agreement_counts_flips_misses_and_extras() -> None:
     (None, None), (["1e-3"], 1e-3), (["post/probs=0.02", "pred_boxes=0.01"], {"post/probs": 0.02, "pred_boxes": 0.01}),
     (["1e-3", "2e-3"], "one bare value"), (["post/probs=x"], "expected V or NAME=V"),
 ])
-def test_tolerance_arguments(values: list[str] | None, expected: object) -> None:
+def test_tolerance_arguments_parse_one_value_or_per_output_values(values: list[str] | None, expected: object) -> None:
     if isinstance(expected, str):
         with pytest.raises(RtdetrEdgeError, match=expected):
             parse_tolerance_args(values, "atol")
@@ -67,13 +67,13 @@ def test_tolerance_arguments(values: list[str] | None, expected: object) -> None
         assert parse_tolerance_args(values, "atol") == expected
 
 
-def test_tolerance_overrides() -> None:
+def test_tolerance_overrides_replace_only_the_named_outputs() -> None:
     tol = tolerances_for("int8", atol={"post/probs": 0.2}, rtol=0.01)
     assert tol[PROBS].atol == 0.2 and tol[PRED_BOXES].atol == 5e-2 and tol[SCORES].rtol == 0.01
     with pytest.raises(RtdetrEdgeError, match="unknown output"):
         tolerances_for("fp16", atol={"probs": 0.1})
 
 
-def test_check_options_validate() -> None:
+def test_check_options_refuse_a_confidence_outside_0_1() -> None:
     with pytest.raises(RtdetrEdgeError, match="--conf"):
         CheckOptions(conf=2.0)

@@ -112,7 +112,7 @@ def test_saved_run_results_are_what_polygraphy_inspect_data_reads(tiny_bundle: P
     assert proc.returncode == 0 and "post/probs" in proc.stdout, proc.stderr
 
 
-def test_check_bundle_dir_for_the_build(best_bundle: Path, shapes_data: Path) -> None:
+def test_build_time_check_records_each_precisions_verdict(best_bundle: Path, shapes_data: Path) -> None:
     metadata = json.loads((best_bundle / "metadata.json").read_text())
     out = check_bundle_dir(best_bundle, metadata, ["fp32", "fp16", "int8"], data=str(shapes_data),
                            num_images=4)
@@ -127,7 +127,7 @@ def test_check_bundle_dir_for_the_build(best_bundle: Path, shapes_data: Path) ->
 
 
 @pytest.mark.gpu
-def test_tensorrt_candidate_through_polygraphy(best_bundle: Path, shapes_data: Path) -> None:
+def test_gpu_tensorrt_candidate_through_polygraphy(best_bundle: Path, shapes_data: Path) -> None:
     if not tensorrt_available():
         pytest.skip("TensorRT is not installed")
     fp32 = run_check(best_bundle, candidate="fp32", runner="tensorrt", data=str(shapes_data))

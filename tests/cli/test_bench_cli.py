@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.helpers import Cli
 
 
-def test_bench_cli_reports_stages(cli: Cli, tiny_bundle: Path, tmp_path: Path) -> None:
+def test_bench_cli_reports_latency_per_stage_and_json(cli: Cli, tiny_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run = cli("rtdetr-bench", str(tiny_bundle), "--batch", "2", "--iterations", "5", "--warmup", "1",
               "--json", str(out))

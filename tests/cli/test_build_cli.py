@@ -23,12 +23,12 @@ def test_build_cli_succeeds_and_shows_progress(cli: Cli, tiny_model_dir: Path, t
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary directories left behind"
 
 
-def test_help_has_examples(cli: Cli) -> None:
+def test_help_shows_examples_and_flags(cli: Cli) -> None:
     run = cli("rtdetr-build", "--help")
     assert run.code == 0 and "examples:" in run.out and "--precision" in run.out
 
 
-def test_unknown_hub_id_offline(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_hub_id_offline_is_a_one_line_error(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -38,14 +38,14 @@ def test_unknown_hub_id_offline(cli: Cli, tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path / "o").exists()
 
 
-def test_folder_without_config(cli: Cli, tmp_path: Path) -> None:
+def test_folder_without_config_is_a_one_line_error(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     run = cli("rtdetr-build", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
     assert "no config.json" in run.one_line_error()
     assert not (tmp_path / "o").exists()
 
 
-def test_config_that_is_not_rtdetr(cli: Cli, tmp_path: Path) -> None:
+def test_config_that_is_not_rtdetr_is_a_one_line_error(cli: Cli, tmp_path: Path) -> None:
     folder = tmp_path / "bert"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
@@ -72,7 +72,7 @@ def test_existing_out_needs_force(cli: Cli, tiny_model_dir: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("kind", ["under_a_file", "read_only_fs"])
-def test_unwritable_out(cli: Cli, tiny_model_dir: Path, tmp_path: Path, kind: str) -> None:
+def test_unwritable_out_is_a_one_line_error(cli: Cli, tiny_model_dir: Path, tmp_path: Path, kind: str) -> None:
     if kind == "under_a_file":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "bundle"

@@ -51,7 +51,8 @@ def test_user_errors_are_one_line(tiny_bundle: Path, tmp_path: Path, capsys: pyt
 
 
 @pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed here")
-def test_tensorrt_runner_without_tensorrt_names_the_install(tiny_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tensorrt_runner_without_tensorrt_names_the_install(tiny_bundle: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert check_main([str(tiny_bundle), "--runner", "tensorrt"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --runner tensorrt: TensorRT cannot be imported") and "pip install tensorrt" in err

@@ -11,7 +11,8 @@ import numpy as np
 from tests.helpers import Cli
 
 
-def test_detect_cli_images_folder_and_video(cli: Cli, tiny_bundle: Path, scene: np.ndarray, tmp_path: Path) -> None:
+def test_detect_cli_writes_annotated_images_video_and_jsonl(cli: Cli, tiny_bundle: Path, scene: np.ndarray,
+                                                            tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
     for i in range(3):

@@ -19,7 +19,7 @@ from rtdetr_edge.errors import EngineError, InputError
     ("8,1,1", "MIN <= OPT <= MAX"), ("0,1,1", "MIN <= OPT"), ("1,2", "three numbers"), ("a,b,c", "integers"),
     ("", "integers"),
 ])
-def test_batch_profile_parse(text: str, expected: Any) -> None:
+def test_batch_profile_parses_min_opt_max_text(text: str, expected: Any) -> None:
     if isinstance(expected, tuple):
         assert BatchProfile.parse(text).as_tuple() == expected
     else:
@@ -30,7 +30,7 @@ def test_batch_profile_parse(text: str, expected: Any) -> None:
 @pytest.mark.parametrize("value, expected", [
     (BatchProfile(1, 2, 4), (1, 2, 4)), ("1,1,8", (1, 1, 8)), (3, (3, 3, 3)), ((1, 4, 8), (1, 4, 8)), ([2], (2, 2, 2)),
 ])
-def test_batch_profile_coerce(value: Any, expected: tuple[int, int, int]) -> None:
+def test_batch_profile_coerces_profiles_text_ints_and_sequences(value: Any, expected: tuple[int, int, int]) -> None:
     assert BatchProfile.coerce(value).as_tuple() == expected
 
 
@@ -48,7 +48,7 @@ def test_batch_profile_coerce_rejects_other_types() -> None:
     ((1, 1, 8), (2, 0), (2, 2, 8)),     # contract min 2
     ((1, 1, 1), (4, 4), (4, 4, 4)),     # static batch-4 graph
 ])
-def test_batch_profile_clamp(profile: tuple[int, int, int], bounds: tuple[int, int],
+def test_batch_profile_clamps_to_graph_and_contract_bounds(profile: tuple[int, int, int], bounds: tuple[int, int],
                              expected: tuple[int, int, int]) -> None:
     assert BatchProfile(*profile).clamp(*bounds).as_tuple() == expected
 
@@ -61,7 +61,7 @@ def test_profile_shapes_and_dynamic_error() -> None:
         BatchProfile(1, 1, 2).shapes((3, -1, 64))
 
 
-def test_resolve_shape_and_volume() -> None:
+def test_dynamic_batch_axis_resolves_and_volume_multiplies() -> None:
     assert resolve_shape((-1, 300, 4), 3) == (3, 300, 4)
     assert resolve_shape((2, 300), 5) == (2, 300)
     with pytest.raises(EngineError, match="dynamic axes"):

@@ -42,7 +42,8 @@ def _plan(version: str, precision: str, qdq: bool = False, fp16: bool = False, r
     ("10.3.0", "int8", {"calibrator": True, "int8_mode": "implicit"}, "implicit", (),
      ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"), True, "calibrator", False),
 ])
-def test_plan_build(version: str, precision: str, kw: dict[str, Any], mode: str, net: tuple[str, ...],
+def test_build_plan_per_tensorrt_version_and_precision(version: str, precision: str, kw: dict[str, Any], mode: str,
+                                                       net: tuple[str, ...],
                     flags: tuple[str, ...], constraints: bool, source: str | None, strong: bool) -> None:
     plan = _plan(version, precision, **kw)
     assert (plan.int8_mode, plan.network_flags, plan.builder_flags, plan.layer_constraints, plan.int8_source,
@@ -68,7 +69,8 @@ def test_fp32_plan_turns_tf32_off() -> None:
     ("10.3.0", "int8", {"int8_mode": "implicit", "calibrator": True, "int8_dynamic_range": True},
      "--int8-dynamic-range needs calibration ranges"),
 ])
-def test_plan_build_refusals(version: str, precision: str, kw: dict[str, Any], message: str) -> None:
+def test_build_plan_refuses_impossible_combinations(version: str, precision: str, kw: dict[str, Any],
+                                                    message: str) -> None:
     with pytest.raises(EngineError, match=message):
         _plan(version, precision, **kw)
 

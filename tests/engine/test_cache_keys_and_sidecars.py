@@ -36,7 +36,7 @@ def test_cache_key_changes_with_every_field(field: str, other: Any) -> None:
     assert cache_key(**{**KEY_ARGS, field: other}) != base
 
 
-def test_engine_file_name() -> None:
+def test_engine_file_name_spells_out_precision_batch_version_and_gpu() -> None:
     name = engine_file_name("fp16", BatchProfile(1, 1, 8), "10.3.0.30", "8.7", "0123456789abcdef")
     assert name == "fp16_b1-1-8_trt10.3.0_sm87_0123456789abcdef.engine"
     assert "_dla1_" in engine_file_name("int8", BatchProfile(1, 1, 1), "8.6.1.6", "7.2", "k", dla_core=1)
@@ -58,7 +58,7 @@ def test_sidecar_round_trip_carries_the_contract(tmp_path: Path) -> None:
     ('{"format": "rtdetr-edge-engine", "format_version": 9}', "unknown engine sidecar version 9"),
     ('{"format": "rtdetr-edge-engine", "format_version": 1}', "invalid engine sidecar"),
 ])
-def test_bad_sidecars(tmp_path: Path, content: str, message: str) -> None:
+def test_malformed_sidecars_are_refused_with_the_reason(tmp_path: Path, content: str, message: str) -> None:
     (tmp_path / "x.json").write_text(content)
     with pytest.raises(EngineError, match=message):
         load_sidecar(tmp_path / "x.engine")

@@ -22,7 +22,8 @@ from tests.helpers import REPO
     (False, False, "mapped", "cannot map host memory"),
     (True, True, "unified", "expected one of"),
 ])
-def test_choose_memory_kind(integrated: bool, can_map: bool, requested: str, expected: str) -> None:
+def test_memory_kind_follows_the_device_and_the_request(integrated: bool, can_map: bool, requested: str,
+                                                        expected: str) -> None:
     if expected in ("mapped", "pinned"):
         assert choose_memory_kind(integrated, can_map, requested) == expected
     else:

@@ -24,7 +24,8 @@ from tests.engine.fakes import engine_with_sidecar, fake_meta
     (("10.3.0.30", "Tesla T4", "7.5"), "compute capability 8.7) and this GPU is a Tesla T4 (compute capability 7.5)"),
     (("10.3.0.30", "NVIDIA A10", "8.7"), "built on a Orin and this GPU is a NVIDIA A10"),
 ])
-def test_incompatibility_messages(running: tuple[str, str, str], message: str | None) -> None:
+def test_engine_from_another_tensorrt_or_gpu_is_refused_by_name(running: tuple[str, str, str],
+                                                                message: str | None) -> None:
     why = incompatibility(fake_meta(), *running)
     if message is None:
         assert why is None

@@ -208,7 +208,7 @@ def test_gpu_cuda_graph_replay_matches(reference_bundle: Path) -> None:
 
 
 @pytest.mark.gpu
-def test_gpu_bad_inputs(tmp_path: Path, tiny_bundle: Path) -> None:
+def test_gpu_unparsable_and_truncated_engines_are_explained(tmp_path: Path, tiny_bundle: Path) -> None:
     _need_tensorrt()
     from rtdetr_edge.backends.tensorrt import TensorRTBackend
     from rtdetr_edge.engine import build_engine

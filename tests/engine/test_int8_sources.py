@@ -24,7 +24,8 @@ from tests.engine.fakes import CONTRACT, fake_bundle
     (False, True, 10, "qdq", "no Q/DQ ONNX"),
     (True, False, 10, "implicit", "needs calib/ranges.json"),
 ])
-def test_int8_source_in_bundle(tmp_path: Path, qdq: bool, ranges: bool, major: int, mode: str, expected: Any) -> None:
+def test_int8_source_follows_the_tensorrt_version_and_mode(tmp_path: Path, qdq: bool, ranges: bool, major: int,
+                                                           mode: str, expected: Any) -> None:
     bundle = fake_bundle(tmp_path, qdq=qdq, ranges=ranges)
     if isinstance(expected, str):
         with pytest.raises(EngineError, match=expected):

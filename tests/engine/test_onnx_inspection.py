@@ -15,7 +15,7 @@ from rtdetr_edge.errors import EngineError
 from tests.engine.fakes import CONTRACT, tiny_onnx
 
 
-def test_inspect_onnx(tmp_path: Path) -> None:
+def test_onnx_inspection_finds_inputs_qdq_fp16_and_fp32_hints(tmp_path: Path) -> None:
     plain = inspect_onnx(tiny_onnx(tmp_path / "a.onnx"), DEFAULT_FP32_LAYERS)
     assert plain.inputs == {"images": (-1, 3, 8, 8)} and plain.batch_bounds == (1, 0)
     assert not plain.has_qdq and not plain.has_fp16 and plain.contract_json == CONTRACT.to_json()
@@ -39,7 +39,7 @@ def test_parser_errors_name_the_node() -> None:
     assert "the graph: graph has no outputs" in text and "--opset 16" in text
 
 
-def test_inspect_the_exported_bundle_onnx(tiny_bundle: Path) -> None:
+def test_exported_bundle_onnx_has_dynamic_batch_contract_and_fp32_hints(tiny_bundle: Path) -> None:
     """The real exporter's graph: dynamic batch, contract inside, FP32 hints find LayerNorm/Softmax/post tail."""
     bundle = Bundle(tiny_bundle)
     facts = inspect_onnx(bundle.onnx_path("fp32"), DEFAULT_FP32_LAYERS, bundle.artifact("fp32").get("sha256"))

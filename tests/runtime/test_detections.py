@@ -19,7 +19,7 @@ def _dets() -> Detections:
                       np.array([0.9, 0.6, 0.2], np.float32), np.array([0, 2, 1]), NAMES, (100, 50))
 
 
-def test_container_behaviour() -> None:
+def test_detections_index_slice_iterate_and_label_like_a_list() -> None:
     d = _dets()
     assert len(d) == 3 and d.labels == ["cat", "remote", "dog"]
     strong = d[d.scores > 0.5]
@@ -33,7 +33,7 @@ def test_container_behaviour() -> None:
     assert "cat 0.90" in repr(d)
 
 
-def test_exports() -> None:
+def test_detections_export_to_json_coco_and_supervision() -> None:
     d = _dets()
     j = json.loads(d.to_json())
     assert j["image_size"] == [100, 50] and j["detections"][0]["label"] == "cat"
@@ -62,7 +62,8 @@ def test_draw_returns_annotated_copy() -> None:
     ({"scores": np.zeros(5)}, "Detections.scores: expected shape \\(3,\\)"),
     ({"class_ids": np.array([0, 1, 7])}, "expected values in \\[0, 3\\)"),
 ])
-def test_validation(kwargs, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_detections_with_wrong_shapes_or_class_ids_are_refused(kwargs,
+                                                               message: str) -> None:  # type: ignore[no-untyped-def]
     base = {"xyxy": np.zeros((3, 4)), "scores": np.zeros(3), "class_ids": np.zeros(3), "class_names": NAMES}
     with pytest.raises(InputError, match=message):
         Detections(**{**base, **kwargs})

