@@ -2,21 +2,26 @@
 
 Nothing here needs the network or a GPU. Tests marked ``network`` skip when the Hugging Face hub
 or the COCO image server cannot be reached; tests marked ``gpu`` skip without a CUDA device.
+Tests marked ``slow`` (more than a few seconds each) skip unless ``--run-slow`` is given or
+``-m slow`` selects them: ``pytest -q`` is the quick lane, ``pytest -q -m slow`` the slow one,
+``pytest -q --run-slow`` everything.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import socket
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_MODEL = REPO / "models" / "rtdetr-shapes"
+from rtdetr_edge.build import Int8Options
+from rtdetr_edge.export.options import ExportOptions
+from rtdetr_edge.calib import CalibrationOptions
+
+from tests.helpers import REFERENCE_MODEL
 
 
 def _reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
@@ -36,9 +41,22 @@ def _cuda_device() -> bool:
     return int(err) == 0 and count > 0
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (the default lane skips them; -m slow runs only them)")
+
+
+def _selects_slow(markexpr: str) -> bool:
+    """Whether a ``-m`` expression asks for slow tests (``slow``, ``slow or gpu``; not ``not slow``)."""
+    return "slow" in markexpr and not markexpr.replace(" ", "").startswith("notslow")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run_slow = config.getoption("--run-slow") or _selects_slow(config.getoption("markexpr") or "")
     network = gpu = None
     for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow or -m slow"))
         if "network" in item.keywords:
             if network is None:
                 network = _reachable("huggingface.co")
@@ -49,16 +67,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 gpu = _cuda_device()
             if not gpu:
                 item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (none found)"))
-
-
-def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an installed console script's module the way a user would (python -m for portability)."""
-    module = {"rtdetr-build": "rtdetr_edge.cli.build", "rtdetr-detect": "rtdetr_edge.cli.detect",
-              "rtdetr-bench": "rtdetr_edge.cli.bench", "rtdetr-eval": "rtdetr_edge.cli.eval",
-              "rtdetr-check": "rtdetr_edge.cli.check", "rtdetr-data": "rtdetr_edge.cli.data"}[args[0]]
-    full_env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args[1:]], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=str(REPO))
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +80,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rtdetr_edge.build import BuildOptions, build
+    from rtdetr_edge.build import BuildOptions, build_bundle
 
-    return build(tiny_model_dir, tmp_path_factory.mktemp("b") / "tiny", BuildOptions(top_k=50))
+    return build_bundle(tiny_model_dir, tmp_path_factory.mktemp("b") / "tiny", BuildOptions(export=ExportOptions(top_k=50)))
+
+
+@pytest.fixture(scope="session")
+def best_bundle(tiny_model_dir: Path, shapes_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fp32 + fp16 + int8 (Q/DQ) of the tiny model, calibrated on 8 of the 12 shapes images.
+
+    The build's accuracy and Polygraphy checks ran on 4 held-out images; native TensorRT
+    calibration caches for 10.3.0 and 8.6.1.
+    """
+    from rtdetr_edge.build import BuildOptions, build_bundle
+
+    return build_bundle(tiny_model_dir, tmp_path_factory.mktemp("best") / "bundle",
+                 BuildOptions(precision="best", check_images=4, export=ExportOptions(top_k=50), calibration=CalibrationOptions(calib=str(shapes_data), size=8, cache_dir=None), int8=Int8Options(trt_cache_versions=("10.3.0", "8.6.1"))))
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +111,23 @@ def reference_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped reference model exported to an fp32 bundle."""
     if not (REFERENCE_MODEL / "config.json").is_file():
         pytest.skip("models/rtdetr-shapes is not present")
-    from rtdetr_edge.build import BuildOptions, build
+    from rtdetr_edge.build import BuildOptions, build_bundle
 
-    return build(REFERENCE_MODEL, tmp_path_factory.mktemp("ref") / "shapes", BuildOptions())
+    return build_bundle(REFERENCE_MODEL, tmp_path_factory.mktemp("ref") / "shapes", BuildOptions())
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_logger() -> Iterator[None]:
+    """Undo what a CLI's ``setup_logging`` did to the ``rtdetr_edge`` logger.
+
+    ``setup_logging`` replaces the logger's handlers with one bound to the ``sys.stderr`` of the
+    moment (capsys's buffer in an in-process CLI test) and stops propagation, which would send
+    later tests' log records to a closed buffer and hide them from ``caplog``.
+    """
+    log = logging.getLogger("rtdetr_edge")
+    saved = (log.handlers[:], log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHECKED = ["rtdetr_edge/engine", "rtdetr_edge/cuda", "rtdetr_edge/backends/tensorrt.py", "rtdetr_edge/backends/trt_runtime.py",
            "rtdetr_edge/backends/trt_logging.py"]
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
@@ -92,6 +92,7 @@ def test_repair_stub_fixes_the_known_defects() -> None:
     assert "in_: list[int]" in fixed and "b: int = ..." in fixed
 
 
+@pytest.mark.slow
 def test_mypy_on_tensorrt_and_cuda_modules(stub_path: Path) -> None:
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (pip install mypy)")

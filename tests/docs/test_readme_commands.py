@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REFERENCE_MODEL, REPO
+from tests.helpers import REFERENCE_MODEL, REPO
 
 
 def _opening_commands() -> list[str]:

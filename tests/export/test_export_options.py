@@ -1,4 +1,6 @@
-"""Export: PyTorch -> verified, simplified, self-describing ONNX and bundle (issue 2)."""
+"""Export options and model variants: raw outputs and opset 16, RT-DETRv2, top-k clamping, the
+processor config, and the full-size R18-vd-shaped model.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +8,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 
+from rtdetr_edge.export.options import ExportOptions
 from rtdetr_edge.bundle import Bundle
-from rtdetr_edge.contract import METADATA_KEY, ModelContract
 from rtdetr_edge.export import export_onnx, testing
-from rtdetr_edge.export.verify import match_topk, verification_images
+from rtdetr_edge.export.verify import verification_images
 from rtdetr_edge.preprocess import Preprocessor
 
 
@@ -22,46 +23,8 @@ def _run(path: Path, pixels: np.ndarray) -> list[np.ndarray]:
     return sess.run(None, {"images": pixels})
 
 
-def test_tiny_bundle_is_verified_and_self_describing(tiny_bundle: Path) -> None:
-    b = Bundle(tiny_bundle, verify_hashes=True)
-    meta = b.metadata
-    assert meta["verification"]["passed"] is True
-    assert meta["verification"]["max_abs_score"] <= 1e-4 and meta["verification"]["max_abs_box"] <= 1e-4
-    assert meta["verification"]["label_agreement"] == 1.0
-    assert meta["source"]["kind"] == "folder"
-    assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(meta["versions"])
-    model = onnx.load(str(b.onnx_path()))
-    props = {p.key: p.value for p in model.metadata_props}
-    assert ModelContract.from_json(props[METADATA_KEY]) == b.contract
-    assert [o.name for o in model.graph.output] == ["scores", "labels", "boxes"]
-    assert model.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.INT32
-    report = json.loads((tiny_bundle / "report.json").read_text())
-    assert report["export"]["node_counts"]["simplified"] < report["export"]["node_counts"]["exported"]
-
-
-@pytest.mark.parametrize("batch", [1, 4])
-def test_onnx_runs_at_batch_1_and_4(tiny_bundle: Path, batch: int) -> None:
-    b = Bundle(tiny_bundle)
-    pixels, _ = Preprocessor(b.contract.preprocessing).batch(verification_images(batch))
-    scores, labels, boxes = _run(b.onnx_path(), pixels)
-    assert scores.shape == (batch, b.contract.top_k) and labels.shape == scores.shape
-    assert boxes.shape == (batch, b.contract.top_k, 4)
-    assert np.all(np.diff(scores, axis=1) <= 0), "top-k must be sorted"
-    assert labels.min() >= 0 and labels.max() < b.contract.num_classes
-
-
-def test_batched_rows_equal_single_runs(tiny_bundle: Path) -> None:
-    b = Bundle(tiny_bundle)
-    pixels, _ = Preprocessor(b.contract.preprocessing).batch(verification_images(3))
-    batched = _run(b.onnx_path(), pixels)
-    for i in range(3):
-        single = _run(b.onnx_path(), pixels[i:i + 1])
-        m = match_topk(tuple(o[0] for o in single), tuple(o[i] for o in batched))  # type: ignore[arg-type]
-        assert m.label_agreement == 1.0 and m.max_abs_score < 1e-5
-
-
 def test_raw_outputs_and_opset16(tiny_model_dir: Path) -> None:
-    res = export_onnx(tiny_model_dir, raw_outputs=True, opset=16)
+    res = export_onnx(tiny_model_dir, ExportOptions(raw_outputs=True, opset=16))
     assert [o.name for o in res.model.graph.output] == ["logits", "pred_boxes"]
     assert res.contract.output_kind == "raw" and res.contract.box_format == "cxcywh_norm"
     assert res.model.opset_import[0].version == 16
@@ -69,18 +32,20 @@ def test_raw_outputs_and_opset16(tiny_model_dir: Path) -> None:
     assert res.verification is not None and res.verification.passed
 
 
+@pytest.mark.slow
 def test_rtdetr_v2_exports_the_same_way() -> None:
     model = testing.random_model(testing.tiny_config(v2=True), seed=1)
-    res = export_onnx(model, top_k=40)
+    res = export_onnx(model, ExportOptions(top_k=40))
     assert res.contract.extra["model_type"] == "rt_detr_v2"
     assert res.verification is not None and res.verification.passed
 
 
 def test_topk_clamped_to_queries_times_classes(tiny_model_dir: Path) -> None:
-    res = export_onnx(tiny_model_dir, top_k=10_000, verify_export=False)
+    res = export_onnx(tiny_model_dir, ExportOptions(top_k=10_000, verify=False))
     assert res.contract.top_k == 30 * 5
 
 
+@pytest.mark.slow
 def test_contract_read_from_processor_config(tiny_model_dir: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -89,7 +54,7 @@ def test_contract_read_from_processor_config(tiny_model_dir: Path, tmp_path: Pat
     cfg = json.loads((folder / "preprocessor_config.json").read_text())
     cfg.update({"do_normalize": True, "size": {"height": 96, "width": 64}, "resample": 3})
     (folder / "preprocessor_config.json").write_text(json.dumps(cfg))
-    res = export_onnx(folder, verify_export=False)
+    res = export_onnx(folder, ExportOptions(verify=False))
     pre = res.contract.preprocessing
     assert (pre.height, pre.width, pre.resample, pre.do_normalize) == (96, 64, "bicubic", True)
     assert pre.mean == (0.485, 0.456, 0.406) and res.contract.class_names[0] == "thing0"
@@ -98,10 +63,10 @@ def test_contract_read_from_processor_config(tiny_model_dir: Path, tmp_path: Pat
 @pytest.mark.slow
 def test_full_size_r18vd_shaped_model(tmp_path: Path) -> None:
     """The acceptance model: ResNet-18-vd backbone, 3 decoder layers, 640x640, random weights."""
-    from rtdetr_edge.build import build
+    from rtdetr_edge.build import build_bundle
 
     folder = testing.save_model_folder(testing.random_model(testing.r18vd_config(), seed=0), tmp_path / "r18")
-    out = build(folder, tmp_path / "bundle")
+    out = build_bundle(folder, tmp_path / "bundle")
     meta = Bundle(out).metadata
     v = meta["verification"]
     assert v["passed"] and v["max_abs_score"] <= 1e-4 and v["max_abs_box"] <= 1e-4 and v["label_agreement"] == 1.0

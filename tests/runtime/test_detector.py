@@ -1,4 +1,4 @@
-"""Detector: artifact selection, inputs, batching, bundle errors, CLIs (issue 3)."""
+"""Detector: artifact selection, every input form, batching, per-call options, bundle errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from rtdetr_edge import Detector
 from rtdetr_edge.errors import BundleError, InputError
 
@@ -67,12 +66,12 @@ def _broken(bundle: Path, tmp_path: Path, how: str) -> Path:
     ("contract_version", "unknown model contract version 42"),
     ("no_metadata", "metadata.json is missing"),
 ])
-def test_broken_bundles(tiny_bundle: Path, tmp_path: Path, how: str, message: str) -> None:
+def test_broken_bundles_are_refused_with_the_reason(tiny_bundle: Path, tmp_path: Path, how: str, message: str) -> None:
     with pytest.raises(BundleError, match=message):
         Detector(_broken(tiny_bundle, tmp_path, how))
 
 
-def test_other_bad_models(tmp_path: Path) -> None:
+def test_missing_unknown_and_foreign_model_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such bundle"):
         Detector(tmp_path / "nothing")
     (tmp_path / "weights.pt").write_bytes(b"x")
@@ -87,47 +86,3 @@ def test_other_bad_models(tmp_path: Path) -> None:
     onnx.save(helper.make_model(g), str(tmp_path / "foreign.onnx"))
     with pytest.raises(BundleError, match="carries no rtdetr-edge model contract"):
         Detector(tmp_path / "foreign.onnx")
-
-
-def test_detect_cli_images_folder_and_video(tiny_bundle: Path, scene: np.ndarray, tmp_path: Path) -> None:
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(src / f"img{i}.jpg"), scene)
-    (src / "broken.jpg").write_bytes((src / "img0.jpg").read_bytes()[:500])
-    video = tmp_path / "clip.mp4"
-    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
-    for _ in range(5):
-        vw.write(cv2.resize(scene, (320, 240)))
-    vw.release()
-    out = tmp_path / "out"
-    proc = run_cli("rtdetr-detect", str(src), str(video), "--model", str(tiny_bundle), "--out", str(out),
-                   "--conf", "0.0", "--max-det", "3", "--batch", "2")
-    assert proc.returncode == 0, proc.stderr
-    assert "broken.jpg: truncated JPEG" in proc.stderr, proc.stderr
-    assert "3 images, 5 video frames, 24 detections, 1 skipped" in proc.stderr
-    lines = (out / "detections.jsonl").read_text().splitlines()
-    assert len(lines) == 8 and json.loads(lines[-1])["frame"] == 4
-    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "detections.jsonl", "img0.jpg", "img1.jpg", "img2.jpg"]
-    cap = cv2.VideoCapture(str(out / "clip.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
-
-
-def test_detect_cli_errors(tiny_bundle: Path, tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    proc = run_cli("rtdetr-detect", str(tmp_path / "empty"), "--model", str(tiny_bundle), "--out", str(tmp_path / "o"))
-    assert proc.returncode == 1 and "error: " in proc.stderr and "no images or videos found" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    proc = run_cli("rtdetr-detect", str(tmp_path / "missing.jpg"), "--model", str(tiny_bundle))
-    assert proc.returncode == 1 and "no such file or folder" in proc.stderr
-
-
-def test_bench_cli_reports_stages(tiny_bundle: Path, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = run_cli("rtdetr-bench", str(tiny_bundle), "--batch", "2", "--iterations", "5", "--warmup", "1",
-                   "--json", str(out))
-    assert proc.returncode == 0, proc.stderr
-    assert "host latency" in proc.stdout and "preprocess" in proc.stdout and "throughput" in proc.stdout
-    data = json.loads(out.read_text())
-    assert data["batch"] == 2 and {"p50", "p90", "p99"} <= set(data["latency_ms"])
-    assert set(data["stages_ms"]) == {"preprocess", "infer", "postprocess"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from tests.helpers import run_cli
 
 COCO_IMAGE = "http://images.cocodataset.org/val2017/000000039769.jpg"
 EXPECTED = [  # label, score, xyxy (transformers model card for PekingU/rtdetr_r18vd)

@@ -17,7 +17,7 @@ def _jpeg(path: Path, img: np.ndarray) -> Path:
     return path
 
 
-def test_forms_are_normalised_to_bgr(tmp_path: Path, scene: np.ndarray) -> None:
+def test_every_image_form_is_normalised_to_bgr(tmp_path: Path, scene: np.ndarray) -> None:
     from PIL import Image
 
     bgr = image_io.load(scene)
@@ -64,7 +64,8 @@ def _text(tmp_path: Path, scene: np.ndarray) -> Path:
     (_tiny, "expected at least 8x8"),
     (_text, "cannot decode"),
 ])
-def test_bad_files(tmp_path: Path, scene: np.ndarray, make, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_unreadable_image_files_are_refused_with_their_path(tmp_path: Path, scene: np.ndarray, make,
+                                                            message: str) -> None:  # type: ignore[no-untyped-def]
     path = make(tmp_path, scene)
     with pytest.raises(InputError, match=message) as exc:
         image_io.load(path)
@@ -79,11 +80,11 @@ def test_bad_files(tmp_path: Path, scene: np.ndarray, make, message: str) -> Non
     (np.zeros((1, 1, 3), np.uint8), "expected at least 8x8"),
     ("not-an-array".encode(), "expected a file path, numpy array or PIL image"),
 ])
-def test_bad_arrays(array, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_arrays_of_wrong_dtype_or_shape_are_refused(array, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError, match=message):
         image_io.as_bgr(array, name="frame")
 
 
-def test_empty_folder(tmp_path: Path) -> None:
+def test_a_folder_without_images_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no images found"):
         image_io.list_images(tmp_path)

@@ -43,10 +43,10 @@ def test_runtime_needs_no_torch(tiny_bundle: Path) -> None:
 
 def test_exporter_without_torch_names_the_extra(tmp_path: Path) -> None:
     code = BLOCKED_RUN.split("import rtdetr_edge, rtdetr_edge.calib")[0] + r'''
-from rtdetr_edge.build import build
+from rtdetr_edge.build import build_bundle
 from rtdetr_edge.errors import MissingDependencyError
 try:
-    build("PekingU/rtdetr_r18vd", sys.argv[1])
+    build_bundle("PekingU/rtdetr_r18vd", sys.argv[1])
 except MissingDependencyError as exc:
     print(exc)
 '''

@@ -1,4 +1,4 @@
-"""Parity with transformers: same model, same image (issue 3).
+"""Parity with transformers: same model, same image.
 
 * identical preprocessed input: our Detector (ONNX Runtime, in-graph top-k) vs the PyTorch model +
   ``post_process_object_detection``: same labels, boxes within 0.5 px, scores within 1e-4;
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REFERENCE_MODEL
+from tests.helpers import REFERENCE_MODEL
 
 torch = pytest.importorskip("torch")
 
