@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from rtdetr_edge.backends.options import check_choice
 from rtdetr_edge.contract import ModelContract

@@ -179,7 +179,7 @@ class ActivationCollector:
             try:
                 self.session.run_with_iobinding(binding)
                 outs = buffers
-            except Exception as exc:  # a data-dependent output shape: fall back to plain runs
+            except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises unrelated pybind classes (Fail, RuntimeException, ...); a data-dependent output shape: fall back to plain runs
                 log.debug("calibration: I/O binding failed (%s); running without it", exc)
         if outs is None:
             outs = [np.asarray(o) for o in self.session.run(self._run_outputs, batch)]

@@ -184,55 +184,55 @@ def main(argv: list[str] | None = None) -> int:
         step, best, elapsed = int(ck["step"]), float(ck["best"]), float(ck["elapsed"])
         rng = np.random.default_rng([args.seed, step])
         print(f"resumed at step {step} (best val AP {best:.3f}, {elapsed / 60:.1f} min so far)", flush=True)
-    log = open(work / "log.jsonl", "a")
-    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; {len(train.images)} train images",
-          flush=True)
-    t0 = time.time() - elapsed
-    order = rng.permutation(len(train.images))
-    pos = 0
-    model.train()
-    while step < args.steps:
-        if pos + args.batch > len(order):
-            order, pos = rng.permutation(len(train.images)), 0
-        idx = order[pos:pos + args.batch]
-        pos += args.batch
-        pixels, labels = train.batch(idx, rng)
-        f = lr_factor(step, args.steps)
-        for g, base in zip(opt.param_groups, base_lrs):
-            g["lr"] = base * f
-        out = model(pixel_values=pixels, labels=labels)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-        opt.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
-                if e.dtype.is_floating_point:
-                    e.mul_(decay).add_(p.detach(), alpha=1 - decay)
-                else:
-                    e.copy_(p)
-        step += 1
-        if step % 50 == 0:
-            rec = {"step": step, "loss": round(out.loss.item(), 4), "lr": opt.param_groups[1]["lr"],
-                   "min": round((time.time() - t0) / 60, 2)}
-            print(json.dumps(rec), flush=True)
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-        if step % args.eval_every == 0 or step == args.steps:
-            metrics = evaluate(ema, val)
-            model.train()
-            rec = {"step": step, "val": metrics, "min": round((time.time() - t0) / 60, 2)}
-            print(f"step {step}: val {format_metrics(metrics)}", flush=True)
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            if metrics["AP"] > best:
-                best = metrics["AP"]
-                ema.save_pretrained(work / "best")
-            state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                     "best": best, "elapsed": time.time() - t0}
-            with atomic.replacing_file(ckpt_path) as tmp:
-                torch.save(state, tmp)
+    with open(work / "log.jsonl", "a") as log:
+        print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; {len(train.images)} train images",
+              flush=True)
+        t0 = time.time() - elapsed
+        order = rng.permutation(len(train.images))
+        pos = 0
+        model.train()
+        while step < args.steps:
+            if pos + args.batch > len(order):
+                order, pos = rng.permutation(len(train.images)), 0
+            idx = order[pos:pos + args.batch]
+            pos += args.batch
+            pixels, labels = train.batch(idx, rng)
+            f = lr_factor(step, args.steps)
+            for g, base in zip(opt.param_groups, base_lrs):
+                g["lr"] = base * f
+            out = model(pixel_values=pixels, labels=labels)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+            opt.step()
+            decay = min(0.999, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
+                    if e.dtype.is_floating_point:
+                        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+                    else:
+                        e.copy_(p)
+            step += 1
+            if step % 50 == 0:
+                rec = {"step": step, "loss": round(out.loss.item(), 4), "lr": opt.param_groups[1]["lr"],
+                       "min": round((time.time() - t0) / 60, 2)}
+                print(json.dumps(rec), flush=True)
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if step % args.eval_every == 0 or step == args.steps:
+                metrics = evaluate(ema, val)
+                model.train()
+                rec = {"step": step, "val": metrics, "min": round((time.time() - t0) / 60, 2)}
+                print(f"step {step}: val {format_metrics(metrics)}", flush=True)
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                if metrics["AP"] > best:
+                    best = metrics["AP"]
+                    ema.save_pretrained(work / "best")
+                state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                         "best": best, "elapsed": time.time() - t0}
+                with atomic.replacing_file(ckpt_path) as tmp:
+                    torch.save(state, tmp)
 
     # ship the best EMA weights with the processor config the runtime reads the contract from
     best_model = RTDetrForObjectDetection.from_pretrained(work / "best")

@@ -87,9 +87,8 @@ def replacing_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iter
             raises :class:`InputError` before anything is written.
     """
     target = Path(path)
-    if target.exists() and not overwrite:
-        if not target.is_dir() or any(target.iterdir()):
-            raise InputError(f"{target} already exists; pass --force (overwrite=True) to replace it")
+    if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{target} already exists; pass --force (overwrite=True) to replace it")
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ renamed into place at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -107,10 +108,8 @@ def tool_versions() -> dict[str, str]:
     out = {"rtdetr_edge": __version__, "python": platform.python_version()}
     for dist in ("torch", "transformers", "onnx", "onnxruntime", "onnxsim", "onnx-graphsurgeon", "numpy",
                  "opencv-python-headless", "onnxconverter-common"):
-        try:
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
             out[dist] = importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            pass
     return out
 
 

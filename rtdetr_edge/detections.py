@@ -18,7 +18,6 @@ import numpy as np
 
 from .errors import InputError
 
-
 __all__ = ["Detection", "Detections"]
 
 
@@ -160,7 +159,7 @@ class Detections:
         canvas = image.copy() if copy else image
         for d in self:
             colour = _colour(d.class_id)
-            x0, y0, x1, y1 = (int(round(v)) for v in d.xyxy)
+            x0, y0, x1, y1 = (round(float(v)) for v in d.xyxy)
             cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
             text = f"{d.label} {d.score:.2f}"
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)

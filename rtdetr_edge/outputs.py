@@ -83,7 +83,7 @@ class JsonlWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._tmp = _tmp_path(self.path)
-        self._fh: Any = open(self._tmp, "w", encoding="utf-8")
+        self._fh: Any = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - the writer owns the handle; close() renames
         self.lines = 0
 
     def write(self, record: dict[str, Any]) -> None:

@@ -85,7 +85,7 @@ class FrameSource:
     def _guarded_run(self) -> None:
         try:
             self._run()
-        except BaseException as exc:  # re-raised in the consumer's thread by read()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread by read()
             self._error = exc
         finally:
             self._finish()
@@ -234,7 +234,7 @@ class LatestFrameSource(FrameSource):
                 return None
             try:
                 cap = self._opener()
-            except Exception as exc:  # an opener may raise (bad network); keep trying
+            except Exception as exc:  # noqa: BLE001 - a user-supplied opener may raise anything (bad network); keep trying
                 log.warning("%s: reconnect failed: %s", self.name, exc)
                 cap = None
             if cap is not None and cap.isOpened():

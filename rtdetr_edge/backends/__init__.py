@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any
 
 from ..errors import InputError
 from .base import Backend, TensorSpec

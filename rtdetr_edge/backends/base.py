@@ -63,7 +63,7 @@ class Backend(abc.ABC):
         """What is running, for logs, benchmarks and reports."""
         return {"backend": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: backends holding nothing need not override it
         """Release sessions, engines and buffers (idempotent)."""
 
     def __enter__(self) -> Backend:

@@ -14,6 +14,7 @@ current for that thread first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -250,7 +251,5 @@ class TensorRTBackend(Backend):
     def __del__(self) -> None:
         if sys.is_finalizing():
             return  # CUDA may already be torn down; the process is ending anyway
-        try:
+        with contextlib.suppress(Exception):  # never raise from a finaliser
             self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass

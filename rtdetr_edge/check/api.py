@@ -204,7 +204,7 @@ def _dtype_notes(ref: Any, cand: Any, names: Sequence[str]) -> list[str]:
     """Outputs whose dtype differs from the reference's (the contract promises the reference's)."""
     notes = []
     for name in names:
-        if name in ref.keys() and name in cand.keys():
+        if name in ref and name in cand:
             a, b = np.asarray(ref[name]).dtype, np.asarray(cand[name]).dtype
             if a != b:
                 notes.append(f"output {name} is {b} in the candidate but {a} in the reference (contract: {a})")

@@ -144,7 +144,7 @@ def canonical(run_results: Any, renames: Mapping[str, Mapping[str, str]]) -> Any
     out = comparator.RunResults()
     for runner_name, iterations in run_results.items():
         rename = renames.get(runner_name, {})
-        new = [comparator.IterationResult(OrderedDict((rename.get(k, k), it[k]) for k in it.keys()),
+        new = [comparator.IterationResult(OrderedDict((rename.get(k, k), it[k]) for k in it),
                                           runtime=it.runtime, runner_name=runner_name) for it in iterations]
         out.append((runner_name, new))
     return out

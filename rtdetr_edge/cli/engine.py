@@ -27,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"],
                    help="engine precision (auto: the bundle's default)")
     p.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
+    p.add_argument("--force", action="store_true", help="rebuild even if a valid engine is cached")
     add_engine_arguments(p)
     add_verbosity(p)
     return p
@@ -43,7 +44,7 @@ def _main(argv: Sequence[str] | None) -> int:
     options = engine_build_options(args)
     load_tensorrt("rtdetr-engine (building TensorRT engines)")  # says what to install, before any other work
     precision = str(bundle.metadata.get("default_precision", "fp32")) if args.precision == "auto" else args.precision
-    print(engine_for_bundle(bundle, precision, options, args.device))
+    print(engine_for_bundle(bundle, precision, options, args.device, rebuild=args.force))
     return 0
 
 

@@ -20,6 +20,7 @@ place (:class:`_CudaPython`), behind typed methods.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import sys
@@ -256,7 +257,7 @@ class _PyCuda(_Driver):
         owner.base.free()
 
     def mapped_device_pointer(self, ptr: int, owner: Any) -> int:
-        return int(self._call(lambda: owner.base.get_device_pointer(), "cuMemHostGetDevicePointer"))
+        return int(self._call(owner.base.get_device_pointer, "cuMemHostGetDevicePointer"))
 
     def malloc(self, nbytes: int) -> tuple[int, Any]:
         alloc = self._call(lambda: self.drv.mem_alloc(nbytes), "cuMemAlloc")
@@ -453,10 +454,8 @@ class HostDeviceBuffer:
     def __del__(self) -> None:
         # best effort for forgotten buffers; never during interpreter shutdown (CUDA may be gone)
         if not getattr(self, "_closed", True) and not sys.is_finalizing():
-            try:
+            with contextlib.suppress(Exception):  # never raise from a finaliser
                 self.close()
-            except Exception:  # noqa: BLE001
-                pass
 
     def __enter__(self) -> HostDeviceBuffer:
         return self

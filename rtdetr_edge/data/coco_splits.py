@@ -101,10 +101,10 @@ def ensure_annotations(split: str, root: Path, allow_download: bool = True) -> P
     archive = download(f"{BASE_URL}/{rel}", root / "downloads" / Path(rel).name, size, md5)
     member = f"annotations/instances_{split}.json"
     try:
-        with zipfile.ZipFile(archive) as zf, atomic.replacing_file(ann) as tmp:
-            with zf.open(member) as src, open(tmp, "wb") as dst:
-                for chunk in iter(lambda: src.read(_CHUNK), b""):
-                    dst.write(chunk)
+        with zipfile.ZipFile(archive) as zf, atomic.replacing_file(ann) as tmp, zf.open(member) as src, \
+                open(tmp, "wb") as dst:
+            for chunk in iter(lambda: src.read(_CHUNK), b""):
+                dst.write(chunk)
     except (zipfile.BadZipFile, KeyError) as exc:
         raise CalibrationError(f"{archive}: cannot extract {member} ({exc})") from exc
     return ann

@@ -146,8 +146,8 @@ def _shape_mask(cls: str, h: int, w: int, cx: float, cy: float, rx: float, ry: f
     shift = 4  # sub-pixel precision for small objects
     scale = 1 << shift
     if cls in ("ellipse", "ring"):
-        centre = (int(round(cx * scale)), int(round(cy * scale)))
-        axes = (max(int(round(rx * scale)), scale), max(int(round(ry * scale)), scale))
+        centre = (round(float(cx) * scale), round(float(cy) * scale))
+        axes = (max(round(float(rx) * scale), scale), max(round(float(ry) * scale), scale))
         cv2.ellipse(mask, centre, axes, math.degrees(angle), 0, 360, 1, -1, cv2.LINE_8, shift)
         if cls == "ring":
             k = rng.uniform(0.45, 0.7)

@@ -236,7 +236,7 @@ def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None
 
 
 def engine_for_bundle(bundle: Bundle, precision: str, options: EngineBuildOptions | None = None,
-                      device: int = 0) -> Path:
+                      device: int = 0, rebuild: bool = False) -> Path:
     """A valid engine for this machine from ``BUNDLE/engines/``, built and cached if missing.
 
     Args:
@@ -244,6 +244,7 @@ def engine_for_bundle(bundle: Bundle, precision: str, options: EngineBuildOption
         precision: fp32, fp16 or int8.
         options: how to build (batch profile, workspace, INT8 route, ...).
         device: CUDA device to build for.
+        rebuild: build even if a valid cached engine exists.
 
     An engine is reused only if its sidecar matches this TensorRT version, this GPU and the
     requested options (cache key) and the file has the recorded size; otherwise it is rebuilt.
@@ -281,7 +282,7 @@ def engine_for_bundle(bundle: Bundle, precision: str, options: EngineBuildOption
     job = _prepare(onnx, precision, options, table, bundle.contract, None, device, art.get("sha256"))
     path = engines / engine_file_name(precision, job.profile, version, job.compute_capability, job.key,
                                       options.dla_core)
-    if path.is_file():
+    if path.is_file() and not rebuild:
         reason = _stale(path, job)
         if reason is None:
             log.info("using cached engine %s", path)

@@ -97,10 +97,10 @@ def test_entrypoint_passes_shellcheck() -> None:
 
 
 def _entrypoint(args: list[str], tmp_path: Path, bundle: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the entrypoint with a stub rtdetr-build that records its arguments and writes an engine."""
+    """Run the entrypoint with a stub rtdetr-engine that records its arguments and writes an engine."""
     stub_dir = tmp_path / "bin"
     stub_dir.mkdir(exist_ok=True)
-    stub = stub_dir / "rtdetr-build"
+    stub = stub_dir / "rtdetr-engine"
     stub.write_text('#!/usr/bin/env bash\necho "$@" >> "$STUB_LOG"\nmkdir -p "$RTDETR_BUNDLE/engines"\n'
                     'while [ $# -gt 1 ]; do [ "$1" = --precision ] && p=$2; shift; done\n'
                     'touch "$RTDETR_BUNDLE/engines/${p}_b1-1-1_trt10.3.0_sm87_stub.engine"\n')
@@ -119,8 +119,7 @@ def test_entrypoint_builds_the_engine_once_then_runs_the_app(model: SimpleNamesp
             str(tmp_path / "e.jsonl")]
     proc = _entrypoint(args, tmp_path, bundle, RTDETR_PRECISION="fp32")
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "build.log").read_text().split() == ["--model", str(bundle), "--precision", "fp32",
-                                                            "--out", str(bundle)]
+    assert (tmp_path / "build.log").read_text().split() == [str(bundle), "--precision", "fp32"]
     assert len(read_jsonl(tmp_path / "e.jsonl")) == 2
     proc = _entrypoint(args, tmp_path, bundle, RTDETR_PRECISION="fp32")
     assert proc.returncode == 0, proc.stderr
@@ -151,13 +150,14 @@ def _guide_commands() -> list[list[str]]:
 
 def test_guide_commands_match_the_tools(samples: SimpleNamespace) -> None:
     from rtdetr_edge.cli.build import parser as build_parser
+    from rtdetr_edge.cli.engine import parser as engine_parser
 
     sample_parsers = {"camera_app.py": samples.camera_app.parser(), "track.py": samples.track.parser()}
-    seen = {"docker run": 0, "rtdetr-build": 0, "sample": 0}
+    seen = {"docker run": 0, "rtdetr-build": 0, "rtdetr-engine": 0, "sample": 0}
     for cmd in _guide_commands():
-        if cmd[0] == "rtdetr-build":
-            build_parser().parse_args(cmd[1:])
-            seen["rtdetr-build"] += 1
+        if cmd[0] in ("rtdetr-build", "rtdetr-engine"):
+            (build_parser if cmd[0] == "rtdetr-build" else engine_parser)().parse_args(cmd[1:])
+            seen[cmd[0]] += 1
         elif cmd[0] == "python3" and cmd[1].startswith("samples/"):
             sample_parsers[Path(cmd[1]).name].parse_args(cmd[2:])
             seen["sample"] += 1
@@ -173,4 +173,4 @@ def test_guide_commands_match_the_tools(samples: SimpleNamespace) -> None:
     assert all(seen.values()), seen
     text = GUIDE.read_text()
     assert "--runtime nvidia --device /dev/video0" in text
-    assert "rtdetr-build --model /bundle --precision fp16 --out /bundle" in text
+    assert "rtdetr-engine /bundle --precision fp16" in text
