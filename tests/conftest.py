@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 
 from rtdetr_edge.build import Int8Options
-from rtdetr_edge.export.options import ExportOptions
 from rtdetr_edge.calib import CalibrationOptions
-
+from rtdetr_edge.export.options import ExportOptions
 from tests.helpers import REFERENCE_MODEL
 
 
@@ -34,7 +33,7 @@ def _reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
 
 def _cuda_device() -> bool:
     try:
-        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
+        from cuda.bindings import runtime as cudart
     except ImportError:
         return False
     err, count = cudart.cudaGetDeviceCount()

@@ -15,8 +15,8 @@ from rtdetr_edge.errors import InputError
 from rtdetr_edge.export.options import ExportOptions
 
 CASES: list[tuple[Callable[[], Any], str]] = [
-    (lambda: CalibrationOptions("data/calib", algorithm="x"), "--calib-algorithm: expected one of auto"),
-    (lambda: CalibrationOptions("data/calib", scope="some"), "--calib-tensors: expected one of int8, all"),
+    (lambda: CalibrationOptions("data/calib", algorithm="x"), "--calib-algorithm: expected one of auto"),  # type: ignore[arg-type]
+    (lambda: CalibrationOptions("data/calib", scope="some"), "--calib-tensors: expected one of int8, all"),  # type: ignore[arg-type]
     (lambda: CalibrationOptions("data/calib", size=0), "--calib-size: expected an integer >= 1"),
     (lambda: CalibrationOptions("data/calib", batch_size=0), "--calib-batch: expected an integer >= 1"),
     (lambda: CalibrationOptions(""), "--calib: expected"),

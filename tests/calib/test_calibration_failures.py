@@ -43,7 +43,7 @@ def test_ctrl_c_during_calibration_leaves_nothing(tiny_bundle: Path, shapes_data
     from rtdetr_edge.build import BuildOptions, add_precisions
     from rtdetr_edge.calib import collect, stream
 
-    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     if stage == "collecting activations":

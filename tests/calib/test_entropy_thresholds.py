@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -73,7 +72,7 @@ def test_streaming_histogram_matches_numpy_and_grows_exactly() -> None:
     assert entropy_amax(grown) == pytest.approx(entropy_amax(one), rel=0.02)
     zeros = StreamingHistogram()
     zeros.update(np.zeros(10))
-    assert entropy_amax(zeros) == 0.0 and zeros.counts[0] == 10 and FINE_BINS == zeros.counts.size
+    assert entropy_amax(zeros) == 0.0 and zeros.counts[0] == 10 and zeros.counts.size == FINE_BINS
 
 
 def test_sampled_histogram_keeps_max_and_thresholds() -> None:

@@ -41,7 +41,7 @@ def test_qdq_model_is_tensorrt_shaped(best_bundle: Path) -> None:
     q = onnx.load(str(b.onnx_path("int8")))
     zps = [onnx.numpy_helper.to_array(t) for t in q.graph.initializer if t.name.endswith("zero_point")]
     assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
-    consumers = {}
+    consumers: dict[str, list[str]] = {}
     for n in q.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n.op_type)

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 
 pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
-from rtdetr_edge.check import CheckOptions  # noqa: E402
-from rtdetr_edge.check.compare import parse_tolerance_args, tolerances_for  # noqa: E402
-from rtdetr_edge.check.detections import DEFAULT_THRESHOLDS, agreement  # noqa: E402
-from rtdetr_edge.check.models import PRED_BOXES, PROBS, SCORES  # noqa: E402
-from rtdetr_edge.check.queries import align_queries, align_rows  # noqa: E402
-from rtdetr_edge.detections import Detections  # noqa: E402
-from rtdetr_edge.errors import RtdetrEdgeError  # noqa: E402
+from rtdetr_edge.check import CheckOptions
+from rtdetr_edge.check.compare import parse_tolerance_args, tolerances_for
+from rtdetr_edge.check.detections import DEFAULT_THRESHOLDS, agreement
+from rtdetr_edge.check.models import PRED_BOXES, PROBS, SCORES
+from rtdetr_edge.check.queries import align_queries, align_rows
+from rtdetr_edge.detections import Detections
+from rtdetr_edge.errors import RtdetrEdgeError
 
 
 def test_query_alignment_undoes_a_permutation() -> None:

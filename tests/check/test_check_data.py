@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
-from rtdetr_edge.check.data import CheckDataLoader, resolve_images  # noqa: E402
-from rtdetr_edge.bundle import Bundle  # noqa: E402
-from rtdetr_edge.errors import RtdetrEdgeError  # noqa: E402
+from rtdetr_edge.bundle import Bundle
+from rtdetr_edge.check.data import CheckDataLoader, resolve_images
+from rtdetr_edge.errors import RtdetrEdgeError
 
 
 def test_data_loader_feeds_our_preprocessing(tiny_bundle: Path, shapes_data: Path) -> None:

@@ -17,11 +17,10 @@ from tests.check.perturb import perturbed_copy
 pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
-from rtdetr_edge.check import CheckOptions
-from rtdetr_edge._optional import tensorrt_available  # noqa: E402
-from rtdetr_edge.check import check_bundle_dir, run_check, run_checks  # noqa: E402
-from rtdetr_edge.check.detections import DEFAULT_THRESHOLDS  # noqa: E402
-from rtdetr_edge.check.models import PRED_BOXES, PROBS, SCORES  # noqa: E402
+from rtdetr_edge._optional import tensorrt_available
+from rtdetr_edge.check import CheckOptions, check_bundle_dir, run_check, run_checks
+from rtdetr_edge.check.detections import DEFAULT_THRESHOLDS
+from rtdetr_edge.check.models import PRED_BOXES, PROBS, SCORES
 
 
 def test_fp32_against_itself_passes_exactly(tiny_bundle: Path) -> None:

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-
 pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 

@@ -11,9 +11,8 @@ from tests.check.perturb import perturbed_copy
 pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
-from rtdetr_edge.check import CheckOptions
 from rtdetr_edge.calib import CalibrationOptions
-from rtdetr_edge.check import run_check, run_checks  # noqa: E402
+from rtdetr_edge.check import CheckOptions, run_check, run_checks
 
 
 @pytest.fixture(scope="module")

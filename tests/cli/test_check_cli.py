@@ -13,8 +13,8 @@ from tests.helpers import Cli
 pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
-from rtdetr_edge._optional import tensorrt_available  # noqa: E402
-from rtdetr_edge.cli.check import main as check_main  # noqa: E402
+from rtdetr_edge._optional import tensorrt_available
+from rtdetr_edge.cli.check import main as check_main
 
 
 def test_passing_check_exits_0_and_failing_check_exits_1(cli: Cli, tiny_bundle: Path, tmp_path: Path) -> None:

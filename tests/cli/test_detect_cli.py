@@ -19,7 +19,7 @@ def test_detect_cli_writes_annotated_images_video_and_jsonl(cli: Cli, tiny_bundl
         cv2.imwrite(str(src / f"img{i}.jpg"), scene)
     (src / "broken.jpg").write_bytes((src / "img0.jpg").read_bytes()[:500])
     video = tmp_path / "clip.mp4"
-    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (320, 240))
     for _ in range(5):
         vw.write(cv2.resize(scene, (320, 240)))
     vw.release()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import rtdetr_edge.detector as detector_module
-from rtdetr_edge.backends.options import TensorRTOptions
+from rtdetr_edge.backends.options import MemoryKind, TensorRTOptions
 from rtdetr_edge.cli.detect import main as detect_main
 from rtdetr_edge.engine import BundleEngines
 from rtdetr_edge.engine_format import BatchProfile
@@ -46,7 +46,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     (["--cuda-graph", "--memory", "pinned", "--engine-batch", "1,2,4"], True, "pinned", BatchProfile(1, 2, 4)),
 ])
 def test_detect_flags_reach_tensorrt(tiny_bundle: Path, tmp_path: Path, recorded: dict[str, Any],
-                                     flags: list[str], cuda_graph: bool, memory: str, batch: BatchProfile,
+                                     flags: list[str], cuda_graph: bool, memory: MemoryKind, batch: BatchProfile,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     rc = detect_main([str(IMAGE), "--model", str(tiny_bundle), "--backend", "tensorrt", "--precision", "fp32",
                       "--device", "0", "--out", str(tmp_path / "o"), *flags])

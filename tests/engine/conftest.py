@@ -8,7 +8,6 @@ import types
 import pytest
 
 
-
 @pytest.fixture()
 def fake_trt(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     """A stand-in ``tensorrt`` module: a version string and the names load_tensorrt looks for."""

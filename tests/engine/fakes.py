@@ -17,7 +17,6 @@ from rtdetr_edge.engine_format import (
     sidecar_path,
 )
 
-
 CONTRACT = ModelContract(Preprocessing(64, 64), ("circle", "square"))
 
 

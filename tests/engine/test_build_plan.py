@@ -108,10 +108,10 @@ def test_fp32_pinning_and_dynamic_ranges_on_a_fake_network(fake_trt: types.Modul
     net = types.SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i], num_inputs=1,
                                 get_input=lambda i: T("images"))
     hints = builder.NetworkHints(fp32_nodes=frozenset({"post/sigmoid", "topk"}), fp32_tensors=frozenset({"sm_out"}))
-    pinned = builder._pin_fp32(net, hints, ("post/*",))  # type: ignore[arg-type]
+    pinned = builder._pin_fp32(net, hints, ("post/*",))
     assert pinned == 4  # post/sigmoid, post/sigmoid_1, topk (float output only), w (by tensor)
     assert layers[0].precision == "f32" and layers[1].precision == "f32" and layers[2].precision is None
     assert layers[3].types == {0: "f32"} and layers[4].precision is None and layers[6].precision is None
     assert layers[5].precision == "f32"
-    done = builder._set_dynamic_ranges(net, {"post/probs": 1.0, "c": 2.5, "missing": 1.0})  # type: ignore[arg-type]
+    done = builder._set_dynamic_ranges(net, {"post/probs": 1.0, "c": 2.5, "missing": 1.0})
     assert done == 2 and layers[2].outs[0].range == (-2.5, 2.5)

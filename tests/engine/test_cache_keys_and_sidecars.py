@@ -19,7 +19,6 @@ from rtdetr_edge.engine_format import (
 from rtdetr_edge.errors import EngineError
 from tests.engine.fakes import CONTRACT, engine_with_sidecar, fake_meta
 
-
 KEY_ARGS: dict[str, Any] = dict(onnx_sha256="a" * 64, precision="fp16", trt_version="10.3.0.30", gpu_name="Orin",
                                 compute_capability="8.7", batch=BatchProfile(1, 1, 8), dla_core=None,
                                 int8_mode="none", extra=None)

@@ -68,5 +68,5 @@ def test_backend_refuses_engine_from_another_tensorrt(fake_trt: types.ModuleType
     from rtdetr_edge.backends.tensorrt import TensorRTBackend
 
     engine = engine_with_sidecar(tmp_path, 256, tensorrt_version="8.6.1.6")
-    with pytest.raises(EngineError, match="built with TensorRT 8.6.1.6 and this machine runs TensorRT 10.3.0.30"):
+    with pytest.raises(EngineError, match=r"built with TensorRT 8\.6\.1\.6 and this machine runs TensorRT 10\.3\.0\.30"):
         TensorRTBackend(engine)

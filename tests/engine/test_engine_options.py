@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from rtdetr_edge.cli.options import add_engine_arguments, engine_build_options
+from rtdetr_edge.engine.options import DEFAULT_FP32_LAYERS, EngineBuildOptions
 from rtdetr_edge.engine_format import (
     BatchProfile,
 )
-from rtdetr_edge.cli.options import add_engine_arguments, engine_build_options
-from rtdetr_edge.engine.options import DEFAULT_FP32_LAYERS, EngineBuildOptions
 from rtdetr_edge.errors import InputError
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from rtdetr_edge.export.options import ExportOptions
 from rtdetr_edge.bundle import Bundle
 from rtdetr_edge.export import export_onnx, testing
+from rtdetr_edge.export.options import ExportOptions
 from rtdetr_edge.export.verify import verification_images
 from rtdetr_edge.preprocess import Preprocessor
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.mark.slow
 def test_interrupted_build_leaves_nothing(tiny_model_dir: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
@@ -15,7 +14,7 @@ def test_interrupted_build_leaves_nothing(tiny_model_dir: Path, tmp_path: Path,
     from rtdetr_edge import bundle as bundle_mod
     from rtdetr_edge.build import build_bundle
 
-    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(bundle_mod, "sha256_file", boom)

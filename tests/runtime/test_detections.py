@@ -10,7 +10,6 @@ import pytest
 from rtdetr_edge.detections import Detections
 from rtdetr_edge.errors import InputError
 
-
 NAMES = ("cat", "dog", "remote")
 
 
@@ -45,7 +44,7 @@ def test_detections_export_to_json_coco_and_supervision() -> None:
 
     class FakeSv:  # duck-typed: whatever has a Detections(**kwargs)
         class Detections:
-            def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+            def __init__(self, **kwargs):
                 self.kwargs = kwargs
 
     assert d.to_supervision(FakeSv).kwargs["confidence"][0] == pytest.approx(0.9)
@@ -63,7 +62,7 @@ def test_draw_returns_annotated_copy() -> None:
     ({"class_ids": np.array([0, 1, 7])}, "expected values in \\[0, 3\\)"),
 ])
 def test_detections_with_wrong_shapes_or_class_ids_are_refused(kwargs,
-                                                               message: str) -> None:  # type: ignore[no-untyped-def]
+                                                               message: str) -> None:
     base = {"xyxy": np.zeros((3, 4)), "scores": np.zeros(3), "class_ids": np.zeros(3), "class_names": NAMES}
     with pytest.raises(InputError, match=message):
         Detections(**{**base, **kwargs})

@@ -75,7 +75,7 @@ def test_missing_unknown_and_foreign_model_files_are_refused(tmp_path: Path) -> 
     with pytest.raises(InputError, match="no such bundle"):
         Detector(tmp_path / "nothing")
     (tmp_path / "weights.pt").write_bytes(b"x")
-    with pytest.raises(InputError, match="unknown model file type '.pt'"):
+    with pytest.raises(InputError, match=r"unknown model file type '\.pt'"):
         Detector(tmp_path / "weights.pt")
     import onnx
     from onnx import TensorProto, helper

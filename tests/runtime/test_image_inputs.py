@@ -65,7 +65,7 @@ def _text(tmp_path: Path, scene: np.ndarray) -> Path:
     (_text, "cannot decode"),
 ])
 def test_unreadable_image_files_are_refused_with_their_path(tmp_path: Path, scene: np.ndarray, make,
-                                                            message: str) -> None:  # type: ignore[no-untyped-def]
+                                                            message: str) -> None:
     path = make(tmp_path, scene)
     with pytest.raises(InputError, match=message) as exc:
         image_io.load(path)
@@ -78,9 +78,9 @@ def test_unreadable_image_files_are_refused_with_their_path(tmp_path: Path, scen
     (np.zeros((32, 32, 2), np.uint8), "expected shape HxW, HxWx3 or HxWx4"),
     (np.zeros((2, 32, 32, 3), np.uint8), "expected shape"),
     (np.zeros((1, 1, 3), np.uint8), "expected at least 8x8"),
-    ("not-an-array".encode(), "expected a file path, numpy array or PIL image"),
+    (b"not-an-array", "expected a file path, numpy array or PIL image"),
 ])
-def test_arrays_of_wrong_dtype_or_shape_are_refused(array, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_arrays_of_wrong_dtype_or_shape_are_refused(array, message: str) -> None:
     with pytest.raises(InputError, match=message):
         image_io.as_bgr(array, name="frame")
 

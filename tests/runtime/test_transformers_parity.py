@@ -17,13 +17,13 @@ from tests.helpers import REFERENCE_MODEL
 torch = pytest.importorskip("torch")
 
 
-def _hf_processor(model_dir: Path):  # type: ignore[no-untyped-def]
+def _hf_processor(model_dir: Path):
     from transformers.models.rt_detr.image_processing_pil_rt_detr import RTDetrImageProcessorPil
 
     return RTDetrImageProcessorPil.from_pretrained(model_dir)
 
 
-def _hf_detect(model_dir: Path, pixel_values, sizes, threshold: float):  # type: ignore[no-untyped-def]
+def _hf_detect(model_dir: Path, pixel_values, sizes, threshold: float):
     from transformers import RTDetrForObjectDetection
 
     model = RTDetrForObjectDetection.from_pretrained(model_dir).eval()
@@ -34,7 +34,7 @@ def _hf_detect(model_dir: Path, pixel_values, sizes, threshold: float):  # type:
                                                    target_sizes=[(h, w) for w, h in sizes])
 
 
-def _match(ours, theirs, box_tol: float, score_tol: float) -> None:  # type: ignore[no-untyped-def]
+def _match(ours, theirs, box_tol: float, score_tol: float) -> None:
     assert len(ours) == len(theirs["scores"])
     t_scores = theirs["scores"].numpy()
     t_labels = theirs["labels"].numpy()

@@ -20,6 +20,7 @@ def samples() -> Iterator[SimpleNamespace]:
     mp = pytest.MonkeyPatch()
     mp.syspath_prepend(str(SAMPLES))
     import camera_app
+
     import capture
     import sources
     import track

@@ -12,7 +12,6 @@ import pytest
 
 from tests.helpers import SAMPLES
 
-
 N_FRAMES = 12
 
 

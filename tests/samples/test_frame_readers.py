@@ -21,7 +21,7 @@ class FakeCapture:
         self.left, self.opened, self.delay, self.next = frames, opened, delay, start
         self.released = False
 
-    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+    def isOpened(self) -> bool:
         return self.opened
 
     def read(self) -> tuple[bool, Any]:

@@ -16,7 +16,6 @@ import pytest
 from tests.helpers import REPO, SAMPLES
 from tests.samples.support import read_jsonl
 
-
 DOCKERFILE = REPO / "Dockerfile.jetson"
 
 
