@@ -17,8 +17,12 @@ CACHE = Path(os.environ.get("RTDETR_BENCH_CACHE", REPO / "build" / "bench-cache"
 
 
 def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "processor": platform.processor() or _cpu_model()}
+    return {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or _cpu_model(),
+    }
 
 
 def _cpu_model() -> str:
@@ -50,8 +54,13 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
 
 def run_json(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter (own RSS, own imports); it prints one JSON line last."""
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -59,14 +68,14 @@ def run_json(code: str, *args: str, env: dict[str, str] | None = None, timeout: 
 
 def r18_model_and_bundle() -> tuple[Path, Path]:
     """An r18vd-shaped RT-DETR (random, non-tied weights) and its fp32 bundle, built once."""
-    from rtdetr_edge.build import BuildOptions, build
+    from rtdetr_edge.build import BuildOptions, build_bundle
     from rtdetr_edge.export import testing
 
     folder, bundle = CACHE / "r18vd-random", CACHE / "r18vd-random-bundle"
     if not (folder / "config.json").is_file():
         testing.save_model_folder(testing.random_model(testing.r18vd_config(), seed=0), folder)
     if not (bundle / "metadata.json").is_file():
-        build(folder, bundle, BuildOptions(force=True))
+        build_bundle(folder, bundle, BuildOptions(force=True))
     return folder, bundle
 
 
@@ -87,10 +96,16 @@ def shapes_set(name: str, num_images: int, seed: int) -> Path:
 
 def reference_bundle(calib: Path, calib_size: int = 256) -> Path:
     """The shipped model built with every precision (INT8 calibrated on ``calib``), made once."""
-    from rtdetr_edge.build import BuildOptions, build
+    from rtdetr_edge.build import BuildOptions, build_bundle
+    from rtdetr_edge.calib import CalibrationOptions
 
     bundle = CACHE / "shapes-best"
     if not (bundle / "metadata.json").is_file():
-        build(REFERENCE_MODEL, bundle, BuildOptions(precision="best", calib=str(calib), calib_size=calib_size,
-                                                    force=True))
+        build_bundle(
+            REFERENCE_MODEL,
+            bundle,
+            BuildOptions(
+                precision="best", calibration=CalibrationOptions(calib=str(calib), size=calib_size), force=True
+            ),
+        )
     return bundle

@@ -47,19 +47,32 @@ def main() -> int:
         with Detector(bundle, backend="onnxruntime", precision=precision, onnxruntime=ORT2) as det:
             results[f"onnx {precision}"] = evaluate(det, test, progress=True)
     base = results["pytorch fp32"]["AP"]
-    rows = [[name, m["AP"], m["AP50"], m["AP75"], m["APs"], m["APm"], m["APl"], m["AP"] - base]
-            for name, m in results.items()]
+    rows = [
+        [name, m["AP"], m["AP50"], m["AP75"], m["APs"], m["APm"], m["APl"], m["AP"] - base]
+        for name, m in results.items()
+    ]
     print(f"reference model {REFERENCE_MODEL.name} on {args.num_images} held-out generated images (seed {TEST_SEED})")
     print(table(["model", "AP", "AP50", "AP75", "APs", "APm", "APl", "AP - pytorch"], rows))
     onnx_gap = abs(results["onnx fp32"]["AP"] - base)
     int8 = results.get("onnx int8", {}).get("AP")
-    checks = {"pytorch_AP_ge_0.40": base >= 0.40, "pytorch_AP50_ge_0.70": results["pytorch fp32"]["AP50"] >= 0.70,
-              "onnx_fp32_within_0.002": onnx_gap <= 0.002}
+    checks = {
+        "pytorch_AP_ge_0.40": base >= 0.40,
+        "pytorch_AP50_ge_0.70": results["pytorch fp32"]["AP50"] >= 0.70,
+        "onnx_fp32_within_0.002": onnx_gap <= 0.002,
+    }
     if int8 is not None:
         checks["int8_ge_0.99_fp32"] = int8 >= 0.99 * results["onnx fp32"]["AP"]
     print("checks:", checks)
-    path = write_json("accuracy.json", {"data": str(test), "num_images": args.num_images, "results": results,
-                                        "checks": checks, "bundle_report": str(bundle / "report.json")})
+    path = write_json(
+        "accuracy.json",
+        {
+            "data": str(test),
+            "num_images": args.num_images,
+            "results": results,
+            "checks": checks,
+            "bundle_report": str(bundle / "report.json"),
+        },
+    )
     print(f"wrote {path}")
     return 0
 

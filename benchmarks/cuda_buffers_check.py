@@ -72,15 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     stream = buffers.Stream()
     rng = np.random.default_rng(0)
 
-    check("device properties", lambda: (
-        f"{props.name}, compute capability {props.compute_capability}, integrated={props.integrated}, "
-        f"canMapHostMemory={props.can_map_host_memory}, {props.total_memory / 2**30:.1f} GiB; auto memory kind: "
-        f"{buffers.choose_memory_kind(props.integrated, props.can_map_host_memory)}"))
+    check(
+        "device properties",
+        lambda: (
+            f"{props.name}, compute capability {props.compute_capability}, integrated={props.integrated}, "
+            f"canMapHostMemory={props.can_map_host_memory}, {props.total_memory / 2**30:.1f} GiB; auto memory kind: "
+            f"{buffers.choose_memory_kind(props.integrated, props.can_map_host_memory)}"
+        ),
+    )
 
     def pinned_round_trip() -> str:
         data = rng.standard_normal((4, 3, 64, 64)).astype(np.float32)
-        with buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as a, \
-                buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as b:
+        with (
+            buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as a,
+            buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as b,
+        ):
             a.host[...] = data
             a.to_device(stream)
             _d2d(drv, b.device_ptr, a.device_ptr, a.nbytes, stream)
@@ -95,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         if not props.can_map_host_memory:
             return "skipped: this GPU cannot map host memory"
         data = rng.integers(0, 255, (2, 3, 32, 32)).astype(np.float32)
-        with buffers.HostDeviceBuffer(data.shape, np.float32, "mapped") as m, \
-                buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as p:
+        with (
+            buffers.HostDeviceBuffer(data.shape, np.float32, "mapped") as m,
+            buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as p,
+        ):
             assert m.zero_copy and m.device_ptr != 0
             m.host[...] = data  # no upload: the GPU reads the mapped memory directly
             _d2d(drv, p.device_ptr, m.device_ptr, m.nbytes, stream)
@@ -110,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     def ordering_and_timing() -> str:
         n = args.mb * (1 << 20) // 4
         start, end = buffers.Event(), buffers.Event()
-        with buffers.HostDeviceBuffer((n,), np.float32, "pinned") as a, \
-                buffers.HostDeviceBuffer((n,), np.float32, "pinned") as b:
+        with (
+            buffers.HostDeviceBuffer((n,), np.float32, "pinned") as a,
+            buffers.HostDeviceBuffer((n,), np.float32, "pinned") as b,
+        ):
             a.host[:] = np.arange(n, dtype=np.float32)
             b.host[:] = 0
             start.record(stream)
@@ -134,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         if drv.name != "cuda-python":
             return f"skipped: CUDA graphs need cuda-python (running {drv.name})"
         shape = (1024,)
-        with buffers.HostDeviceBuffer(shape, np.float32, "pinned") as a, \
-                buffers.HostDeviceBuffer(shape, np.float32, "pinned") as b:
+        with (
+            buffers.HostDeviceBuffer(shape, np.float32, "pinned") as a,
+            buffers.HostDeviceBuffer(shape, np.float32, "pinned") as b,
+        ):
             graph = buffers.CudaGraph(stream, lambda: _d2d(drv, b.device_ptr, a.device_ptr, a.nbytes, stream))
             for value in (1.0, 7.0):
                 a.host[:] = value
@@ -154,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(results) - len(failed)}/{len(results)} checks passed on {props.name}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"device": props.name, "cc": props.compute_capability, "bindings": drv.name,
-                       "results": results}, fh, indent=2)
+            json.dump(
+                {"device": props.name, "cc": props.compute_capability, "bindings": drv.name, "results": results},
+                fh,
+                indent=2,
+            )
     return 1 if failed else 0
 
 
@@ -163,7 +178,7 @@ def _d2d(drv: Any, dst: int, src: int, nbytes: int, stream: Any) -> None:
     """Device-to-device copy on the stream (the buffer module has none: the runtime needs none)."""
     if drv.name == "cuda-python":
         rt = drv.rt
-        err, = rt.cudaMemcpyAsync(dst, src, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream.obj)
+        (err,) = rt.cudaMemcpyAsync(dst, src, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream.obj)
         if int(err) != 0:
             raise RuntimeError(f"cudaMemcpyAsync(D2D): {drv.error_name(err)}")
     else:

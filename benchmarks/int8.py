@@ -16,6 +16,8 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +36,7 @@ from _common import CALIB_SEED, TEST_SEED, reference_bundle, shapes_set, table, 
 ORT2 = OnnxRuntimeOptions(threads=2)
 
 
-def latency(bundle, precision: str, iterations: int) -> float:  # type: ignore[no-untyped-def]
+def latency(bundle: Path, precision: str, iterations: int) -> float:
     frame = render_scene(np.random.default_rng(0), 1280, 720)[0]
     with Detector(bundle, precision=precision, backend="onnxruntime", onnxruntime=ORT2) as det:
         for _ in range(3):
@@ -47,7 +49,7 @@ def latency(bundle, precision: str, iterations: int) -> float:  # type: ignore[n
     return statistics.median(times)
 
 
-def calibration_cost(bundle, calib_ann, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def calibration_cost(bundle: Path, calib_ann: Path, n: int) -> dict[str, Any]:
     b = Bundle(bundle)
     subset = select_subset(open_source(str(calib_ann), "--calib"), n, seed=1)
     batches = list(CalibrationBatches([p for _, p in subset.images], b.contract, 8, None))
@@ -64,12 +66,20 @@ def calibration_cost(bundle, calib_ann, n: int) -> dict[str, float]:  # type: ig
     collector.collect(batches)
     collector.ranges("entropy2")
     calib_s = time.perf_counter() - t
-    return {"images": n, "plain_fp32_inference_s": plain_s, "calibration_s": calib_s, "ratio": calib_s / plain_s,
-            "tensors": len(collector.tensors), "fetched_tensors": len(collector.histograms),
-            "samples_per_image": collector.samples_per_image, "scope": collector.scope,
-            "collector_inference_s": collector.seconds["inference"],
-            "histograms_s": collector.seconds["histograms"], "collect_wall_s": collector.seconds["collect_wall"],
-            "thresholds_s": collector.seconds["thresholds"]}
+    return {
+        "images": n,
+        "plain_fp32_inference_s": plain_s,
+        "calibration_s": calib_s,
+        "ratio": calib_s / plain_s,
+        "tensors": len(collector.tensors),
+        "fetched_tensors": len(collector.histograms),
+        "samples_per_image": collector.samples_per_image,
+        "scope": collector.scope,
+        "collector_inference_s": collector.seconds["inference"],
+        "histograms_s": collector.seconds["histograms"],
+        "collect_wall_s": collector.seconds["collect_wall"],
+        "thresholds_s": collector.seconds["thresholds"],
+    }
 
 
 def main() -> int:
@@ -95,18 +105,23 @@ def main() -> int:
     print("reference model, ONNX Runtime CPU, batch 1, 1280x720 frame, 2 threads")
     print(table(["precision", "median ms", "speed-up", "AP", "AP50", "AP / fp32 AP"], rows))
     cost = calibration_cost(bundle, calib, args.calib_images)
-    print(f"\ncalibration of {cost['images']} images: {cost['calibration_s']:.2f} s vs plain fp32 inference "
-          f"{cost['plain_fp32_inference_s']:.2f} s -> {cost['ratio']:.2f}x (target <= 2x); "
-          f"{cost['tensors']} tensors ({cost['scope']} scope), {cost['fetched_tensors']} fetched "
-          f"(inference {cost['collector_inference_s']:.2f} s "
-          f"and histograms {cost['histograms_s']:.2f} s overlapping in {cost['collect_wall_s']:.2f} s, thresholds "
-          f"{cost['thresholds_s']:.2f} s)")
-    checks = {"int8_1.5x_faster": results.get("int8", {}).get("speedup", 0) >= 1.5,
-              "int8_ge_0.99_ap": results.get("int8", {}).get("AP_vs_fp32", 0) >= 0.99,
-              "calibration_le_2x": cost["ratio"] <= 2.0}
+    print(
+        f"\ncalibration of {cost['images']} images: {cost['calibration_s']:.2f} s vs plain fp32 inference "
+        f"{cost['plain_fp32_inference_s']:.2f} s -> {cost['ratio']:.2f}x (target <= 2x); "
+        f"{cost['tensors']} tensors ({cost['scope']} scope), {cost['fetched_tensors']} fetched "
+        f"(inference {cost['collector_inference_s']:.2f} s "
+        f"and histograms {cost['histograms_s']:.2f} s overlapping in {cost['collect_wall_s']:.2f} s, thresholds "
+        f"{cost['thresholds_s']:.2f} s)"
+    )
+    checks = {
+        "int8_1.5x_faster": results.get("int8", {}).get("speedup", 0) >= 1.5,
+        "int8_ge_0.99_ap": results.get("int8", {}).get("AP_vs_fp32", 0) >= 0.99,
+        "calibration_le_2x": cost["ratio"] <= 2.0,
+    }
     print("targets met:", checks)
-    path = write_json("int8.json", {"precisions": results, "calibration_cost": cost, "checks": checks,
-                                    "iterations": args.iterations})
+    path = write_json(
+        "int8.json", {"precisions": results, "calibration_cost": cost, "checks": checks, "iterations": args.iterations}
+    )
     print(f"wrote {path}")
     return 0
 

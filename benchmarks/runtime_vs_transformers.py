@@ -23,7 +23,7 @@ import sys
 
 from _common import r18_model_and_bundle, run_json, table, write_json
 
-OURS = r'''
+OURS = r"""
 import json, resource, statistics, sys, time
 t0 = time.perf_counter()
 from rtdetr_edge import Detector
@@ -42,9 +42,9 @@ for _ in range(iters):
 print(json.dumps({"e2e_ms": statistics.median(total), "pre_ms": statistics.median(pre),
                   "post_ms": statistics.median(post), "infer_ms": statistics.median(infer),
                   "pre_post_ms": statistics.median([a + b for a, b in zip(pre, post)]), "rss_mb": rss}))
-'''
+"""
 
-THEIRS = r'''
+THEIRS = r"""
 import json, statistics, sys, time
 import numpy as np, torch
 from transformers import RTDetrForObjectDetection
@@ -70,14 +70,14 @@ rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
 res = [run() for _ in range(iters)]
 print(json.dumps({"e2e_ms": statistics.median(r[0] for r in res), "pre_ms": statistics.median(r[1] for r in res),
                   "post_ms": statistics.median(r[2] for r in res), "rss_mb": rss}))
-'''
+"""
 
-IMPORT = r'''
+IMPORT = r"""
 import json, time
 t = time.perf_counter(); import rtdetr_edge; d = time.perf_counter() - t
 t = time.perf_counter(); from rtdetr_edge import Detector; e = time.perf_counter() - t
 print(json.dumps({"import_s": d, "import_detector_s": d + e}))
-'''
+"""
 
 
 def main() -> int:
@@ -104,13 +104,27 @@ def main() -> int:
     ]
     print(f"r18vd-shaped RT-DETR at 640x640, 1280x720 input, {args.iterations} iterations, {args.threads} threads")
     print(table(["metric", "rtdetr-edge (ORT)", "transformers", "note"], rows))
-    met = {"speedup_1_4x": speedup >= 1.4, "pre_post_3ms": ours["pre_post_ms"] <= 3.0,
-           "rss_third": rss_ratio <= 1 / 3, "import_0_5s": imp < 0.5}
+    met = {
+        "speedup_1_4x": speedup >= 1.4,
+        "pre_post_3ms": ours["pre_post_ms"] <= 3.0,
+        "rss_third": rss_ratio <= 1 / 3,
+        "import_0_5s": imp < 0.5,
+    }
     print("targets met:", met)
-    path = write_json("runtime_vs_transformers.json", {"iterations": args.iterations, "threads": args.threads,
-                                                         "ours": ours, "transformers": theirs, "import_s": imp,
-                                                         "import_detector_s": imp_det, "speedup": speedup,
-                                                         "rss_ratio": rss_ratio, "targets_met": met})
+    path = write_json(
+        "runtime_vs_transformers.json",
+        {
+            "iterations": args.iterations,
+            "threads": args.threads,
+            "ours": ours,
+            "transformers": theirs,
+            "import_s": imp,
+            "import_detector_s": imp_det,
+            "speedup": speedup,
+            "rss_ratio": rss_ratio,
+            "targets_met": met,
+        },
+    )
     print(f"wrote {path}")
     return 0
 

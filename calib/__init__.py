@@ -74,11 +74,17 @@ class CalibrationOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.calib, str) or not self.calib:
-            raise InputError(f"--calib: expected coco_val, coco_train, a COCO json or an image folder, got {self.calib!r}")
+            raise InputError(
+                f"--calib: expected coco_val, coco_train, a COCO json or an image folder, got {self.calib!r}"
+            )
         check_choice(self.algorithm, get_args(Algorithm), "--calib-algorithm")
         check_choice(self.scope, get_args(Scope), "--calib-tensors")
-        for flag, value, low in (("--calib-size", self.size, 1), ("--calib-batch", self.batch_size, 1),
-                                 ("--calib-samples", self.samples_per_image, 0), ("holdout", self.holdout, 0)):
+        for flag, value, low in (
+            ("--calib-size", self.size, 1),
+            ("--calib-batch", self.batch_size, 1),
+            ("--calib-samples", self.samples_per_image, 0),
+            ("holdout", self.holdout, 0),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"{flag}: expected an integer >= {low}, got {value!r}")
 
@@ -105,8 +111,9 @@ def _usable_subset(source: ImageSource, opts: CalibrationOptions) -> Subset:
     if source.coco_split is None:
         missing = {i for i, p in source.images if not p.is_file()}
         if missing:
-            log.warning("--calib %s: %d of %d listed images are missing; skipped", source.spec, len(missing),
-                        len(source.images))
+            log.warning(
+                "--calib %s: %d of %d listed images are missing; skipped", source.spec, len(missing), len(source.images)
+            )
         exclude = missing
         return select_subset(source, opts.size, opts.seed, exclude)
     from rtdetr_edge.data.coco_splits import ensure_images
@@ -121,8 +128,9 @@ def _usable_subset(source: ImageSource, opts: CalibrationOptions) -> Subset:
     raise CalibrationError(f"--calib {source.spec}: {len(exclude)} images could not be fetched; check the connection")
 
 
-def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: CalibrationOptions,
-              progress: bool = True) -> CalibrationResult:
+def calibrate(
+    fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: CalibrationOptions, progress: bool = True
+) -> CalibrationResult:
     """Calibrate the fp32 ONNX on a subset of ``opts.calib``; see the module docstring."""
     from tqdm import tqdm
 
@@ -135,17 +143,25 @@ def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: 
     source = open_source(opts.calib, "--calib", opts.images_dir, opts.coco_root, opts.allow_download)
     subset = _usable_subset(source, opts)
     manifest = subset.manifest()
-    log.info("calibration subset: %d images from %s (seed %d), coverage %s", len(subset.images), source.spec,
-             opts.seed, subset.coverage)
-    batches = CalibrationBatches([p for _, p in subset.images], contract, opts.batch_size, opts.cache_dir,
-                                 manifest["sha256"])
+    log.info(
+        "calibration subset: %d images from %s (seed %d), coverage %s",
+        len(subset.images),
+        source.spec,
+        opts.seed,
+        subset.coverage,
+    )
+    batches = CalibrationBatches(
+        [p for _, p in subset.images], contract, opts.batch_size, opts.cache_dir, manifest["sha256"]
+    )
     t1 = time.perf_counter()
     collector = ActivationCollector(fp32_onnx, samples_per_image=opts.samples_per_image, scope=opts.scope)
     with tqdm(total=len(subset.images), desc="calibrating", unit="img", disable=not progress, file=sys.stderr) as bar:
         collector.collect(batches, bar.update)
     if batches.used < max(1, int(MIN_USABLE_FRACTION * len(subset.images))):
-        raise CalibrationError(f"--calib {source.spec}: only {batches.used} of {len(subset.images)} chosen images "
-                               f"could be read ({batches.skipped[:2]}); too few to calibrate")
+        raise CalibrationError(
+            f"--calib {source.spec}: only {batches.used} of {len(subset.images)} chosen images "
+            f"could be read ({batches.skipped[:2]}); too few to calibrate"
+        )
     t2 = time.perf_counter()
     algorithms = ["entropy2", "percentile"] if opts.algorithm == "auto" else [opts.algorithm]
     candidates = {a: collector.ranges(a) for a in algorithms}
@@ -153,15 +169,28 @@ def calibrate(fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: 
     t3 = time.perf_counter()
     chosen = set(subset.ids)
     holdout = [i for i, p in source.images if i not in chosen and p.is_file()] if source.dataset is not None else []
-    seconds = {"select": round(t1 - t0, 3), "collect": round(t2 - t1, 3), "thresholds": round(t3 - t2, 3),
-               "inference": round(collector.seconds["inference"], 3),
-               "histograms": round(collector.seconds["histograms"], 3), "cached_batches": float(batches.cached)}
+    seconds = {
+        "select": round(t1 - t0, 3),
+        "collect": round(t2 - t1, 3),
+        "thresholds": round(t3 - t2, 3),
+        "inference": round(collector.seconds["inference"], 3),
+        "histograms": round(collector.seconds["histograms"], 3),
+        "cached_batches": float(batches.cached),
+    }
     ranges = CalibrationRanges(
-        ranges=amax, algorithm=algorithms[0], images=batches.used, model_sha256=sha256_file(fp32_onnx),
-        manifest_sha256=manifest["sha256"], extra={"seconds": seconds, "batch_size": opts.batch_size,
-                                                   "samples_per_image": opts.samples_per_image,
-                                                   "scope": opts.scope,
-                                                   "aliases": len(collector.aliases),
-                                                   "skipped": batches.skipped})
+        ranges=amax,
+        algorithm=algorithms[0],
+        images=batches.used,
+        model_sha256=sha256_file(fp32_onnx),
+        manifest_sha256=manifest["sha256"],
+        extra={
+            "seconds": seconds,
+            "batch_size": opts.batch_size,
+            "samples_per_image": opts.samples_per_image,
+            "scope": opts.scope,
+            "aliases": len(collector.aliases),
+            "skipped": batches.skipped,
+        },
+    )
     log.info("calibrated %d tensors on %d images in %.1f s (%s)", len(amax), batches.used, t3 - t0, seconds)
     return CalibrationResult(ranges, subset, source, holdout[: opts.holdout], seconds, batches.skipped, candidates)

@@ -22,9 +22,16 @@ log = logging.getLogger("rtdetr_edge")
 MIN_CHOICE_IMAGES = 20  # fewer held-out images than this cannot tell two range choices apart
 
 
-def choose_ranges(fp32: Path, result: CalibrationResult, holdout: tuple[CocoDataset, list[int]] | None,
-                  exclude: list[str], class_names: tuple[str, ...], check_images: int, workdir: Path,
-                  announce: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def choose_ranges(
+    fp32: Path,
+    result: CalibrationResult,
+    holdout: tuple[CocoDataset, list[int]] | None,
+    exclude: list[str],
+    class_names: tuple[str, ...],
+    check_images: int,
+    workdir: Path,
+    announce: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``--calib-algorithm auto``: keep the candidate ranges whose Q/DQ model scores best on held-out images.
 
     TensorRT's entropy thresholds clip hard (on the reference model, SiLU outputs to ~half their
@@ -61,8 +68,7 @@ def choose_ranges(fp32: Path, result: CalibrationResult, holdout: tuple[CocoData
         path = workdir / f".candidate-{algorithm}.onnx"
         reports[algorithm] = write_qdq(fp32, ranges, path, exclude)
         scores[algorithm] = round(average_precision(path, holdout[0], ids), 4)
-        log.info("calibration: %s ranges -> INT8 AP %.4f on %d held-out images", algorithm, scores[algorithm],
-                 len(ids))
+        log.info("calibration: %s ranges -> INT8 AP %.4f on %d held-out images", algorithm, scores[algorithm], len(ids))
     chosen = max(scores, key=lambda a: (scores[a], a == "entropy2"))
     result.choose(chosen)
     for algorithm in scores:

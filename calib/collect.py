@@ -43,8 +43,10 @@ _SKIP_PRODUCERS = {"Shape", "Constant", "ConstantOfShape", "Range", "TopK", "Non
 def calibration_tensors(model: onnx.ModelProto) -> list[str]:
     """Names of the float activation tensors to calibrate: graph inputs, then node outputs."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
     initializers = {t.name for t in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in initializers and types.get(i.name) in _FLOATS]
     seen = set(names)
@@ -127,9 +129,14 @@ class ActivationCollector:
             :meth:`StreamingHistogram.update`; the maximum always sees all); 0 for all of them.
     """
 
-    def __init__(self, model_path: str | os.PathLike[str], tensors: list[str] | None = None,
-                 threads: int | None = None, samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE,
-                 scope: str = "int8") -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        tensors: list[str] | None = None,
+        threads: int | None = None,
+        samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE,
+        scope: str = "int8",
+    ) -> None:
         ort = require("onnxruntime", "collecting calibration activations")
         if scope not in SCOPES:
             raise CalibrationError(f"calibration scope {scope!r}: expected one of {', '.join(SCOPES)}")
@@ -142,8 +149,9 @@ class ActivationCollector:
         opts = ort.SessionOptions()
         # Fetched tensors are graph outputs, which ONNX Runtime's optimiser keeps by name; with every
         # tensor fetched nothing could fuse anyway, so "all" runs the graph as written.
-        opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if scope == "all"
-                                         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        opts.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_DISABLE_ALL if scope == "all" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        )
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
@@ -241,8 +249,9 @@ class ActivationCollector:
         elif algorithm == "max":
             out = {name: h.max for name, h in self.histograms.items()}
         else:
-            raise CalibrationError(f"unknown calibration algorithm {algorithm!r}: expected one of "
-                                   f"{', '.join(ALGORITHMS)}")
+            raise CalibrationError(
+                f"unknown calibration algorithm {algorithm!r}: expected one of {', '.join(ALGORITHMS)}"
+            )
         out.update({alias: out[source] for alias, source in self.aliases.items()})
         out = {name: out[name] for name in self.tensors}
         self.seconds["thresholds"] = time.perf_counter() - t0

@@ -37,7 +37,7 @@ _CHUNK = 1 << 23
 @functools.cache
 def _next_prime(n: int) -> int:
     n = max(n, 2)
-    while any(n % d == 0 for d in range(2, int(n ** 0.5) + 1)):
+    while any(n % d == 0 for d in range(2, int(n**0.5) + 1)):
         n += 1
     return n
 
@@ -92,7 +92,7 @@ class StreamingHistogram:
         # below 2^24)
         added = 0
         for s in range(0, a.size, _CHUNK):
-            part = cv2.calcHist([a[:, s:s + _CHUNK]], [0], None, [FINE_BINS], [0.0, self.range])
+            part = cv2.calcHist([a[:, s : s + _CHUNK]], [0], None, [FINE_BINS], [0.0, self.range])
             counts = np.rint(part.ravel()).astype(np.int64)
             self.counts += counts
             added += int(counts.sum())

@@ -71,13 +71,18 @@ def _restore_float32_outputs(original: onnx.ModelProto, converted: onnx.ModelPro
         for node in converted.graph.node:
             node.output[:] = [inner if o == out.name else o for o in node.output]
             node.input[:] = [inner if i == out.name else i for i in node.input]
-        converted.graph.node.append(onnx.helper.make_node("Cast", [inner], [out.name], to=float32,
-                                                          name=f"{out.name}/cast_float32"))
+        converted.graph.node.append(
+            onnx.helper.make_node("Cast", [inner], [out.name], to=float32, name=f"{out.name}/cast_float32")
+        )
         out.type.tensor_type.elem_type = float32
 
 
-def write_fp16(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
-               keep_fp32_ops: dict[str, str] | None = None, keep_fp32_nodes: list[str] | None = None) -> dict[str, Any]:
+def write_fp16(
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    keep_fp32_ops: dict[str, str] | None = None,
+    keep_fp32_nodes: list[str] | None = None,
+) -> dict[str, Any]:
     """Convert the fp32 ONNX to FP16, keeping ``keep_fp32_ops`` op types and named nodes in FP32.
 
     Returns a report with the number of nodes converted and kept.
@@ -95,8 +100,9 @@ def write_fp16(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[st
     block_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(ops))
     with warnings.catch_warnings(record=True) as caught:  # one per tiny weight: summarise instead
         warnings.simplefilter("always", UserWarning)
-        converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block_ops,
-                                                     node_block_list=block_nodes)
+        converted = float16.convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=block_ops, node_block_list=block_nodes
+        )
     truncated = sum("will be truncated" in str(w.message) for w in caught)
     if truncated:
         log.info("FP16: %d weights outside [1e-7, 1e4] in magnitude were clamped into it", truncated)

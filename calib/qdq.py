@@ -76,8 +76,11 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Conv/Gemm nodes and MatMuls with a constant (weight) input."""
     consts = {t.name for t in model.graph.initializer}
     consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    return [n for n in model.graph.node if n.op_type in ("Conv", "Gemm") or
-            (n.op_type == "MatMul" and any(i in consts for i in n.input))]
+    return [
+        n
+        for n in model.graph.node
+        if n.op_type in ("Conv", "Gemm") or (n.op_type == "MatMul" and any(i in consts for i in n.input))
+    ]
 
 
 # The layer reading the network input is kept too (as TensorRT deployments commonly do): on the
@@ -127,8 +130,11 @@ def float_for_other_consumers(model: onnx.ModelProto) -> int:
         used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
         # drop Q/DQ pairs nobody reads any more (a DQ first, then its Q)
         for _ in range(2):
-            dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                    and not any(o in used for o in n.output)]
+            dead = [
+                n
+                for n in model.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)
+            ]
             for n in dead:
                 model.graph.node.remove(n)
             used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
@@ -137,8 +143,13 @@ def float_for_other_consumers(model: onnx.ModelProto) -> int:
     return rewired
 
 
-def write_qdq(fp32_path: str | os.PathLike[str], ranges: dict[str, float], out_path: str | os.PathLike[str],
-              exclude_nodes: list[str] | None = None, per_channel: bool = True) -> dict[str, Any]:
+def write_qdq(
+    fp32_path: str | os.PathLike[str],
+    ranges: dict[str, float],
+    out_path: str | os.PathLike[str],
+    exclude_nodes: list[str] | None = None,
+    per_channel: bool = True,
+) -> dict[str, Any]:
     """Write the Q/DQ ONNX for ``fp32_path`` using ``ranges`` (tensor -> amax).
 
     Args:
@@ -166,10 +177,13 @@ def write_qdq(fp32_path: str | os.PathLike[str], ranges: dict[str, float], out_p
     missing = sorted({n.input[0] for n in targets if n.input[0] not in ranges})
     if missing:
         raise CalibrationError(f"no calibrated range for {len(missing)} quantized inputs, e.g. {missing[:3]}")
-    data = TensorsData(CalibrationMethod.Entropy,
-                       {name: TensorData(lowest=np.float32(-a), highest=np.float32(a)) for name, a in ranges.items()})
+    data = TensorsData(
+        CalibrationMethod.Entropy,
+        {name: TensorData(lowest=np.float32(-a), highest=np.float32(a)) for name, a in ranges.items()},
+    )
     extra = {
-        "ActivationSymmetric": True, "WeightSymmetric": True,  # zero point 0, as TensorRT requires
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,  # zero point 0, as TensorRT requires
         "QuantizeBias": False,  # TensorRT wants float bias
         "AddQDQPairToWeight": True,  # FP32 weights + Q/DQ: parsed by TensorRT 8.6 and later
         "MatMulConstBOnly": True,  # attention MatMuls between activations stay float
@@ -178,8 +192,18 @@ def write_qdq(fp32_path: str | os.PathLike[str], ranges: dict[str, float], out_p
         "DedicatedQDQPair": True,  # other consumers of a tensor (residual Adds, reshapes) read it in float
     }
     try:
-        quantizer = QDQQuantizer(model, per_channel, False, QuantType.QInt8, QuantType.QInt8, data,
-                                 [n.name for n in targets], list(exclude_nodes), list(QUANTIZED_OPS), extra)
+        quantizer = QDQQuantizer(
+            model,
+            per_channel,
+            False,
+            QuantType.QInt8,
+            QuantType.QInt8,
+            data,
+            [n.name for n in targets],
+            list(exclude_nodes),
+            list(QUANTIZED_OPS),
+            extra,
+        )
         qmodel = quantizer.quantize_model()
     except Exception as exc:  # onnxruntime raises ValueError/RuntimeError/KeyError from deep inside
         raise CalibrationError(f"onnxruntime could not quantize {fp32_path}: {type(exc).__name__}: {exc}") from exc
@@ -196,9 +220,15 @@ def write_qdq(fp32_path: str | os.PathLike[str], ranges: dict[str, float], out_p
         raise CalibrationError(f"internal: non-zero zero points {nonzero[:3]} (TensorRT needs symmetric INT8)")
     report = {
         "quantized_nodes": dict(Counter(n.op_type for n in targets)),
-        "excluded_nodes": len(exclude_nodes), "quantize_linear": ops.get("QuantizeLinear", 0),
-        "dequantize_linear": ops.get("DequantizeLinear", 0), "file": Path(out_path).name,
+        "excluded_nodes": len(exclude_nodes),
+        "quantize_linear": ops.get("QuantizeLinear", 0),
+        "dequantize_linear": ops.get("DequantizeLinear", 0),
+        "file": Path(out_path).name,
     }
-    log.info("Q/DQ model: %s quantized, %d kept in float, %d QuantizeLinear", report["quantized_nodes"],
-             len(exclude_nodes), report["quantize_linear"])
+    log.info(
+        "Q/DQ model: %s quantized, %d kept in float, %d QuantizeLinear",
+        report["quantized_nodes"],
+        len(exclude_nodes),
+        report["quantize_linear"],
+    )
     return report

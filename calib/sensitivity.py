@@ -31,9 +31,16 @@ def average_precision(model_path: Path, dataset: CocoDataset, image_ids: list[in
     return float(evaluate_onnx(model_path, dataset, image_ids)["AP"])
 
 
-def sensitivity_search(fp32_path: str | Path, ranges: dict[str, float], dataset: CocoDataset, image_ids: list[int],
-                       base_exclude: list[str], target: float = 0.99, fp32_ap: float | None = None,
-                       max_rounds: int = 6) -> tuple[list[str], dict[str, Any]]:
+def sensitivity_search(
+    fp32_path: str | Path,
+    ranges: dict[str, float],
+    dataset: CocoDataset,
+    image_ids: list[int],
+    base_exclude: list[str],
+    target: float = 0.99,
+    fp32_ap: float | None = None,
+    max_rounds: int = 6,
+) -> tuple[list[str], dict[str, Any]]:
     """Find node exclusions that bring INT8 AP to ``target`` x fp32 AP.
 
     Args:
@@ -57,14 +64,21 @@ def sensitivity_search(fp32_path: str | Path, ranges: dict[str, float], dataset:
     base_ap = fp32_ap if fp32_ap is not None else average_precision(fp32_path, dataset, image_ids)
     goal = target * base_ap
     with tempfile.TemporaryDirectory(prefix="rtdetr-sensitivity-") as tmp:
+
         def int8_ap(exclude: list[str], tag: str) -> float:
             out = Path(tmp) / f"{tag}.onnx"
             write_qdq(fp32_path, ranges, out, exclude)
             return average_precision(out, dataset, image_ids)
 
         full = int8_ap(list(base_exclude), "all")
-        report: dict[str, Any] = {"fp32_ap": base_ap, "target": target, "int8_ap_default": full, "groups": {},
-                                  "kept_in_float": [], "images": len(image_ids)}
+        report: dict[str, Any] = {
+            "fp32_ap": base_ap,
+            "target": target,
+            "int8_ap_default": full,
+            "groups": {},
+            "kept_in_float": [],
+            "images": len(image_ids),
+        }
         log.info("sensitivity: fp32 AP %.4f, INT8 AP %.4f (goal %.4f)", base_ap, full, goal)
         if full >= goal:
             report["int8_ap_final"] = full

@@ -51,16 +51,25 @@ class CalibrationBatches:
         manifest_sha256: identifies the subset in the cache key.
     """
 
-    def __init__(self, images: list[Path], contract: ModelContract, batch_size: int = 8,
-                 cache_dir: str | os.PathLike[str] | None = None, manifest_sha256: str = "") -> None:
+    def __init__(
+        self,
+        images: list[Path],
+        contract: ModelContract,
+        batch_size: int = 8,
+        cache_dir: str | os.PathLike[str] | None = None,
+        manifest_sha256: str = "",
+    ) -> None:
         self.images = list(images)
         self.contract = contract
         self.batch_size = max(1, int(batch_size))
         self.preprocessor = Preprocessor(contract.preprocessing)
         self.skipped: list[str] = []
         self.used = 0
-        key = cache_key(contract, manifest_sha256 or hashlib.sha256(
-            "\n".join(map(str, self.images)).encode()).hexdigest(), self.batch_size)
+        key = cache_key(
+            contract,
+            manifest_sha256 or hashlib.sha256("\n".join(map(str, self.images)).encode()).hexdigest(),
+            self.batch_size,
+        )
         self.cache = Path(cache_dir) / key if cache_dir is not None else None
 
     def __len__(self) -> int:
@@ -83,7 +92,7 @@ class CalibrationBatches:
         written = 0
         for start in range(0, len(self.images), self.batch_size):
             frames = []
-            for path in self.images[start:start + self.batch_size]:
+            for path in self.images[start : start + self.batch_size]:
                 try:
                     frames.append(read_image(path))
                 except RtdetrEdgeError as exc:

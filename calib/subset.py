@@ -55,12 +55,19 @@ class Subset:
     def manifest(self) -> dict[str, Any]:
         entries = [{"id": i, "file": p.name} for i, p in self.images]
         digest = hashlib.sha256(json.dumps([self.source, self.seed, entries]).encode()).hexdigest()
-        return {"source": self.source, "seed": self.seed, "size": len(entries), "images": entries,
-                "coverage": self.coverage, "sha256": digest}
+        return {
+            "source": self.source,
+            "seed": self.seed,
+            "size": len(entries),
+            "images": entries,
+            "coverage": self.coverage,
+            "sha256": digest,
+        }
 
 
-def select_subset(source: ImageSource, size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
-                  exclude_ids: set[int] | None = None) -> Subset:
+def select_subset(
+    source: ImageSource, size: int = DEFAULT_CALIB_SIZE, seed: int = 0, exclude_ids: set[int] | None = None
+) -> Subset:
     """Pick ``size`` images deterministically (stratified by category and object size if annotated)."""
     if size < 1:
         raise InputError(f"--calib-size must be >= 1, got {size}")
@@ -68,8 +75,10 @@ def select_subset(source: ImageSource, size: int = DEFAULT_CALIB_SIZE, seed: int
     pool = [(i, p) for i, p in source.images if not exclude_ids or i not in exclude_ids]
     order = [pool[k] for k in rng.permutation(len(pool))]
     if len(order) < size:
-        raise CalibrationError(f"--calib {source.spec}: only {len(order)} images available, fewer than "
-                               f"--calib-size {size}; lower --calib-size or add images")
+        raise CalibrationError(
+            f"--calib {source.spec}: only {len(order)} images available, fewer than "
+            f"--calib-size {size}; lower --calib-size or add images"
+        )
     ds = source.dataset
     if ds is None:
         return Subset(order[:size], {"images_available": len(pool), "stratified": False}, seed, source.spec)
@@ -107,6 +116,11 @@ def select_subset(source: ImageSource, size: int = DEFAULT_CALIB_SIZE, seed: int
         for s in info[i][1]:
             size_count[s] += 1
         covered |= info[i][0]
-    coverage = {"categories_in_source": len(present), "categories_covered": len(covered & set(present)),
-                "images_with_size": size_count, "images_available": len(pool), "stratified": True}
+    coverage = {
+        "categories_in_source": len(present),
+        "categories_covered": len(covered & set(present)),
+        "images_with_size": size_count,
+        "images_available": len(pool),
+        "stratified": True,
+    }
     return Subset(chosen, coverage, seed, source.spec)

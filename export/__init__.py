@@ -39,8 +39,9 @@ class ExportResult:
     loaded: LoadedModel | None = None
 
 
-def export_onnx(source: Any, options: ExportOptions | None = None, *, preprocessing: Preprocessing | None = None,
-                step: Any = None) -> ExportResult:
+def export_onnx(
+    source: Any, options: ExportOptions | None = None, *, preprocessing: Preprocessing | None = None, step: Any = None
+) -> ExportResult:
     """Load an RT-DETR, export it to ONNX, clean it and verify it against PyTorch.
 
     Args:
@@ -50,7 +51,13 @@ def export_onnx(source: Any, options: ExportOptions | None = None, *, preprocess
         step: optional callable ``step(name)`` announcing each stage (progress display).
     """
     opts = options or ExportOptions()
-    top_k, raw_outputs, opset, simplify, revision = opts.top_k, opts.raw_outputs, opts.opset, opts.simplify, opts.revision
+    top_k, raw_outputs, opset, simplify, revision = (
+        opts.top_k,
+        opts.raw_outputs,
+        opts.opset,
+        opts.simplify,
+        opts.revision,
+    )
     verify_export, tolerance = opts.verify, opts.tolerance
     announce = step or (lambda name: None)
     timings: dict[str, float] = {}
@@ -79,18 +86,26 @@ def export_onnx(source: Any, options: ExportOptions | None = None, *, preprocess
     graph = graph_passes.infer_shapes(graph)
     counts["final"] = graph_passes.op_counts(graph)
     contract = ModelContract(
-        preprocessing=pre, class_names=loaded.class_names, input_name="images",
+        preprocessing=pre,
+        class_names=loaded.class_names,
+        input_name="images",
         output_kind=OUTPUT_RAW if raw_outputs else OUTPUT_TOPK,
         output_names=RAW_OUTPUTS if raw_outputs else graph_passes.TOPK_OUTPUTS,
-        top_k=k, num_queries=num_queries, box_format="cxcywh_norm" if raw_outputs else "xyxy_norm",
+        top_k=k,
+        num_queries=num_queries,
+        box_format="cxcywh_norm" if raw_outputs else "xyxy_norm",
         extra={"model_type": config.model_type, "opset": opset},
     )
     graph_passes.set_metadata(graph, {METADATA_KEY: contract.to_json()})
     graph.producer_name, graph.producer_version = "rtdetr-edge", _version()
     onnx.checker.check_model(graph)
     report: dict[str, Any] = {
-        "opset": opset, "node_counts": {k_: sum(v.values()) for k_, v in counts.items()}, "op_counts": counts,
-        "int64": graph_passes.int64_report(graph), "timings_s": timings, "warnings": loaded.warnings,
+        "opset": opset,
+        "node_counts": {k_: sum(v.values()) for k_, v in counts.items()},
+        "op_counts": counts,
+        "int64": graph_passes.int64_report(graph),
+        "timings_s": timings,
+        "warnings": loaded.warnings,
     }
     for name, n in report["node_counts"].items():
         log.info("nodes %s: %d", name, n)

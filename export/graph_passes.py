@@ -137,25 +137,49 @@ def add_topk(model: onnx.ModelProto, top_k: int, num_classes: int) -> onnx.Model
     final = {name: gs.Variable(name) for name in TOPK_OUTPUTS}
 
     (probs,) = graph.layer(op="Sigmoid", name="post/sigmoid", inputs=[logits], outputs=["post/probs"])
-    (flat,) = graph.layer(op="Reshape", name="post/flatten", inputs=[probs, const("flat_shape", [0, -1])],
-                          outputs=["post/flat"])
-    scores, index = graph.layer(op="TopK", name="post/topk", inputs=[flat, const("k", [k])],
-                                outputs=[final["scores"], "post/index"], attrs={"axis": 1, "largest": 1, "sorted": 1})
+    (flat,) = graph.layer(
+        op="Reshape", name="post/flatten", inputs=[probs, const("flat_shape", [0, -1])], outputs=["post/flat"]
+    )
+    scores, index = graph.layer(
+        op="TopK",
+        name="post/topk",
+        inputs=[flat, const("k", [k])],
+        outputs=[final["scores"], "post/index"],
+        attrs={"axis": 1, "largest": 1, "sorted": 1},
+    )
     classes = const("num_classes", num_classes)
     (label64,) = graph.layer(op="Mod", name="post/label", inputs=[index, classes], outputs=["post/label64"])
-    (labels,) = graph.layer(op="Cast", name="post/label_int32", inputs=[label64], outputs=[final["labels"]],
-                            attrs={"to": onnx.TensorProto.INT32})
+    (labels,) = graph.layer(
+        op="Cast",
+        name="post/label_int32",
+        inputs=[label64],
+        outputs=[final["labels"]],
+        attrs={"to": onnx.TensorProto.INT32},
+    )
     (query,) = graph.layer(op="Div", name="post/query", inputs=[index, classes], outputs=["post/query"])
-    (query3,) = graph.layer(op="Unsqueeze", name="post/query_unsqueeze", inputs=[query, const("axis2", [2])],
-                            outputs=["post/query3"])
-    (gather_idx,) = graph.layer(op="Tile", name="post/query_tile", inputs=[query3, const("tile", [1, 1, 4])],
-                                outputs=["post/gather_index"])
-    (cxcywh,) = graph.layer(op="GatherElements", name="post/gather_boxes", inputs=[boxes, gather_idx],
-                            outputs=["post/cxcywh"], attrs={"axis": 1})
-    cxcy, wh = graph.layer(op="Split", name="post/split", inputs=[cxcywh, const("split", [2, 2])],
-                           outputs=["post/cxcy", "post/wh"], attrs={"axis": 2})
-    (half,) = graph.layer(op="Mul", name="post/half", inputs=[wh, const("half", 0.5, np.float32)],
-                          outputs=["post/half_wh"])
+    (query3,) = graph.layer(
+        op="Unsqueeze", name="post/query_unsqueeze", inputs=[query, const("axis2", [2])], outputs=["post/query3"]
+    )
+    (gather_idx,) = graph.layer(
+        op="Tile", name="post/query_tile", inputs=[query3, const("tile", [1, 1, 4])], outputs=["post/gather_index"]
+    )
+    (cxcywh,) = graph.layer(
+        op="GatherElements",
+        name="post/gather_boxes",
+        inputs=[boxes, gather_idx],
+        outputs=["post/cxcywh"],
+        attrs={"axis": 1},
+    )
+    cxcy, wh = graph.layer(
+        op="Split",
+        name="post/split",
+        inputs=[cxcywh, const("split", [2, 2])],
+        outputs=["post/cxcy", "post/wh"],
+        attrs={"axis": 2},
+    )
+    (half,) = graph.layer(
+        op="Mul", name="post/half", inputs=[wh, const("half", 0.5, np.float32)], outputs=["post/half_wh"]
+    )
     (xy0,) = graph.layer(op="Sub", name="post/xy0", inputs=[cxcy, half], outputs=["post/xy0"])
     (xy1,) = graph.layer(op="Add", name="post/xy1", inputs=[cxcy, half], outputs=["post/xy1"])
     (xyxy,) = graph.layer(op="Concat", name="post/xyxy", inputs=[xy0, xy1], outputs=[final["boxes"]], attrs={"axis": 2})

@@ -31,7 +31,9 @@ MIN_OPSET, MAX_OPSET = 16, 17
 RAW_OUTPUTS = ("logits", "pred_boxes")
 
 
-def export_raw(model: Any, height: int, width: int, opset: int = DEFAULT_OPSET, trace_batch: int = 2) -> onnx.ModelProto:
+def export_raw(
+    model: Any, height: int, width: int, opset: int = DEFAULT_OPSET, trace_batch: int = 2
+) -> onnx.ModelProto:
     """Trace ``model`` into an ONNX graph with input ``images`` [N,3,H,W] and raw outputs.
 
     Args:
@@ -41,8 +43,10 @@ def export_raw(model: Any, height: int, width: int, opset: int = DEFAULT_OPSET, 
         trace_batch: batch of the tracing input.
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ExportError(f"--opset {opset}: supported are {MIN_OPSET} (TensorRT 8.5) and {MAX_OPSET} (TensorRT >= 8.6)")
-    torch = require("torch", "exporting to ONNX")
+        raise ExportError(
+            f"--opset {opset}: supported are {MIN_OPSET} (TensorRT 8.5) and {MAX_OPSET} (TensorRT >= 8.6)"
+        )
+    torch: Any = require("torch", "exporting to ONNX")  # a module object: its classes are only known at runtime
 
     class RawOutputs(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -60,8 +64,17 @@ def export_raw(model: Any, height: int, width: int, opset: int = DEFAULT_OPSET, 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about python ints in shapes: checked by verification
         try:
-            torch.onnx.export(wrapper, (dummy,), buf, dynamo=False, opset_version=opset, input_names=["images"],
-                              output_names=list(RAW_OUTPUTS), dynamic_axes=dyn, do_constant_folding=True)
+            torch.onnx.export(
+                wrapper,
+                (dummy,),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=["images"],
+                output_names=list(RAW_OUTPUTS),
+                dynamic_axes=dyn,
+                do_constant_folding=True,
+            )
         except Exception as exc:  # torch raises many kinds for unsupported ops
             raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
     return onnx.load_from_string(buf.getvalue())

@@ -76,8 +76,10 @@ def _processor_preprocessing(folder: Path, config: Any, warnings: list[str]) -> 
             return preprocessing_from_processor_config(json.loads(pp.read_text()), str(pp))
         except json.JSONDecodeError as exc:
             raise ModelSourceError(f"{pp}: not valid JSON ({exc})") from exc
-    msg = (f"{folder}: no preprocessor_config.json; using RT-DETR's defaults (stretch resize to the anchor size, "
-           "RGB, /255, no normalisation)")
+    msg = (
+        f"{folder}: no preprocessor_config.json; using RT-DETR's defaults (stretch resize to the anchor size, "
+        "RGB, /255, no normalisation)"
+    )
     log.warning(msg)
     warnings.append(msg)
     return _default_preprocessing(config)
@@ -89,7 +91,11 @@ def load_folder(folder: str | os.PathLike[str], source: dict[str, Any] | None = 
     cfg = _check_config(folder)
     if not list(folder.glob("*.safetensors")):
         bins = [p.name for p in folder.glob("*.bin")]
-        extra = f" (found {', '.join(bins)}: pickled weights are not loaded; re-save with safe_serialization)" if bins else ""
+        extra = (
+            f" (found {', '.join(bins)}: pickled weights are not loaded; re-save with safe_serialization)"
+            if bins
+            else ""
+        )
         raise ModelSourceError(f"{folder}: no .safetensors weights{extra}")
     transformers = require("transformers", "loading RT-DETR models")
     cls = getattr(transformers, SUPPORTED_MODEL_TYPES[cfg["model_type"]])
@@ -124,8 +130,9 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
     return Path(path)
 
 
-def load_model(source: Any, revision: str | None = None, cache_dir: str | None = None,
-               preprocessing: Preprocessing | None = None) -> LoadedModel:
+def load_model(
+    source: Any, revision: str | None = None, cache_dir: str | None = None, preprocessing: Preprocessing | None = None
+) -> LoadedModel:
     """Load an RT-DETR from a hub id, a local folder, or a model object.
 
     Args:

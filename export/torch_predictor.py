@@ -29,8 +29,9 @@ class TorchPredictor:
         threads: torch intra-op threads (default: torch's choice).
     """
 
-    def __init__(self, source: Any, conf: float = 0.0, max_det: int = 300, top_k: int = 300,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, source: Any, conf: float = 0.0, max_det: int = 300, top_k: int = 300, threads: int | None = None
+    ) -> None:
         self.torch = require("torch", "running the PyTorch model")
         if threads:
             self.torch.set_num_threads(threads)

@@ -46,8 +46,12 @@ class SetMatch:
         return self.matched / self.compared if self.compared else 1.0
 
 
-def match_topk(ref: tuple[np.ndarray, np.ndarray, np.ndarray], cand: tuple[np.ndarray, np.ndarray, np.ndarray],
-               tail_margin: float = 1e-4, gate: float = 0.05) -> SetMatch:
+def match_topk(
+    ref: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cand: tuple[np.ndarray, np.ndarray, np.ndarray],
+    tail_margin: float = 1e-4,
+    gate: float = 0.05,
+) -> SetMatch:
     """Match one image's candidate (scores [K], labels [K], boxes [K,4]) to the reference as sets.
 
     A reference detection is *compared* unless its score is within ``tail_margin`` of the
@@ -70,8 +74,12 @@ def match_topk(ref: tuple[np.ndarray, np.ndarray, np.ndarray], cand: tuple[np.nd
 
 
 def merge(matches: list[SetMatch]) -> SetMatch:
-    return SetMatch(sum(m.compared for m in matches), sum(m.matched for m in matches),
-                    max((m.max_abs_score for m in matches), default=0.0), max((m.max_abs_box for m in matches), default=0.0))
+    return SetMatch(
+        sum(m.compared for m in matches),
+        sum(m.matched for m in matches),
+        max((m.max_abs_score for m in matches), default=0.0),
+        max((m.max_abs_box for m in matches), default=0.0),
+    )
 
 
 def torch_reference(model: Any, pixels: np.ndarray, top_k: int) -> tuple[np.ndarray, ...]:
@@ -107,14 +115,22 @@ class VerificationReport:
         return asdict(self)
 
     def summary(self) -> str:
-        return (f"{'PASS' if self.passed else 'FAIL'}: {self.images} images, batches {self.batch_sizes}: "
-                f"max |d score| {self.max_abs_score:.2e}, max |d box| {self.max_abs_box:.2e} "
-                f"(tolerance {self.tolerance:g}), labels agree on {self.label_agreement:.1%} of {self.compared}")
+        return (
+            f"{'PASS' if self.passed else 'FAIL'}: {self.images} images, batches {self.batch_sizes}: "
+            f"max |d score| {self.max_abs_score:.2e}, max |d box| {self.max_abs_box:.2e} "
+            f"(tolerance {self.tolerance:g}), labels agree on {self.label_agreement:.1%} of {self.compared}"
+        )
 
 
-def verify(model: Any, onnx_bytes: bytes, contract: ModelContract, images: list[np.ndarray] | None = None,
-           tolerance: float = DEFAULT_TOLERANCE, batch_sizes: tuple[int, ...] = (1, 4), raise_on_fail: bool = True,
-           ) -> VerificationReport:
+def verify(
+    model: Any,
+    onnx_bytes: bytes,
+    contract: ModelContract,
+    images: list[np.ndarray] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    batch_sizes: tuple[int, ...] = (1, 4),
+    raise_on_fail: bool = True,
+) -> VerificationReport:
     """Compare the ONNX graph on ONNX Runtime with the PyTorch model.
 
     Args:
@@ -130,7 +146,9 @@ def verify(model: Any, onnx_bytes: bytes, contract: ModelContract, images: list[
     images = images if images is not None else verification_images()
     pixels, _ = Preprocessor(contract.preprocessing).batch(images)
     k = contract.top_k
-    logits, pred_boxes, t_scores, t_labels, t_boxes = torch_reference(model, pixels, min(k, contract.num_queries * contract.num_classes))
+    logits, pred_boxes, t_scores, t_labels, t_boxes = torch_reference(
+        model, pixels, min(k, contract.num_queries * contract.num_classes)
+    )
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
@@ -138,12 +156,13 @@ def verify(model: Any, onnx_bytes: bytes, contract: ModelContract, images: list[
     worst_raw = 0.0
     for bs in batch_sizes:
         for start in range(0, len(images), bs):
-            chunk = pixels[start:start + bs]
+            chunk = pixels[start : start + bs]
             outs = session.run(None, {contract.input_name: chunk})
             if contract.output_kind == OUTPUT_RAW:
                 sl = slice(start, start + len(chunk))
-                worst_raw = max(worst_raw, float(np.abs(outs[0] - logits[sl]).max()),
-                                float(np.abs(outs[1] - pred_boxes[sl]).max()))
+                worst_raw = max(
+                    worst_raw, float(np.abs(outs[0] - logits[sl]).max()), float(np.abs(outs[1] - pred_boxes[sl]).max())
+                )
                 continue
             for i in range(len(chunk)):
                 n = start + i
@@ -153,8 +172,16 @@ def verify(model: Any, onnx_bytes: bytes, contract: ModelContract, images: list[
     else:
         total = merge(matches)
     passed = total.label_agreement == 1.0 and total.max_abs_score <= tolerance and total.max_abs_box <= tolerance
-    report = VerificationReport(len(images), list(batch_sizes), tolerance, total.max_abs_score, total.max_abs_box,
-                                total.label_agreement, total.compared, passed)
+    report = VerificationReport(
+        len(images),
+        list(batch_sizes),
+        tolerance,
+        total.max_abs_score,
+        total.max_abs_box,
+        total.label_agreement,
+        total.compared,
+        passed,
+    )
     if raise_on_fail and not passed:
         raise VerificationError(f"ONNX Runtime disagrees with PyTorch: {report.summary()}")
     return report

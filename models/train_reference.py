@@ -52,14 +52,32 @@ INPUT_SIZE = 256
 
 
 def shapes_config() -> RTDetrConfig:
-    backbone = RTDetrResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256], embedding_size=32,
-                                  layer_type="basic", out_features=["stage2", "stage3", "stage4"])
+    # out_features / num_labels are accepted at runtime (transformers' config __init__ takes the
+    # PretrainedConfig kwargs), but the dataclass signature its types expose does not list them
+    backbone = RTDetrResNetConfig(  # type: ignore[call-arg]  # out_features: see above
+        depths=[1, 1, 1, 1],
+        hidden_sizes=[32, 64, 128, 256],
+        embedding_size=32,
+        layer_type="basic",
+        out_features=["stage2", "stage3", "stage4"],
+    )
     id2label = dict(enumerate(synth.CLASSES))
-    return RTDetrConfig(
-        backbone_config=backbone, encoder_in_channels=[64, 128, 256], encoder_hidden_dim=96, hidden_expansion=0.5,
-        encoder_ffn_dim=512, d_model=128, decoder_in_channels=[96, 96, 96], decoder_ffn_dim=512,
-        decoder_layers=3, num_queries=100, num_labels=len(synth.CLASSES), anchor_image_size=[INPUT_SIZE, INPUT_SIZE],
-        num_denoising=100, freeze_backbone_batch_norms=False, id2label=id2label,
+    return RTDetrConfig(  # type: ignore[call-arg]  # num_labels: see above
+        backbone_config=backbone,
+        encoder_in_channels=[64, 128, 256],
+        encoder_hidden_dim=96,
+        hidden_expansion=0.5,
+        encoder_ffn_dim=512,
+        d_model=128,
+        decoder_in_channels=[96, 96, 96],
+        decoder_ffn_dim=512,
+        decoder_layers=3,
+        num_queries=100,
+        num_labels=len(synth.CLASSES),
+        anchor_image_size=[INPUT_SIZE, INPUT_SIZE],
+        num_denoising=100,
+        freeze_backbone_batch_norms=False,
+        id2label=id2label,
         label2id={v: k for k, v in id2label.items()},
     )
 
@@ -96,10 +114,25 @@ class Data:
                 img = img[:, ::-1]
                 boxes[:, 0] = w - boxes[:, 0] - boxes[:, 2]
             self.pre.into(img, buf[j])
-            cxcywh = np.stack([(boxes[:, 0] + boxes[:, 2] / 2) / w, (boxes[:, 1] + boxes[:, 3] / 2) / h,
-                               boxes[:, 2] / w, boxes[:, 3] / h], axis=1) if len(boxes) else np.zeros((0, 4))
-            labels.append({"class_labels": torch.as_tensor(cats - 1, dtype=torch.long),
-                           "boxes": torch.as_tensor(cxcywh, dtype=torch.float32)})
+            cxcywh = (
+                np.stack(
+                    [
+                        (boxes[:, 0] + boxes[:, 2] / 2) / w,
+                        (boxes[:, 1] + boxes[:, 3] / 2) / h,
+                        boxes[:, 2] / w,
+                        boxes[:, 3] / h,
+                    ],
+                    axis=1,
+                )
+                if len(boxes)
+                else np.zeros((0, 4))
+            )
+            labels.append(
+                {
+                    "class_labels": torch.as_tensor(cats - 1, dtype=torch.long),
+                    "boxes": torch.as_tensor(cxcywh, dtype=torch.float32),
+                }
+            )
         return torch.from_numpy(buf), labels
 
 
@@ -170,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     ema.requires_grad_(False)
     backbone = [p for n, p in model.named_parameters() if "backbone" in n]
     rest = [p for n, p in model.named_parameters() if "backbone" not in n]
-    opt = torch.optim.AdamW([{"params": backbone, "lr": args.lr / 2}, {"params": rest, "lr": args.lr}],
-                            lr=args.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(
+        [{"params": backbone, "lr": args.lr / 2}, {"params": rest, "lr": args.lr}], lr=args.lr, weight_decay=1e-4
+    )
     base_lrs = [g["lr"] for g in opt.param_groups]
     ckpt_path = work / "checkpoint.pt"
     step, best, elapsed = 0, -1.0, 0.0
@@ -185,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng([args.seed, step])
         print(f"resumed at step {step} (best val AP {best:.3f}, {elapsed / 60:.1f} min so far)", flush=True)
     with open(work / "log.jsonl", "a") as log:
-        print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; {len(train.images)} train images",
-              flush=True)
+        print(
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; {len(train.images)} train images",
+            flush=True,
+        )
         t0 = time.time() - elapsed
         order = rng.permutation(len(train.images))
         pos = 0
@@ -194,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         while step < args.steps:
             if pos + args.batch > len(order):
                 order, pos = rng.permutation(len(train.images)), 0
-            idx = order[pos:pos + args.batch]
+            idx = order[pos : pos + args.batch]
             pos += args.batch
             pixels, labels = train.batch(idx, rng)
             f = lr_factor(step, args.steps)
@@ -214,8 +250,12 @@ def main(argv: list[str] | None = None) -> int:
                         e.copy_(p)
             step += 1
             if step % 50 == 0:
-                rec = {"step": step, "loss": round(out.loss.item(), 4), "lr": opt.param_groups[1]["lr"],
-                       "min": round((time.time() - t0) / 60, 2)}
+                rec = {
+                    "step": step,
+                    "loss": round(out.loss.item(), 4),
+                    "lr": opt.param_groups[1]["lr"],
+                    "min": round((time.time() - t0) / 60, 2),
+                }
                 print(json.dumps(rec), flush=True)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
@@ -229,8 +269,14 @@ def main(argv: list[str] | None = None) -> int:
                 if metrics["AP"] > best:
                     best = metrics["AP"]
                     ema.save_pretrained(work / "best")
-                state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                         "best": best, "elapsed": time.time() - t0}
+                state = {
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "best": best,
+                    "elapsed": time.time() - t0,
+                }
                 with atomic.replacing_file(ckpt_path) as tmp:
                     torch.save(state, tmp)
 
@@ -242,12 +288,24 @@ def main(argv: list[str] | None = None) -> int:
     with atomic.replacing_dir(args.out, overwrite=True) as tmp:
         best_model.save_pretrained(tmp)
         RTDetrImageProcessorPil(size={"height": INPUT_SIZE, "width": INPUT_SIZE}).save_pretrained(tmp)
-        atomic.write_json(tmp / "training.json", {
-            "steps": step, "batch": args.batch, "lr": args.lr, "num_train": args.num_train, "train_seed": 1,
-            "val_seed": 2, "test_seed": 3, "best_val_AP": best, "test": test_metrics,
-            "minutes": round((time.time() - t0) / 60, 1), "threads": args.threads,
-            "torch": torch.__version__, "cpu_count": os.cpu_count(),
-        })
+        atomic.write_json(
+            tmp / "training.json",
+            {
+                "steps": step,
+                "batch": args.batch,
+                "lr": args.lr,
+                "num_train": args.num_train,
+                "train_seed": 1,
+                "val_seed": 2,
+                "test_seed": 3,
+                "best_val_AP": best,
+                "test": test_metrics,
+                "minutes": round((time.time() - t0) / 60, 1),
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "cpu_count": os.cpu_count(),
+            },
+        )
     print(f"saved {args.out}", flush=True)
     return 0
 

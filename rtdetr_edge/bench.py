@@ -24,8 +24,14 @@ def percentiles(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, np.float64)
     if a.size == 0:
         return {}
-    return {"mean": float(a.mean()), "min": float(a.min()), "p50": float(np.percentile(a, 50)),
-            "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+    return {
+        "mean": float(a.mean()),
+        "min": float(a.min()),
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
 
 
 @dataclass
@@ -41,24 +47,39 @@ class BenchResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "batch": self.batch, "iterations": self.iterations,
-                "image_size": list(self.image_size), "backend": self.backend, "latency_ms": self.latency_ms,
-                "stages_ms": self.stages_ms, "throughput_ips": self.throughput_ips, **self.extra}
+        return {
+            "model": self.model,
+            "batch": self.batch,
+            "iterations": self.iterations,
+            "image_size": list(self.image_size),
+            "backend": self.backend,
+            "latency_ms": self.latency_ms,
+            "stages_ms": self.stages_ms,
+            "throughput_ips": self.throughput_ips,
+            **self.extra,
+        }
 
     def table(self) -> str:
         rows = [("host latency", self.latency_ms)] + [(k, v) for k, v in self.stages_ms.items()]
-        lines = [f"{self.model}  backend={self.backend.get('backend')}  batch={self.batch}  "
-                 f"iterations={self.iterations}  image={self.image_size[0]}x{self.image_size[1]}",
-                 f"{'stage':<14}{'mean':>9}{'p50':>9}{'p90':>9}{'p99':>9}  (ms per batch)"]
+        lines = [
+            f"{self.model}  backend={self.backend.get('backend')}  batch={self.batch}  "
+            f"iterations={self.iterations}  image={self.image_size[0]}x{self.image_size[1]}",
+            f"{'stage':<14}{'mean':>9}{'p50':>9}{'p90':>9}{'p99':>9}  (ms per batch)",
+        ]
         for name, s in rows:
             lines.append(f"{name:<14}{s['mean']:>9.2f}{s['p50']:>9.2f}{s['p90']:>9.2f}{s['p99']:>9.2f}")
         lines.append(f"throughput    {self.throughput_ips:.1f} images/s")
         return "\n".join(lines)
 
 
-def benchmark(model: str | os.PathLike[str] | Detector, batch: int = 1, iterations: int = 50, warmup: int = 10,
-              image: str | os.PathLike[str] | np.ndarray | None = None,
-              image_size: tuple[int, int] = (1280, 720)) -> BenchResult:
+def benchmark(
+    model: str | os.PathLike[str] | Detector,
+    batch: int = 1,
+    iterations: int = 50,
+    warmup: int = 10,
+    image: str | os.PathLike[str] | np.ndarray | None = None,
+    image_size: tuple[int, int] = (1280, 720),
+) -> BenchResult:
     """Time a Detector on one image repeated ``batch`` times.
 
     Args:
@@ -79,7 +100,8 @@ def benchmark(model: str | os.PathLike[str] | Detector, batch: int = 1, iteratio
     frames = [frame] * batch
     for _ in range(warmup):
         det.detect_batch(frames)
-    host, stages = [], {"preprocess": [], "infer": [], "postprocess": []}
+    host: list[float] = []
+    stages: dict[str, list[float]] = {"preprocess": [], "infer": [], "postprocess": []}
     gpu: list[float] = []
     t_all = time.perf_counter()
     for _ in range(iterations):
@@ -98,8 +120,16 @@ def benchmark(model: str | os.PathLike[str] | Detector, batch: int = 1, iteratio
     if gpu:
         stage_stats["gpu_compute"] = percentiles(gpu)
     name = str(det.model_path)
-    result = BenchResult(name, batch, iterations, (frame.shape[1], frame.shape[0]), det.describe(), percentiles(host),
-                         stage_stats, batch * iterations / wall)
+    result = BenchResult(
+        name,
+        batch,
+        iterations,
+        (frame.shape[1], frame.shape[0]),
+        det.describe(),
+        percentiles(host),
+        stage_stats,
+        batch * iterations / wall,
+    )
     if not isinstance(model, Detector):
         det.close()
     return result

@@ -106,8 +106,17 @@ class BuildOptions:
 def tool_versions() -> dict[str, str]:
     """Versions of the tools that shaped an artifact (recorded in metadata.json)."""
     out = {"rtdetr_edge": __version__, "python": platform.python_version()}
-    for dist in ("torch", "transformers", "onnx", "onnxruntime", "onnxsim", "onnx-graphsurgeon", "numpy",
-                 "opencv-python-headless", "onnxconverter-common"):
+    for dist in (
+        "torch",
+        "transformers",
+        "onnx",
+        "onnxruntime",
+        "onnxsim",
+        "onnx-graphsurgeon",
+        "numpy",
+        "opencv-python-headless",
+        "onnxconverter-common",
+    ):
         with contextlib.suppress(importlib_metadata.PackageNotFoundError):
             out[dist] = importlib_metadata.version(dist)
     return out
@@ -126,8 +135,9 @@ def check_out(out: str | Path, force: bool) -> Path:
     return path
 
 
-def build_bundle(model: Any, out: str | Path, options: BuildOptions | None = None,
-                 step: Callable[[str], None] | None = None) -> Path:
+def build_bundle(
+    model: Any, out: str | Path, options: BuildOptions | None = None, step: Callable[[str], None] | None = None
+) -> Path:
     """Export a model and write its bundle (host; needs the ``export`` extra).
 
     Args:
@@ -142,8 +152,10 @@ def build_bundle(model: Any, out: str | Path, options: BuildOptions | None = Non
     opts = options or BuildOptions()
     announce = step or (lambda name: None)
     if is_bundle(model):
-        raise InputError(f"--model {model}: is already a bundle; add precisions to it with add_precisions() "
-                         "(rtdetr-build does that for a bundle), build engines with rtdetr-engine")
+        raise InputError(
+            f"--model {model}: is already a bundle; add precisions to it with add_precisions() "
+            "(rtdetr-build does that for a bundle), build engines with rtdetr-engine"
+        )
     out_path = check_out(out, opts.force)
     require("torch", "exporting a PyTorch model (on the host)")
     from .export import export_onnx
@@ -156,7 +168,9 @@ def build_bundle(model: Any, out: str | Path, options: BuildOptions | None = Non
         metadata: dict[str, Any] = {
             "contract": result.contract.to_dict(),
             "artifacts": {"fp32": {"file": "model.onnx", "kind": "onnx", "precision": "fp32"}},
-            "source": result.source, "versions": tool_versions(), "build_options": options_record(opts),
+            "source": result.source,
+            "versions": tool_versions(),
+            "build_options": options_record(opts),
             "verification": verification,
         }
         report: dict[str, Any] = {"export": result.report, "verification": verification}
@@ -173,8 +187,9 @@ def options_record(opts: BuildOptions) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(opts)))
 
 
-def add_precisions(bundle_dir: str | Path, out: str | Path, options: BuildOptions,
-                   step: Callable[[str], None] | None = None) -> Path:
+def add_precisions(
+    bundle_dir: str | Path, out: str | Path, options: BuildOptions, step: Callable[[str], None] | None = None
+) -> Path:
     """Add ``options``' precisions to an existing bundle (torch-free), in place or as a new bundle ``out``."""
     src, out_path = Path(bundle_dir), Path(out)
     bundle = Bundle(src)
@@ -196,8 +211,14 @@ def add_precisions(bundle_dir: str | Path, out: str | Path, options: BuildOption
     return out_path
 
 
-def _add_precisions(tmp: Path, contract: ModelContract, metadata: dict[str, Any], report: dict[str, Any],
-                    opts: BuildOptions, announce: Callable[[str], None]) -> None:
+def _add_precisions(
+    tmp: Path,
+    contract: ModelContract,
+    metadata: dict[str, Any],
+    report: dict[str, Any],
+    opts: BuildOptions,
+    announce: Callable[[str], None],
+) -> None:
     """Write the FP16 and INT8 artifacts next to ``tmp/model.onnx`` and record them."""
     fp32 = tmp / metadata["artifacts"]["fp32"]["file"]
     artifacts = metadata["artifacts"]
@@ -207,31 +228,49 @@ def _add_precisions(tmp: Path, contract: ModelContract, metadata: dict[str, Any]
         from .calib.fp16 import write_fp16
 
         report["fp16"] = write_fp16(fp32, tmp / "model.fp16.onnx")
-        artifacts["fp16"] = {"file": "model.fp16.onnx", "kind": "onnx", "precision": "fp16",
-                             "kept_fp32": report["fp16"]["kept_fp32"]}
+        artifacts["fp16"] = {
+            "file": "model.fp16.onnx",
+            "kind": "onnx",
+            "precision": "fp16",
+            "kept_fp32": report["fp16"]["kept_fp32"],
+        }
     if "int8" in opts.precisions:
         holdout = _add_int8(tmp, fp32, contract, artifacts, report, opts, announce)
-    metadata["default_precision"] = opts.precision if opts.precision != "best" else (
-        "int8" if "int8" in artifacts else "fp16")
+    metadata["default_precision"] = (
+        opts.precision if opts.precision != "best" else ("int8" if "int8" in artifacts else "fp16")
+    )
     if opts.check_images and holdout is not None and len(opts.precisions):
         announce("accuracy check")
         from .evaluate.accuracy import artifact_accuracy
 
-        report["accuracy"] = artifact_accuracy(tmp, artifacts, holdout[0], holdout[1][: opts.check_images],
-                                               contract.class_names)
+        report["accuracy"] = artifact_accuracy(
+            tmp, artifacts, holdout[0], holdout[1][: opts.check_images], contract.class_names
+        )
         metadata["accuracy"] = report["accuracy"]
     if opts.check_images and opts.precisions:
         announce("polygraphy check")
         from .check import check_bundle_dir
 
         calib = opts.calibration
-        report["check"] = check_bundle_dir(tmp, metadata, opts.precisions, num_images=min(opts.check_images, 50),
-                                           images_dir=calib.images_dir if calib else None,
-                                           coco_root=calib.coco_root if calib else None)
+        report["check"] = check_bundle_dir(
+            tmp,
+            metadata,
+            opts.precisions,
+            num_images=min(opts.check_images, 50),
+            images_dir=calib.images_dir if calib else None,
+            coco_root=calib.coco_root if calib else None,
+        )
 
 
-def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[str, Any], report: dict[str, Any],
-              opts: BuildOptions, announce: Callable[[str], None]) -> tuple[CocoDataset, list[int]] | None:
+def _add_int8(
+    tmp: Path,
+    fp32: Path,
+    contract: ModelContract,
+    artifacts: dict[str, Any],
+    report: dict[str, Any],
+    opts: BuildOptions,
+    announce: Callable[[str], None],
+) -> tuple[CocoDataset, list[int]] | None:
     import dataclasses
 
     from .calib import calibrate
@@ -250,12 +289,16 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
     patterns.update(dict.fromkeys(opts.int8.keep, "kept by --int8-keep"))
     reasons = default_excluded_nodes(onnx.load(str(fp32), load_external_data=False), patterns)
     exclude = list(reasons)
-    holdout = (result.source.dataset, result.holdout_ids) if result.source.dataset is not None and \
-        result.holdout_ids else None
+    holdout = (
+        (result.source.dataset, result.holdout_ids)
+        if result.source.dataset is not None and result.holdout_ids
+        else None
+    )
     choice, qrep = None, None
     if len(result.candidates) > 1:
-        choice, qrep = choose_ranges(fp32, result, holdout, exclude, contract.class_names, opts.check_images,
-                                     tmp, announce)
+        choice, qrep = choose_ranges(
+            fp32, result, holdout, exclude, contract.class_names, opts.check_images, tmp, announce
+        )
     result.ranges.save(tmp / "calib" / "ranges.json")
     manifest = result.subset.manifest()
     manifest["skipped"] = result.skipped
@@ -270,25 +313,39 @@ def _add_int8(tmp: Path, fp32: Path, contract: ModelContract, artifacts: dict[st
     sens = None
     if opts.int8.sensitivity:
         if holdout is None:
-            raise CalibrationError("--int8-sensitivity needs an annotated --calib source (COCO json or split) "
-                                   "with images beyond the calibration subset")
+            raise CalibrationError(
+                "--int8-sensitivity needs an annotated --calib source (COCO json or split) "
+                "with images beyond the calibration subset"
+            )
         announce("int8 sensitivity")
         from .calib.sensitivity import sensitivity_search
 
-        exclude, sens = sensitivity_search(fp32, result.ranges.ranges, holdout[0],
-                                           holdout[1][: max(opts.check_images, 50)], exclude, opts.int8.target)
+        exclude, sens = sensitivity_search(
+            fp32, result.ranges.ranges, holdout[0], holdout[1][: max(opts.check_images, 50)], exclude, opts.int8.target
+        )
     if qrep is None or exclude != list(reasons):  # not written by the range choice, or sensitivity changed it
         announce("quantize (Q/DQ)")
         qrep = write_qdq(fp32, result.ranges.ranges, tmp / "model.int8.qdq.onnx", exclude)
     artifacts["int8"] = {
-        "file": "model.int8.qdq.onnx", "kind": "onnx", "precision": "int8", "quantization": "qdq",
-        "ranges": "calib/ranges.json", "manifest": "calib/manifest.json", "tensorrt_caches": caches,
-        "excluded_nodes": exclude, "exclusion_reasons": {**reasons, **{n: "int8 sensitivity" for n in exclude
-                                                                        if n not in reasons}},
+        "file": "model.int8.qdq.onnx",
+        "kind": "onnx",
+        "precision": "int8",
+        "quantization": "qdq",
+        "ranges": "calib/ranges.json",
+        "manifest": "calib/manifest.json",
+        "tensorrt_caches": caches,
+        "excluded_nodes": exclude,
+        "exclusion_reasons": {**reasons, **{n: "int8 sensitivity" for n in exclude if n not in reasons}},
     }
-    report["calibration"] = {"source": copts.calib, "images": result.ranges.images, "tensors": len(result.ranges.ranges),
-                             "coverage": result.subset.coverage, "seconds": result.seconds,
-                             "skipped": len(result.skipped), "manifest_sha256": manifest["sha256"]}
+    report["calibration"] = {
+        "source": copts.calib,
+        "images": result.ranges.images,
+        "tensors": len(result.ranges.ranges),
+        "coverage": result.subset.coverage,
+        "seconds": result.seconds,
+        "skipped": len(result.skipped),
+        "manifest_sha256": manifest["sha256"],
+    }
     report["int8"] = qrep
     if choice is not None:
         report["calibration"]["algorithm_choice"] = choice

@@ -38,7 +38,16 @@ ENGINES = "engines"
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "METADATA", "PRECISIONS", "Bundle", "finalize_bundle", "sha256_file", "write_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "METADATA",
+    "PRECISIONS",
+    "Bundle",
+    "finalize_bundle",
+    "sha256_file",
+    "write_bundle",
+]
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -81,8 +90,10 @@ class Bundle:
             raise BundleError(f"{meta_path}: not an rtdetr-edge bundle (format {found!r})")
         version = meta.get("format_version")
         if version != BUNDLE_VERSION:
-            raise BundleError(f"{meta_path}: unknown bundle format version {version!r}; this rtdetr-edge reads "
-                              f"version {BUNDLE_VERSION}. Rebuild the bundle or upgrade rtdetr-edge.")
+            raise BundleError(
+                f"{meta_path}: unknown bundle format version {version!r}; this rtdetr-edge reads "
+                f"version {BUNDLE_VERSION}. Rebuild the bundle or upgrade rtdetr-edge."
+            )
         self._open(meta, str(meta_path))
         if verify_hashes:
             for precision, art in self.metadata["artifacts"].items():
@@ -103,7 +114,9 @@ class Bundle:
         artifacts = meta.get("artifacts")
         if not isinstance(artifacts, dict) or "fp32" not in artifacts:
             raise BundleError(f"{source}: no fp32 artifact listed")
-        missing = [f"{p}: {a.get('file')}" for p, a in artifacts.items() if not (self.path / str(a.get("file"))).is_file()]
+        missing = [
+            f"{p}: {a.get('file')}" for p, a in artifacts.items() if not (self.path / str(a.get("file"))).is_file()
+        ]
         if missing:
             raise BundleError(f"{self.path}: bundle is incomplete, missing {'; '.join(missing)}")
 
@@ -119,7 +132,9 @@ class Bundle:
         try:
             return dict(self.metadata["artifacts"][precision])
         except KeyError:
-            raise BundleError(f"{self.path}: no {precision} artifact; the bundle has {', '.join(self.precisions)}") from None
+            raise BundleError(
+                f"{self.path}: no {precision} artifact; the bundle has {', '.join(self.precisions)}"
+            ) from None
 
     def onnx_path(self, precision: str = "fp32") -> Path:
         """The ONNX file for ``precision`` (fp32, fp16 or int8 Q/DQ)."""
@@ -180,9 +195,13 @@ def finalize_bundle(directory: Path, metadata: dict[str, Any], report: dict[str,
     return meta
 
 
-def write_bundle(out: str | os.PathLike[str], metadata: dict[str, Any],
-                 files: dict[str, bytes | Callable[[Path], None]], report: dict[str, Any] | None = None,
-                 overwrite: bool = False) -> Path:
+def write_bundle(
+    out: str | os.PathLike[str],
+    metadata: dict[str, Any],
+    files: dict[str, bytes | Callable[[Path], None]],
+    report: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write a bundle atomically from in-memory files.
 
     Args:

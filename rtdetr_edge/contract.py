@@ -115,7 +115,7 @@ class ModelContract:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "contract") -> ModelContract:
+    def from_dict(cls, d: object, source: str = "contract") -> ModelContract:
         """Validate and build a contract; ``source`` names the file in error messages."""
         if not isinstance(d, dict):
             raise BundleError(f"{source}: expected a JSON object for the model contract, got {type(d).__name__}")
@@ -178,6 +178,13 @@ def preprocessing_from_processor_config(cfg: dict[str, Any], source: str = "prep
     normalize = bool(cfg.get("do_normalize", False))
     mean = tuple(float(v) for v in cfg.get("image_mean", (0.0, 0.0, 0.0))) if normalize else (0.0, 0.0, 0.0)
     std = tuple(float(v) for v in cfg.get("image_std", (1.0, 1.0, 1.0))) if normalize else (1.0, 1.0, 1.0)
-    return Preprocessing(height=height, width=width, resample=resample_name, channel_order="RGB",
-                         rescale_factor=rescale, do_normalize=normalize,
-                         mean=mean, std=std)  # type: ignore[arg-type]
+    return Preprocessing(
+        height=height,
+        width=width,
+        resample=resample_name,
+        channel_order="RGB",
+        rescale_factor=rescale,
+        do_normalize=normalize,
+        mean=mean,  # type: ignore[arg-type]  # Preprocessing validates the length (3) itself
+        std=std,  # type: ignore[arg-type]
+    )

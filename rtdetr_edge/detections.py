@@ -49,8 +49,11 @@ class Detections:
     image_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        self.xyxy = np.asarray(self.xyxy, np.float32).reshape(-1, 4) if np.size(self.xyxy) == 0 else np.asarray(
-            self.xyxy, np.float32)
+        self.xyxy = (
+            np.asarray(self.xyxy, np.float32).reshape(-1, 4)
+            if np.size(self.xyxy) == 0
+            else np.asarray(self.xyxy, np.float32)
+        )
         self.scores = np.asarray(self.scores, np.float32)
         self.class_ids = np.asarray(self.class_ids, np.int32)
         self.class_names = tuple(self.class_names)
@@ -62,13 +65,16 @@ class Detections:
         if self.class_ids.shape != (m,):
             raise InputError(f"Detections.class_ids: expected shape ({m},), got {self.class_ids.shape}")
         if self.class_names and m and (self.class_ids.min() < 0 or self.class_ids.max() >= len(self.class_names)):
-            raise InputError(f"Detections.class_ids: expected values in [0, {len(self.class_names)}), "
-                             f"got {self.class_ids.min()}..{self.class_ids.max()}")
+            raise InputError(
+                f"Detections.class_ids: expected values in [0, {len(self.class_names)}), "
+                f"got {self.class_ids.min()}..{self.class_ids.max()}"
+            )
 
     @classmethod
     def empty(cls, class_names: tuple[str, ...] = (), image_size: tuple[int, int] | None = None) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32),
-                   class_names, image_size)
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), class_names, image_size
+        )
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -77,9 +83,13 @@ class Detections:
         """Same boxes, scores and class ids (exactly, in order), class names and image size."""
         if not isinstance(other, Detections):
             return NotImplemented
-        return (self.class_names == other.class_names and self.image_size == other.image_size
-                and np.array_equal(self.xyxy, other.xyxy) and np.array_equal(self.scores, other.scores)
-                and np.array_equal(self.class_ids, other.class_ids))
+        return (
+            self.class_names == other.class_names
+            and self.image_size == other.image_size
+            and np.array_equal(self.xyxy, other.xyxy)
+            and np.array_equal(self.scores, other.scores)
+            and np.array_equal(self.class_ids, other.class_ids)
+        )
 
     __hash__ = None  # type: ignore[assignment]  # mutable arrays: not hashable, as a dataclass with eq
 
@@ -95,8 +105,9 @@ class Detections:
             index = [int(index)]
         if isinstance(index, np.ndarray) and index.dtype == bool and index.shape != (len(self),):
             raise InputError(f"Detections: boolean mask of shape {index.shape} for {len(self)} detections")
-        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], self.class_names,
-                          self.image_size)
+        return Detections(
+            self.xyxy[index], self.scores[index], self.class_ids[index], self.class_names, self.image_size
+        )
 
     def __repr__(self) -> str:
         items = ", ".join(f"{d.label} {d.score:.2f} [{', '.join(f'{v:.1f}' for v in d.xyxy)}]" for d in list(self)[:10])
@@ -123,12 +134,20 @@ class Detections:
         return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [{"label": d.label, "class_id": d.class_id, "score": round(d.score, 5),
-                 "xyxy": [round(v, 2) for v in d.xyxy]} for d in self]
+        return [
+            {
+                "label": d.label,
+                "class_id": d.class_id,
+                "score": round(d.score, 5),
+                "xyxy": [round(v, 2) for v in d.xyxy],
+            }
+            for d in self
+        ]
 
     def to_json(self) -> str:
-        return json.dumps({"image_size": list(self.image_size) if self.image_size else None,
-                           "detections": self.to_list()})
+        return json.dumps(
+            {"image_size": list(self.image_size) if self.image_size else None, "detections": self.to_list()}
+        )
 
     def to_coco(self, image_id: int, category_ids: dict[int, int] | None = None) -> list[dict[str, Any]]:
         """COCO results entries (``bbox`` xywh); ``category_ids`` maps class id -> COCO category id."""
@@ -138,19 +157,30 @@ class Detections:
             if cat is None:
                 continue
             x0, y0, x1, y1 = d.xyxy
-            out.append({"image_id": int(image_id), "category_id": int(cat), "score": d.score,
-                        "bbox": [x0, y0, x1 - x0, y1 - y0]})
+            out.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": int(cat),
+                    "score": d.score,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                }
+            )
         return out
 
     def supervision_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``supervision.Detections(**kwargs)``."""
-        return {"xyxy": self.xyxy.copy(), "confidence": self.scores.copy(), "class_id": self.class_ids.astype(int),
-                "data": {"class_name": np.array(self.labels)}}
+        return {
+            "xyxy": self.xyxy.copy(),
+            "confidence": self.scores.copy(),
+            "class_id": self.class_ids.astype(int),
+            "data": {"class_name": np.array(self.labels)},
+        }
 
     def to_supervision(self, sv: Any = None) -> Any:
         """A ``supervision.Detections``; pass the imported module as ``sv`` or it is imported here."""
         if sv is None:
             from ._optional import require
+
             sv = require("supervision", "converting to supervision.Detections")
         return sv.Detections(**self.supervision_kwargs())
 
@@ -165,8 +195,9 @@ class Detections:
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
             ty = max(y0, th + base)
             cv2.rectangle(canvas, (x0, ty - th - base), (x0 + tw, ty), colour, -1)
-            cv2.putText(canvas, text, (x0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                canvas, text, (x0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA
+            )
         return canvas
 
 

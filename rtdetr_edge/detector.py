@@ -101,20 +101,34 @@ def prebuilt_engine(bundle: Bundle, precision: str, device: int = 0) -> Path | N
             meta = load_sidecar(path)
         except RtdetrEdgeError:
             continue
-        if meta is not None and meta.precision == precision and \
-                incompatibility(meta, version, props.name, props.compute_capability) is None:
+        if (
+            meta is not None
+            and meta.precision == precision
+            and incompatibility(meta, version, props.name, props.compute_capability) is None
+        ):
             found.append((meta.created, path))
     return max(found)[1] if found else None
 
 
-def _bundle_backend(bundle: Bundle, backend: str, precision: str, onnxruntime: OnnxRuntimeOptions | None,
-                    tensorrt: TensorRTOptions, engines: EngineSource | None) -> Backend:
+def _bundle_backend(
+    bundle: Bundle,
+    backend: str,
+    precision: str,
+    onnxruntime: OnnxRuntimeOptions | None,
+    tensorrt: TensorRTOptions,
+    engines: EngineSource | None,
+) -> Backend:
     if backend == "auto":
         backend = "tensorrt" if _tensorrt_usable(tensorrt.device) else "onnxruntime"
         if backend == "tensorrt" and engines is None and prebuilt_engine(bundle, precision, tensorrt.device) is None:
-            log.warning("%s has no %s TensorRT engine for this GPU and TensorRT version: running ONNX Runtime. Build "
-                        "one with `rtdetr-engine %s --precision %s` (or pass engines=BundleEngines())",
-                        bundle.path, precision, bundle.path, precision)
+            log.warning(
+                "%s has no %s TensorRT engine for this GPU and TensorRT version: running ONNX Runtime. Build "
+                "one with `rtdetr-engine %s --precision %s` (or pass engines=BundleEngines())",
+                bundle.path,
+                precision,
+                bundle.path,
+                precision,
+            )
             backend = "onnxruntime"
     if backend != "tensorrt":
         return open_backend(backend, bundle.onnx_path(precision), onnxruntime=onnxruntime)
@@ -123,15 +137,23 @@ def _bundle_backend(bundle: Bundle, backend: str, precision: str, onnxruntime: O
     else:
         found = prebuilt_engine(bundle, precision, tensorrt.device)
         if found is None:
-            raise EngineError(f"{bundle.path}: no {precision} TensorRT engine for this GPU and TensorRT version in "
-                              f"{bundle.engines_dir}; build one with `rtdetr-engine {bundle.path} --precision "
-                              f"{precision}` or pass engines=BundleEngines() to build it on first use")
+            raise EngineError(
+                f"{bundle.path}: no {precision} TensorRT engine for this GPU and TensorRT version in "
+                f"{bundle.engines_dir}; build one with `rtdetr-engine {bundle.path} --precision "
+                f"{precision}` or pass engines=BundleEngines() to build it on first use"
+            )
         engine_path = found
     return open_backend("tensorrt", engine_path, tensorrt=tensorrt)
 
 
-def _resolve(model: str | os.PathLike[str], backend: str, precision: str, onnxruntime: OnnxRuntimeOptions | None,
-             tensorrt: TensorRTOptions, engines: EngineSource | None) -> tuple[Backend, ModelContract, Bundle | None]:
+def _resolve(
+    model: str | os.PathLike[str],
+    backend: str,
+    precision: str,
+    onnxruntime: OnnxRuntimeOptions | None,
+    tensorrt: TensorRTOptions,
+    engines: EngineSource | None,
+) -> tuple[Backend, ModelContract, Bundle | None]:
     check_choice(backend, BACKEND_CHOICES, "backend")
     check_choice(precision, RUNTIME_PRECISIONS, "precision")
     path = Path(model)
@@ -155,8 +177,10 @@ def _contract_of(be: Backend, path: Path) -> ModelContract:
     meta = meta_fn() if callable(meta_fn) else {}
     text = meta.get(METADATA_KEY)
     if text is None:
-        raise BundleError(f"{path}: carries no rtdetr-edge model contract (metadata key {METADATA_KEY!r}); "
-                          "export it with rtdetr-build or load the bundle directory")
+        raise BundleError(
+            f"{path}: carries no rtdetr-edge model contract (metadata key {METADATA_KEY!r}); "
+            "export it with rtdetr-build or load the bundle directory"
+        )
     return ModelContract.from_json(text, str(path))
 
 
@@ -181,15 +205,27 @@ class Detector:
             :mod:`rtdetr_edge.engine` builds and caches it on first use.
     """
 
-    def __init__(self, model: str | os.PathLike[str], conf: float = 0.3, classes: Sequence[int] | None = None,
-                 max_det: int = 300, clip: bool = False, backend: str = "auto", precision: str = "auto",
-                 max_batch: int | None = None, onnxruntime: OnnxRuntimeOptions | None = None,
-                 tensorrt: TensorRTOptions | None = None, engines: EngineSource | None = None) -> None:
-        self.backend, self.contract, self.bundle = _resolve(model, backend, precision, onnxruntime,
-                                                            tensorrt or TensorRTOptions(), engines)
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        conf: float = 0.3,
+        classes: Sequence[int] | None = None,
+        max_det: int = 300,
+        clip: bool = False,
+        backend: str = "auto",
+        precision: str = "auto",
+        max_batch: int | None = None,
+        onnxruntime: OnnxRuntimeOptions | None = None,
+        tensorrt: TensorRTOptions | None = None,
+        engines: EngineSource | None = None,
+    ) -> None:
+        self.backend, self.contract, self.bundle = _resolve(
+            model, backend, precision, onnxruntime, tensorrt or TensorRTOptions(), engines
+        )
         self.model_path = Path(model)
-        self.options = PostprocessOptions(conf=conf, classes=tuple(classes) if classes is not None else None,
-                                          max_det=max_det, clip=clip)
+        self.options = PostprocessOptions(
+            conf=conf, classes=tuple(classes) if classes is not None else None, max_det=max_det, clip=clip
+        )
         self.preprocessor = Preprocessor(self.contract.preprocessing)
         lo, hi = self.backend.batch_range
         self.min_batch = lo
@@ -205,22 +241,44 @@ class Detector:
 
     def describe(self) -> dict[str, Any]:
         info = self.backend.describe()
-        info.update({"model": str(self.model_path), "input": [self.contract.preprocessing.height,
-                                                               self.contract.preprocessing.width],
-                     "batch_range": [self.min_batch, self.max_batch], "outputs": self.contract.output_kind})
+        info.update(
+            {
+                "model": str(self.model_path),
+                "input": [self.contract.preprocessing.height, self.contract.preprocessing.width],
+                "batch_range": [self.min_batch, self.max_batch],
+                "outputs": self.contract.output_kind,
+            }
+        )
         return info
 
     @overload
-    def __call__(self, images: list[Any] | tuple[Any, ...], rgb: bool = False, conf: float | None = None,
-                 classes: Sequence[int] | None = None, max_det: int | None = None) -> list[Detections]: ...  # type: ignore[overload-overlap]  # a list is also an object: the first match wins, as in typeshed
+    def __call__(  # type: ignore[overload-overlap]  # a list is also an object: the first match wins, as in typeshed
+        self,
+        images: list[Any] | tuple[Any, ...],
+        rgb: bool = False,
+        conf: float | None = None,
+        classes: Sequence[int] | None = None,
+        max_det: int | None = None,
+    ) -> list[Detections]: ...
 
     @overload
-    def __call__(self, images: str | os.PathLike[str] | np.ndarray | object, rgb: bool = False,
-                 conf: float | None = None, classes: Sequence[int] | None = None,
-                 max_det: int | None = None) -> Detections: ...
+    def __call__(
+        self,
+        images: str | os.PathLike[str] | np.ndarray | object,
+        rgb: bool = False,
+        conf: float | None = None,
+        classes: Sequence[int] | None = None,
+        max_det: int | None = None,
+    ) -> Detections: ...
 
-    def __call__(self, images: Any, rgb: bool = False, conf: float | None = None,
-                 classes: Sequence[int] | None = None, max_det: int | None = None) -> Detections | list[Detections]:
+    def __call__(
+        self,
+        images: Any,
+        rgb: bool = False,
+        conf: float | None = None,
+        classes: Sequence[int] | None = None,
+        max_det: int | None = None,
+    ) -> Detections | list[Detections]:
         """Detect on one image (returns :class:`Detections`) or a list (returns a list).
 
         Args:
@@ -236,7 +294,9 @@ class Detector:
         opts = PostprocessOptions(
             conf=self.options.conf if conf is None else conf,
             classes=self.options.classes if classes is None else tuple(classes),
-            max_det=self.options.max_det if max_det is None else max_det, clip=self.options.clip)
+            max_det=self.options.max_det if max_det is None else max_det,
+            clip=self.options.clip,
+        )
         results = self.detect_batch([self._load(img, rgb, i) for i, img in enumerate(batch)], opts)
         return results[0] if single else results
 
@@ -253,7 +313,7 @@ class Detector:
         times = StageTimes(images=len(bgr_images))
         with self._lock:
             for start in range(0, len(bgr_images), self.max_batch):
-                out += self._run_chunk(bgr_images[start:start + self.max_batch], opts, times)
+                out += self._run_chunk(bgr_images[start : start + self.max_batch], opts, times)
         self.last_times = times
         return out
 
@@ -272,8 +332,14 @@ class Detector:
         if c.output_kind == OUTPUT_RAW:
             dets = from_raw(outputs[c.output_names[0]], outputs[c.output_names[1]], sizes, c.top_k, opts, c.class_names)
         else:
-            dets = from_topk(outputs[c.output_names[0]], outputs[c.output_names[1]], outputs[c.output_names[2]],
-                             sizes, opts, c.class_names)
+            dets = from_topk(
+                outputs[c.output_names[0]],
+                outputs[c.output_names[1]],
+                outputs[c.output_names[2]],
+                sizes,
+                opts,
+                c.class_names,
+            )
         t3 = time.perf_counter()
         times.preprocess += (t1 - t0) * 1e3
         times.infer += (t2 - t1) * 1e3

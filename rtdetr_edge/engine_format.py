@@ -109,8 +109,10 @@ class BatchProfile:
         """(min, opt, max) full shapes for an input whose non-batch dims are ``sample_shape``."""
         dynamic = [i for i, d in enumerate(sample_shape) if d < 1]
         if dynamic:
-            raise EngineError(f"input dims {sample_shape} are dynamic beyond the batch (axes {[d + 1 for d in dynamic]});"
-                              " only the batch may be dynamic: re-export with a fixed image size")
+            raise EngineError(
+                f"input dims {sample_shape} are dynamic beyond the batch (axes {[d + 1 for d in dynamic]});"
+                " only the batch may be dynamic: re-export with a fixed image size"
+            )
         return ((self.min, *sample_shape), (self.opt, *sample_shape), (self.max, *sample_shape))
 
 
@@ -141,7 +143,7 @@ def volume(shape: tuple[int, ...]) -> int:
 
 
 def version_tuple(version: str) -> tuple[int, int, int]:
-    """"10.3.0.30" -> (10, 3, 0)."""
+    """ "10.3.0.30" -> (10, 3, 0)."""
     m = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", str(version))
     if not m:
         raise EngineError(f"TensorRT version {version!r}: expected MAJOR.MINOR[.PATCH]")
@@ -149,13 +151,21 @@ def version_tuple(version: str) -> tuple[int, int, int]:
 
 
 def sm_tag(compute_capability: str) -> str:
-    """"8.7" -> "sm87" (for file names)."""
+    """ "8.7" -> "sm87" (for file names)."""
     return "sm" + compute_capability.replace(".", "")
 
 
-def cache_key(onnx_sha256: str, precision: str, trt_version: str, gpu_name: str, compute_capability: str,
-              batch: BatchProfile, dla_core: int | None = None, int8_mode: str = "none",
-              extra: dict[str, Any] | None = None) -> str:
+def cache_key(
+    onnx_sha256: str,
+    precision: str,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability: str,
+    batch: BatchProfile,
+    dla_core: int | None = None,
+    int8_mode: str = "none",
+    extra: dict[str, Any] | None = None,
+) -> str:
     """Identity of an engine: same key, interchangeable engine (16 hex digits).
 
     Args:
@@ -169,14 +179,28 @@ def cache_key(onnx_sha256: str, precision: str, trt_version: str, gpu_name: str,
         extra: other choices that change the engine's numbers (layers kept in FP32, INT8 ranges'
             hash); build-speed knobs (workspace, optimisation level) are left out on purpose.
     """
-    ident = {"onnx": onnx_sha256, "precision": precision, "tensorrt": trt_version, "gpu": gpu_name,
-             "cc": compute_capability, "batch": list(batch.as_tuple()), "dla": dla_core, "int8": int8_mode,
-             "extra": extra or {}}
+    ident = {
+        "onnx": onnx_sha256,
+        "precision": precision,
+        "tensorrt": trt_version,
+        "gpu": gpu_name,
+        "cc": compute_capability,
+        "batch": list(batch.as_tuple()),
+        "dla": dla_core,
+        "int8": int8_mode,
+        "extra": extra or {},
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def engine_file_name(precision: str, batch: BatchProfile, trt_version: str, compute_capability: str, key: str,
-                     dla_core: int | None = None) -> str:
+def engine_file_name(
+    precision: str,
+    batch: BatchProfile,
+    trt_version: str,
+    compute_capability: str,
+    key: str,
+    dla_core: int | None = None,
+) -> str:
     """A readable, unique engine name: ``fp16_b1-1-8_trt10.3.0_sm87_<key>.engine``."""
     dla = f"_dla{dla_core}" if dla_core is not None else ""
     ver = ".".join(str(v) for v in version_tuple(trt_version))
@@ -230,12 +254,21 @@ class EngineMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
-            "tensorrt_version": self.tensorrt_version, "gpu_name": self.gpu_name,
-            "compute_capability": self.compute_capability, "precision": self.precision, "int8_mode": self.int8_mode,
-            "batch": list(self.batch.as_tuple()), "dla_core": self.dla_core, "onnx_sha256": self.onnx_sha256,
-            "engine_bytes": self.engine_bytes, "engine_sha256": self.engine_sha256,
-            "build_options": self.build_options, "cache_key": self.cache_key, "created": self.created,
+            "format": SIDECAR_FORMAT,
+            "format_version": SIDECAR_VERSION,
+            "tensorrt_version": self.tensorrt_version,
+            "gpu_name": self.gpu_name,
+            "compute_capability": self.compute_capability,
+            "precision": self.precision,
+            "int8_mode": self.int8_mode,
+            "batch": list(self.batch.as_tuple()),
+            "dla_core": self.dla_core,
+            "onnx_sha256": self.onnx_sha256,
+            "engine_bytes": self.engine_bytes,
+            "engine_sha256": self.engine_sha256,
+            "build_options": self.build_options,
+            "cache_key": self.cache_key,
+            "created": self.created,
         }
         if self.contract_json is not None:
             d[METADATA_KEY] = self.contract_json
@@ -246,19 +279,28 @@ class EngineMetadata:
         if not isinstance(d, dict) or d.get("format") != SIDECAR_FORMAT:
             raise EngineError(f"{source}: not an rtdetr-edge engine sidecar")
         if d.get("format_version") != SIDECAR_VERSION:
-            raise EngineError(f"{source}: unknown engine sidecar version {d.get('format_version')!r}; this rtdetr-edge "
-                              f"reads version {SIDECAR_VERSION}. Rebuild the engine or upgrade rtdetr-edge.")
+            raise EngineError(
+                f"{source}: unknown engine sidecar version {d.get('format_version')!r}; this rtdetr-edge "
+                f"reads version {SIDECAR_VERSION}. Rebuild the engine or upgrade rtdetr-edge."
+            )
         try:
             contract = d.get(METADATA_KEY)
-            return cls(tensorrt_version=str(d["tensorrt_version"]), gpu_name=str(d["gpu_name"]),
-                       compute_capability=str(d["compute_capability"]), precision=str(d["precision"]),
-                       int8_mode=str(d.get("int8_mode", "none")), batch=BatchProfile.coerce(d["batch"]),
-                       onnx_sha256=str(d.get("onnx_sha256", "")),
-                       contract_json=str(contract) if contract is not None else None,
-                       engine_bytes=int(d.get("engine_bytes", 0)), engine_sha256=str(d.get("engine_sha256", "")),
-                       dla_core=None if d.get("dla_core") is None else int(d["dla_core"]),
-                       build_options=dict(d.get("build_options") or {}), cache_key=str(d.get("cache_key", "")),
-                       created=str(d.get("created", "")))
+            return cls(
+                tensorrt_version=str(d["tensorrt_version"]),
+                gpu_name=str(d["gpu_name"]),
+                compute_capability=str(d["compute_capability"]),
+                precision=str(d["precision"]),
+                int8_mode=str(d.get("int8_mode", "none")),
+                batch=BatchProfile.coerce(d["batch"]),
+                onnx_sha256=str(d.get("onnx_sha256", "")),
+                contract_json=str(contract) if contract is not None else None,
+                engine_bytes=int(d.get("engine_bytes", 0)),
+                engine_sha256=str(d.get("engine_sha256", "")),
+                dla_core=None if d.get("dla_core") is None else int(d["dla_core"]),
+                build_options=dict(d.get("build_options") or {}),
+                cache_key=str(d.get("cache_key", "")),
+                created=str(d.get("created", "")),
+            )
         except (KeyError, TypeError, ValueError, InputError) as exc:
             raise EngineError(f"{source}: invalid engine sidecar ({exc})") from exc
 
@@ -291,29 +333,43 @@ def incompatibility(meta: EngineMetadata, trt_version: str, gpu_name: str, compu
     compute capability loads but runs tactics tuned for a different chip, so it is refused too.
     """
     if meta.tensorrt_version != trt_version:
-        return (f"it was built with TensorRT {meta.tensorrt_version} and this machine runs TensorRT {trt_version} "
-                "(an engine only loads in the TensorRT version that built it)")
+        return (
+            f"it was built with TensorRT {meta.tensorrt_version} and this machine runs TensorRT {trt_version} "
+            "(an engine only loads in the TensorRT version that built it)"
+        )
     if meta.compute_capability != compute_capability:
-        return (f"it was built for a {meta.gpu_name} (compute capability {meta.compute_capability}) and this GPU is "
-                f"a {gpu_name} (compute capability {compute_capability})")
+        return (
+            f"it was built for a {meta.gpu_name} (compute capability {meta.compute_capability}) and this GPU is "
+            f"a {gpu_name} (compute capability {compute_capability})"
+        )
     if meta.gpu_name != gpu_name:
-        return (f"it was built on a {meta.gpu_name} and this GPU is a {gpu_name} (same compute capability "
-                f"{compute_capability}, but TensorRT tunes kernels per GPU model)")
+        return (
+            f"it was built on a {meta.gpu_name} and this GPU is a {gpu_name} (same compute capability "
+            f"{compute_capability}, but TensorRT tunes kernels per GPU model)"
+        )
     return None
 
 
-def check_compatible(meta: EngineMetadata, trt_version: str, gpu_name: str, compute_capability: str,
-                     engine: str | os.PathLike[str] = "engine") -> None:
+def check_compatible(
+    meta: EngineMetadata,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability: str,
+    engine: str | os.PathLike[str] = "engine",
+) -> None:
     """Raise :class:`EngineError` if ``meta``'s engine cannot run with this TensorRT and GPU."""
     why = incompatibility(meta, trt_version, gpu_name, compute_capability)
     if why:
-        raise EngineError(f"{engine}: cannot use this engine here: {why}. Rebuild it on this machine from the "
-                          "bundle: rtdetr-engine BUNDLE "
-                          f"--precision {meta.precision} (or Detector(BUNDLE, engines=BundleEngines())).")
+        raise EngineError(
+            f"{engine}: cannot use this engine here: {why}. Rebuild it on this machine from the "
+            "bundle: rtdetr-engine BUNDLE "
+            f"--precision {meta.precision} (or Detector(BUNDLE, engines=BundleEngines()))."
+        )
 
 
-def check_engine_file(engine_path: str | os.PathLike[str], meta: EngineMetadata | None,
-                      verify_hash: bool = False) -> int:
+def check_engine_file(
+    engine_path: str | os.PathLike[str], meta: EngineMetadata | None, verify_hash: bool = False
+) -> int:
     """Check an engine file exists and is as long as its sidecar says; return its size.
 
     A copy interrupted half-way (scp, SD card) is the common way to get a truncated engine, and
@@ -326,8 +382,10 @@ def check_engine_file(engine_path: str | os.PathLike[str], meta: EngineMetadata 
     if size == 0:
         raise EngineError(f"{p}: the engine file is empty (an interrupted copy or build?); rebuild it")
     if meta is not None and meta.engine_bytes and size != meta.engine_bytes:
-        raise EngineError(f"{p}: the engine file is truncated or altered: {size} bytes, its sidecar says "
-                          f"{meta.engine_bytes}; copy it again or rebuild it")
+        raise EngineError(
+            f"{p}: the engine file is truncated or altered: {size} bytes, its sidecar says "
+            f"{meta.engine_bytes}; copy it again or rebuild it"
+        )
     if verify_hash and meta is not None and meta.engine_sha256 and sha256_file(p) != meta.engine_sha256:
         raise EngineError(f"{p}: sha256 does not match its sidecar; copy it again or rebuild it")
     return size

@@ -85,8 +85,9 @@ def load(source: Any, rgb: bool = False) -> np.ndarray:
     return as_bgr(source, rgb=rgb)
 
 
-def list_images(folder: str | os.PathLike[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
-                what: str = "images") -> list[Path]:
+def list_images(
+    folder: str | os.PathLike[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES, what: str = "images"
+) -> list[Path]:
     """Files directly inside ``folder`` whose suffix is one of ``suffixes``, sorted; none is an error.
 
     Args:

@@ -47,7 +47,9 @@ class VideoWriter:
         self.size = (int(size[0]), int(size[1]))
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self._tmp = _tmp_path(self.path)
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*_FOURCC[suffix]), self.fps, self.size)
+        self._writer: cv2.VideoWriter | None = cv2.VideoWriter(
+            str(self._tmp), cv2.VideoWriter.fourcc(*_FOURCC[suffix]), self.fps, self.size
+        )
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
             raise InputError(f"{self.path}: OpenCV cannot open a video writer for it")
@@ -56,6 +58,7 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        assert self._writer is not None, "write() after close()"
         self._writer.write(frame)
         self.frames += 1
 

@@ -35,8 +35,14 @@ class PostprocessOptions:
     clip: bool = False
 
 
-def _finish(scores: np.ndarray, labels: np.ndarray, boxes_norm_xyxy: np.ndarray, size: tuple[int, int],
-            opts: PostprocessOptions, class_names: tuple[str, ...]) -> Detections:
+def _finish(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    boxes_norm_xyxy: np.ndarray,
+    size: tuple[int, int],
+    opts: PostprocessOptions,
+    class_names: tuple[str, ...],
+) -> Detections:
     keep = scores >= opts.conf
     if opts.classes is not None:
         keep &= np.isin(labels, opts.classes)
@@ -52,11 +58,19 @@ def _finish(scores: np.ndarray, labels: np.ndarray, boxes_norm_xyxy: np.ndarray,
     return Detections(xyxy, scores[idx], labels[idx], class_names, (w, h))
 
 
-def from_topk(scores: np.ndarray, labels: np.ndarray, boxes: np.ndarray, sizes: Sequence[tuple[int, int]],
-              opts: PostprocessOptions, class_names: tuple[str, ...] = ()) -> list[Detections]:
+def from_topk(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    boxes: np.ndarray,
+    sizes: Sequence[tuple[int, int]],
+    opts: PostprocessOptions,
+    class_names: tuple[str, ...] = (),
+) -> list[Detections]:
     """Detections from in-graph top-k outputs ``[N,K]``, ``[N,K]``, ``[N,K,4]`` (normalised xyxy)."""
-    return [_finish(scores[i], labels[i].astype(np.int32, copy=False), boxes[i], sizes[i], opts, class_names)
-            for i in range(len(sizes))]
+    return [
+        _finish(scores[i], labels[i].astype(np.int32, copy=False), boxes[i], sizes[i], opts, class_names)
+        for i in range(len(sizes))
+    ]
 
 
 def cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
@@ -71,15 +85,21 @@ def topk_raw(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, np
     """
     flat = logits.reshape(-1)
     k = min(top_k, flat.size)
-    part = np.argpartition(flat, flat.size - k)[flat.size - k:] if k < flat.size else np.arange(flat.size)
+    part = np.argpartition(flat, flat.size - k)[flat.size - k :] if k < flat.size else np.arange(flat.size)
     order = part[np.argsort(-flat[part], kind="stable")]
     scores = 1.0 / (1.0 + np.exp(-flat[order].astype(np.float32)))
     num_classes = logits.shape[-1]
     return scores.astype(np.float32), (order % num_classes).astype(np.int32), order // num_classes
 
 
-def from_raw(logits: np.ndarray, pred_boxes: np.ndarray, sizes: Sequence[tuple[int, int]], top_k: int,
-             opts: PostprocessOptions, class_names: tuple[str, ...] = ()) -> list[Detections]:
+def from_raw(
+    logits: np.ndarray,
+    pred_boxes: np.ndarray,
+    sizes: Sequence[tuple[int, int]],
+    top_k: int,
+    opts: PostprocessOptions,
+    class_names: tuple[str, ...] = (),
+) -> list[Detections]:
     """Detections from raw ``logits`` [N,Q,C] and ``pred_boxes`` [N,Q,4] (normalised cxcywh)."""
     out = []
     for i in range(len(sizes)):

@@ -86,8 +86,9 @@ class Preprocessor:
             The original (width, height), needed to scale boxes back.
         """
         if out.shape != (3, self.height, self.width) or out.dtype != np.float32:
-            raise InputError(f"preprocess buffer: expected float32 {(3, self.height, self.width)}, "
-                             f"got {out.dtype} {out.shape}")
+            raise InputError(
+                f"preprocess buffer: expected float32 {(3, self.height, self.width)}, got {out.dtype} {out.shape}"
+            )
         h, w = image.shape[:2]
         resized = resize(image, self.width, self.height, self.spec.resample)
         for c in range(3):

@@ -57,12 +57,20 @@ class CalibrationRanges:
         except (OSError, json.JSONDecodeError) as exc:
             raise CalibrationError(f"{p}: cannot read calibration ranges ({exc})") from exc
         if d.get("format") != RANGES_FORMAT or d.get("version") != RANGES_VERSION:
-            raise CalibrationError(f"{p}: not rtdetr-edge INT8 ranges version {RANGES_VERSION} "
-                                   f"(format {d.get('format')!r}, version {d.get('version')!r})")
+            raise CalibrationError(
+                f"{p}: not rtdetr-edge INT8 ranges version {RANGES_VERSION} "
+                f"(format {d.get('format')!r}, version {d.get('version')!r})"
+            )
         ranges = {str(k): float(v) for k, v in d["ranges"].items()}
         bad = [k for k, v in ranges.items() if not v > 0]
         if bad:
             raise CalibrationError(f"{p}: non-positive ranges for {bad[:3]}")
-        return cls(ranges=ranges, algorithm=d.get("algorithm", "entropy2"), num_bins=int(d.get("num_bins", 2048)),
-                   images=int(d.get("images", 0)), model_sha256=d.get("model_sha256", ""),
-                   manifest_sha256=d.get("manifest_sha256", ""), extra=d.get("extra", {}))
+        return cls(
+            ranges=ranges,
+            algorithm=d.get("algorithm", "entropy2"),
+            num_bins=int(d.get("num_bins", 2048)),
+            images=int(d.get("images", 0)),
+            model_sha256=d.get("model_sha256", ""),
+            manifest_sha256=d.get("manifest_sha256", ""),
+            extra=d.get("extra", {}),
+        )

@@ -39,7 +39,8 @@ def version_code(version: str) -> int:
         raise CalibrationError(f"TensorRT {version}: caches are written for TensorRT 8.x-10.x")
     if major >= 11:
         raise CalibrationError(
-            f"TensorRT {version} has no calibrator API (removed in 11); use the bundle's Q/DQ ONNX instead")
+            f"TensorRT {version} has no calibrator API (removed in 11); use the bundle's Q/DQ ONNX instead"
+        )
     return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
 
 

@@ -64,43 +64,69 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="bundle directory, .onnx or .engine")
     p.add_argument("--output", default=None, help="annotated video to write (.mp4 or .avi)")
     p.add_argument("--jsonl", default=None, help="JSON lines to write, one per frame")
-    p.add_argument("--no-display", "--headless", dest="no_display", action="store_true",
-                   help="never open a window (the default when there is no display)")
+    p.add_argument(
+        "--no-display",
+        "--headless",
+        dest="no_display",
+        action="store_true",
+        help="never open a window (the default when there is no display)",
+    )
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default 0: no limit)")
     p.add_argument("--conf", type=float, default=0.3, help="score threshold (default 0.3)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"],
-                   help="inference backend (default auto: TensorRT where present)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "onnxruntime", "tensorrt"],
+        help="inference backend (default auto: TensorRT where present)",
+    )
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
-    p.add_argument("--output-fps", type=float, default=0.0,
-                   help="frame rate of --output (default: the source's; a live source that drops frames "
-                        "then plays back faster than real time)")
+    p.add_argument(
+        "--output-fps",
+        type=float,
+        default=0.0,
+        help="frame rate of --output (default: the source's; a live source that drops frames "
+        "then plays back faster than real time)",
+    )
     g = p.add_argument_group("input options (as jetson-inference names them)")
     g.add_argument("--input-width", type=int, default=0, help="capture width (CSI default 1280)")
     g.add_argument("--input-height", type=int, default=0, help="capture height (CSI default 720)")
     g.add_argument("--input-rate", type=float, default=0.0, help="capture frame rate (CSI default 30)")
     g.add_argument("--input-flip", default="none", choices=sources.FLIP_METHODS, help="CSI flip/rotation")
     g.add_argument("--input-codec", default="h264", choices=sorted(sources.RTSP_CODECS), help="RTSP codec")
-    g.add_argument("--input-decoder", default="auto", choices=["auto", "nvv4l2decoder", "cpu"],
-                   help="RTSP decoder (default auto: NVDEC on a Jetson)")
+    g.add_argument(
+        "--input-decoder",
+        default="auto",
+        choices=["auto", "nvv4l2decoder", "cpu"],
+        help="RTSP decoder (default auto: NVDEC on a Jetson)",
+    )
     g.add_argument("--input-rtsp-latency", type=int, default=200, help="RTSP jitter buffer in ms (default 200)")
     g.add_argument("--input-rtsp-transport", default="tcp", choices=["tcp", "udp"])
-    g.add_argument("--input-loop", type=int, default=0,
-                   help="files: extra passes over the input (-1 = forever, default 0)")
+    g.add_argument(
+        "--input-loop", type=int, default=0, help="files: extra passes over the input (-1 = forever, default 0)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 
 
 def parser(prog: str = "camera_app.py", description: str | None = __doc__) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(p)
     return p
 
 
 def capture_options(args: argparse.Namespace) -> sources.CaptureOptions:
-    return sources.CaptureOptions(width=args.input_width, height=args.input_height, rate=args.input_rate,
-                                  flip=args.input_flip, codec=args.input_codec, rtsp_latency=args.input_rtsp_latency,
-                                  rtsp_transport=args.input_rtsp_transport, decoder=args.input_decoder,
-                                  loop=args.input_loop)
+    return sources.CaptureOptions(
+        width=args.input_width,
+        height=args.input_height,
+        rate=args.input_rate,
+        flip=args.input_flip,
+        codec=args.input_codec,
+        rtsp_latency=args.input_rtsp_latency,
+        rtsp_transport=args.input_rtsp_transport,
+        decoder=args.input_decoder,
+        loop=args.input_loop,
+    )
 
 
 def display_available() -> bool:
@@ -134,8 +160,12 @@ class StopSignal:
                 raise KeyboardInterrupt
             return
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: finishing the current frame and closing the outputs "
-              "(again to stop at once)", file=sys.stderr, flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: finishing the current frame and closing the outputs "
+            "(again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @property
     def stopped(self) -> bool:
@@ -174,7 +204,7 @@ def draw_hud(canvas: np.ndarray, lines: Sequence[str], font_scale: float = 0.5) 
     sizes = [cv2.getTextSize(t, font, font_scale, 1) for t in lines]
     line_h = max((h + b for (_, h), b in sizes), default=0) + 4
     width = max((w for (w, _), _ in sizes), default=0) + 8
-    band = canvas[:line_h * len(lines) + 4, :width + 4]
+    band = canvas[: line_h * len(lines) + 4, : width + 4]
     band[:] = (band * 0.35).astype(canvas.dtype)
     for i, text in enumerate(lines):
         cv2.putText(canvas, text, (6, (i + 1) * line_h), font, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
@@ -185,19 +215,27 @@ def default_hook(image: np.ndarray, dets: Detections, frame: capture.Frame) -> H
     return dets.draw(image), dets.to_list()
 
 
-def _record(n: int, frame: capture.Frame, det: Detector, dets_out: list[dict[str, Any]],
-            latency_ms: float) -> dict[str, Any]:
+def _record(
+    n: int, frame: capture.Frame, det: Detector, dets_out: list[dict[str, Any]], latency_ms: float
+) -> dict[str, Any]:
     t = det.last_times
     rec: dict[str, Any] = {"frame": n, "source_index": frame.index, "timestamp": round(frame.timestamp, 6)}
     if frame.pts_ms is not None:
         rec["pts_ms"] = round(frame.pts_ms, 3)
     if frame.name is not None:
         rec["name"] = frame.name
-    rec.update({"image_size": [int(frame.image.shape[1]), int(frame.image.shape[0])],
-                "latency_ms": round(latency_ms, 3),
-                "times_ms": {"preprocess": round(t.preprocess, 3), "infer": round(t.infer, 3),
-                             "postprocess": round(t.postprocess, 3)},
-                "detections": dets_out})
+    rec.update(
+        {
+            "image_size": [int(frame.image.shape[1]), int(frame.image.shape[0])],
+            "latency_ms": round(latency_ms, 3),
+            "times_ms": {
+                "preprocess": round(t.preprocess, 3),
+                "infer": round(t.infer, 3),
+                "postprocess": round(t.postprocess, 3),
+            },
+            "detections": dets_out,
+        }
+    )
     return rec
 
 
@@ -233,9 +271,14 @@ def run(args: argparse.Namespace, hook_factory: HookFactory | None = None) -> in
             latency_ms = (time.time() - frame.timestamp) * 1e3
             fps = meter.tick()
             t = det.last_times
-            draw_hud(canvas, [f"{fps:5.1f} FPS  latency {latency_ms:5.1f} ms  dropped {src.dropped}",
-                              f"pre {t.preprocess:.1f}  infer {t.infer:.1f}  post {t.postprocess:.1f} ms  "
-                              f"{len(dets_out)} objects"])
+            draw_hud(
+                canvas,
+                [
+                    f"{fps:5.1f} FPS  latency {latency_ms:5.1f} ms  dropped {src.dropped}",
+                    f"pre {t.preprocess:.1f}  infer {t.infer:.1f}  post {t.postprocess:.1f} ms  "
+                    f"{len(dets_out)} objects",
+                ],
+            )
             if args.output:
                 if writer is None:
                     h, w = canvas.shape[:2]
@@ -246,8 +289,11 @@ def run(args: argparse.Namespace, hook_factory: HookFactory | None = None) -> in
             n += 1
             if n == 1:
                 outs = [o for o in (args.output, args.jsonl) if o] + (["window"] if show else [])
-                print(f"running: {src.name} -> {', '.join(outs) or 'no outputs'} (Ctrl-C to stop)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"running: {src.name} -> {', '.join(outs) or 'no outputs'} (Ctrl-C to stop)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if show:
                 cv2.imshow("rtdetr-edge", canvas)
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
@@ -255,13 +301,21 @@ def run(args: argparse.Namespace, hook_factory: HookFactory | None = None) -> in
             now = time.perf_counter()
             if not args.quiet and now - last_report >= 2.0:
                 last_report = now
-                print(f"frame {n}: {fps:.1f} FPS, infer {t.infer:.1f} ms, latency {latency_ms:.0f} ms, "
-                      f"dropped {src.dropped}", file=sys.stderr, flush=True)
+                print(
+                    f"frame {n}: {fps:.1f} FPS, infer {t.infer:.1f} ms, latency {latency_ms:.0f} ms, "
+                    f"dropped {src.dropped}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         stop.interruptible = False  # from here on the ExitStack closes the writers
     dt = time.perf_counter() - t_start
     written = [f"{p}" for p in (args.output if writer is not None else None, args.jsonl) if p]
-    print(f"{n} frames in {dt:.1f} s ({n / dt if dt else 0:.1f} FPS), {src.dropped} dropped"
-          + (f"; wrote {', '.join(written)}" if written else ""), file=sys.stderr, flush=True)
+    print(
+        f"{n} frames in {dt:.1f} s ({n / dt if dt else 0:.1f} FPS), {src.dropped} dropped"
+        + (f"; wrote {', '.join(written)}" if written else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     return 128 + stop.signum if stop.signum else 0
 
 
@@ -275,8 +329,11 @@ def setup_logging(quiet: bool) -> None:
         logger.propagate = False
 
 
-def main(argv: Sequence[str] | None = None, hook_factory: HookFactory | None = None,
-         arg_parser: argparse.ArgumentParser | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    hook_factory: HookFactory | None = None,
+    arg_parser: argparse.ArgumentParser | None = None,
+) -> int:
     args = (arg_parser or parser()).parse_args(argv)
     setup_logging(args.quiet)
     try:

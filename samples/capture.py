@@ -132,8 +132,14 @@ class SequentialSource(FrameSource):
         queue_size: frames decoded ahead (bounded: decoding never runs away from inference).
     """
 
-    def __init__(self, name: str, frames: Callable[[], Iterator[tuple[np.ndarray, float | None, str | None]]],
-                 fps: float, loop: int = 0, queue_size: int = 4) -> None:
+    def __init__(
+        self,
+        name: str,
+        frames: Callable[[], Iterator[tuple[np.ndarray, float | None, str | None]]],
+        fps: float,
+        loop: int = 0,
+        queue_size: int = 4,
+    ) -> None:
         super().__init__(name, fps)
         self._frames = frames
         self._loop = loop
@@ -197,16 +203,22 @@ class LatestFrameSource(FrameSource):
 
     live = True
 
-    def __init__(self, name: str, opener: Callable[[], Capture], fps: float,
-                 backoff: tuple[float, float] = (0.5, 10.0), max_reconnects: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        opener: Callable[[], Capture],
+        fps: float,
+        backoff: tuple[float, float] = (0.5, 10.0),
+        max_reconnects: int | None = None,
+    ) -> None:
         super().__init__(name, fps)
         self._opener = opener
         self._backoff = backoff
         self._max_reconnects = max_reconnects
         self._cond = threading.Condition()
         self._latest: Frame | None = None
-        self._seq = 0          # frames captured
-        self._taken = 0        # seq of the last frame handed out
+        self._seq = 0  # frames captured
+        self._taken = 0  # seq of the last frame handed out
         self._done = False
         self._cap: Capture | None = None
         self.reconnects = 0

@@ -37,12 +37,19 @@ from capture import Capture, FrameSource, LatestFrameSource, SequentialSource
 log = logging.getLogger("samples")
 
 # nvvidconv / nvarguscamerasrc ``flip-method`` values, named as jetson-inference's --input-flip.
-FLIP_METHODS = ("none", "counterclockwise", "rotate-180", "clockwise", "horizontal", "upper-right-diagonal",
-                "vertical", "upper-left-diagonal")
+FLIP_METHODS = (
+    "none",
+    "counterclockwise",
+    "rotate-180",
+    "clockwise",
+    "horizontal",
+    "upper-right-diagonal",
+    "vertical",
+    "upper-left-diagonal",
+)
 _ROTATING_FLIPS = {"counterclockwise", "clockwise", "upper-right-diagonal", "upper-left-diagonal"}
 # codec -> (RTP depayloader, parser, software decoder)
-RTSP_CODECS = {"h264": ("rtph264depay", "h264parse", "avdec_h264"),
-               "h265": ("rtph265depay", "h265parse", "avdec_h265")}
+RTSP_CODECS = {"h264": ("rtph264depay", "h264parse", "avdec_h264"), "h265": ("rtph265depay", "h265parse", "avdec_h265")}
 _UNSUPPORTED_SCHEMES = ("rtp", "rtmp", "webrtc", "display", "http", "https", "udp")
 
 
@@ -116,8 +123,10 @@ def parse_source(text: str) -> SourceSpec:
         text = rest
     elif sep:
         if scheme in _UNSUPPORTED_SCHEMES:
-            raise InputError(f"{text}: {scheme}:// inputs are not supported by this sample; use csi://, v4l2://, "
-                             "rtsp://, a video file or an image folder")
+            raise InputError(
+                f"{text}: {scheme}:// inputs are not supported by this sample; use csi://, v4l2://, "
+                "rtsp://, a video file or an image folder"
+            )
         raise InputError(f"{text}: unknown scheme {scheme!r}; expected csi://, v4l2://, rtsp://, file://")
     if text.isdigit():
         return SourceSpec("v4l2", str(int(text)))
@@ -147,8 +156,9 @@ def _fraction(rate: float) -> str:
     return f"{f.numerator}/{f.denominator}"
 
 
-def csi_pipeline(sensor_id: int | str = 0, width: int = 1280, height: int = 720, rate: float = 30,
-                 flip: str = "none") -> str:
+def csi_pipeline(
+    sensor_id: int | str = 0, width: int = 1280, height: int = 720, rate: float = 30, flip: str = "none"
+) -> str:
     """GStreamer pipeline for a MIPI CSI camera, for ``cv2.VideoCapture(p, cv2.CAP_GSTREAMER)``.
 
     nvarguscamerasrc delivers NV12 in NVMM (GPU) memory; nvvidconv flips/rotates and copies it
@@ -161,17 +171,20 @@ def csi_pipeline(sensor_id: int | str = 0, width: int = 1280, height: int = 720,
         raise InputError(f"CSI capture needs a positive size and rate, got {width}x{height}@{rate}")
     # a 90-degree rotation swaps the output size
     out_w, out_h = (height, width) if flip in _ROTATING_FLIPS else (width, height)
-    return (f"nvarguscamerasrc sensor-id={int(sensor_id)} ! "
-            f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, "
-            f"framerate=(fraction){_fraction(rate)}, format=(string)NV12 ! "
-            f"nvvidconv flip-method={FLIP_METHODS.index(flip)} ! "
-            f"video/x-raw, width=(int){out_w}, height=(int){out_h}, format=(string)BGRx ! "
-            "videoconvert ! video/x-raw, format=(string)BGR ! "
-            "appsink drop=true max-buffers=1 sync=false")
+    return (
+        f"nvarguscamerasrc sensor-id={int(sensor_id)} ! "
+        f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, "
+        f"framerate=(fraction){_fraction(rate)}, format=(string)NV12 ! "
+        f"nvvidconv flip-method={FLIP_METHODS.index(flip)} ! "
+        f"video/x-raw, width=(int){out_w}, height=(int){out_h}, format=(string)BGRx ! "
+        "videoconvert ! video/x-raw, format=(string)BGR ! "
+        "appsink drop=true max-buffers=1 sync=false"
+    )
 
 
-def rtsp_pipeline(url: str, latency: int = 200, codec: str = "h264", decoder: str = "nvv4l2decoder",
-                  transport: str = "tcp") -> str:
+def rtsp_pipeline(
+    url: str, latency: int = 200, codec: str = "h264", decoder: str = "nvv4l2decoder", transport: str = "tcp"
+) -> str:
     """GStreamer pipeline for an RTSP stream, for ``cv2.VideoCapture(p, cv2.CAP_GSTREAMER)``.
 
     Args:
@@ -197,9 +210,11 @@ def rtsp_pipeline(url: str, latency: int = 200, codec: str = "h264", decoder: st
         decode = f"{soft} ! videoconvert"
     else:
         raise InputError(f"decoder {decoder!r}: expected nvv4l2decoder or cpu")
-    return (f'rtspsrc location="{url}" latency={int(latency)} protocols={transport} ! '
-            f"{depay} ! {parse} ! {decode} ! video/x-raw, format=(string)BGR ! "
-            "appsink drop=true max-buffers=1 sync=false")
+    return (
+        f'rtspsrc location="{url}" latency={int(latency)} protocols={transport} ! '
+        f"{depay} ! {parse} ! {decode} ! video/x-raw, format=(string)BGR ! "
+        "appsink drop=true max-buffers=1 sync=false"
+    )
 
 
 def opencv_has_gstreamer() -> bool:
@@ -230,6 +245,7 @@ def _video_frames(path: str) -> Callable[[], Iterator[tuple[np.ndarray, float | 
                 yield image, float(cap.get(cv2.CAP_PROP_POS_MSEC)), None
         finally:
             cap.release()
+
     return frames
 
 
@@ -241,6 +257,7 @@ def _image_frames(files: tuple[Path, ...]) -> Callable[[], Iterator[tuple[np.nda
                 log.warning("%s: unreadable image, skipped", f)
                 continue
             yield image, None, f.name
+
     return frames
 
 
@@ -271,6 +288,7 @@ def _rtsp_opener(url: str, opts: CaptureOptions) -> Callable[[], Capture]:
         cap = _open_with_timeouts(url, cv2.CAP_FFMPEG)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
+
     return opener
 
 
@@ -289,36 +307,47 @@ def _v4l2_opener(location: str, opts: CaptureOptions) -> Callable[[], Capture]:
             cap.set(cv2.CAP_PROP_FPS, opts.rate)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue is backlog too
         return cap
+
     return opener
 
 
-def open_source(spec: SourceSpec, opts: CaptureOptions | None = None, *,
-                max_reconnects: int | None = None) -> FrameSource:
+def open_source(
+    spec: SourceSpec, opts: CaptureOptions | None = None, *, max_reconnects: int | None = None
+) -> FrameSource:
     """Open ``spec`` and start its reader thread (a live source is opened before this returns)."""
     opts = opts or CaptureOptions()
     if spec.kind == "csi":
         if not opencv_has_gstreamer():
-            raise InputError("csi:// needs OpenCV built with GStreamer (this one is not: pip's opencv-python "
-                             "wheels never are). On a Jetson use JetPack's OpenCV (python3 -c 'import cv2' "
-                             "outside any venv) or the Dockerfile.jetson image")
+            raise InputError(
+                "csi:// needs OpenCV built with GStreamer (this one is not: pip's opencv-python "
+                "wheels never are). On a Jetson use JetPack's OpenCV (python3 -c 'import cv2' "
+                "outside any venv) or the Dockerfile.jetson image"
+            )
         pipeline = csi_pipeline(spec.location, opts.width or 1280, opts.height or 720, opts.rate or 30, opts.flip)
         log.info("GStreamer: %s", pipeline)
-        return LatestFrameSource(f"csi://{spec.location}", lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),
-                                 opts.rate or 30, max_reconnects=max_reconnects).start()
+        return LatestFrameSource(
+            f"csi://{spec.location}",
+            lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),
+            opts.rate or 30,
+            max_reconnects=max_reconnects,
+        ).start()
     if spec.kind == "v4l2":
-        return LatestFrameSource(f"v4l2:{spec.location}", _v4l2_opener(spec.location, opts), opts.rate,
-                                 max_reconnects=max_reconnects).start()
+        return LatestFrameSource(
+            f"v4l2:{spec.location}", _v4l2_opener(spec.location, opts), opts.rate, max_reconnects=max_reconnects
+        ).start()
     if spec.kind == "rtsp":
-        return LatestFrameSource(spec.location, _rtsp_opener(spec.location, opts), opts.rate,
-                                 max_reconnects=max_reconnects).start()
+        return LatestFrameSource(
+            spec.location, _rtsp_opener(spec.location, opts), opts.rate, max_reconnects=max_reconnects
+        ).start()
     if spec.kind == "video":
         cap = cv2.VideoCapture(spec.location)
         if not cap.isOpened():
             raise InputError(f"{spec.location}: cannot open as a video")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         cap.release()
-        return SequentialSource(spec.location, _video_frames(spec.location), opts.rate or fps or 30.0,
-                                loop=opts.loop).start()
+        return SequentialSource(
+            spec.location, _video_frames(spec.location), opts.rate or fps or 30.0, loop=opts.loop
+        ).start()
     if spec.kind == "images":
         return SequentialSource(spec.location, _image_frames(spec.files), opts.rate or 30.0, loop=opts.loop).start()
     raise InputError(f"unknown source kind {spec.kind!r}")

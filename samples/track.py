@@ -26,9 +26,11 @@ from rtdetr_edge.detections import Detections
 
 import capture
 
-INSTALL_HINT = ("track.py needs ByteTrack from supervision: pip install supervision "
-                '(or pip install "rtdetr-edge[track]"). supervision 0.20-0.30 ships sv.ByteTrack; '
-                "from 0.31 on also pip install trackers")
+INSTALL_HINT = (
+    "track.py needs ByteTrack from supervision: pip install supervision "
+    '(or pip install "rtdetr-edge[track]"). supervision 0.20-0.30 ships sv.ByteTrack; '
+    "from 0.31 on also pip install trackers"
+)
 
 
 class MissingTracker(RuntimeError):
@@ -53,24 +55,38 @@ class ByteTracker:
         min_frames: frames a track must be seen before it gets an id (1).
     """
 
-    def __init__(self, fps: float = 30.0, activation: float = 0.25, lost_buffer: int = 30, match: float = 0.8,
-                 min_frames: int = 1) -> None:
+    def __init__(
+        self,
+        fps: float = 30.0,
+        activation: float = 0.25,
+        lost_buffer: int = 30,
+        match: float = 0.8,
+        min_frames: int = 1,
+    ) -> None:
         self.sv = _import("supervision")
         if self.sv is None:
             raise MissingTracker(INSTALL_HINT)
         trackers = _import("trackers")
         self._update: Callable[[Any], Any]
         if trackers is not None and hasattr(trackers, "ByteTrackTracker"):
-            tracker = trackers.ByteTrackTracker(frame_rate=fps, track_activation_threshold=activation,
-                                                lost_track_buffer=lost_buffer, minimum_consecutive_frames=min_frames)
+            tracker = trackers.ByteTrackTracker(
+                frame_rate=fps,
+                track_activation_threshold=activation,
+                lost_track_buffer=lost_buffer,
+                minimum_consecutive_frames=min_frames,
+            )
             self.backend = f"trackers {getattr(trackers, '__version__', '')}".strip()
             self._update = tracker.update
         elif hasattr(self.sv, "ByteTrack"):
             with warnings.catch_warnings():  # deprecated in 0.28 in favour of `trackers`; still works
                 warnings.simplefilter("ignore")
-                tracker = self.sv.ByteTrack(track_activation_threshold=activation, lost_track_buffer=lost_buffer,
-                                            minimum_matching_threshold=match, frame_rate=fps,
-                                            minimum_consecutive_frames=min_frames)
+                tracker = self.sv.ByteTrack(
+                    track_activation_threshold=activation,
+                    lost_track_buffer=lost_buffer,
+                    minimum_matching_threshold=match,
+                    frame_rate=fps,
+                    minimum_consecutive_frames=min_frames,
+                )
             self.backend = f"supervision {self.sv.__version__}"
             self._update = tracker.update_with_detections
         else:
@@ -83,8 +99,13 @@ class ByteTracker:
         keep = ids >= 0  # -1: seen, but not a confirmed track yet
         conf = np.zeros(n, np.float32) if out.confidence is None else out.confidence
         cls = np.zeros(n, np.int32) if out.class_id is None else out.class_id
-        tracked = Detections(np.asarray(out.xyxy).reshape(-1, 4)[keep], np.asarray(conf)[keep], np.asarray(cls)[keep],
-                             dets.class_names, dets.image_size)
+        tracked = Detections(
+            np.asarray(out.xyxy).reshape(-1, 4)[keep],
+            np.asarray(conf)[keep],
+            np.asarray(cls)[keep],
+            dets.class_names,
+            dets.image_size,
+        )
         return tracked, ids[keep]
 
 
@@ -103,6 +124,7 @@ def track_hook(tracker: ByteTracker) -> camera_app.FrameHook:
         tracked, ids = tracker(dets)
         records = [dict(rec, track_id=int(tid)) for rec, tid in zip(tracked.to_list(), ids)]
         return draw_tracks(image, tracked, ids), records
+
     return hook
 
 
@@ -121,8 +143,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    settings = dict(activation=args.track_activation, lost_buffer=args.track_buffer, match=args.track_match,
-                    min_frames=args.track_min_frames)
+    settings = dict(
+        activation=args.track_activation,
+        lost_buffer=args.track_buffer,
+        match=args.track_match,
+        min_frames=args.track_min_frames,
+    )
     try:
         ByteTracker(**settings)  # fail before loading the model if supervision is missing
     except MissingTracker as exc:

@@ -41,8 +41,12 @@ def _cuda_device() -> bool:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--run-slow", action="store_true", default=False,
-                     help="also run tests marked slow (the default lane skips them; -m slow runs only them)")
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run tests marked slow (the default lane skips them; -m slow runs only them)",
+    )
 
 
 def _selects_slow(markexpr: str) -> bool:
@@ -81,7 +85,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rtdetr_edge.build import BuildOptions, build_bundle
 
-    return build_bundle(tiny_model_dir, tmp_path_factory.mktemp("b") / "tiny", BuildOptions(export=ExportOptions(top_k=50)))
+    return build_bundle(
+        tiny_model_dir, tmp_path_factory.mktemp("b") / "tiny", BuildOptions(export=ExportOptions(top_k=50))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +99,17 @@ def best_bundle(tiny_model_dir: Path, shapes_data: Path, tmp_path_factory: pytes
     """
     from rtdetr_edge.build import BuildOptions, build_bundle
 
-    return build_bundle(tiny_model_dir, tmp_path_factory.mktemp("best") / "bundle",
-                 BuildOptions(precision="best", check_images=4, export=ExportOptions(top_k=50), calibration=CalibrationOptions(calib=str(shapes_data), size=8, cache_dir=None), int8=Int8Options(trt_cache_versions=("10.3.0", "8.6.1"))))
+    return build_bundle(
+        tiny_model_dir,
+        tmp_path_factory.mktemp("best") / "bundle",
+        BuildOptions(
+            precision="best",
+            check_images=4,
+            export=ExportOptions(top_k=50),
+            calibration=CalibrationOptions(calib=str(shapes_data), size=8, cache_dir=None),
+            int8=Int8Options(trt_cache_versions=("10.3.0", "8.6.1")),
+        ),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE_MODEL = REPO / "models" / "rtdetr-shapes"
 SAMPLES = REPO / "samples"
 
-CLI_MODULES = {"rtdetr-build": "rtdetr_edge.cli.build", "rtdetr-detect": "rtdetr_edge.cli.detect",
-               "rtdetr-bench": "rtdetr_edge.cli.bench", "rtdetr-eval": "rtdetr_edge.cli.eval",
-               "rtdetr-check": "rtdetr_edge.cli.check", "rtdetr-data": "rtdetr_edge.cli.data"}
+CLI_MODULES = {
+    "rtdetr-build": "rtdetr_edge.cli.build",
+    "rtdetr-detect": "rtdetr_edge.cli.detect",
+    "rtdetr-bench": "rtdetr_edge.cli.bench",
+    "rtdetr-eval": "rtdetr_edge.cli.eval",
+    "rtdetr-check": "rtdetr_edge.cli.check",
+    "rtdetr-data": "rtdetr_edge.cli.data",
+}
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -25,8 +30,14 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
     in-process (the ``cli`` fixture of tests/cli/conftest.py).
     """
     full_env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", CLI_MODULES[args[0]], *args[1:]], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", CLI_MODULES[args[0]], *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=str(REPO),
+    )
 
 
 @dataclass

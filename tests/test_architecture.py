@@ -22,12 +22,36 @@ PACKAGE = REPO / "rtdetr_edge"
 
 # bottom up; a module's layer is that of its longest matching prefix
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("rtdetr_edge.errors", "rtdetr_edge._optional", "rtdetr_edge.atomic",
-              "rtdetr_edge.contract", "rtdetr_edge.bundle", "rtdetr_edge.detections", "rtdetr_edge.matching",
-              "rtdetr_edge.ranges", "rtdetr_edge.trt_cache", "rtdetr_edge.engine_format", "rtdetr_edge.onnx_facts")),
+    (
+        "core",
+        (
+            "rtdetr_edge.errors",
+            "rtdetr_edge._optional",
+            "rtdetr_edge.atomic",
+            "rtdetr_edge.contract",
+            "rtdetr_edge.bundle",
+            "rtdetr_edge.detections",
+            "rtdetr_edge.matching",
+            "rtdetr_edge.ranges",
+            "rtdetr_edge.trt_cache",
+            "rtdetr_edge.engine_format",
+            "rtdetr_edge.onnx_facts",
+        ),
+    ),
     # the package root is the public API: Detector, Detections, errors, __version__
-    ("runtime", ("rtdetr_edge", "rtdetr_edge.images", "rtdetr_edge.preprocess", "rtdetr_edge.postprocess", "rtdetr_edge.outputs",
-                 "rtdetr_edge.cuda", "rtdetr_edge.backends", "rtdetr_edge.detector")),
+    (
+        "runtime",
+        (
+            "rtdetr_edge",
+            "rtdetr_edge.images",
+            "rtdetr_edge.preprocess",
+            "rtdetr_edge.postprocess",
+            "rtdetr_edge.outputs",
+            "rtdetr_edge.cuda",
+            "rtdetr_edge.backends",
+            "rtdetr_edge.detector",
+        ),
+    ),
     ("engine", ("rtdetr_edge.engine",)),
     ("data", ("rtdetr_edge.data",)),
     ("evaluate", ("rtdetr_edge.evaluate", "rtdetr_edge.bench")),
@@ -89,8 +113,11 @@ def imports_of(source: str, module: str, is_package: bool) -> list[tuple[int, st
             else:
                 target = node.module or ""
             # "from pkg import sub" names submodules; anything else is an import of pkg itself
-            subs = [f"{target}.{a.name}" for a in node.names
-                    if target.startswith("rtdetr_edge") and _is_submodule(f"{target}.{a.name}")]
+            subs = [
+                f"{target}.{a.name}"
+                for a in node.names
+                if target.startswith("rtdetr_edge") and _is_submodule(f"{target}.{a.name}")
+            ]
             if len(subs) < len(node.names):
                 out.append((node.lineno, target))
             out += [(node.lineno, sub) for sub in subs]
@@ -155,19 +182,29 @@ def _file(rel: str) -> tuple[str, str, bool]:
     return module_name(path), path.read_text(), path.name == "__init__.py"
 
 
-@pytest.mark.parametrize(("rel", "planted", "rule"), [
-    ("rtdetr_edge/detector.py", "from rtdetr_edge.calib import subset", "host tooling"),
-    ("rtdetr_edge/detector.py", "from .calib import subset", "host tooling"),
-    ("rtdetr_edge/preprocess.py", "import torch", "only rtdetr_edge.export may import torch"),
-    ("rtdetr_edge/evaluate/runner.py", "def f():\n    from rtdetr_edge.export.torch_predictor import TorchPredictor",
-     "host tooling"),
-    ("rtdetr_edge/check/data.py", "from ..calib.subset import select_subset", "host tooling"),
-    ("rtdetr_edge/detector.py", "from .engine import BundleEngines", "layer runtime may not import layer engine"),
-    ("rtdetr_edge/backends/tensorrt.py", "from ..engine.builder import NetworkHints", "layer runtime may not import"),
-    ("rtdetr_edge/bundle.py", "from .images import read_image", "layer core may not import layer runtime"),
-    ("calib/collect.py", "import transformers", "only rtdetr_edge.export may import transformers"),
-    ("rtdetr_edge/engine/cache.py", "from ..build import BuildOptions", "layer engine may not import layer build"),
-])
+@pytest.mark.parametrize(
+    ("rel", "planted", "rule"),
+    [
+        ("rtdetr_edge/detector.py", "from rtdetr_edge.calib import subset", "host tooling"),
+        ("rtdetr_edge/detector.py", "from .calib import subset", "host tooling"),
+        ("rtdetr_edge/preprocess.py", "import torch", "only rtdetr_edge.export may import torch"),
+        (
+            "rtdetr_edge/evaluate/runner.py",
+            "def f():\n    from rtdetr_edge.export.torch_predictor import TorchPredictor",
+            "host tooling",
+        ),
+        ("rtdetr_edge/check/data.py", "from ..calib.subset import select_subset", "host tooling"),
+        ("rtdetr_edge/detector.py", "from .engine import BundleEngines", "layer runtime may not import layer engine"),
+        (
+            "rtdetr_edge/backends/tensorrt.py",
+            "from ..engine.builder import NetworkHints",
+            "layer runtime may not import",
+        ),
+        ("rtdetr_edge/bundle.py", "from .images import read_image", "layer core may not import layer runtime"),
+        ("calib/collect.py", "import transformers", "only rtdetr_edge.export may import transformers"),
+        ("rtdetr_edge/engine/cache.py", "from ..build import BuildOptions", "layer engine may not import layer build"),
+    ],
+)
 def test_a_planted_violation_fails(rel: str, planted: str, rule: str) -> None:
     module, source, is_package = _file(rel)
     assert not violations(module, source, is_package), "the file itself must be clean for this test"

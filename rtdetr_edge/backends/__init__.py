@@ -22,20 +22,34 @@ BACKENDS: dict[str, tuple[str, str]] = {
 # model file suffix -> backend name
 BY_SUFFIX: dict[str, str] = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
 
-__all__ = ["BACKENDS", "BY_SUFFIX", "Backend", "OnnxRuntimeOptions", "TensorRTOptions", "TensorSpec", "backend_for", "open_backend"]
+__all__ = [
+    "BACKENDS",
+    "BY_SUFFIX",
+    "Backend",
+    "OnnxRuntimeOptions",
+    "TensorRTOptions",
+    "TensorSpec",
+    "backend_for",
+    "open_backend",
+]
 
 
 def backend_for(path: str | os.PathLike[str]) -> str:
     """Backend name for a model file, by suffix."""
     suffix = Path(path).suffix.lower()
     if suffix not in BY_SUFFIX:
-        raise InputError(f"{path}: unknown model file type {suffix!r}; expected a bundle directory, "
-                         f"{', '.join(sorted(BY_SUFFIX))}")
+        raise InputError(
+            f"{path}: unknown model file type {suffix!r}; expected a bundle directory, {', '.join(sorted(BY_SUFFIX))}"
+        )
     return BY_SUFFIX[suffix]
 
 
-def open_backend(name: str, path: str | os.PathLike[str], onnxruntime: OnnxRuntimeOptions | None = None,
-                 tensorrt: TensorRTOptions | None = None) -> Backend:
+def open_backend(
+    name: str,
+    path: str | os.PathLike[str],
+    onnxruntime: OnnxRuntimeOptions | None = None,
+    tensorrt: TensorRTOptions | None = None,
+) -> Backend:
     """Instantiate backend ``name`` on ``path`` with that backend's options."""
     if name not in BACKENDS:
         raise InputError(f"backend {name!r}: expected one of {', '.join(BACKENDS)}")

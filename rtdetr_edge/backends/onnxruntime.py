@@ -19,8 +19,14 @@ log = logging.getLogger("rtdetr_edge")
 # Best first: ONNX Runtime picks the first provider that can run each node.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
-               "tensor(int64)": np.int64, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+}
 
 
 def default_providers(available: list[str]) -> list[str]:
@@ -48,10 +54,12 @@ class OnnxRuntimeBackend(Backend):
             raise BundleError(f"{self.path}: no such ONNX file")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+        levels = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }
         opts.graph_optimization_level = levels[opt.optimization]
         if opt.threads:
             opts.intra_op_num_threads = int(opt.threads)
@@ -64,10 +72,22 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(str(self.path), opts, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(f"{self.path}: ONNX Runtime cannot load it: {exc}") from exc
-        self._inputs = [TensorSpec(i.name, tuple(d if isinstance(d, int) else -1 for d in i.shape),
-                                   np.dtype(_ORT_DTYPES.get(i.type, np.float32))) for i in self.session.get_inputs()]
-        self._outputs = [TensorSpec(o.name, tuple(d if isinstance(d, int) else -1 for d in o.shape),
-                                    np.dtype(_ORT_DTYPES.get(o.type, np.float32))) for o in self.session.get_outputs()]
+        self._inputs = [
+            TensorSpec(
+                i.name,
+                tuple(d if isinstance(d, int) else -1 for d in i.shape),
+                np.dtype(_ORT_DTYPES.get(i.type, np.float32)),
+            )
+            for i in self.session.get_inputs()
+        ]
+        self._outputs = [
+            TensorSpec(
+                o.name,
+                tuple(d if isinstance(d, int) else -1 for d in o.shape),
+                np.dtype(_ORT_DTYPES.get(o.type, np.float32)),
+            )
+            for o in self.session.get_outputs()
+        ]
         self._buffer: np.ndarray | None = None
         self._output_names = [o.name for o in self._outputs]
         log.debug("onnxruntime %s on %s", self.path.name, self.session.get_providers())
@@ -108,5 +128,5 @@ class OnnxRuntimeBackend(Backend):
         return {"backend": self.name, "file": str(self.path), "providers": self.session.get_providers()}
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None
         self._buffer = None

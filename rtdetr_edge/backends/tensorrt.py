@@ -59,8 +59,12 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike[str], options: TensorRTOptions | None = None,
-                 _engine: trt_runtime.Engine | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        options: TensorRTOptions | None = None,
+        _engine: trt_runtime.Engine | None = None,
+    ) -> None:
         load_tensorrt("running TensorRT engines")
         self.path = Path(path)
         self.options = options or TensorRTOptions()
@@ -76,13 +80,17 @@ class TensorRTBackend(Backend):
         if self.meta is not None:
             check_compatible(self.meta, self.trt_version, props.name, props.compute_capability, self.path)
         else:
-            log.warning("%s has no sidecar (%s): TensorRT version and GPU cannot be checked and it carries no model "
-                        "contract", self.path, self.path.with_suffix(".json").name)
+            log.warning(
+                "%s has no sidecar (%s): TensorRT version and GPU cannot be checked and it carries no model contract",
+                self.path,
+                self.path.with_suffix(".json").name,
+            )
         self.memory = buffers.choose_memory_kind(props.integrated, props.can_map_host_memory, self.options.memory)
         buffers.set_device(self.device)
         self._owns_engine = _engine is None
-        self._engine = _engine or trt_runtime.Engine(self.path.read_bytes(), str(self.path),
-                                                 self.meta.dla_core if self.meta else None)
+        self._engine = _engine or trt_runtime.Engine(
+            self.path.read_bytes(), str(self.path), self.meta.dla_core if self.meta else None
+        )
         self._ctx = self._engine.create_context()
         self._stream = buffers.Stream()
         self._start, self._end = buffers.Event(), buffers.Event()
@@ -118,8 +126,10 @@ class TensorRTBackend(Backend):
         """The ``[batch,3,H,W]`` float32 host view the engine reads (mapped memory: zero copies)."""
         spec = self._inputs[0]
         if spec.dtype != np.float32:
-            raise EngineError(f"{self.path}: input {spec.name} is {spec.dtype}; the Detector feeds float32 (export "
-                              "float16 graphs with float32 inputs)")
+            raise EngineError(
+                f"{self.path}: input {spec.name} is {spec.dtype}; the Detector feeds float32 (export "
+                "float16 graphs with float32 inputs)"
+            )
         self._reserve(batch)
         return self._buffers[spec.name].host[:batch]
 
@@ -152,13 +162,25 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
-            "backend": self.name, "file": str(self.path), "tensorrt": self.trt_version, "gpu": self.gpu.name,
-            "compute_capability": self.gpu.compute_capability, "memory": self.memory,
-            "zero_copy": self.memory == "mapped", "cuda_graph": self.cuda_graph, "cuda_graphs_captured": len(self._graphs),
-            "cuda": buffers.driver().name, "batch_range": list(self.batch_range)}
+            "backend": self.name,
+            "file": str(self.path),
+            "tensorrt": self.trt_version,
+            "gpu": self.gpu.name,
+            "compute_capability": self.gpu.compute_capability,
+            "memory": self.memory,
+            "zero_copy": self.memory == "mapped",
+            "cuda_graph": self.cuda_graph,
+            "cuda_graphs_captured": len(self._graphs),
+            "cuda": buffers.driver().name,
+            "batch_range": list(self.batch_range),
+        }
         if self.meta is not None:
-            info.update(precision=self.meta.precision, int8_mode=self.meta.int8_mode,
-                        batch_profile=list(self.meta.batch.as_tuple()), dla_core=self.meta.dla_core)
+            info.update(
+                precision=self.meta.precision,
+                int8_mode=self.meta.int8_mode,
+                batch_profile=list(self.meta.batch.as_tuple()),
+                dla_core=self.meta.dla_core,
+            )
         return info
 
     def clone(self) -> TensorRTBackend:
@@ -185,8 +207,10 @@ class TensorRTBackend(Backend):
             raise EngineError(f"{self.path}: backend is closed")
         lo, hi = self.batch_range
         if batch < lo or (hi and batch > hi):
-            raise InputError(f"batch {batch} is outside the engine's batch range {lo}..{hi}; rebuild the engine with "
-                             f"--batch covering it")
+            raise InputError(
+                f"batch {batch} is outside the engine's batch range {lo}..{hi}; rebuild the engine with "
+                f"--batch covering it"
+            )
         if batch <= self._capacity:
             return
         self._bind_thread()
@@ -235,8 +259,10 @@ class TensorRTBackend(Backend):
         self._stream.synchronize()
         self.last_gpu_ms = buffers.Event.elapsed_ms(self._start, self._end)
         # copies: outputs are small (K x 6 numbers per image) and must outlive buffer reuse/close
-        return {t.name: self._buffers[t.name].host.reshape(-1)[:volume(shapes[t.name])].reshape(shapes[t.name]).copy()
-                for t in self._outputs}
+        return {
+            t.name: self._buffers[t.name].host.reshape(-1)[: volume(shapes[t.name])].reshape(shapes[t.name]).copy()
+            for t in self._outputs
+        }
 
     def _capture(self, batch: int) -> buffers.CudaGraph:
         # TensorRT wants one ordinary enqueue after a shape change before capture, so that its

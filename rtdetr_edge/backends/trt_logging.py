@@ -36,7 +36,8 @@ def load_tensorrt(purpose: str = "TensorRT engines") -> ModuleType:
         where = ", ".join(str(p) for p in getattr(mod, "__path__", [])) or "?"
         raise MissingDependencyError(
             f"'tensorrt' is needed for {purpose} but the 'tensorrt' found ({where}) is not TensorRT (type stubs "
-            f"only?). Install it: {route_for('tensorrt')}")
+            f"only?). Install it: {route_for('tensorrt')}"
+        )
     return mod
 
 

@@ -60,9 +60,11 @@ class Engine:
                 self._runtime.DLA_core = int(dla_core)
             engine = self._runtime.deserialize_cuda_engine(plan)
         if engine is None:
-            raise EngineError(f"{source}: TensorRT {trt.__version__} could not load this engine ({len(plan)} bytes): "
-                              f"{cap.summary()}. The file may be truncated or corrupt, or built by another "
-                              "TensorRT version or for another GPU: rebuild it on this machine")
+            raise EngineError(
+                f"{source}: TensorRT {trt.__version__} could not load this engine ({len(plan)} bytes): "
+                f"{cap.summary()}. The file may be truncated or corrupt, or built by another "
+                "TensorRT version or for another GPU: rebuild it on this machine"
+            )
         self._engine: tensorrt.ICudaEngine | None = engine
         self.io: list[IOTensor] = []
         for i in range(engine.num_io_tensors):
@@ -106,8 +108,9 @@ class ExecutionContext:
         with capture() as cap:
             ctx = engine.create_execution_context()
         if ctx is None:
-            raise EngineError(f"{source}: TensorRT could not create an execution context (out of GPU memory?): "
-                              f"{cap.summary()}")
+            raise EngineError(
+                f"{source}: TensorRT could not create an execution context (out of GPU memory?): {cap.summary()}"
+            )
         self._ctx: tensorrt.IExecutionContext | None = ctx
         self.source = source
 

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtdetr_edge")
 
 
-def _source_onnx(model: ModelSpec, bundle: Bundle, major: int,
-                 options: EngineBuildOptions) -> tuple[Path, str | None, EngineBuildOptions]:
+def _source_onnx(
+    model: ModelSpec, bundle: Bundle, major: int, options: EngineBuildOptions
+) -> tuple[Path, str | None, EngineBuildOptions]:
     """(ONNX, implicit INT8 ranges or None, options) the deployed engine of ``model`` is built from."""
     from ..engine import cache
 
@@ -46,14 +47,16 @@ def _source_onnx(model: ModelSpec, bundle: Bundle, major: int,
     return bundle.onnx_path("fp32"), None, options
 
 
-def trt_runner(model: ModelSpec, bundle: Bundle, workdir: Path,
-               engine_options: EngineBuildOptions) -> tuple[Any, dict[str, str], str]:
+def trt_runner(
+    model: ModelSpec, bundle: Bundle, workdir: Path, engine_options: EngineBuildOptions
+) -> tuple[Any, dict[str, str], str]:
     """(Polygraphy TrtRunner, tensor -> canonical renames, a note for the report) for ``model``."""
     common = polygraphy("polygraphy.backend.common")
     trt_backend = polygraphy("polygraphy.backend.trt")
     if model.kind == "engine":
-        runner = trt_backend.TrtRunner(trt_backend.EngineFromBytes(common.BytesFromPath(str(model.path))),
-                                       name=model.name)
+        runner = trt_backend.TrtRunner(
+            trt_backend.EngineFromBytes(common.BytesFromPath(str(model.path))), name=model.name
+        )
         return runner, {}, f"{model.path.name} runs as built: only its top-k outputs can be compared"
     from ..backends.trt_logging import tensorrt_version
     from ..engine import cache
@@ -66,12 +69,16 @@ def trt_runner(model: ModelSpec, bundle: Bundle, workdir: Path,
     onnx_loaders = polygraphy("polygraphy.backend.onnx")
     marked = workdir / f"{model.label}.marked.onnx"
     with quiet(), polygraphy_errors(f"marking outputs of {onnx_path.name}"):
-        onnx_loaders.SaveOnnx(onnx_loaders.ModifyOutputs(onnx_loaders.OnnxFromPath(str(onnx_path)), outputs=outputs),
-                              path=str(marked))()
+        onnx_loaders.SaveOnnx(
+            onnx_loaders.ModifyOutputs(onnx_loaders.OnnxFromPath(str(onnx_path)), outputs=outputs), path=str(marked)
+        )()
     log.info("check: building a TensorRT %s engine from %s (TensorRT %s)", model.precision, onnx_path.name, version)
-    engine = cache.build_engine(marked, workdir / f"{model.label}.engine", model.precision, options, ranges=ranges,
-                                contract=bundle.contract)
+    engine = cache.build_engine(
+        marked, workdir / f"{model.label}.engine", model.precision, options, ranges=ranges, contract=bundle.contract
+    )
     runner = trt_backend.TrtRunner(trt_backend.EngineFromBytes(common.BytesFromPath(str(engine))), name=model.name)
-    note = (f"TensorRT {version} {model.precision} engine built from {onnx_path.name} as for deployment, with "
-            f"{', '.join(tensors)} marked as outputs")
+    note = (
+        f"TensorRT {version} {model.precision} engine built from {onnx_path.name} as for deployment, with "
+        f"{', '.join(tensors)} marked as outputs"
+    )
     return runner, {v: k for k, v in tensors.items()}, note

@@ -89,8 +89,9 @@ class CheckOptions:
             raise InputError(f"--layer-tolerance must be > 0, got {self.layer_tolerance}")
 
 
-def run_check(bundle: Bundle | str | os.PathLike[str], candidate: str | None = None,
-              options: CheckOptions | None = None) -> CheckReport:
+def run_check(
+    bundle: Bundle | str | os.PathLike[str], candidate: str | None = None, options: CheckOptions | None = None
+) -> CheckReport:
     """Check one candidate of ``bundle`` against its reference; see :func:`run_checks`.
 
     Example:
@@ -113,13 +114,18 @@ def _outputs_of(model: ModelSpec, contract_outputs: Sequence[str]) -> tuple[list
     outputs = list(read_onnx_facts(model.path).outputs)
     missing = [n for n in contract_outputs if n not in outputs]
     if missing:
-        raise InputError(f"--{model.role} {model.path}: outputs {list(outputs)} lack {missing} of the bundle's "
-                         f"contract; compare graphs exported the same way")
+        raise InputError(
+            f"--{model.role} {model.path}: outputs {list(outputs)} lack {missing} of the bundle's "
+            f"contract; compare graphs exported the same way"
+        )
     return list(dict.fromkeys(list(tensors.values()) + outputs)), {v: k for k, v in tensors.items()}
 
 
-def run_checks(bundle: Bundle | str | os.PathLike[str], candidates: Sequence[str] | None = None,
-               options: CheckOptions | None = None) -> list[CheckReport]:
+def run_checks(
+    bundle: Bundle | str | os.PathLike[str],
+    candidates: Sequence[str] | None = None,
+    options: CheckOptions | None = None,
+) -> list[CheckReport]:
     """Compare candidates with the reference on the same images, with Polygraphy.
 
     The reference runs once; each candidate is compared element-wise (pre-top-k tensors, per-output
@@ -141,8 +147,9 @@ def run_checks(bundle: Bundle | str | os.PathLike[str], candidates: Sequence[str
     files = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
     contract = files.contract
     reference = resolve_model(files, opts.reference, "reference")
-    names = list(candidates) if candidates else ([p for p in files.precisions if p != opts.reference]
-                                                 or [opts.reference])
+    names = (
+        list(candidates) if candidates else ([p for p in files.precisions if p != opts.reference] or [opts.reference])
+    )
     specs = [resolve_model(files, c, "candidate", opts.runner, opts.tolerances) for c in names]
     if len({s.name for s in specs}) != len(specs):
         raise InputError(f"--candidate: the same candidate is named twice ({', '.join(names)})")
@@ -190,11 +197,21 @@ def run_checks(bundle: Bundle | str | os.PathLike[str], candidates: Sequence[str
         thresholds = opts.thresholds or DEFAULT_THRESHOLDS[spec.precision]
         dets = agreement(ref_dets, cand_dets, loader.sizes, thresholds, opts.conf)
         dtype_notes = _dtype_notes(ref_iters[0], results[spec.name][0], contract_outputs)
-        report = CheckReport(str(files.path), reference, spec, data, tensors, dets,
-                             notes=notes[spec.name] + dtype_notes, saved=dict(saved), versions=versions)
+        report = CheckReport(
+            str(files.path),
+            reference,
+            spec,
+            data,
+            tensors,
+            dets,
+            notes=notes[spec.name] + dtype_notes,
+            saved=dict(saved),
+            versions=versions,
+        )
         if opts.layerwise:
-            report.layerwise = _layerwise(reference, spec, feeds[: opts.layerwise_images], opts, tol[spec.name],
-                                          saved.get("inputs"), report)
+            report.layerwise = _layerwise(
+                reference, spec, feeds[: opts.layerwise_images], opts, tol[spec.name], saved.get("inputs"), report
+            )
         report.seconds = time.perf_counter() - t0
         reports.append(report)
     return reports
@@ -211,8 +228,15 @@ def _dtype_notes(ref: Any, cand: Any, names: Sequence[str]) -> list[str]:
     return notes
 
 
-def _layerwise(reference: ModelSpec, spec: ModelSpec, feeds: list[OrderedDict[str, np.ndarray]], opts: CheckOptions,
-               tolerances: Any, inputs_json: str | None, report: CheckReport) -> Any:
+def _layerwise(
+    reference: ModelSpec,
+    spec: ModelSpec,
+    feeds: list[OrderedDict[str, np.ndarray]],
+    opts: CheckOptions,
+    tolerances: Any,
+    inputs_json: str | None,
+    report: CheckReport,
+) -> Any:
     if spec.kind != "onnx":
         report.notes.append(f"--layerwise skipped: {spec.path.name} is an engine; pass the ONNX it was built from")
         return None
@@ -231,9 +255,15 @@ def _layerwise(reference: ModelSpec, spec: ModelSpec, feeds: list[OrderedDict[st
     return result
 
 
-def check_bundle_dir(directory: str | os.PathLike[str], metadata: dict[str, Any], precisions: Sequence[str],
-                     data: str | None = None, num_images: int = DEFAULT_NUM_IMAGES, images_dir: str | None = None,
-                     coco_root: str | None = None) -> dict[str, Any]:
+def check_bundle_dir(
+    directory: str | os.PathLike[str],
+    metadata: dict[str, Any],
+    precisions: Sequence[str],
+    data: str | None = None,
+    num_images: int = DEFAULT_NUM_IMAGES,
+    images_dir: str | None = None,
+    coco_root: str | None = None,
+) -> dict[str, Any]:
     """The check at the end of ``rtdetr-build``: every new precision against fp32, as a JSON-able dict.
 
     Runs on ONNX Runtime (the bundle's ONNX artifacts; engines are built on the device) in a bundle
@@ -258,8 +288,13 @@ def check_bundle_dir(directory: str | os.PathLike[str], metadata: dict[str, Any]
         return {"skipped": "no fp16 or int8 artifact to check"}
     try:
         files = Bundle.from_metadata(directory, metadata)
-        reports = run_checks(files, candidates, CheckOptions(data=data, num_images=num_images, images_dir=images_dir,
-                                                             coco_root=coco_root, runner="onnxruntime"))
+        reports = run_checks(
+            files,
+            candidates,
+            CheckOptions(
+                data=data, num_images=num_images, images_dir=images_dir, coco_root=coco_root, runner="onnxruntime"
+            ),
+        )
     except RtdetrEdgeError as exc:
         log.warning("accuracy check (rtdetr-check) skipped: %s", exc)
         return {"skipped": str(exc)}
@@ -272,8 +307,9 @@ def check_bundle_dir(directory: str | os.PathLike[str], metadata: dict[str, Any]
             d[side]["file"] = Path(d[side]["file"]).name
         out[r.candidate.label] = d
         if r.passed:
-            log.info("check %s vs fp32: pass (AP %s, mean IoU %s)", r.candidate.label, r.detections.ap,
-                     r.detections.mean_iou)
+            log.info(
+                "check %s vs fp32: pass (AP %s, mean IoU %s)", r.candidate.label, r.detections.ap, r.detections.mean_iou
+            )
         else:
             log.warning("check %s vs fp32 FAILED: %s", r.candidate.label, "; ".join(r.failures))
     return out

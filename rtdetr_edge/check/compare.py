@@ -68,8 +68,9 @@ DEFAULT_TOLERANCES: dict[str, dict[str, Tolerance]] = {
 COMPARED = (PROBS, LOGITS, PRED_BOXES, SCORES)
 
 
-def tolerances_for(precision: str, atol: float | Mapping[str, float] | None = None,
-                   rtol: float | Mapping[str, float] | None = None) -> dict[str, Tolerance]:
+def tolerances_for(
+    precision: str, atol: float | Mapping[str, float] | None = None, rtol: float | Mapping[str, float] | None = None
+) -> dict[str, Tolerance]:
     """Default tolerances of ``precision`` with overrides (a number for every output, or name -> value)."""
     base = dict(DEFAULT_TOLERANCES[precision])
 
@@ -89,8 +90,10 @@ def tolerances_for(precision: str, atol: float | Mapping[str, float] | None = No
         return out
 
     atols, rtols = override(atol, "atol"), override(rtol, "rtol")
-    return {name: Tolerance(float(atols.get(name, tol.atol)), float(rtols.get(name, tol.rtol)))
-            for name, tol in base.items()}
+    return {
+        name: Tolerance(float(atols.get(name, tol.atol)), float(rtols.get(name, tol.rtol)))
+        for name, tol in base.items()
+    }
 
 
 def parse_tolerance_args(values: Sequence[str] | None, flag: str) -> float | dict[str, float] | None:
@@ -144,8 +147,12 @@ def canonical(run_results: Any, renames: Mapping[str, Mapping[str, str]]) -> Any
     out = comparator.RunResults()
     for runner_name, iterations in run_results.items():
         rename = renames.get(runner_name, {})
-        new = [comparator.IterationResult(OrderedDict((rename.get(k, k), it[k]) for k in it),
-                                          runtime=it.runtime, runner_name=runner_name) for it in iterations]
+        new = [
+            comparator.IterationResult(
+                OrderedDict((rename.get(k, k), it[k]) for k in it), runtime=it.runtime, runner_name=runner_name
+            )
+            for it in iterations
+        ]
         out.append((runner_name, new))
     return out
 
@@ -172,9 +179,16 @@ class OutputStats:
         return self.failed_images == 0
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol, "max_abs": self.max_abs,
-             "mean_abs": self.mean_abs, "max_rel": self.max_rel, "failed_images": self.failed_images,
-             "worst_image": self.worst_image, "passed": self.passed}
+        d: dict[str, Any] = {
+            "atol": self.tolerance.atol,
+            "rtol": self.tolerance.rtol,
+            "max_abs": self.max_abs,
+            "mean_abs": self.mean_abs,
+            "max_rel": self.max_rel,
+            "failed_images": self.failed_images,
+            "worst_image": self.worst_image,
+            "passed": self.passed,
+        }
         if self.note:
             d["note"] = self.note
         return d
@@ -210,11 +224,18 @@ class TensorComparison:
         return all(o.passed for o in self.outputs.values()) and self.unmatched_fraction <= self.max_unmatched
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "images": self.images, "rows_reordered": self.rows_reordered,
-                "query_rows": self.query_rows, "unmatched_rows": self.unmatched_rows,
-                "max_unmatched_fraction": self.max_unmatched, "unmatched_excluded": self.unmatched_excluded,
-                "gate_factor": GATE_FACTOR, "outputs": {k: v.to_dict() for k, v in self.outputs.items()},
-                "not_compared": self.skipped}
+        return {
+            "passed": self.passed,
+            "images": self.images,
+            "rows_reordered": self.rows_reordered,
+            "query_rows": self.query_rows,
+            "unmatched_rows": self.unmatched_rows,
+            "max_unmatched_fraction": self.max_unmatched,
+            "unmatched_excluded": self.unmatched_excluded,
+            "gate_factor": GATE_FACTOR,
+            "outputs": {k: v.to_dict() for k, v in self.outputs.items()},
+            "not_compared": self.skipped,
+        }
 
 
 def _compare_func(tolerances: Mapping[str, Tolerance]) -> Any:
@@ -226,8 +247,9 @@ def _compare_func(tolerances: Mapping[str, Tolerance]) -> Any:
     return factory(atol=atol, rtol=rtol, check_error_stat="elemwise")
 
 
-def compare_tensors(run_results: Any, reference: str, candidate: str, tolerances: Mapping[str, Tolerance],
-                    max_unmatched: float = 0.0) -> TensorComparison:
+def compare_tensors(
+    run_results: Any, reference: str, candidate: str, tolerances: Mapping[str, Tolerance], max_unmatched: float = 0.0
+) -> TensorComparison:
     """Align the candidate's query rows, then Polygraphy's ``compare_accuracy`` per output.
 
     Args:

@@ -66,8 +66,14 @@ class ImageSource:
         return self.num_synthetic if self.kind == SYNTHETIC else len(self.paths)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "spec": self.spec, "description": self.description, "images": len(self),
-                "excluded_calibration": self.excluded_calibration, "missing": self.missing}
+        return {
+            "kind": self.kind,
+            "spec": self.spec,
+            "description": self.description,
+            "images": len(self),
+            "excluded_calibration": self.excluded_calibration,
+            "missing": self.missing,
+        }
 
 
 def synthetic_source(num_images: int, why: str = "") -> ImageSource:
@@ -109,9 +115,13 @@ def _describe(count: int, what: str, excluded: int) -> str:
     return text + (f" not used for calibration ({excluded} calibration images left out)" if excluded else "")
 
 
-def resolve_images(data: str | os.PathLike[str] | None, bundle: Bundle, num_images: int = DEFAULT_NUM_IMAGES,
-                   images_dir: str | os.PathLike[str] | None = None,
-                   coco_root: str | os.PathLike[str] | None = None) -> ImageSource:
+def resolve_images(
+    data: str | os.PathLike[str] | None,
+    bundle: Bundle,
+    num_images: int = DEFAULT_NUM_IMAGES,
+    images_dir: str | os.PathLike[str] | None = None,
+    coco_root: str | os.PathLike[str] | None = None,
+) -> ImageSource:
     """Choose the check images (see the module docstring).
 
     Args:
@@ -141,25 +151,39 @@ def resolve_images(data: str | os.PathLike[str] | None, bundle: Bundle, num_imag
     spec = os.fspath(data)
     source = _resolve(spec, bundle, num_images, images_dir, coco_root)
     if len(source) == 0:
-        raise InputError(f"--data {spec}: no images left to check (all {source.excluded_calibration} are calibration "
-                         f"images{f', {source.missing} missing' if source.missing else ''})")
+        raise InputError(
+            f"--data {spec}: no images left to check (all {source.excluded_calibration} are calibration "
+            f"images{f', {source.missing} missing' if source.missing else ''})"
+        )
     return source
 
 
-def _resolve(spec: str, bundle: Bundle, num_images: int, images_dir: str | os.PathLike[str] | None,
-             coco_root: str | os.PathLike[str] | None) -> ImageSource:
+def _resolve(
+    spec: str,
+    bundle: Bundle,
+    num_images: int,
+    images_dir: str | os.PathLike[str] | None,
+    coco_root: str | os.PathLike[str] | None,
+) -> ImageSource:
     if spec == SYNTHETIC:
         return synthetic_source(num_images)
     calib = calibration_paths(bundle, coco_root)
     source = open_source(spec, "--data", images_dir, coco_root, allow_download=False)
     if source.dataset is None:
         chosen, excluded = _select([p for _, p in source.images], calib, num_images)
-        return ImageSource("folder", spec, _describe(len(chosen), f"folder {spec}", excluded), chosen,
-                           excluded_calibration=excluded)
+        return ImageSource(
+            "folder", spec, _describe(len(chosen), f"folder {spec}", excluded), chosen, excluded_calibration=excluded
+        )
     present = [p for _, p in source.images if p.is_file()]
     chosen, excluded = _select(present, calib, num_images)
-    return ImageSource("coco", spec, _describe(len(chosen), spec, excluded), chosen, excluded_calibration=excluded,
-                       missing=len(source.images) - len(present))
+    return ImageSource(
+        "coco",
+        spec,
+        _describe(len(chosen), spec, excluded),
+        chosen,
+        excluded_calibration=excluded,
+        missing=len(source.images) - len(present),
+    )
 
 
 class CheckDataLoader:
@@ -176,8 +200,9 @@ class CheckDataLoader:
 
     def __init__(self, source: ImageSource, contract: ModelContract) -> None:
         if contract.min_batch > 1:
-            raise InputError(f"the graph needs batches of at least {contract.min_batch}; rtdetr-check feeds one image "
-                             "at a time")
+            raise InputError(
+                f"the graph needs batches of at least {contract.min_batch}; rtdetr-check feeds one image at a time"
+            )
         self.source = source
         self.input_name = contract.input_name
         self.preprocessor = Preprocessor(contract.preprocessing)

@@ -109,12 +109,15 @@ class DetectionAgreement:
         t, fails = self.thresholds, []
         if self.reference_detections == 0:
             if self.candidate_detections > 0:
-                fails.append(f"{self.candidate_detections} candidate detections at conf {self.conf:g} where the "
-                             "reference has none")
+                fails.append(
+                    f"{self.candidate_detections} candidate detections at conf {self.conf:g} where the "
+                    "reference has none"
+                )
             self.failures = fails
             return
         checks = [
-            ("AP", self.ap, t.min_ap, True), ("mean IoU", self.mean_iou, t.min_mean_iou, True),
+            ("AP", self.ap, t.min_ap, True),
+            ("mean IoU", self.mean_iou, t.min_mean_iou, True),
             ("mean score drift", self.score_drift_mean, t.max_mean_score_drift, False),
             ("label flip rate", self.rate(self.label_flips), t.max_label_flip_rate, False),
             ("missed rate", self.rate(self.missed), t.max_missed_rate, False),
@@ -131,24 +134,45 @@ class DetectionAgreement:
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("thresholds", "failures")}
-        d.update({"label_flip_rate": self.rate(self.label_flips), "missed_rate": self.rate(self.missed),
-                  "extra_rate": self.rate(self.extra), "match_iou": MATCH_IOU,
-                  "thresholds": asdict(self.thresholds), "failures": list(self.failures), "passed": self.passed})
+        d.update(
+            {
+                "label_flip_rate": self.rate(self.label_flips),
+                "missed_rate": self.rate(self.missed),
+                "extra_rate": self.rate(self.extra),
+                "match_iou": MATCH_IOU,
+                "thresholds": asdict(self.thresholds),
+                "failures": list(self.failures),
+                "passed": self.passed,
+            }
+        )
         return d
 
 
-def detections_from_outputs(outputs: Sequence[Mapping[str, np.ndarray]], sizes: Sequence[tuple[int, int]],
-                            contract: ModelContract) -> list[Detections]:
+def detections_from_outputs(
+    outputs: Sequence[Mapping[str, np.ndarray]], sizes: Sequence[tuple[int, int]], contract: ModelContract
+) -> list[Detections]:
     """Every top-k detection (no score threshold) of each image, via the runtime's postprocessing."""
     opts = PostprocessOptions(conf=0.0, max_det=1 << 30)
     dets: list[Detections] = []
     for out, size in zip(outputs, sizes):
         if contract.output_kind == OUTPUT_RAW:
-            dets += from_raw(np.asarray(out["logits"]), np.asarray(out["pred_boxes"]), [size], contract.top_k, opts,
-                             contract.class_names)
+            dets += from_raw(
+                np.asarray(out["logits"]),
+                np.asarray(out["pred_boxes"]),
+                [size],
+                contract.top_k,
+                opts,
+                contract.class_names,
+            )
         else:
-            dets += from_topk(np.asarray(out["scores"]), np.asarray(out["labels"]), np.asarray(out["boxes"]),
-                              [size], opts, contract.class_names)
+            dets += from_topk(
+                np.asarray(out["scores"]),
+                np.asarray(out["labels"]),
+                np.asarray(out["boxes"]),
+                [size],
+                opts,
+                contract.class_names,
+            )
     return dets
 
 
@@ -158,8 +182,13 @@ def greedy_pairs(iou: np.ndarray, allowed: np.ndarray, threshold: float = MATCH_
     return [(i, j, float(iou[i, j])) for i, j in greedy_match(cost, -threshold)]
 
 
-def agreement(reference: Sequence[Detections], candidate: Sequence[Detections], sizes: Sequence[tuple[int, int]],
-              thresholds: DetectionThresholds, conf: float = DEFAULT_CONF) -> DetectionAgreement:
+def agreement(
+    reference: Sequence[Detections],
+    candidate: Sequence[Detections],
+    sizes: Sequence[tuple[int, int]],
+    thresholds: DetectionThresholds,
+    conf: float = DEFAULT_CONF,
+) -> DetectionAgreement:
     """Detection-level agreement of ``candidate`` with ``reference`` (same images, same order)."""
     result = DetectionAgreement(images=len(reference), conf=conf, thresholds=thresholds)
     ious: list[float] = []
@@ -198,8 +227,12 @@ def agreement(reference: Sequence[Detections], candidate: Sequence[Detections], 
     return result
 
 
-def pseudo_ap(reference: Sequence[Detections], candidate: Sequence[Detections], sizes: Sequence[tuple[int, int]],
-              conf: float = DEFAULT_CONF) -> dict[str, float]:
+def pseudo_ap(
+    reference: Sequence[Detections],
+    candidate: Sequence[Detections],
+    sizes: Sequence[tuple[int, int]],
+    conf: float = DEFAULT_CONF,
+) -> dict[str, float]:
     """COCO AP of the candidate's top-100 detections against the reference's at ``conf`` as ground truth."""
     from ..data.coco import CocoDataset
     from ..evaluate.coco_map import ImagePrediction, coco_map
@@ -213,12 +246,26 @@ def pseudo_ap(reference: Sequence[Detections], candidate: Sequence[Detections], 
         r = ref[ref.scores >= conf]
         for (x0, y0, x1, y1), label in zip(r.xyxy.astype(float), r.class_ids):
             bw, bh = max(x1 - x0, 0.0), max(y1 - y0, 0.0)
-            annotations.append({"id": len(annotations) + 1, "image_id": k + 1, "category_id": int(label) + 1,
-                                "bbox": [x0, y0, bw, bh], "area": bw * bh, "iscrowd": 0})
-    gt = {"info": {"description": "rtdetr-check pseudo ground truth"}, "images": images, "annotations": annotations,
-          "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
-    preds = [ImagePrediction(k + 1, c.xyxy[:AP_MAX_DETS], c.scores[:AP_MAX_DETS], c.class_ids[:AP_MAX_DETS])
-             for k, c in enumerate(candidate)]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": k + 1,
+                    "category_id": int(label) + 1,
+                    "bbox": [x0, y0, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                }
+            )
+    gt = {
+        "info": {"description": "rtdetr-check pseudo ground truth"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
+    }
+    preds = [
+        ImagePrediction(k + 1, c.xyxy[:AP_MAX_DETS], c.scores[:AP_MAX_DETS], c.class_ids[:AP_MAX_DETS])
+        for k, c in enumerate(candidate)
+    ]
     with tempfile.TemporaryDirectory(prefix="rtdetr-check-") as tmp:
         path = Path(tmp) / "pseudo_gt.json"
         path.write_text(json.dumps(gt))  # CocoDataset (and so coco_map) reads a file

@@ -55,8 +55,14 @@ class LayerDiff:
     position: int  # index in the reference's topological order
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tensor": self.tensor, "node": self.node, "op": self.op, "rel_error": self.rel_error,
-                "max_abs": self.max_abs, "position": self.position}
+        return {
+            "tensor": self.tensor,
+            "node": self.node,
+            "op": self.op,
+            "rel_error": self.rel_error,
+            "max_abs": self.max_abs,
+            "position": self.position,
+        }
 
 
 @dataclass
@@ -77,12 +83,20 @@ class LayerwiseResult:
     commands: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tolerance": self.tolerance, "images": self.images, "compared": self.compared,
-                "diverged": self.diverged, "first_divergent": [d.to_dict() for d in self.first],
-                "worst": [d.to_dict() for d in self.worst], "integer_changes": self.integer_changes,
-                "reordered": self.reordered,
-                "only_reference": self.only_reference, "only_candidate": self.only_candidate,
-                "shape_mismatches": self.shape_mismatches, "polygraphy_commands": self.commands}
+        return {
+            "tolerance": self.tolerance,
+            "images": self.images,
+            "compared": self.compared,
+            "diverged": self.diverged,
+            "first_divergent": [d.to_dict() for d in self.first],
+            "worst": [d.to_dict() for d in self.worst],
+            "integer_changes": self.integer_changes,
+            "reordered": self.reordered,
+            "only_reference": self.only_reference,
+            "only_candidate": self.only_candidate,
+            "shape_mismatches": self.shape_mismatches,
+            "polygraphy_commands": self.commands,
+        }
 
 
 def relative_error(ref: np.ndarray, cand: np.ndarray) -> tuple[float, float]:
@@ -110,8 +124,9 @@ def _downstream(path: Path, changed: set[str]) -> set[str]:
     return tainted
 
 
-def polygraphy_commands(reference: ModelSpec, candidate: ModelSpec, tolerances: dict[str, Tolerance],
-                        inputs: str) -> list[str]:
+def polygraphy_commands(
+    reference: ModelSpec, candidate: ModelSpec, tolerances: dict[str, Tolerance], inputs: str
+) -> list[str]:
     """The equivalent ``polygraphy run`` command lines (save the reference's layers, compare against them)."""
     ref_layers = str(Path(inputs).with_name("reference_layers.json"))
     q = shlex.quote
@@ -124,13 +139,20 @@ def polygraphy_commands(reference: ModelSpec, candidate: ModelSpec, tolerances: 
     ]
     if candidate.runner == "tensorrt":
         flag = {"fp16": " --fp16", "int8": " --int8"}.get(candidate.precision, "")
-        lines.append(f"polygraphy run {q(str(candidate.path))} --trt{flag} --onnxrt --trt-outputs mark all "
-                     f"--onnx-outputs mark all --load-inputs {q(inputs)}")
+        lines.append(
+            f"polygraphy run {q(str(candidate.path))} --trt{flag} --onnxrt --trt-outputs mark all "
+            f"--onnx-outputs mark all --load-inputs {q(inputs)}"
+        )
     return lines
 
 
-def compare_layers(reference: ModelSpec, candidate: ModelSpec, feeds: list[OrderedDict[str, np.ndarray]],
-                   tolerance: float, first: int = FIRST_LAYERS) -> tuple[LayerwiseResult, Any]:
+def compare_layers(
+    reference: ModelSpec,
+    candidate: ModelSpec,
+    feeds: list[OrderedDict[str, np.ndarray]],
+    tolerance: float,
+    first: int = FIRST_LAYERS,
+) -> tuple[LayerwiseResult, Any]:
     """Run both ONNX graphs with every tensor marked; returns (result, Polygraphy RunResults).
 
     Args:
@@ -140,13 +162,25 @@ def compare_layers(reference: ModelSpec, candidate: ModelSpec, feeds: list[Order
         first: how many first-divergent (and worst) tensors to name.
     """
     if candidate.kind != "onnx":
-        raise InputError(f"--layerwise needs an ONNX candidate; {candidate.path.name} is a TensorRT engine "
-                         "(pass the ONNX it was built from)")
+        raise InputError(
+            f"--layerwise needs an ONNX candidate; {candidate.path.name} is a TensorRT engine "
+            "(pass the ONNX it was built from)"
+        )
     mark_all = polygraphy("polygraphy.constants").MARK_ALL
     ref_runner = onnxrt_runner(reference, mark_all)
-    cand_spec = candidate if candidate.runner == "onnxruntime" else ModelSpec(
-        candidate.role, candidate.label, candidate.precision, candidate.path, "onnx", "onnxruntime",
-        candidate.from_bundle)
+    cand_spec = (
+        candidate
+        if candidate.runner == "onnxruntime"
+        else ModelSpec(
+            candidate.role,
+            candidate.label,
+            candidate.precision,
+            candidate.path,
+            "onnx",
+            "onnxruntime",
+            candidate.from_bundle,
+        )
+    )
     cand_runner = onnxrt_runner(cand_spec, mark_all)
     results = run([ref_runner, cand_runner], feeds, "the layerwise comparison (every tensor marked)")
     ref_iters, cand_iters = list(results[ref_runner.name]), list(results[cand_runner.name])

@@ -60,8 +60,13 @@ class ModelSpec:
         return f"{self.role}:{'trt' if self.runner == 'tensorrt' else 'onnxrt'}-{self.label}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "precision": self.precision, "file": str(self.path), "kind": self.kind,
-                "runner": self.runner}
+        return {
+            "label": self.label,
+            "precision": self.precision,
+            "file": str(self.path),
+            "kind": self.kind,
+            "runner": self.runner,
+        }
 
 
 def onnx_precision(path: Path) -> str:
@@ -77,8 +82,9 @@ def engine_precision(path: Path) -> str | None:
     return meta.precision if meta is not None else None
 
 
-def resolve_model(bundle: Bundle, spec: str, role: str, runner: str = "auto",
-                  precision: str | None = None) -> ModelSpec:
+def resolve_model(
+    bundle: Bundle, spec: str, role: str, runner: str = "auto", precision: str | None = None
+) -> ModelSpec:
     """Turn ``--reference``/``--candidate`` into a :class:`ModelSpec`.
 
     Args:
@@ -107,8 +113,10 @@ def resolve_model(bundle: Bundle, spec: str, role: str, runner: str = "auto",
         return ModelSpec(role, spec, precision or spec, path, "onnx", chosen, True)
     path = Path(spec)
     if not path.is_file():
-        raise InputError(f"{flag} {spec}: not one of {', '.join(PRECISIONS)} nor an existing "
-                         f"{'.onnx' if role == 'reference' else '.onnx or .engine'} file")
+        raise InputError(
+            f"{flag} {spec}: not one of {', '.join(PRECISIONS)} nor an existing "
+            f"{'.onnx' if role == 'reference' else '.onnx or .engine'} file"
+        )
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         chosen = "onnxruntime" if runner == "auto" or role == "reference" else runner
@@ -117,15 +125,20 @@ def resolve_model(bundle: Bundle, spec: str, role: str, runner: str = "auto",
         if runner == "onnxruntime":
             raise InputError(f"{flag} {spec}: a TensorRT engine cannot run on ONNX Runtime")
         if not tensorrt_available():
-            raise MissingDependencyError(f"{flag} {spec}: running a TensorRT engine needs TensorRT; "
-                                         f"{route_for('tensorrt')}")
+            raise MissingDependencyError(
+                f"{flag} {spec}: running a TensorRT engine needs TensorRT; {route_for('tensorrt')}"
+            )
         found = precision or engine_precision(path)
         if found is None:
-            raise InputError(f"{flag} {spec}: the engine has no rtdetr-edge sidecar ({path.with_suffix('.json').name}) "
-                             "saying its precision; pass --tolerances fp32|fp16|int8")
+            raise InputError(
+                f"{flag} {spec}: the engine has no rtdetr-edge sidecar ({path.with_suffix('.json').name}) "
+                "saying its precision; pass --tolerances fp32|fp16|int8"
+            )
         return ModelSpec(role, path.name, found, path, "engine", "tensorrt", False)
-    raise InputError(f"{flag} {spec}: expected an .onnx file{'' if role == 'reference' else ' or a TensorRT engine'}"
-                     f" ({', '.join(ENGINE_SUFFIXES)}), got {suffix or 'no suffix'}")
+    raise InputError(
+        f"{flag} {spec}: expected an .onnx file{'' if role == 'reference' else ' or a TensorRT engine'}"
+        f" ({', '.join(ENGINE_SUFFIXES)}), got {suffix or 'no suffix'}"
+    )
 
 
 def check_tensors(path: Path) -> dict[str, str]:
@@ -146,8 +159,10 @@ def check_tensors(path: Path) -> dict[str, str]:
         return found
     if all(name in outputs for name in RAW_OUTPUTS):
         return {LOGITS: "logits", PRED_BOXES: "pred_boxes"}
-    raise InputError(f"{path}: not an rtdetr-edge graph (no post/sigmoid + post/gather_boxes nodes and no "
-                     f"logits/pred_boxes outputs; outputs are {outputs})")
+    raise InputError(
+        f"{path}: not an rtdetr-edge graph (no post/sigmoid + post/gather_boxes nodes and no "
+        f"logits/pred_boxes outputs; outputs are {outputs})"
+    )
 
 
 def topological_tensors(path: Path) -> list[tuple[str, str, str]]:

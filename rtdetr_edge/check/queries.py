@@ -45,8 +45,9 @@ def _probabilities(outputs: Mapping[str, np.ndarray], i: int) -> np.ndarray | No
     return None
 
 
-def align_rows(ref_boxes: np.ndarray, ref_probs: np.ndarray, cand_boxes: np.ndarray, cand_probs: np.ndarray,
-               chunk: int = 64) -> np.ndarray:
+def align_rows(
+    ref_boxes: np.ndarray, ref_probs: np.ndarray, cand_boxes: np.ndarray, cand_probs: np.ndarray, chunk: int = 64
+) -> np.ndarray:
     """Permutation ``p`` so that candidate query ``p[i]`` matches reference query ``i``.
 
     Greedy on cost max(|d box|_inf, |d prob|_inf), cheapest pair first; ties keep a query in place
@@ -55,9 +56,9 @@ def align_rows(ref_boxes: np.ndarray, ref_probs: np.ndarray, cand_boxes: np.ndar
     q = ref_boxes.shape[0]
     cost = np.empty((q, q), np.float64)
     for s in range(0, q, chunk):
-        box = np.abs(ref_boxes[s:s + chunk, None, :] - cand_boxes[None, :, :]).max(-1)
-        prob = np.abs(ref_probs[s:s + chunk, None, :] - cand_probs[None, :, :]).max(-1)
-        cost[s:s + chunk] = np.maximum(box, prob)
+        box = np.abs(ref_boxes[s : s + chunk, None, :] - cand_boxes[None, :, :]).max(-1)
+        prob = np.abs(ref_probs[s : s + chunk, None, :] - cand_probs[None, :, :]).max(-1)
+        cost[s : s + chunk] = np.maximum(box, prob)
     diag = np.diagonal(cost)
     if np.all(diag <= cost.min(axis=1)) and np.all(diag <= cost.min(axis=0)):
         return np.arange(q)  # nothing moved (the common case)
@@ -68,8 +69,9 @@ def align_rows(ref_boxes: np.ndarray, ref_probs: np.ndarray, cand_boxes: np.ndar
     return perm
 
 
-def align_queries(ref: Mapping[str, np.ndarray], cand: Mapping[str, np.ndarray],
-                  gates: Mapping[str, float]) -> tuple[dict[str, np.ndarray], int, np.ndarray | None]:
+def align_queries(
+    ref: Mapping[str, np.ndarray], cand: Mapping[str, np.ndarray], gates: Mapping[str, float]
+) -> tuple[dict[str, np.ndarray], int, np.ndarray | None]:
     """Permute the candidate's per-query rows to the reference's.
 
     Args:

@@ -46,67 +46,98 @@ class CheckReport:
                 out.append(f"{name}: {why} on {o.failed_images}/{self.tensors.images} images")
         t = self.tensors
         if t.unmatched_fraction > t.max_unmatched:
-            out.append(f"query rows without a counterpart: {t.unmatched_rows}/{t.query_rows} "
-                       f"({100 * t.unmatched_fraction:.1f}% > {100 * t.max_unmatched:g}%)")
+            out.append(
+                f"query rows without a counterpart: {t.unmatched_rows}/{t.query_rows} "
+                f"({100 * t.unmatched_fraction:.1f}% > {100 * t.max_unmatched:g}%)"
+            )
         out += list(self.detections.failures)
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "failures": self.failures, "bundle": self.bundle,
-                "reference": self.reference.to_dict(), "candidate": self.candidate.to_dict(), "data": self.data,
-                "tensors": self.tensors.to_dict(), "detections": self.detections.to_dict(),
-                "layerwise": self.layerwise.to_dict() if self.layerwise else None, "notes": list(self.notes),
-                "saved": dict(self.saved), "seconds": round(self.seconds, 2), "versions": dict(self.versions)}
+        return {
+            "passed": self.passed,
+            "failures": self.failures,
+            "bundle": self.bundle,
+            "reference": self.reference.to_dict(),
+            "candidate": self.candidate.to_dict(),
+            "data": self.data,
+            "tensors": self.tensors.to_dict(),
+            "detections": self.detections.to_dict(),
+            "layerwise": self.layerwise.to_dict() if self.layerwise else None,
+            "notes": list(self.notes),
+            "saved": dict(self.saved),
+            "seconds": round(self.seconds, 2),
+            "versions": dict(self.versions),
+        }
 
     def format(self) -> str:
         """A readable multi-line report (what ``rtdetr-check`` prints)."""
         c, r, t, d = self.candidate, self.reference, self.tensors, self.detections
         runner = {"onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}
-        lines = [f"{self.bundle}: candidate {c.label} ({runner[c.runner]}, {c.path.name}) vs reference {r.label} "
-                 f"({runner[r.runner]}, {r.path.name})",
-                 f"  data: {self.data.get('description', '')}"]
+        lines = [
+            f"{self.bundle}: candidate {c.label} ({runner[c.runner]}, {c.path.name}) vs reference {r.label} "
+            f"({runner[r.runner]}, {r.path.name})",
+            f"  data: {self.data.get('description', '')}",
+        ]
         moved = f"; {t.rows_reordered} of {t.query_rows} query rows re-aligned" if t.rows_reordered else ""
         lines.append(f"  tensors ({t.images} images, Polygraphy elemwise, {c.precision} tolerances{moved}):")
         if t.unmatched_rows:
-            lines.append(f"    {t.unmatched_rows} query rows ({100 * t.unmatched_fraction:.2f}%) have no counterpart "
-                         f"within {GATE_FACTOR:g}x atol (another query selected; <= {100 * t.max_unmatched:g}% allowed"
-                         f"{', left out below' if t.unmatched_excluded else ''})")
+            lines.append(
+                f"    {t.unmatched_rows} query rows ({100 * t.unmatched_fraction:.2f}%) have no counterpart "
+                f"within {GATE_FACTOR:g}x atol (another query selected; <= {100 * t.max_unmatched:g}% allowed"
+                f"{', left out below' if t.unmatched_excluded else ''})"
+            )
         for name, o in t.outputs.items():
-            lines.append(f"    {name:<11} max |d| {o.max_abs:<9.3g} mean |d| {o.mean_abs:<9.3g} "
-                         f"atol {o.tolerance.atol:<7g} rtol {o.tolerance.rtol:<5g} "
-                         f"{'ok' if o.passed else f'FAIL on {o.failed_images}/{t.images} images'}"
-                         f"{f' ({o.note})' if o.note else ''}")
+            lines.append(
+                f"    {name:<11} max |d| {o.max_abs:<9.3g} mean |d| {o.mean_abs:<9.3g} "
+                f"atol {o.tolerance.atol:<7g} rtol {o.tolerance.rtol:<5g} "
+                f"{'ok' if o.passed else f'FAIL on {o.failed_images}/{t.images} images'}"
+                f"{f' ({o.note})' if o.note else ''}"
+            )
         if not t.outputs:
             lines.append("    (no tensor in common to compare)")
         for name in t.skipped:
             lines.append(f"    {name:<11} only on one side, not compared")
         th = d.thresholds
-        lines.append(f"  detections (conf {d.conf:g}; reference {d.reference_detections}, candidate "
-                     f"{d.candidate_detections}):")
+        lines.append(
+            f"  detections (conf {d.conf:g}; reference {d.reference_detections}, candidate {d.candidate_detections}):"
+        )
         if d.reference_detections == 0:
             lines.append("    the reference has no detection at this confidence: AP, IoU and rates not measured")
         else:
-            lines.append(f"    AP {_num(d.ap)} (>= {th.min_ap:g})  AP50 {_num(d.ap50)}  mean IoU {_num(d.mean_iou)} "
-                         f"(>= {th.min_mean_iou:g})")
-            lines.append(f"    score drift mean {_num(d.score_drift_mean)} (<= {th.max_mean_score_drift:g}) max "
-                         f"{_num(d.score_drift_max)}")
-            lines.append(f"    label flips {d.label_flips} ({_pct(d.rate(d.label_flips))})  missed {d.missed} "
-                         f"({_pct(d.rate(d.missed))})  extra {d.extra} ({_pct(d.rate(d.extra))})")
+            lines.append(
+                f"    AP {_num(d.ap)} (>= {th.min_ap:g})  AP50 {_num(d.ap50)}  mean IoU {_num(d.mean_iou)} "
+                f"(>= {th.min_mean_iou:g})"
+            )
+            lines.append(
+                f"    score drift mean {_num(d.score_drift_mean)} (<= {th.max_mean_score_drift:g}) max "
+                f"{_num(d.score_drift_max)}"
+            )
+            lines.append(
+                f"    label flips {d.label_flips} ({_pct(d.rate(d.label_flips))})  missed {d.missed} "
+                f"({_pct(d.rate(d.missed))})  extra {d.extra} ({_pct(d.rate(d.extra))})"
+            )
         if self.layerwise is not None:
             lw = self.layerwise
             reordered = f", + {lw.reordered} in another query order" if lw.reordered else ""
-            lines.append(f"  layerwise ({lw.compared} tensors in both, {lw.images} image(s), relative error > "
-                         f"{lw.tolerance:g}: {lw.diverged}{reordered}):")
+            lines.append(
+                f"  layerwise ({lw.compared} tensors in both, {lw.images} image(s), relative error > "
+                f"{lw.tolerance:g}: {lw.diverged}{reordered}):"
+            )
             if lw.first:
                 for k, diff in enumerate(lw.first):
-                    lines.append(f"    {'first' if k == 0 else 'then ':<5} {diff.node} [{diff.op}] -> {diff.tensor}: "
-                                 f"rel. error {diff.rel_error:.3g}, max |d| {diff.max_abs:.3g}")
+                    lines.append(
+                        f"    {'first' if k == 0 else 'then ':<5} {diff.node} [{diff.op}] -> {diff.tensor}: "
+                        f"rel. error {diff.rel_error:.3g}, max |d| {diff.max_abs:.3g}"
+                    )
             else:
                 lines.append("    no tensor diverges beyond the tolerance")
             if lw.integer_changes:
-                lines.append(f"    index tensors that changed (near-tied queries swapped; {lw.reordered} diverging "
-                             f"tensors computed from them not named): {', '.join(lw.integer_changes[:3])}"
-                             f"{' ...' if len(lw.integer_changes) > 3 else ''}")
+                lines.append(
+                    f"    index tensors that changed (near-tied queries swapped; {lw.reordered} diverging "
+                    f"tensors computed from them not named): {', '.join(lw.integer_changes[:3])}"
+                    f"{' ...' if len(lw.integer_changes) > 3 else ''}"
+                )
             lines.append("    equivalent Polygraphy commands:")
             lines += [f"      {cmd}" for cmd in lw.commands]
         lines += [f"  note: {n}" for n in self.notes]

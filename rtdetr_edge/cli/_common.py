@@ -20,7 +20,9 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
 def setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s" if args.verbose < 2 else "%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(message)s" if args.verbose < 2 else "%(levelname)s %(name)s: %(message)s")
+    )
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False

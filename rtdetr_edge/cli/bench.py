@@ -18,8 +18,9 @@ examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rtdetr-bench", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="rtdetr-bench", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("model", help="bundle directory, .onnx or .engine")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--iterations", type=int, default=50, help="timed calls (default 50)")
@@ -45,8 +46,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.batch < 1 or args.iterations < 1:
         raise InputError("--batch and --iterations must be >= 1")
     with open_detector(args, args.model, max_batch=args.batch) as det:
-        result = benchmark(det, batch=args.batch, iterations=args.iterations, warmup=args.warmup, image=args.image,
-                           image_size=(w, h))
+        result = benchmark(
+            det, batch=args.batch, iterations=args.iterations, warmup=args.warmup, image=args.image, image_size=(w, h)
+        )
     print(result.table())
     if args.json:
         atomic.write_json(args.json, result.to_dict())

@@ -37,55 +37,99 @@ examples:
 
 def parser() -> argparse.ArgumentParser:
     e, c, i = ExportOptions(), CalibrationOptions("-"), Int8Options()
-    p = argparse.ArgumentParser(prog="rtdetr-build", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True,
-                   help="Hugging Face hub id or save_pretrained folder (exported), or a bundle (precisions added)")
+    p = argparse.ArgumentParser(
+        prog="rtdetr-build", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="Hugging Face hub id or save_pretrained folder (exported), or a bundle (precisions added)",
+    )
     p.add_argument("--out", required=True, help="bundle directory to write (atomically)")
     p.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES, help="precision to build (default fp32)")
-    p.add_argument("--top-k", type=int, default=e.top_k, help=f"detections kept by the in-graph top-k (default {e.top_k})")
+    p.add_argument(
+        "--top-k", type=int, default=e.top_k, help=f"detections kept by the in-graph top-k (default {e.top_k})"
+    )
     p.add_argument("--raw-outputs", action="store_true", help="export logits/pred_boxes, no in-graph top-k")
-    p.add_argument("--opset", type=int, default=e.opset, choices=OPSETS,
-                   help=f"ONNX opset: 17 for TensorRT >= 8.6 (default {e.opset}), 16 for TensorRT 8.5 / JetPack 5")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=e.opset,
+        choices=OPSETS,
+        help=f"ONNX opset: 17 for TensorRT >= 8.6 (default {e.opset}), 16 for TensorRT 8.5 / JetPack 5",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
-    p.add_argument("--tolerance", type=float, default=e.tolerance,
-                   help=f"verification tolerance (default {e.tolerance})")
+    p.add_argument(
+        "--tolerance", type=float, default=e.tolerance, help=f"verification tolerance (default {e.tolerance})"
+    )
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     g = p.add_argument_group("INT8 calibration (host, ONNX Runtime; torch not needed)")
     g.add_argument("--calib", default=None, help="coco_val, coco_train, a COCO-format json, or a folder of images")
     g.add_argument("--calib-size", type=int, default=c.size, help=f"calibration images (default {c.size})")
     g.add_argument("--seed", type=int, default=c.seed, help=f"calibration subset seed (default {c.seed})")
-    g.add_argument("--calib-batch", type=int, default=c.batch_size,
-                   help=f"images per calibration batch (default {c.batch_size})")
+    g.add_argument(
+        "--calib-batch", type=int, default=c.batch_size, help=f"images per calibration batch (default {c.batch_size})"
+    )
     g.add_argument("--calib-images", default=None, help="image folder of a --calib json (default: next to it)")
-    g.add_argument("--coco-root", default=None,
-                   help="COCO 2017 root (default $RTDETR_COCO_ROOT or ~/.cache/rtdetr-edge/coco)")
+    g.add_argument(
+        "--coco-root", default=None, help="COCO 2017 root (default $RTDETR_COCO_ROOT or ~/.cache/rtdetr-edge/coco)"
+    )
     g.add_argument("--no-download", action="store_true", help="fail instead of fetching missing COCO files")
     g.add_argument("--calib-cache-dir", default=c.cache_dir, help=f"preprocessed-batch cache (default {c.cache_dir})")
     g.add_argument("--no-calib-cache", action="store_true", help="do not cache preprocessed calibration batches")
-    g.add_argument("--calib-samples", type=int, default=c.samples_per_image, metavar="N",
-                   help=f"activation values histogrammed per tensor and image (default {c.samples_per_image}; 0: "
-                        "all; the maximum always sees every value)")
-    g.add_argument("--calib-tensors", default=c.scope, choices=get_args(Scope),
-                   help=f"tensors to calibrate: int8 (default {c.scope}), those INT8 layers read (network input, "
-                        "Conv/MatMul/Gemm inputs), or all float tensors as TensorRT's own calibrator does")
-    g.add_argument("--calib-algorithm", default=c.algorithm, choices=get_args(Algorithm),
-                   help="activation ranges: TensorRT's entropy (KL) search, the 99.999th percentile of |x|, the "
-                        f"absolute max, or auto (default {c.algorithm}): entropy2 and percentile both computed, the "
-                        "one whose INT8 model scores better on held-out images kept (entropy2 without them)")
-    g.add_argument("--int8-keep", nargs="*", default=list(i.keep), metavar="NAME",
-                   help="node-name components to keep out of INT8 (added to the defaults)")
-    g.add_argument("--int8-sensitivity", action="store_true",
-                   help="measure layer groups and keep the worst in float until --int8-target is met")
-    g.add_argument("--int8-target", type=float, default=i.target,
-                   help=f"INT8 AP / fp32 AP to reach (default {i.target})")
-    g.add_argument("--trt-cache-version", action="append", default=None, metavar="X.Y.Z",
-                   help="write a native TensorRT calibration cache for this version (repeatable; default "
-                        f"{','.join(i.trt_cache_versions)})")
-    g.add_argument("--check-images", type=int, default=BuildOptions.check_images,
-                   help=f"held-out images for the accuracy check at the end (default {BuildOptions.check_images}; "
-                        "0 skips)")
+    g.add_argument(
+        "--calib-samples",
+        type=int,
+        default=c.samples_per_image,
+        metavar="N",
+        help=f"activation values histogrammed per tensor and image (default {c.samples_per_image}; 0: "
+        "all; the maximum always sees every value)",
+    )
+    g.add_argument(
+        "--calib-tensors",
+        default=c.scope,
+        choices=get_args(Scope),
+        help=f"tensors to calibrate: int8 (default {c.scope}), those INT8 layers read (network input, "
+        "Conv/MatMul/Gemm inputs), or all float tensors as TensorRT's own calibrator does",
+    )
+    g.add_argument(
+        "--calib-algorithm",
+        default=c.algorithm,
+        choices=get_args(Algorithm),
+        help="activation ranges: TensorRT's entropy (KL) search, the 99.999th percentile of |x|, the "
+        f"absolute max, or auto (default {c.algorithm}): entropy2 and percentile both computed, the "
+        "one whose INT8 model scores better on held-out images kept (entropy2 without them)",
+    )
+    g.add_argument(
+        "--int8-keep",
+        nargs="*",
+        default=list(i.keep),
+        metavar="NAME",
+        help="node-name components to keep out of INT8 (added to the defaults)",
+    )
+    g.add_argument(
+        "--int8-sensitivity",
+        action="store_true",
+        help="measure layer groups and keep the worst in float until --int8-target is met",
+    )
+    g.add_argument(
+        "--int8-target", type=float, default=i.target, help=f"INT8 AP / fp32 AP to reach (default {i.target})"
+    )
+    g.add_argument(
+        "--trt-cache-version",
+        action="append",
+        default=None,
+        metavar="X.Y.Z",
+        help="write a native TensorRT calibration cache for this version (repeatable; default "
+        f"{','.join(i.trt_cache_versions)})",
+    )
+    g.add_argument(
+        "--check-images",
+        type=int,
+        default=BuildOptions.check_images,
+        help=f"held-out images for the accuracy check at the end (default {BuildOptions.check_images}; 0 skips)",
+    )
     add_verbosity(p)
     return p
 
@@ -95,18 +139,38 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
     calibration = None
     if args.calib is not None:
         calibration = CalibrationOptions(
-            calib=args.calib, size=args.calib_size, seed=args.seed, batch_size=args.calib_batch,
-            coco_root=args.coco_root, images_dir=args.calib_images, algorithm=args.calib_algorithm,
-            cache_dir=None if args.no_calib_cache else args.calib_cache_dir, allow_download=not args.no_download,
-            samples_per_image=args.calib_samples, scope=args.calib_tensors)
+            calib=args.calib,
+            size=args.calib_size,
+            seed=args.seed,
+            batch_size=args.calib_batch,
+            coco_root=args.coco_root,
+            images_dir=args.calib_images,
+            algorithm=args.calib_algorithm,
+            cache_dir=None if args.no_calib_cache else args.calib_cache_dir,
+            allow_download=not args.no_download,
+            samples_per_image=args.calib_samples,
+            scope=args.calib_tensors,
+        )
     return BuildOptions(
-        precision=args.precision, force=args.force,
-        export=ExportOptions(top_k=args.top_k, raw_outputs=args.raw_outputs, opset=args.opset, verify=not args.no_verify,
-                             tolerance=args.tolerance, revision=args.revision),
+        precision=args.precision,
+        force=args.force,
+        export=ExportOptions(
+            top_k=args.top_k,
+            raw_outputs=args.raw_outputs,
+            opset=args.opset,
+            verify=not args.no_verify,
+            tolerance=args.tolerance,
+            revision=args.revision,
+        ),
         calibration=calibration,
-        int8=Int8Options(keep=tuple(args.int8_keep), sensitivity=args.int8_sensitivity, target=args.int8_target,
-                         trt_cache_versions=tuple(args.trt_cache_version or Int8Options().trt_cache_versions)),
-        check_images=args.check_images)
+        int8=Int8Options(
+            keep=tuple(args.int8_keep),
+            sensitivity=args.int8_sensitivity,
+            target=args.int8_target,
+            trt_cache_versions=tuple(args.trt_cache_version or Int8Options().trt_cache_versions),
+        ),
+        check_images=args.check_images,
+    )
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -26,40 +26,83 @@ examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rtdetr-check", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="rtdetr-check", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("--reference", default="fp32", help="fp32 (default), fp16, int8 or an .onnx; ONNX Runtime, CPU")
-    p.add_argument("--candidate", action="append", default=None, metavar="fp16|int8|fp32|PATH",
-                   help="what to check: a bundle precision, an .onnx or a TensorRT .engine; repeatable "
-                        "(default: every precision of the bundle besides the reference)")
-    p.add_argument("--runner", default="auto", choices=["auto", "onnxruntime", "tensorrt"],
-                   help="candidate runner (default auto: TensorRT where it is installed, else ONNX Runtime)")
-    p.add_argument("--data", default=None,
-                   help="images: a folder, a COCO json, coco_val/coco_train or 'synthetic' (default: the bundle's "
-                        "calibration source minus the calibration images, else generated scenes)")
+    p.add_argument(
+        "--candidate",
+        action="append",
+        default=None,
+        metavar="fp16|int8|fp32|PATH",
+        help="what to check: a bundle precision, an .onnx or a TensorRT .engine; repeatable "
+        "(default: every precision of the bundle besides the reference)",
+    )
+    p.add_argument(
+        "--runner",
+        default="auto",
+        choices=["auto", "onnxruntime", "tensorrt"],
+        help="candidate runner (default auto: TensorRT where it is installed, else ONNX Runtime)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="images: a folder, a COCO json, coco_val/coco_train or 'synthetic' (default: the bundle's "
+        "calibration source minus the calibration images, else generated scenes)",
+    )
     p.add_argument("--images", default=None, help="image folder of a --data json (default: next to it)")
     p.add_argument("--coco-root", default=None, help="COCO 2017 root for coco_val/coco_train")
     p.add_argument("--num-images", type=int, default=50, help="images to compare on (default 50)")
-    p.add_argument("--atol", action="append", default=None, metavar="[NAME=]V",
-                   help="absolute tolerance for every output, or NAME=V per output (post/probs, pred_boxes, "
-                        "scores, logits); repeatable. Defaults depend on the candidate's precision")
-    p.add_argument("--rtol", action="append", default=None, metavar="[NAME=]V", help="relative tolerance, as --atol "
-                   "(default 0: absolute tolerances decide)")
-    p.add_argument("--tolerances", default=None, choices=["fp32", "fp16", "int8"],
-                   help="use this precision's default tolerances and thresholds (default: the candidate's)")
-    p.add_argument("--max-unmatched", type=float, default=None, metavar="FRACTION",
-                   help="query rows allowed without a counterpart (query selection changed), left out of the "
-                        "element-wise check (default fp32 0.01, fp16 0.02, int8 0.05)")
+    p.add_argument(
+        "--atol",
+        action="append",
+        default=None,
+        metavar="[NAME=]V",
+        help="absolute tolerance for every output, or NAME=V per output (post/probs, pred_boxes, "
+        "scores, logits); repeatable. Defaults depend on the candidate's precision",
+    )
+    p.add_argument(
+        "--rtol",
+        action="append",
+        default=None,
+        metavar="[NAME=]V",
+        help="relative tolerance, as --atol (default 0: absolute tolerances decide)",
+    )
+    p.add_argument(
+        "--tolerances",
+        default=None,
+        choices=["fp32", "fp16", "int8"],
+        help="use this precision's default tolerances and thresholds (default: the candidate's)",
+    )
+    p.add_argument(
+        "--max-unmatched",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="query rows allowed without a counterpart (query selection changed), left out of the "
+        "element-wise check (default fp32 0.01, fp16 0.02, int8 0.05)",
+    )
     p.add_argument("--conf", type=float, default=0.3, help="confidence of the detections compared (default 0.3)")
-    p.add_argument("--layerwise", action="store_true",
-                   help="mark every tensor on both sides and name the first layers that diverge")
-    p.add_argument("--layer-tolerance", type=float, default=None,
-                   help="relative error that counts as divergence (default fp32 1e-4, fp16 1e-2, int8 0.1)")
+    p.add_argument(
+        "--layerwise",
+        action="store_true",
+        help="mark every tensor on both sides and name the first layers that diverge",
+    )
+    p.add_argument(
+        "--layer-tolerance",
+        type=float,
+        default=None,
+        help="relative error that counts as divergence (default fp32 1e-4, fp16 1e-2, int8 0.1)",
+    )
     p.add_argument("--layerwise-images", type=int, default=1, help="images for --layerwise (default 1)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the full report as JSON here")
-    p.add_argument("--save-outputs", default=None, metavar="DIR",
-                   help="save Polygraphy RunResults (outputs.json), inputs (inputs.json) and layerwise outputs")
+    p.add_argument(
+        "--save-outputs",
+        default=None,
+        metavar="DIR",
+        help="save Polygraphy RunResults (outputs.json), inputs (inputs.json) and layerwise outputs",
+    )
     add_engine_arguments(p)
     add_verbosity(p)
     return p
@@ -72,18 +115,31 @@ def _main(argv: Sequence[str] | None) -> int:
     from ..check.compare import parse_tolerance_args
 
     options = CheckOptions(
-        reference=args.reference, data=args.data, num_images=args.num_images, images_dir=args.images,
-        coco_root=args.coco_root, atol=parse_tolerance_args(args.atol, "atol"),
-        rtol=parse_tolerance_args(args.rtol, "rtol"), tolerances=args.tolerances,
-        max_unmatched=args.max_unmatched, conf=args.conf,
-        layerwise=args.layerwise, layer_tolerance=args.layer_tolerance, layerwise_images=args.layerwise_images,
-        runner=args.runner, save_outputs=args.save_outputs, engine=engine_build_options(args))
+        reference=args.reference,
+        data=args.data,
+        num_images=args.num_images,
+        images_dir=args.images,
+        coco_root=args.coco_root,
+        atol=parse_tolerance_args(args.atol, "atol"),
+        rtol=parse_tolerance_args(args.rtol, "rtol"),
+        tolerances=args.tolerances,
+        max_unmatched=args.max_unmatched,
+        conf=args.conf,
+        layerwise=args.layerwise,
+        layer_tolerance=args.layer_tolerance,
+        layerwise_images=args.layerwise_images,
+        runner=args.runner,
+        save_outputs=args.save_outputs,
+        engine=engine_build_options(args),
+    )
     reports = run_checks(args.bundle, args.candidate, options)
     passed = all(r.passed for r in reports)
     print("\n\n".join(r.format() for r in reports))
     if len(reports) > 1:
-        print(f"\n{'PASS' if passed else 'FAIL'}: {sum(r.passed for r in reports)}/{len(reports)} candidates within "
-              "tolerance")
+        print(
+            f"\n{'PASS' if passed else 'FAIL'}: {sum(r.passed for r in reports)}/{len(reports)} candidates within "
+            "tolerance"
+        )
     if args.json:
         atomic.write_json(args.json, {"passed": passed, "checks": [r.to_dict() for r in reports]})
     return 0 if passed else 1

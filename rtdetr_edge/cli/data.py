@@ -17,12 +17,16 @@ examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rtdetr-data", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="rtdetr-data", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("synth", help="generate the synthetic shapes dataset (COCO format)",
-                       description="Six shape classes with varied scale (incl. small), aspect, colour, texture, "
-                                   "occlusion and cluttered backgrounds; DIR/images/ + DIR/annotations.json.")
+    s = sub.add_parser(
+        "synth",
+        help="generate the synthetic shapes dataset (COCO format)",
+        description="Six shape classes with varied scale (incl. small), aspect, colour, texture, "
+        "occlusion and cluttered backgrounds; DIR/images/ + DIR/annotations.json.",
+    )
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--num-images", type=int, required=True, help="number of images")
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset; default 0)")

@@ -19,6 +19,8 @@ from ._common import add_verbosity, run, setup_logging
 from .options import add_runtime_arguments, open_detector
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..detector import Detector
 
 log = logging.getLogger("rtdetr_edge")
@@ -47,7 +49,7 @@ def expand_sources(sources: Sequence[str]) -> list[Path]:
     return items
 
 
-def _frames(path: Path) -> Iterator[tuple[int, object]]:
+def _frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise InputError(f"{path}: cannot open as a video")
@@ -64,8 +66,9 @@ def _frames(path: Path) -> Iterator[tuple[int, object]]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rtdetr-detect", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="rtdetr-detect", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("sources", nargs="+", help="image files, folders, video files")
     p.add_argument("--model", required=True, help="bundle directory, .onnx or .engine")
     p.add_argument("--out", default="runs/detect", help="output folder (default runs/detect)")
@@ -87,8 +90,9 @@ def _main(argv: Sequence[str] | None) -> int:
     items = expand_sources(args.sources)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    det = open_detector(args, args.model, conf=args.conf, classes=args.classes, max_det=args.max_det,
-                        max_batch=max(args.batch, 1))
+    det = open_detector(
+        args, args.model, conf=args.conf, classes=args.classes, max_det=args.max_det, max_batch=max(args.batch, 1)
+    )
     failed: list[str] = []
     counts = {"images": 0, "frames": 0, "detections": 0}
     t0 = time.perf_counter()
@@ -98,7 +102,7 @@ def _main(argv: Sequence[str] | None) -> int:
             videos = [p for p in items if p.suffix.lower() in VIDEO_SUFFIXES]
             bar = tqdm(total=len(images), desc="images", unit="img", disable=not images or args.quiet, file=sys.stderr)
             for start in range(0, len(images), max(args.batch, 1)):
-                chunk, loaded = images[start:start + max(args.batch, 1)], []
+                chunk, loaded = images[start : start + max(args.batch, 1)], []
                 for p in chunk:
                     try:
                         loaded.append((p, image_io.read_image(p)))
@@ -106,8 +110,9 @@ def _main(argv: Sequence[str] | None) -> int:
                         failed.append(str(exc))
                         bar.write(f"skipped: {exc}", file=sys.stderr)
                 for (p, img), d in zip(loaded, det.detect_batch([im for _, im in loaded])):
-                    jsonl.write({"source": str(p), "image_size": [img.shape[1], img.shape[0]],
-                                 "detections": d.to_list()})
+                    jsonl.write(
+                        {"source": str(p), "image_size": [img.shape[1], img.shape[0]], "detections": d.to_list()}
+                    )
                     if not args.no_save:
                         cv2.imwrite(str(out / p.name), d.draw(img))
                     counts["images"] += 1
@@ -124,13 +129,17 @@ def _main(argv: Sequence[str] | None) -> int:
             det.close()
     dt = time.perf_counter() - t0
     n = counts["images"] + counts["frames"]
-    print(f"{counts['images']} images, {counts['frames']} video frames, {counts['detections']} detections, "
-          f"{len(failed)} skipped; {dt:.1f} s ({n / dt if dt else 0:.1f} img/s). Results in {out}/", file=sys.stderr)
+    print(
+        f"{counts['images']} images, {counts['frames']} video frames, {counts['detections']} detections, "
+        f"{len(failed)} skipped; {dt:.1f} s ({n / dt if dt else 0:.1f} img/s). Results in {out}/",
+        file=sys.stderr,
+    )
     return 1 if failed and not n else 0
 
 
-def _video(path: Path, det: Detector, out: Path, jsonl: JsonlWriter, args: argparse.Namespace,
-           counts: dict[str, int]) -> None:
+def _video(
+    path: Path, det: Detector, out: Path, jsonl: JsonlWriter, args: argparse.Namespace, counts: dict[str, int]
+) -> None:
     from tqdm import tqdm
 
     cap = cv2.VideoCapture(str(path))
@@ -145,8 +154,14 @@ def _video(path: Path, det: Detector, out: Path, jsonl: JsonlWriter, args: argpa
         with tqdm(total=total, desc=path.name, unit="frame", disable=args.quiet, file=sys.stderr) as bar:
             for i, frame in _frames(path):
                 d = det.detect_batch([frame])[0]
-                jsonl.write({"source": str(path), "frame": i, "image_size": [frame.shape[1], frame.shape[0]],
-                             "detections": d.to_list()})
+                jsonl.write(
+                    {
+                        "source": str(path),
+                        "frame": i,
+                        "image_size": [frame.shape[1], frame.shape[0]],
+                        "detections": d.to_list(),
+                    }
+                )
                 if not args.no_save:
                     if writer is None:
                         writer = VideoWriter(out / f"{path.stem}.mp4", fps, (frame.shape[1], frame.shape[0]))

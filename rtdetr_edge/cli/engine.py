@@ -21,11 +21,16 @@ examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rtdetr-engine", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="rtdetr-engine", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("bundle", help="bundle directory (made by rtdetr-build on the host)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"],
-                   help="engine precision (auto: the bundle's default)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "int8"],
+        help="engine precision (auto: the bundle's default)",
+    )
     p.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
     p.add_argument("--force", action="store_true", help="rebuild even if a valid engine is cached")
     add_engine_arguments(p)

@@ -21,8 +21,9 @@ examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rtdetr-eval", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="rtdetr-eval", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("model", help="bundle directory, .onnx, .engine, or a save_pretrained folder (PyTorch)")
     p.add_argument("--data", required=True, help="COCO-format annotations json")
     p.add_argument("--images", default=None, help="image folder (default: next to the json, or its images/)")
@@ -51,8 +52,9 @@ def _main(argv: Sequence[str] | None) -> int:
     from ..evaluate.runner import evaluate
 
     with contextlib.closing(_open_predictor(args)) as predictor:
-        metrics = evaluate(predictor, args.data, args.images, max_images=args.max_images, batch=args.batch,
-                           progress=not args.quiet)
+        metrics = evaluate(
+            predictor, args.data, args.images, max_images=args.max_images, batch=args.batch, progress=not args.quiet
+        )
     print(f"{args.model}: {format_metrics(metrics)}  ({metrics['images']} images, {metrics['seconds']} s)")
     if args.json:
         atomic.write_json(args.json, {"model": args.model, "data": args.data, **metrics})

@@ -37,24 +37,63 @@ def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--b
     from ..engine.options import DEFAULT_BATCH, DEFAULT_FP32_LAYERS, INT8_MODES
 
     g = parser.add_argument_group("TensorRT engine build", "how engines are built on the device")
-    g.add_argument(batch_flag, dest="engine_batch", type=_batch_arg, default=None, metavar="MIN,OPT,MAX",
-                   help=f"batch optimisation profile, or N for a static batch (default {DEFAULT_BATCH})")
-    g.add_argument("--workspace", dest="workspace_mib", type=int, default=None, metavar="MiB",
-                   help="builder workspace limit in MiB (default: TensorRT's, the device memory)")
-    g.add_argument("--timing-cache", default=None, metavar="FILE",
-                   help="load and save the builder timing cache here (bundles keep one in engines/)")
-    g.add_argument("--builder-opt-level", dest="builder_optimization_level", type=int, default=None,
-                   choices=range(6), metavar="0-5", help="builder optimisation level (TensorRT default 3)")
-    g.add_argument("--dla-core", type=int, default=None, metavar="N",
-                   help="build for DLA core N with GPU fallback (Jetson; fp16/int8 only)")
-    g.add_argument("--int8-mode", default="auto", choices=INT8_MODES,
-                   help="INT8 route: auto (default), implicit (calibration cache, TensorRT 8.5-10.x), "
-                        "qdq (explicit Q/DQ ONNX, required on TensorRT 11)")
-    g.add_argument("--int8-dynamic-range", action="store_true",
-                   help="implicit INT8: set ITensor.dynamic_range from calib/ranges.json instead of a cache")
-    g.add_argument("--fp32-layers", default=None, metavar="LIST",
-                   help="comma list of ONNX op types or node-name globs kept in FP32 with fp16/int8 "
-                        f"(default {','.join(DEFAULT_FP32_LAYERS)}; 'none' for none)")
+    g.add_argument(
+        batch_flag,
+        dest="engine_batch",
+        type=_batch_arg,
+        default=None,
+        metavar="MIN,OPT,MAX",
+        help=f"batch optimisation profile, or N for a static batch (default {DEFAULT_BATCH})",
+    )
+    g.add_argument(
+        "--workspace",
+        dest="workspace_mib",
+        type=int,
+        default=None,
+        metavar="MiB",
+        help="builder workspace limit in MiB (default: TensorRT's, the device memory)",
+    )
+    g.add_argument(
+        "--timing-cache",
+        default=None,
+        metavar="FILE",
+        help="load and save the builder timing cache here (bundles keep one in engines/)",
+    )
+    g.add_argument(
+        "--builder-opt-level",
+        dest="builder_optimization_level",
+        type=int,
+        default=None,
+        choices=range(6),
+        metavar="0-5",
+        help="builder optimisation level (TensorRT default 3)",
+    )
+    g.add_argument(
+        "--dla-core",
+        type=int,
+        default=None,
+        metavar="N",
+        help="build for DLA core N with GPU fallback (Jetson; fp16/int8 only)",
+    )
+    g.add_argument(
+        "--int8-mode",
+        default="auto",
+        choices=INT8_MODES,
+        help="INT8 route: auto (default), implicit (calibration cache, TensorRT 8.5-10.x), "
+        "qdq (explicit Q/DQ ONNX, required on TensorRT 11)",
+    )
+    g.add_argument(
+        "--int8-dynamic-range",
+        action="store_true",
+        help="implicit INT8: set ITensor.dynamic_range from calib/ranges.json instead of a cache",
+    )
+    g.add_argument(
+        "--fp32-layers",
+        default=None,
+        metavar="LIST",
+        help="comma list of ONNX op types or node-name globs kept in FP32 with fp16/int8 "
+        f"(default {','.join(DEFAULT_FP32_LAYERS)}; 'none' for none)",
+    )
 
 
 def engine_build_options(args: argparse.Namespace) -> EngineBuildOptions:
@@ -67,9 +106,15 @@ def engine_build_options(args: argparse.Namespace) -> EngineBuildOptions:
         fp32 = () if text.lower() in ("", "none") else tuple(p.strip() for p in text.split(",") if p.strip())
     defaults = EngineBuildOptions()
     return EngineBuildOptions(
-        batch=args.engine_batch or defaults.batch, workspace_mib=args.workspace_mib, timing_cache=args.timing_cache,
-        builder_optimization_level=args.builder_optimization_level, dla_core=args.dla_core,
-        int8_mode=args.int8_mode, int8_dynamic_range=args.int8_dynamic_range, fp32_layers=fp32)
+        batch=args.engine_batch or defaults.batch,
+        workspace_mib=args.workspace_mib,
+        timing_cache=args.timing_cache,
+        builder_optimization_level=args.builder_optimization_level,
+        dla_core=args.dla_core,
+        int8_mode=args.int8_mode,
+        int8_dynamic_range=args.int8_dynamic_range,
+        fp32_layers=fp32,
+    )
 
 
 def add_tensorrt_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,10 +122,17 @@ def add_tensorrt_arguments(parser: argparse.ArgumentParser) -> None:
     d = TensorRTOptions()
     g = parser.add_argument_group("TensorRT runtime")
     g.add_argument("--device", type=int, default=d.device, help=f"CUDA device index (default {d.device})")
-    g.add_argument("--cuda-graph", action="store_true",
-                   help="capture inference in CUDA graphs (static shapes; saves launch overhead)")
-    g.add_argument("--memory", default=d.memory, choices=["auto", "mapped", "pinned"],
-                   help="input/output memory: mapped (zero-copy, Jetson), pinned, or auto (default)")
+    g.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="capture inference in CUDA graphs (static shapes; saves launch overhead)",
+    )
+    g.add_argument(
+        "--memory",
+        default=d.memory,
+        choices=["auto", "mapped", "pinned"],
+        help="input/output memory: mapped (zero-copy, Jetson), pinned, or auto (default)",
+    )
 
 
 def tensorrt_options(args: argparse.Namespace) -> TensorRTOptions:
@@ -93,21 +145,44 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     For commands that run a Detector; their ``--batch`` means images per call, so the engine
     profile is ``--engine-batch``.
     """
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                        help="auto: TensorRT where it and a GPU are present, else ONNX Runtime")
-    parser.add_argument("--precision", default="auto", choices=RUNTIME_PRECISIONS,
-                        help="bundle artifact to run (auto: the bundle's default)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="auto: TensorRT where it and a GPU are present, else ONNX Runtime",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=RUNTIME_PRECISIONS,
+        help="bundle artifact to run (auto: the bundle's default)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     add_tensorrt_arguments(parser)
     add_engine_arguments(parser, batch_flag="--engine-batch")
 
 
-def open_detector(args: argparse.Namespace, model: str | Path, conf: float = 0.3, classes: list[int] | None = None,
-                  max_det: int = 300, max_batch: int | None = None) -> Detector:
+def open_detector(
+    args: argparse.Namespace,
+    model: str | Path,
+    conf: float = 0.3,
+    classes: list[int] | None = None,
+    max_det: int = 300,
+    max_batch: int | None = None,
+) -> Detector:
     """A Detector from :func:`add_runtime_arguments`' flags; bundle engines are built on first use."""
     from ..detector import Detector
     from ..engine import BundleEngines
 
-    return Detector(model, conf=conf, classes=classes, max_det=max_det, backend=args.backend,
-                    precision=args.precision, max_batch=max_batch, onnxruntime=OnnxRuntimeOptions(threads=args.threads),
-                    tensorrt=tensorrt_options(args), engines=BundleEngines(engine_build_options(args)))
+    return Detector(
+        model,
+        conf=conf,
+        classes=classes,
+        max_det=max_det,
+        backend=args.backend,
+        precision=args.precision,
+        max_batch=max_batch,
+        onnxruntime=OnnxRuntimeOptions(threads=args.threads),
+        tensorrt=tensorrt_options(args),
+        engines=BundleEngines(engine_build_options(args)),
+    )

@@ -19,5 +19,15 @@ from .buffers import (
     set_device,
 )
 
-__all__ = ["MEMORY_KINDS", "CudaGraph", "DeviceProperties", "Event", "HostDeviceBuffer", "Stream",
-           "choose_memory_kind", "device_count", "device_properties", "set_device"]
+__all__ = [
+    "MEMORY_KINDS",
+    "CudaGraph",
+    "DeviceProperties",
+    "Event",
+    "HostDeviceBuffer",
+    "Stream",
+    "choose_memory_kind",
+    "device_count",
+    "device_properties",
+    "set_device",
+]

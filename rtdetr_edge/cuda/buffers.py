@@ -76,30 +76,68 @@ class _Driver:
 
     name = "none"
 
-    def device_count(self) -> int: raise NotImplementedError
-    def properties(self, index: int) -> DeviceProperties: raise NotImplementedError
-    def set_device(self, index: int) -> None: raise NotImplementedError
-    def host_alloc(self, nbytes: int, mapped: bool) -> tuple[int, Any]: raise NotImplementedError
-    def host_free(self, ptr: int, owner: Any) -> None: raise NotImplementedError
-    def mapped_device_pointer(self, ptr: int, owner: Any) -> int: raise NotImplementedError
-    def malloc(self, nbytes: int) -> tuple[int, Any]: raise NotImplementedError
-    def free(self, ptr: int, owner: Any) -> None: raise NotImplementedError
-    def htod(self, dst: int, src: int, src_owner: Any, nbytes: int, stream: Any) -> None: raise NotImplementedError
-    def dtoh(self, dst: int, dst_owner: Any, src: int, nbytes: int, stream: Any) -> None: raise NotImplementedError
-    def stream_create(self) -> tuple[Any, int]: raise NotImplementedError
-    def stream_sync(self, stream: Any) -> None: raise NotImplementedError
-    def stream_destroy(self, stream: Any) -> None: raise NotImplementedError
-    def event_create(self) -> Any: raise NotImplementedError
-    def event_record(self, event: Any, stream: Any) -> None: raise NotImplementedError
-    def event_sync(self, event: Any) -> None: raise NotImplementedError
-    def event_elapsed_ms(self, start: Any, end: Any) -> float: raise NotImplementedError
-    def event_destroy(self, event: Any) -> None: raise NotImplementedError
+    def device_count(self) -> int:
+        raise NotImplementedError
+
+    def properties(self, index: int) -> DeviceProperties:
+        raise NotImplementedError
+
+    def set_device(self, index: int) -> None:
+        raise NotImplementedError
+
+    def host_alloc(self, nbytes: int, mapped: bool) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def host_free(self, ptr: int, owner: Any) -> None:
+        raise NotImplementedError
+
+    def mapped_device_pointer(self, ptr: int, owner: Any) -> int:
+        raise NotImplementedError
+
+    def malloc(self, nbytes: int) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def free(self, ptr: int, owner: Any) -> None:
+        raise NotImplementedError
+
+    def htod(self, dst: int, src: int, src_owner: Any, nbytes: int, stream: Any) -> None:
+        raise NotImplementedError
+
+    def dtoh(self, dst: int, dst_owner: Any, src: int, nbytes: int, stream: Any) -> None:
+        raise NotImplementedError
+
+    def stream_create(self) -> tuple[Any, int]:
+        raise NotImplementedError
+
+    def stream_sync(self, stream: Any) -> None:
+        raise NotImplementedError
+
+    def stream_destroy(self, stream: Any) -> None:
+        raise NotImplementedError
+
+    def event_create(self) -> Any:
+        raise NotImplementedError
+
+    def event_record(self, event: Any, stream: Any) -> None:
+        raise NotImplementedError
+
+    def event_sync(self, event: Any) -> None:
+        raise NotImplementedError
+
+    def event_elapsed_ms(self, start: Any, end: Any) -> float:
+        raise NotImplementedError
+
+    def event_destroy(self, event: Any) -> None:
+        raise NotImplementedError
 
     def graph_capture(self, stream: Any, body: Callable[[], None]) -> tuple[Any, Any]:
         raise EngineError(f"CUDA graphs need cuda-python (running on {self.name}); pip install cuda-python")
 
-    def graph_launch(self, graph_exec: Any, stream: Any) -> None: raise NotImplementedError
-    def graph_destroy(self, graph: Any, graph_exec: Any) -> None: raise NotImplementedError
+    def graph_launch(self, graph_exec: Any, stream: Any) -> None:
+        raise NotImplementedError
+
+    def graph_destroy(self, graph: Any, graph_exec: Any) -> None:
+        raise NotImplementedError
 
 
 class _CudaPython(_Driver):
@@ -132,8 +170,15 @@ class _CudaPython(_Driver):
     def properties(self, index: int) -> DeviceProperties:
         p = self._ok(self.rt.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
         name = p.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(p.name, bytes) else str(p.name)
-        return DeviceProperties(index, name.strip(), int(p.major), int(p.minor), bool(p.integrated),
-                                bool(p.canMapHostMemory), int(p.totalGlobalMem))
+        return DeviceProperties(
+            index,
+            name.strip(),
+            int(p.major),
+            int(p.minor),
+            bool(p.integrated),
+            bool(p.canMapHostMemory),
+            int(p.totalGlobalMem),
+        )
 
     def set_device(self, index: int) -> None:
         self._ok(self.rt.cudaSetDevice(index), "cudaSetDevice")
@@ -240,8 +285,15 @@ class _PyCuda(_Driver):
         d = self._call(lambda: self.drv.Device(index), "cuDeviceGet")
         attr = self.drv.device_attribute
         major, minor = d.compute_capability()
-        return DeviceProperties(index, str(d.name()), int(major), int(minor), bool(d.get_attribute(attr.INTEGRATED)),
-                                bool(d.get_attribute(attr.CAN_MAP_HOST_MEMORY)), int(d.total_memory()))
+        return DeviceProperties(
+            index,
+            str(d.name()),
+            int(major),
+            int(minor),
+            bool(d.get_attribute(attr.INTEGRATED)),
+            bool(d.get_attribute(attr.CAN_MAP_HOST_MEMORY)),
+            int(d.total_memory()),
+        )
 
     def set_device(self, index: int) -> None:
         if self.ctx is None:
@@ -315,7 +367,8 @@ def driver() -> _Driver:
             raise MissingDependencyError(
                 "CUDA Python bindings are needed for the TensorRT runtime but neither cuda-python nor pycuda can "
                 'be imported. Install one: pip install "rtdetr-edge[trt]" (cuda-python matching your CUDA '
-                "major version) or pip install pycuda")
+                "major version) or pip install pycuda"
+            )
     return _DRIVER
 
 
@@ -418,7 +471,9 @@ class HostDeviceBuffer:
             self._drv.host_free(self.host_ptr, self._host_owner)
             raise
         raw = (ctypes.c_ubyte * alloc).from_address(self.host_ptr)
-        self.host: np.ndarray = np.frombuffer(memoryview(raw), np.uint8, count=self.nbytes).view(self.dtype).reshape(self.shape)
+        self.host: np.ndarray = (
+            np.frombuffer(memoryview(raw), np.uint8, count=self.nbytes).view(self.dtype).reshape(self.shape)
+        )
         self._closed = False
 
     @property
@@ -460,8 +515,9 @@ class HostDeviceBuffer:
     def __enter__(self) -> HostDeviceBuffer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:

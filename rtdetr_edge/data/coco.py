@@ -57,9 +57,16 @@ class CocoDataset:
         self.raw: dict[str, Any] = data
         self.categories: list[dict[str, Any]] = sorted(data["categories"], key=lambda c: c["id"])
         try:
-            self.images = [CocoImage(int(im["id"]), str(im["file_name"]), int(im.get("width", 0)),
-                                     int(im.get("height", 0)), self.images_dir / str(im["file_name"]))
-                           for im in data["images"]]
+            self.images = [
+                CocoImage(
+                    int(im["id"]),
+                    str(im["file_name"]),
+                    int(im.get("width", 0)),
+                    int(im.get("height", 0)),
+                    self.images_dir / str(im["file_name"]),
+                )
+                for im in data["images"]
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{self.path}: malformed 'images' entry ({exc!r})") from exc
         self._anns: dict[int, list[dict[str, Any]]] = defaultdict(list)

@@ -73,8 +73,10 @@ def download(url: str, dest: Path, size: int | None = None, md5: str | None = No
             if have and resp.status != 206:  # server ignored the range: start over
                 have = 0
             total = size or (have + int(resp.headers.get("Content-Length") or 0)) or None
-            with open(part, "ab" if have else "wb") as fh, tqdm(
-                    total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, file=sys.stderr) as bar:
+            with (
+                open(part, "ab" if have else "wb") as fh,
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, file=sys.stderr) as bar,
+            ):
                 for chunk in iter(lambda: resp.read(_CHUNK), b""):
                     fh.write(chunk)
                     bar.update(len(chunk))
@@ -101,8 +103,12 @@ def ensure_annotations(split: str, root: Path, allow_download: bool = True) -> P
     archive = download(f"{BASE_URL}/{rel}", root / "downloads" / Path(rel).name, size, md5)
     member = f"annotations/instances_{split}.json"
     try:
-        with zipfile.ZipFile(archive) as zf, atomic.replacing_file(ann) as tmp, zf.open(member) as src, \
-                open(tmp, "wb") as dst:
+        with (
+            zipfile.ZipFile(archive) as zf,
+            atomic.replacing_file(ann) as tmp,
+            zf.open(member) as src,
+            open(tmp, "wb") as dst,
+        ):
             for chunk in iter(lambda: src.read(_CHUNK), b""):
                 dst.write(chunk)
     except (zipfile.BadZipFile, KeyError) as exc:
@@ -138,7 +144,9 @@ def ensure_images(dataset: CocoDataset, image_ids: Iterable[int], split: str, al
     return failed
 
 
-def open_split(name: str, root: str | os.PathLike[str] | None = None, allow_download: bool = True) -> tuple[CocoDataset, str]:
+def open_split(
+    name: str, root: str | os.PathLike[str] | None = None, allow_download: bool = True
+) -> tuple[CocoDataset, str]:
     """The COCO 2017 split behind ``coco_val``/``coco_train`` as a dataset (images may be fetched later)."""
     if name not in SPLITS:
         raise InputError(f"--calib {name!r}: expected one of {', '.join(SPLITS)}, a folder or a COCO json")

@@ -37,8 +37,13 @@ class ImageSource:
         return len(self.images)
 
 
-def open_source(spec: str, flag: str, images_dir: str | os.PathLike[str] | None = None,
-                coco_root: str | os.PathLike[str] | None = None, allow_download: bool = True) -> ImageSource:
+def open_source(
+    spec: str,
+    flag: str,
+    images_dir: str | os.PathLike[str] | None = None,
+    coco_root: str | os.PathLike[str] | None = None,
+    allow_download: bool = True,
+) -> ImageSource:
     """Resolve ``spec`` (given on the command line as ``flag``) into its images.
 
     Args:

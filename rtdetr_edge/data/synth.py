@@ -71,7 +71,7 @@ def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray, kind: s
         cell = int(rng.integers(3, 9))
         mask = (((xx // cell) + (yy // cell)) % 2 == 0)[..., None]
     else:  # noise
-        noise = rng.normal(0, 1, (max(h // 4, 1), max(w // 4, 1))).astype(np.float32)
+        noise: np.ndarray = rng.normal(0, 1, (max(h // 4, 1), max(w // 4, 1))).astype(np.float32)
         noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_LINEAR)
         mask = (noise > 0)[..., None]
     return np.where(mask, out, other).astype(np.float32)
@@ -101,8 +101,17 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
             centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
             axes = (int(rng.integers(10, max(w // 2, 11))), int(rng.integers(10, max(h // 2, 11))))
             start = float(rng.uniform(0, 360))
-            cv2.ellipse(img, centre, axes, float(rng.uniform(0, 360)), start, start + float(rng.uniform(30, 120)),
-                        colour, int(rng.integers(1, 3)), cv2.LINE_AA)
+            cv2.ellipse(
+                img,
+                centre,
+                axes,
+                float(rng.uniform(0, 360)),
+                start,
+                start + float(rng.uniform(30, 120)),
+                colour,
+                int(rng.integers(1, 3)),
+                cv2.LINE_AA,
+            )
         else:
             blob = np.zeros((h, w), np.float32)
             centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
@@ -112,9 +121,11 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
-def _shape_polygons(cls: str, cx: float, cy: float, rx: float, ry: float, angle: float,
-                    rng: np.random.Generator) -> list[np.ndarray]:
+def _shape_polygons(
+    cls: str, cx: float, cy: float, rx: float, ry: float, angle: float, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Polygons (float Nx2) whose union is the shape; ``ring`` is handled by the caller."""
+
     def rotate(pts: np.ndarray) -> np.ndarray:
         c, s = math.cos(angle), math.sin(angle)
         x = pts[:, 0] * rx
@@ -135,13 +146,16 @@ def _shape_polygons(cls: str, cx: float, cy: float, rx: float, ry: float, angle:
         return [rotate(np.stack([r * np.cos(a), r * np.sin(a)], axis=1))]
     if cls == "cross":
         t = rng.uniform(0.28, 0.45)
-        return [rotate(np.array([[-1, -t], [1, -t], [1, t], [-1, t]], np.float64)),
-                rotate(np.array([[-t, -1], [t, -1], [t, 1], [-t, 1]], np.float64))]
+        return [
+            rotate(np.array([[-1, -t], [1, -t], [1, t], [-1, t]], np.float64)),
+            rotate(np.array([[-t, -1], [t, -1], [t, 1], [-t, 1]], np.float64)),
+        ]
     raise ValueError(cls)
 
 
-def _shape_mask(cls: str, h: int, w: int, cx: float, cy: float, rx: float, ry: float, angle: float,
-                rng: np.random.Generator) -> np.ndarray:
+def _shape_mask(
+    cls: str, h: int, w: int, cx: float, cy: float, rx: float, ry: float, angle: float, rng: np.random.Generator
+) -> np.ndarray:
     mask = np.zeros((h, w), np.uint8)
     shift = 4  # sub-pixel precision for small objects
     scale = 1 << shift
@@ -159,10 +173,11 @@ def _shape_mask(cls: str, h: int, w: int, cx: float, cy: float, rx: float, ry: f
     return mask
 
 
-def render_scene(rng: np.random.Generator, width: int, height: int,
-                 max_objects: int = 8) -> tuple[np.ndarray, list[SceneObject]]:
+def render_scene(
+    rng: np.random.Generator, width: int, height: int, max_objects: int = 8
+) -> tuple[np.ndarray, list[SceneObject]]:
     """Render one BGR uint8 scene of ``width`` x ``height`` and its annotations."""
-    img = _background(rng, height, width).astype(np.float32)
+    img: np.ndarray = _background(rng, height, width).astype(np.float32)
     owner = np.full((height, width), -1, np.int16)
     full_area: list[int] = []
     classes: list[int] = []
@@ -229,9 +244,15 @@ def coco_categories() -> list[dict[str, object]]:
     return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
 
 
-def generate(out_dir: str | Path, num_images: int, seed: int, size: tuple[int, int] = (320, 240),
-             max_objects: int = 8, jpeg_quality: int = 92,
-             progress: Callable[[int], None] | None = None) -> Path:
+def generate(
+    out_dir: str | Path,
+    num_images: int,
+    seed: int,
+    size: tuple[int, int] = (320, 240),
+    max_objects: int = 8,
+    jpeg_quality: int = 92,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
     """Write ``num_images`` scenes to ``out_dir/images`` and ``out_dir/annotations.json``.
 
     Args:
@@ -268,15 +289,27 @@ def generate(out_dir: str | Path, num_images: int, seed: int, size: tuple[int, i
         image_id = i + 1
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         for obj in objects:
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": obj.class_id + 1,
-                "bbox": [round(v, 2) for v in obj.bbox], "area": obj.area, "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": obj.class_id + 1,
+                    "bbox": [round(v, 2) for v in obj.bbox],
+                    "area": obj.area,
+                    "iscrowd": 0,
+                }
+            )
         if progress is not None:
             progress(1)
     ann_path = out / "annotations.json"
-    atomic.write_json(ann_path, {
-        "info": {"description": "rtdetr-edge synthetic shapes", "seed": seed, "version": 1},
-        "images": images, "annotations": annotations, "categories": coco_categories(),
-    }, indent=None)
+    atomic.write_json(
+        ann_path,
+        {
+            "info": {"description": "rtdetr-edge synthetic shapes", "seed": seed, "version": 1},
+            "images": images,
+            "annotations": annotations,
+            "categories": coco_categories(),
+        },
+        indent=None,
+    )
     return ann_path

@@ -53,14 +53,15 @@ def format_parser_errors(onnx_path: str | os.PathLike[str], issues: list[ParserI
     """A user message for parser failures, naming each node (``op 'name'``) as the ONNX has it."""
     lines = [f"TensorRT's ONNX parser rejected {onnx_path} ({len(issues)} error(s)):"]
     for it in issues[:10]:
-        where = (f"node {it.node_index} {it.op_type or '?'} '{it.node_name}'" if it.node_index >= 0
-                 else "the graph")
+        where = f"node {it.node_index} {it.op_type or '?'} '{it.node_name}'" if it.node_index >= 0 else "the graph"
         code = f" [{it.code}]" if it.code else ""
         lines.append(f"  {where}: {it.message.strip()}{code}")
     if len(issues) > 10:
         lines.append(f"  ... and {len(issues) - 10} more")
-    lines.append("Check the opset (17 needs TensorRT >= 8.6; use --opset 16 for 8.5) and that the ONNX came from "
-                 "rtdetr-build; onnx/onnx-tensorrt docs/operators.md lists what each version parses.")
+    lines.append(
+        "Check the opset (17 needs TensorRT >= 8.6; use --opset 16 for 8.5) and that the ONNX came from "
+        "rtdetr-build; onnx/onnx-tensorrt docs/operators.md lists what each version parses."
+    )
     return "\n".join(lines)
 
 
@@ -73,8 +74,9 @@ def _parser_issues(parser: tensorrt.OnnxParser, node_names: list[str], node_ops:
         # node_name()/node_operator() exist from TensorRT 10.0; 8.6 gives only the index
         name = str(err.node_name()) if hasattr(err, "node_name") else (node_names[idx] if known else "")
         op = str(err.node_operator()) if hasattr(err, "node_operator") else (node_ops[idx] if known else "")
-        issues.append(ParserIssue(idx, name or (node_names[idx] if known else ""), op, str(err.desc()),
-                                  str(err.code())))
+        issues.append(
+            ParserIssue(idx, name or (node_names[idx] if known else ""), op, str(err.desc()), str(err.code()))
+        )
     return issues
 
 
@@ -137,9 +139,15 @@ def _set_dynamic_ranges(network: tensorrt.INetworkDefinition, ranges: dict[str, 
     return done
 
 
-def build_serialized_engine(onnx_path: str | os.PathLike[str], plan: BuildPlan, options: EngineBuildOptions,
-                            profile: BatchProfile, hints: NetworkHints | None = None,
-                            ranges: dict[str, float] | None = None, calibrator: Any = None) -> bytes:
+def build_serialized_engine(
+    onnx_path: str | os.PathLike[str],
+    plan: BuildPlan,
+    options: EngineBuildOptions,
+    profile: BatchProfile,
+    hints: NetworkHints | None = None,
+    ranges: dict[str, float] | None = None,
+    calibrator: Any = None,
+) -> bytes:
     """Parse ``onnx_path`` and build a serialized engine following ``plan``.
 
     Args:
@@ -162,9 +170,17 @@ def build_serialized_engine(onnx_path: str | os.PathLike[str], plan: BuildPlan, 
         return _build(trt, onnx_path, plan, options, profile, hints or NetworkHints(), ranges, calibrator, cap)
 
 
-def _build(trt: Any, onnx_path: str | os.PathLike[str], plan: BuildPlan, options: EngineBuildOptions,
-           profile: BatchProfile, hints: NetworkHints, ranges: dict[str, float] | None, calibrator: Any,
-           cap: LogCapture) -> bytes:
+def _build(
+    trt: Any,
+    onnx_path: str | os.PathLike[str],
+    plan: BuildPlan,
+    options: EngineBuildOptions,
+    profile: BatchProfile,
+    hints: NetworkHints,
+    ranges: dict[str, float] | None,
+    calibrator: Any,
+    cap: LogCapture,
+) -> bytes:
     version = str(trt.__version__)
     trt_logger = logger()
     try:
@@ -177,8 +193,9 @@ def _build(trt: Any, onnx_path: str | os.PathLike[str], plan: BuildPlan, options
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, trt_logger)
     if not parser.parse_from_file(os.fspath(onnx_path)):
-        raise EngineError(format_parser_errors(onnx_path, _parser_issues(parser, list(hints.node_names),
-                                                                         list(hints.node_ops))))
+        raise EngineError(
+            format_parser_errors(onnx_path, _parser_issues(parser, list(hints.node_names), list(hints.node_ops)))
+        )
     config = builder.create_builder_config()
     if options.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mib) << 20)
@@ -197,8 +214,10 @@ def _build(trt: Any, onnx_path: str | os.PathLike[str], plan: BuildPlan, options
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(options.dla_core)
         if not profile.static:
-            log.warning("DLA needs static shapes: layers see a dynamic batch %s and fall back to the GPU; "
-                        "use --batch N", profile)
+            log.warning(
+                "DLA needs static shapes: layers see a dynamic batch %s and fall back to the GPU; use --batch N",
+                profile,
+            )
 
     # optimisation profile: every input with a dynamic batch gets MIN/OPT/MAX over the batch
     opt_profile = builder.create_optimization_profile()
@@ -222,7 +241,9 @@ def _build(trt: Any, onnx_path: str | os.PathLike[str], plan: BuildPlan, options
         n = _set_dynamic_ranges(network, ranges or {})
         log.info("INT8: dynamic ranges set on %d tensor(s)", n)
     elif plan.int8_source == "calibrator":
-        calib = calibrator if calibrator is not None else cache_only_calibrator(native_cache_text(ranges or {}, version))
+        calib = (
+            calibrator if calibrator is not None else cache_only_calibrator(native_cache_text(ranges or {}, version))
+        )
         config.int8_calibrator = calib  # 8.x-10.x; removed in 11 (plan_build never asks for it there)
         calib_batch = int(getattr(calib, "batch_size", 0))
         if dynamic and calib_batch and hasattr(config, "set_calibration_profile"):
@@ -245,12 +266,14 @@ def _build(trt: Any, onnx_path: str | os.PathLike[str], plan: BuildPlan, options
             ok = False
         if not ok:
             if blob:
-                log.warning("timing cache %s is unreadable or from another TensorRT/GPU; starting a new one",
-                            cache_path)
+                log.warning(
+                    "timing cache %s is unreadable or from another TensorRT/GPU; starting a new one", cache_path
+                )
             config.set_timing_cache(config.create_timing_cache(b""), False)
 
-    log.info("building %s engine (TensorRT %s, batch %s) from %s ...", plan.precision, version, profile,
-             Path(onnx_path).name)
+    log.info(
+        "building %s engine (TensorRT %s, batch %s) from %s ...", plan.precision, version, profile, Path(onnx_path).name
+    )
     serialized = builder.build_serialized_network(network, config)
     if calibrator is not None:
         if hasattr(calibrator, "close"):
@@ -262,14 +285,16 @@ def _build(trt: Any, onnx_path: str | os.PathLike[str], plan: BuildPlan, options
         hint = []
         text = cap.summary()
         if options.workspace_mib is not None or "workspace" in text.lower() or "memory" in text.lower():
-            hint.append(f"the workspace limit ({options.workspace_mib or 'default'} MiB) may be too small: raise "
-                        "--workspace or leave it unset")
+            hint.append(
+                f"the workspace limit ({options.workspace_mib or 'default'} MiB) may be too small: raise "
+                "--workspace or leave it unset"
+            )
         if options.dla_core is not None:
             hint.append("try without --dla-core")
-        raise EngineError(f"TensorRT could not build the {plan.precision} engine from {onnx_path}: {text}"
-                          + (f". Hint: {'; '.join(hint)}" if hint else ""))
+        raise EngineError(
+            f"TensorRT could not build the {plan.precision} engine from {onnx_path}: {text}"
+            + (f". Hint: {'; '.join(hint)}" if hint else "")
+        )
     if cache_path is not None:
         atomic.write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
-
-

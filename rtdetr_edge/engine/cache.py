@@ -51,6 +51,7 @@ from .options import BuildPlan, EngineBuildOptions, default_timing_cache, plan_b
 
 log = logging.getLogger("rtdetr_edge")
 
+
 @dataclass(frozen=True)
 class OnnxFacts:
     """What the builder needs to know about an ONNX file: its facts, hash and FP32-pinning hints."""
@@ -69,8 +70,9 @@ def _is_glob(pattern: str) -> bool:
     return any(c in pattern for c in "/*?")
 
 
-def inspect_onnx(path: str | os.PathLike[str], fp32_layers: tuple[str, ...] = (),
-                 sha256: str | None = None) -> OnnxFacts:
+def inspect_onnx(
+    path: str | os.PathLike[str], fp32_layers: tuple[str, ...] = (), sha256: str | None = None
+) -> OnnxFacts:
     """Read inputs, Q/DQ and float16 use, the embedded contract and FP32-pinning hints.
 
     Args:
@@ -85,13 +87,25 @@ def inspect_onnx(path: str | os.PathLike[str], fp32_layers: tuple[str, ...] = ()
         raise EngineError(str(exc)) from exc
     op_patterns = {x for x in fp32_layers if not _is_glob(x)}
     globs = [x for x in fp32_layers if _is_glob(x)]
-    keep = [n for n in facts.nodes
-            if n.op_type in op_patterns or any(fnmatch.fnmatchcase(n.name, pat) for pat in globs)]
-    hints = NetworkHints(node_names=tuple(n.name for n in facts.nodes), node_ops=tuple(n.op_type for n in facts.nodes),
-                         fp32_nodes=frozenset(n.name for n in keep if n.name),
-                         fp32_tensors=frozenset(o for n in keep for o in n.outputs if o))
-    return OnnxFacts(facts.path, sha256 or facts.sha256(), facts.inputs, facts.has_qdq, facts.has_fp16,
-                     facts.contract_json, hints, bounds)
+    keep = [
+        n for n in facts.nodes if n.op_type in op_patterns or any(fnmatch.fnmatchcase(n.name, pat) for pat in globs)
+    ]
+    hints = NetworkHints(
+        node_names=tuple(n.name for n in facts.nodes),
+        node_ops=tuple(n.op_type for n in facts.nodes),
+        fp32_nodes=frozenset(n.name for n in keep if n.name),
+        fp32_tensors=frozenset(o for n in keep for o in n.outputs if o),
+    )
+    return OnnxFacts(
+        facts.path,
+        sha256 or facts.sha256(),
+        facts.inputs,
+        facts.has_qdq,
+        facts.has_fp16,
+        facts.contract_json,
+        hints,
+        bounds,
+    )
 
 
 def _load_ranges(ranges: Any) -> dict[str, float] | None:
@@ -115,8 +129,10 @@ def _intersect(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     highs = [h for h in (a[1], b[1]) if h]
     hi = min(highs) if highs else 0
     if hi and hi < lo:
-        raise EngineError(f"the graph accepts batches {a[0]}..{a[1] or 'any'} but the contract says "
-                          f"{b[0]}..{b[1] or 'any'}: they do not overlap")
+        raise EngineError(
+            f"the graph accepts batches {a[0]}..{a[1] or 'any'} but the contract says "
+            f"{b[0]}..{b[1] or 'any'}: they do not overlap"
+        )
     return lo, hi
 
 
@@ -135,16 +151,30 @@ class _Job:
     device: int
 
 
-def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineBuildOptions,
-             ranges: dict[str, float] | None, contract: ModelContract | str | None, calibrator: Any,
-             device: int, onnx_sha256: str | None = None) -> _Job:
+def _prepare(
+    onnx_path: str | os.PathLike[str],
+    precision: str,
+    options: EngineBuildOptions,
+    ranges: dict[str, float] | None,
+    contract: ModelContract | str | None,
+    calibrator: Any,
+    device: int,
+    onnx_sha256: str | None = None,
+) -> _Job:
     from ..cuda import buffers
 
     version = tensorrt_version()  # MissingDependencyError naming JetPack / pip routes
     props = buffers.device_properties(device)
     facts = inspect_onnx(onnx_path, options.fp32_layers, onnx_sha256)
-    plan = plan_build(version, precision, options, facts.has_qdq, facts.has_fp16, has_ranges=bool(ranges),
-                      has_calibrator=calibrator is not None)
+    plan = plan_build(
+        version,
+        precision,
+        options,
+        facts.has_qdq,
+        facts.has_fp16,
+        has_ranges=bool(ranges),
+        has_calibrator=calibrator is not None,
+    )
     contract_json = contract.to_json() if isinstance(contract, ModelContract) else contract or facts.contract_json
     bounds = facts.batch_bounds
     if contract_json:
@@ -152,8 +182,13 @@ def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineB
         bounds = _intersect(bounds, (c.min_batch, c.max_batch))
     profile = options.batch.clamp(*bounds)
     if profile != options.batch:
-        log.info("batch profile %s clamped to %s (the graph accepts %s..%s)", options.batch, profile, bounds[0],
-                 bounds[1] or "any")
+        log.info(
+            "batch profile %s clamped to %s (the graph accepts %s..%s)",
+            options.batch,
+            profile,
+            bounds[0],
+            bounds[1] or "any",
+        )
     extra: dict[str, Any] = {}
     if plan.layer_constraints:
         extra["fp32_layers"] = sorted(options.fp32_layers)
@@ -161,10 +196,20 @@ def _prepare(onnx_path: str | os.PathLike[str], precision: str, options: EngineB
         extra["int8_source"] = "user-calibrator" if calibrator is not None else plan.int8_source
         if calibrator is None and ranges:
             extra["ranges"] = hashlib.sha256(repr(sorted(ranges.items())).encode()).hexdigest()[:16]
-    key = cache_key(facts.sha256, precision, version, props.name, props.compute_capability, profile,
-                    options.dla_core, plan.int8_mode, extra)
-    return _Job(version, props.name, props.compute_capability, facts, plan, profile, options, ranges, key,
-                contract_json, device)
+    key = cache_key(
+        facts.sha256,
+        precision,
+        version,
+        props.name,
+        props.compute_capability,
+        profile,
+        options.dla_core,
+        plan.int8_mode,
+        extra,
+    )
+    return _Job(
+        version, props.name, props.compute_capability, facts, plan, profile, options, ranges, key, contract_json, device
+    )
 
 
 def _build(job: _Job, out_path: Path, calibrator: Any = None) -> Path:
@@ -174,24 +219,46 @@ def _build(job: _Job, out_path: Path, calibrator: Any = None) -> Path:
     for note in job.plan.notes:
         log.info("%s: %s", job.plan.precision, note)
     buffers.set_device(job.device)
-    blob = build_serialized_engine(job.facts.path, job.plan, job.options, job.profile, job.facts.hints,
-                                          job.ranges, calibrator)
+    blob = build_serialized_engine(
+        job.facts.path, job.plan, job.options, job.profile, job.facts.hints, job.ranges, calibrator
+    )
     atomic.write_bytes(out_path, blob)
     meta = EngineMetadata(
-        tensorrt_version=job.trt_version, gpu_name=job.gpu_name, compute_capability=job.compute_capability,
-        precision=job.plan.precision, int8_mode=job.plan.int8_mode, batch=job.profile, onnx_sha256=job.facts.sha256,
-        contract_json=job.contract_json, engine_bytes=len(blob), engine_sha256=hashlib.sha256(blob).hexdigest(),
-        dla_core=job.options.dla_core, cache_key=job.key,
-        build_options={**job.options.to_dict(), "onnx": job.facts.path.name, "plan": list(job.plan.notes),
-                       "network_flags": list(job.plan.network_flags), "builder_flags": list(job.plan.builder_flags)})
+        tensorrt_version=job.trt_version,
+        gpu_name=job.gpu_name,
+        compute_capability=job.compute_capability,
+        precision=job.plan.precision,
+        int8_mode=job.plan.int8_mode,
+        batch=job.profile,
+        onnx_sha256=job.facts.sha256,
+        contract_json=job.contract_json,
+        engine_bytes=len(blob),
+        engine_sha256=hashlib.sha256(blob).hexdigest(),
+        dla_core=job.options.dla_core,
+        cache_key=job.key,
+        build_options={
+            **job.options.to_dict(),
+            "onnx": job.facts.path.name,
+            "plan": list(job.plan.notes),
+            "network_flags": list(job.plan.network_flags),
+            "builder_flags": list(job.plan.builder_flags),
+        },
+    )
     meta.save(sidecar_path(out_path))  # after the engine: an engine without sidecar counts as invalid
     log.info("engine written: %s (%.1f MB)", out_path, len(blob) / 1e6)
     return out_path
 
 
-def build_engine(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike[str], precision: str,
-                 options: EngineBuildOptions | None = None, ranges: Any = None,
-                 contract: ModelContract | str | None = None, calibrator: Any = None, device: int = 0) -> Path:
+def build_engine(
+    onnx_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    precision: str,
+    options: EngineBuildOptions | None = None,
+    ranges: Any = None,
+    contract: ModelContract | str | None = None,
+    calibrator: Any = None,
+    device: int = 0,
+) -> Path:
     """Build a TensorRT engine from an ONNX file and write it (atomically) with its sidecar.
 
     Args:
@@ -217,8 +284,10 @@ def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None
     """(onnx, ranges.json or None, resolved mode) for an INT8 engine from ``bundle``."""
     art = bundle.artifacts.get("int8")
     if art is None:
-        raise EngineError(f"{bundle.path}: no int8 artifact (the bundle has {', '.join(bundle.precisions)}); "
-                          "rebuild it with rtdetr-build --precision int8 on the host")
+        raise EngineError(
+            f"{bundle.path}: no int8 artifact (the bundle has {', '.join(bundle.precisions)}); "
+            "rebuild it with rtdetr-build --precision int8 on the host"
+        )
     fp32_file = bundle.artifact("fp32")["file"]
     qdq = bundle.path / art["file"] if art.get("file") and art["file"] != fp32_file else None
     rel = art.get("ranges") or ("calib/ranges.json" if (bundle.path / "calib/ranges.json").is_file() else None)
@@ -235,8 +304,9 @@ def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None
     return bundle.onnx_path("fp32"), ranges, "implicit"
 
 
-def engine_for_bundle(bundle: Bundle, precision: str, options: EngineBuildOptions | None = None,
-                      device: int = 0, rebuild: bool = False) -> Path:
+def engine_for_bundle(
+    bundle: Bundle, precision: str, options: EngineBuildOptions | None = None, device: int = 0, rebuild: bool = False
+) -> Path:
     """A valid engine for this machine from ``BUNDLE/engines/``, built and cached if missing.
 
     Args:
@@ -267,8 +337,10 @@ def engine_for_bundle(bundle: Bundle, precision: str, options: EngineBuildOption
         art = bundle.artifact("int8") if mode == "qdq" else bundle.artifact("fp32")
     elif precision == "fp16" and major >= 11:
         if "fp16" not in bundle.precisions:
-            raise EngineError(f"{bundle.path}: TensorRT {version} builds FP16 only from a float16 ONNX "
-                              "(model.fp16.onnx) and the bundle has none; rebuild it with --precision fp16 on the host")
+            raise EngineError(
+                f"{bundle.path}: TensorRT {version} builds FP16 only from a float16 ONNX "
+                "(model.fp16.onnx) and the bundle has none; rebuild it with --precision fp16 on the host"
+            )
         onnx, art = bundle.onnx_path("fp16"), bundle.artifact("fp16")
     else:
         onnx, art = bundle.onnx_path("fp32"), bundle.artifact("fp32")
@@ -280,8 +352,9 @@ def engine_for_bundle(bundle: Bundle, precision: str, options: EngineBuildOption
         options = dataclasses.replace(options, timing_cache=default_timing_cache(engines, version, cc))
     table = _load_ranges(ranges)
     job = _prepare(onnx, precision, options, table, bundle.contract, None, device, art.get("sha256"))
-    path = engines / engine_file_name(precision, job.profile, version, job.compute_capability, job.key,
-                                      options.dla_core)
+    path = engines / engine_file_name(
+        precision, job.profile, version, job.compute_capability, job.key, options.dla_core
+    )
     if path.is_file() and not rebuild:
         reason = _stale(path, job)
         if reason is None:

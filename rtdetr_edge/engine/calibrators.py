@@ -74,8 +74,9 @@ def cache_only_calibrator(cache_text: str) -> Any:
     return CacheOnlyCalibrator()
 
 
-def make_calibrator(batches: Iterable[dict[str, np.ndarray]], cache_path: str | os.PathLike[str],
-                    device: int = 0) -> Any:
+def make_calibrator(
+    batches: Iterable[dict[str, np.ndarray]], cache_path: str | os.PathLike[str], device: int = 0
+) -> Any:
     """An entropy calibrator over user data, for calibrating on the device (TensorRT 8.5-10.x).
 
     Args:
@@ -138,15 +139,18 @@ def make_calibrator(batches: Iterable[dict[str, np.ndarray]], cache_path: str | 
             pointers = []
             for name in names:
                 if name not in batch:
-                    raise CalibrationError(f"calibration batch {self.seen} has no input {name!r} "
-                                           f"(it has {sorted(batch)})")
+                    raise CalibrationError(
+                        f"calibration batch {self.seen} has no input {name!r} (it has {sorted(batch)})"
+                    )
                 arr = np.ascontiguousarray(batch[name], np.float32)
                 buf = self._buffers.get(name)
                 if buf is None:
                     buf = self._buffers[name] = buffers.HostDeviceBuffer(arr.shape, np.float32, "pinned")
                 if arr.shape != buf.shape:
-                    raise CalibrationError(f"calibration batch {self.seen}: {name} has shape {arr.shape}, the "
-                                           f"first batch had {buf.shape}; every batch must have the same shape")
+                    raise CalibrationError(
+                        f"calibration batch {self.seen}: {name} has shape {arr.shape}, the "
+                        f"first batch had {buf.shape}; every batch must have the same shape"
+                    )
                 np.copyto(buf.host, arr)
                 buf.to_device(self._stream)
                 pointers.append(buf.device_ptr)
@@ -176,5 +180,3 @@ def make_calibrator(batches: Iterable[dict[str, np.ndarray]], cache_path: str | 
             self._stream.close()
 
     return EntropyCalibrator()
-
-

@@ -125,8 +125,15 @@ class BuildPlan:
     clear_flags: tuple[str, ...] = ()
 
 
-def plan_build(trt_version: str, precision: str, options: EngineBuildOptions, onnx_has_qdq: bool = False,
-               onnx_has_fp16: bool = False, has_ranges: bool = False, has_calibrator: bool = False) -> BuildPlan:
+def plan_build(
+    trt_version: str,
+    precision: str,
+    options: EngineBuildOptions,
+    onnx_has_qdq: bool = False,
+    onnx_has_fp16: bool = False,
+    has_ranges: bool = False,
+    has_calibrator: bool = False,
+) -> BuildPlan:
     """Decide flags and INT8 route for ``precision`` on TensorRT ``trt_version``.
 
     Args:
@@ -143,8 +150,10 @@ def plan_build(trt_version: str, precision: str, options: EngineBuildOptions, on
     """
     major, minor, _ = version_tuple(trt_version)
     if (major, minor) < MIN_TENSORRT:
-        raise EngineError(f"TensorRT {trt_version} is too old: rtdetr-edge needs TensorRT >= 8.5 (tensor-name API, "
-                          "native GridSample); JetPack 5.1 ships 8.5")
+        raise EngineError(
+            f"TensorRT {trt_version} is too old: rtdetr-edge needs TensorRT >= 8.5 (tensor-name API, "
+            "native GridSample); JetPack 5.1 ships 8.5"
+        )
     if precision not in PRECISIONS:
         raise EngineError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if options.dla_core is not None and precision == "fp32":
@@ -160,15 +169,18 @@ def plan_build(trt_version: str, precision: str, options: EngineBuildOptions, on
             raise EngineError("an fp32 engine needs the fp32 ONNX (model.onnx), not a Q/DQ or float16 graph")
         # TF32 is on by default on Ampere and later (Orin); off, an fp32 engine computes what
         # ONNX Runtime's fp32 does, which is what fp32 is for here (parity and reference)
-        return BuildPlan("fp32", "none", tuple(weak), tuple(fallback), False, None, major >= 11,
-                         ("fp32, TF32 off",), ("TF32",))
+        return BuildPlan(
+            "fp32", "none", tuple(weak), tuple(fallback), False, None, major >= 11, ("fp32, TF32 off",), ("TF32",)
+        )
 
     if precision == "fp16":
         if major >= 11 or (onnx_has_fp16 and major >= 10):
             if not onnx_has_fp16:
-                raise EngineError(f"TensorRT {trt_version} has no FP16 builder flag (removed in 11, networks are "
-                                  "strongly typed): FP16 must be in the ONNX. Add the bundle's model.fp16.onnx "
-                                  "(rtdetr-build --precision fp16 on the host) and build from it")
+                raise EngineError(
+                    f"TensorRT {trt_version} has no FP16 builder flag (removed in 11, networks are "
+                    "strongly typed): FP16 must be in the ONNX. Add the bundle's model.fp16.onnx "
+                    "(rtdetr-build --precision fp16 on the host) and build from it"
+                )
             notes.append("strongly typed: FP16 comes from the float16 ONNX (its FP32 islands are kept)")
             return BuildPlan("fp16", "none", tuple(strong), tuple(fallback), False, None, True, tuple(notes))
         flags = ["FP16"] + (["PREFER_PRECISION_CONSTRAINTS"] if keep else []) + fallback
@@ -181,18 +193,24 @@ def plan_build(trt_version: str, precision: str, options: EngineBuildOptions, on
         if onnx_has_qdq:
             mode = "qdq"
         elif major >= 11:
-            raise EngineError(f"TensorRT {trt_version} builds INT8 only from an explicitly quantized (Q/DQ) ONNX "
-                              "(calibrators were removed in 11); build from the bundle's model.int8.qdq.onnx")
+            raise EngineError(
+                f"TensorRT {trt_version} builds INT8 only from an explicitly quantized (Q/DQ) ONNX "
+                "(calibrators were removed in 11); build from the bundle's model.int8.qdq.onnx"
+            )
         elif has_ranges or has_calibrator:
             mode = "implicit"
         else:
-            raise EngineError("INT8 needs a Q/DQ ONNX (model.int8.qdq.onnx) or calibration ranges "
-                              "(calib/ranges.json) or a calibrator; the bundle has neither: rebuild it with "
-                              "rtdetr-build --precision int8 on the host")
+            raise EngineError(
+                "INT8 needs a Q/DQ ONNX (model.int8.qdq.onnx) or calibration ranges "
+                "(calib/ranges.json) or a calibrator; the bundle has neither: rebuild it with "
+                "rtdetr-build --precision int8 on the host"
+            )
     if mode == "qdq":
         if not onnx_has_qdq:
-            raise EngineError("--int8-mode qdq: the ONNX has no QuantizeLinear/DequantizeLinear nodes; build from "
-                              "the bundle's model.int8.qdq.onnx")
+            raise EngineError(
+                "--int8-mode qdq: the ONNX has no QuantizeLinear/DequantizeLinear nodes; build from "
+                "the bundle's model.int8.qdq.onnx"
+            )
         if major >= 10:
             notes.append("explicit quantization, strongly typed: precisions come from the Q/DQ graph")
             return BuildPlan("int8", "qdq", tuple(strong), tuple(fallback), False, None, True, tuple(notes))
@@ -202,8 +220,10 @@ def plan_build(trt_version: str, precision: str, options: EngineBuildOptions, on
         return BuildPlan("int8", "qdq", tuple(weak), tuple(flags), keep, None, False, tuple(notes))
     # implicit
     if major >= 11:
-        raise EngineError(f"--int8-mode implicit: TensorRT {trt_version} removed calibrators and dynamic ranges; "
-                          "use --int8-mode qdq with the bundle's model.int8.qdq.onnx")
+        raise EngineError(
+            f"--int8-mode implicit: TensorRT {trt_version} removed calibrators and dynamic ranges; "
+            "use --int8-mode qdq with the bundle's model.int8.qdq.onnx"
+        )
     if onnx_has_qdq:
         raise EngineError("--int8-mode implicit needs the fp32 ONNX; this one is already quantized (use qdq)")
     if options.int8_dynamic_range and not has_ranges:

@@ -13,8 +13,13 @@ from .runner import evaluate_onnx
 log = logging.getLogger("rtdetr_edge")
 
 
-def artifact_accuracy(bundle_dir: Path, artifacts: dict[str, Any], dataset: CocoDataset, image_ids: list[int],
-                      class_names: tuple[str, ...]) -> dict[str, Any]:
+def artifact_accuracy(
+    bundle_dir: Path,
+    artifacts: dict[str, Any],
+    dataset: CocoDataset,
+    image_ids: list[int],
+    class_names: tuple[str, ...],
+) -> dict[str, Any]:
     """AP of every ONNX artifact of a bundle on ``image_ids`` (held out from calibration), vs fp32."""
 
     out: dict[str, Any] = {"images": len(image_ids), "data": str(dataset.path)}
@@ -31,6 +36,9 @@ def artifact_accuracy(bundle_dir: Path, artifacts: dict[str, Any], dataset: Coco
         for precision in artifacts:
             if precision != "fp32" and base > 0:
                 out[precision]["AP_vs_fp32"] = round(out[precision]["AP"] / base, 4)
-    log.info("accuracy on %d held-out images: %s", len(image_ids),
-             ", ".join(f"{p} AP {v['AP']:.3f}" for p, v in out.items() if isinstance(v, dict)))
+    log.info(
+        "accuracy on %d held-out images: %s",
+        len(image_ids),
+        ", ".join(f"{p} AP {v['AP']:.3f}" for p, v in out.items() if isinstance(v, dict)),
+    )
     return out

@@ -44,13 +44,23 @@ def to_coco_results(predictions: Iterable[ImagePrediction], label_map: dict[int,
             cat = label_map.get(int(lab))
             if cat is None:
                 continue
-            results.append({"image_id": int(p.image_id), "category_id": cat,
-                            "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "score": float(s)})
+            results.append(
+                {
+                    "image_id": int(p.image_id),
+                    "category_id": cat,
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                    "score": float(s),
+                }
+            )
     return results
 
 
-def coco_map(dataset: CocoDataset, predictions: Iterable[ImagePrediction], class_names: list[str] | tuple[str, ...],
-             image_ids: list[int] | None = None) -> dict[str, float]:
+def coco_map(
+    dataset: CocoDataset,
+    predictions: Iterable[ImagePrediction],
+    class_names: list[str] | tuple[str, ...],
+    image_ids: list[int] | None = None,
+) -> dict[str, float]:
     """COCO bbox metrics of ``predictions`` against ``dataset``.
 
     Args:

@@ -36,12 +36,20 @@ class Predictor(Protocol):
     @property
     def class_names(self) -> tuple[str, ...]: ...
 
-    def detect_batch(self, bgr_images: list[np.ndarray], opts: PostprocessOptions | None = None) -> list[Detections]: ...
+    def detect_batch(
+        self, bgr_images: list[np.ndarray], opts: PostprocessOptions | None = None
+    ) -> list[Detections]: ...
 
 
-def evaluate(predictor: Predictor, annotations: str | os.PathLike[str], images_dir: str | os.PathLike[str] | None = None,
-             max_images: int | None = None, batch: int = 1, progress: bool = True,
-             image_ids: list[int] | None = None) -> dict[str, Any]:
+def evaluate(
+    predictor: Predictor,
+    annotations: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str] | None = None,
+    max_images: int | None = None,
+    batch: int = 1,
+    progress: bool = True,
+    image_ids: list[int] | None = None,
+) -> dict[str, Any]:
     """COCO mAP of ``model`` on a COCO-format set.
 
     Args:
@@ -88,8 +96,9 @@ def evaluate(predictor: Predictor, annotations: str | os.PathLike[str], images_d
     return metrics
 
 
-def evaluate_onnx(model: str | os.PathLike[str], dataset: CocoDataset, image_ids: list[int],
-                  threads: int | None = None) -> dict[str, Any]:
+def evaluate_onnx(
+    model: str | os.PathLike[str], dataset: CocoDataset, image_ids: list[int], threads: int | None = None
+) -> dict[str, Any]:
     """COCO metrics of an ONNX file (or bundle) on ``image_ids`` of ``dataset``, on ONNX Runtime, quietly."""
     from ..backends.options import OnnxRuntimeOptions
     from ..detector import Detector

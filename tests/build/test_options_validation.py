@@ -43,8 +43,11 @@ def test_bad_option_fails_when_made(make: Callable[[], Any], message: str) -> No
 
 
 def test_good_options_nest_whole() -> None:
-    opts = BuildOptions(precision="int8", calibration=CalibrationOptions("data/calib", algorithm="entropy2"),
-                        export=ExportOptions(top_k=50))
+    opts = BuildOptions(
+        precision="int8",
+        calibration=CalibrationOptions("data/calib", algorithm="entropy2"),
+        export=ExportOptions(top_k=50),
+    )
     assert opts.precisions == ["int8"] and opts.calibration is not None and opts.export.top_k == 50
     assert BuildOptions(precision="best").precisions == ["fp16"]
     assert TensorRTOptions(cuda_graph=True).cuda_graph and EngineBuildOptions().batch.as_tuple() == (1, 1, 8)

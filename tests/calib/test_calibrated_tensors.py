@@ -29,14 +29,22 @@ def test_rearranged_tensors_take_their_source_range(tmp_path: Path) -> None:
 
     from rtdetr_edge.calib.collect import ActivationCollector
 
-    nodes = [helper.make_node("Relu", ["x"], ["r"]),
-             helper.make_node("Reshape", ["r", "shape"], ["flat"]),
-             helper.make_node("Transpose", ["flat"], ["t"], perm=[1, 0]),
-             helper.make_node("Mul", ["t", "two"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [12, 2])],
-                              [helper.make_tensor("shape", TensorProto.INT64, [2], [2, 12]),
-                               helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Reshape", ["r", "shape"], ["flat"]),
+        helper.make_node("Transpose", ["flat"], ["t"], perm=[1, 0]),
+        helper.make_node("Mul", ["t", "two"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [12, 2])],
+        [
+            helper.make_tensor("shape", TensorProto.INT64, [2], [2, 12]),
+            helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
+        ],
+    )
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     col = ActivationCollector(path, scope="all")

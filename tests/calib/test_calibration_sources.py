@@ -27,10 +27,13 @@ def test_subset_is_stratified_deterministic_and_excludable(shapes_data: Path) ->
         select_subset(src, 100)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nothing/here", "not an existing folder of images, a COCO .json file, or coco_val/coco_train"),
-    ("coco_test", "not an existing folder of images, a COCO .json file, or coco_val/coco_train"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nothing/here", "not an existing folder of images, a COCO .json file, or coco_val/coco_train"),
+        ("coco_test", "not an existing folder of images, a COCO .json file, or coco_val/coco_train"),
+    ],
+)
 def test_calib_spec_naming_nothing(spec: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         open_source(spec, "--calib")
@@ -44,8 +47,9 @@ def test_folder_source_and_empty_folder(shapes_data: Path, tmp_path: Path) -> No
         open_source(str(tmp_path), "--calib")
 
 
-def test_batch_stream_uses_runtime_preprocessing_and_caches(tiny_bundle: Path, shapes_data: Path,
-                                                            tmp_path: Path) -> None:
+def test_batch_stream_uses_runtime_preprocessing_and_caches(
+    tiny_bundle: Path, shapes_data: Path, tmp_path: Path
+) -> None:
     from rtdetr_edge.images import read_image
     from rtdetr_edge.preprocess import Preprocessor
 

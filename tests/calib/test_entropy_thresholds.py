@@ -34,8 +34,12 @@ def _brute_kl_bin(h: np.ndarray, nq: int = 128) -> int:
 @pytest.mark.parametrize("seed", range(4))
 def test_vectorised_kl_search_equals_the_plain_loop(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    x = [np.abs(rng.standard_t(3, 30000)), np.abs(rng.normal(size=30000)) ** 1.5, rng.exponential(size=4000),
-         np.abs(rng.laplace(size=30000))][seed]
+    x = [
+        np.abs(rng.standard_t(3, 30000)),
+        np.abs(rng.normal(size=30000)) ** 1.5,
+        rng.exponential(size=4000),
+        np.abs(rng.laplace(size=30000)),
+    ][seed]
     hist, _ = np.histogram(x, bins=2048, range=(0, x.max()))
     assert kl_threshold_bin(hist) == _brute_kl_bin(hist)
 

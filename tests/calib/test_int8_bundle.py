@@ -60,8 +60,7 @@ def test_every_precision_detects(best_bundle: Path, scene: np.ndarray) -> None:
             assert len(det(scene)) == 5
 
 
-def test_adding_int8_to_an_existing_bundle_needs_no_torch(tiny_bundle: Path, shapes_data: Path,
-                                                          tmp_path: Path) -> None:
+def test_adding_int8_to_an_existing_bundle_needs_no_torch(tiny_bundle: Path, shapes_data: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -75,9 +74,14 @@ def test_adding_int8_to_an_existing_bundle_needs_no_torch(tiny_bundle: Path, sha
         "from rtdetr_edge.calib import CalibrationOptions\n"
         "add_precisions(sys.argv[1], sys.argv[2], BuildOptions(precision='int8', check_images=0,"
         " calibration=CalibrationOptions(sys.argv[3], size=6, cache_dir=None)))\n"
-        "assert 'torch' not in sys.modules\n")
+        "assert 'torch' not in sys.modules\n"
+    )
     out = tmp_path / "with_int8"
-    proc = subprocess.run([sys.executable, "-c", code, str(tiny_bundle), str(out), str(shapes_data)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_bundle), str(out), str(shapes_data)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Bundle(out).precisions == ["fp32", "int8"]

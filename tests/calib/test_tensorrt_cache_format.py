@@ -10,8 +10,9 @@ from rtdetr_edge import trt_cache
 from rtdetr_edge.errors import CalibrationError
 
 
-@pytest.mark.parametrize("version, code", [("8.6.1", 8601), ("8.5.2", 8502), ("10.3.0", 100300),
-                                           ("10.13.0.35", 101300)])
+@pytest.mark.parametrize(
+    "version, code", [("8.6.1", 8601), ("8.5.2", 8502), ("10.3.0", 100300), ("10.13.0.35", 101300)]
+)
 def test_cache_header_version_codes(version: str, code: int) -> None:
     text = trt_cache.write_cache({"images": 1.0, "x": 0.5}, version)
     assert text.splitlines()[0] == f"TRT-{code}-EntropyCalibration2"

@@ -14,8 +14,11 @@ def perturbed_copy(fp32: Path, out: Path, stage: str = "stages.1", scale: float 
 
     model = onnx.load(str(fp32))
     inits = {t.name: t for t in model.graph.initializer}
-    conv = next(n for n in model.graph.node if n.op_type == "Conv" and "/backbone/" in n.name and stage in n.name
-                and n.input[1] in inits)
+    conv = next(
+        n
+        for n in model.graph.node
+        if n.op_type == "Conv" and "/backbone/" in n.name and stage in n.name and n.input[1] in inits
+    )
     weight = numpy_helper.to_array(inits[conv.input[1]])
     noise = np.random.default_rng(0).normal(0, scale * float(weight.std()), weight.shape).astype(weight.dtype)
     inits[conv.input[1]].CopyFrom(numpy_helper.from_array(weight + noise, conv.input[1]))

@@ -41,22 +41,36 @@ def test_a_replaced_query_is_left_out_within_the_limit() -> None:
 
 def test_detection_agreement_counts_flips_misses_and_extras() -> None:
     names = ("a", "b")
-    ref = Detections(np.array([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], np.float32),
-                     np.array([0.9, 0.8, 0.7], np.float32), np.array([0, 1, 0]), names)
+    ref = Detections(
+        np.array([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], np.float32),
+        np.array([0.9, 0.8, 0.7], np.float32),
+        np.array([0, 1, 0]),
+        names,
+    )
     same = agreement([ref], [ref], [(100, 100)], DEFAULT_THRESHOLDS["fp32"])
     assert same.passed and same.ap == pytest.approx(1.0) and same.mean_iou == 1.0
-    cand = Detections(np.array([[0, 0, 10, 10], [20, 20, 40, 40], [70, 70, 90, 90]], np.float32),
-                      np.array([0.85, 0.8, 0.6], np.float32), np.array([0, 0, 1]), names)
+    cand = Detections(
+        np.array([[0, 0, 10, 10], [20, 20, 40, 40], [70, 70, 90, 90]], np.float32),
+        np.array([0.85, 0.8, 0.6], np.float32),
+        np.array([0, 0, 1]),
+        names,
+    )
     d = agreement([ref], [cand], [(100, 100)], DEFAULT_THRESHOLDS["int8"])
     assert (d.label_flips, d.missed, d.extra, d.matched) == (1, 1, 1, 1)
     assert d.score_drift_max == pytest.approx(0.05) and not d.passed
     assert any("label flip rate" in f for f in d.failures)
 
 
-@pytest.mark.parametrize("values, expected", [
-    (None, None), (["1e-3"], 1e-3), (["post/probs=0.02", "pred_boxes=0.01"], {"post/probs": 0.02, "pred_boxes": 0.01}),
-    (["1e-3", "2e-3"], "one bare value"), (["post/probs=x"], "expected V or NAME=V"),
-])
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (None, None),
+        (["1e-3"], 1e-3),
+        (["post/probs=0.02", "pred_boxes=0.01"], {"post/probs": 0.02, "pred_boxes": 0.01}),
+        (["1e-3", "2e-3"], "one bare value"),
+        (["post/probs=x"], "expected V or NAME=V"),
+    ],
+)
 def test_tolerance_arguments_parse_one_value_or_per_output_values(values: list[str] | None, expected: object) -> None:
     if isinstance(expected, str):
         with pytest.raises(RtdetrEdgeError, match=expected):

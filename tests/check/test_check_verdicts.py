@@ -72,7 +72,9 @@ def test_fp16_passes_and_int8_of_the_random_tiny_model_fails(best_bundle: Path, 
 def test_perturbed_backbone_conv_fails_and_layerwise_names_it(tiny_bundle: Path, tmp_path: Path) -> None:
     bad = tmp_path / "perturbed.onnx"
     conv = perturbed_copy(tiny_bundle / "model.onnx", bad)
-    report = run_check(tiny_bundle, str(bad), CheckOptions(num_images=3, layerwise=True, save_outputs=str(tmp_path / "o")))
+    report = run_check(
+        tiny_bundle, str(bad), CheckOptions(num_images=3, layerwise=True, save_outputs=str(tmp_path / "o"))
+    )
     assert not report.passed
     assert report.candidate.precision == "fp32"  # read from the graph: no Q/DQ, no float16
     assert any(f.startswith("post/probs: max |d|") for f in report.failures), report.failures
@@ -107,15 +109,15 @@ def test_saved_run_results_are_what_polygraphy_inspect_data_reads(tiny_bundle: P
     if tool is None:
         pytest.skip("the polygraphy command is not on PATH")
     report = run_check(tiny_bundle, "fp32", CheckOptions(num_images=2, save_outputs=str(tmp_path)))
-    proc = subprocess.run([tool, "inspect", "data", report.saved["outputs"]], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [tool, "inspect", "data", report.saved["outputs"]], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and "post/probs" in proc.stdout, proc.stderr
 
 
 def test_build_time_check_records_each_precisions_verdict(best_bundle: Path, shapes_data: Path) -> None:
     metadata = json.loads((best_bundle / "metadata.json").read_text())
-    out = check_bundle_dir(best_bundle, metadata, ["fp32", "fp16", "int8"], data=str(shapes_data),
-                           num_images=4)
+    out = check_bundle_dir(best_bundle, metadata, ["fp32", "fp16", "int8"], data=str(shapes_data), num_images=4)
     json.dumps(out)
     assert set(out) == {"passed", "data", "fp16", "int8"}
     # the verdicts of test_fp16_passes_and_int8_of_the_random_tiny_model_fails, on the same images

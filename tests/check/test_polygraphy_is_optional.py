@@ -11,7 +11,6 @@ pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
 
-
 def test_polygraphy_is_imported_lazily() -> None:
     code = "import sys, rtdetr_edge.check; assert 'polygraphy' not in sys.modules, 'imported eagerly'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -26,8 +26,15 @@ def reference_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference_best(reference_bundle: Path, reference_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rtdetr_edge.build import BuildOptions, add_precisions
 
-    return add_precisions(reference_bundle, tmp_path_factory.mktemp("refbest") / "shapes",
-                 BuildOptions(precision="best", check_images=0, calibration=CalibrationOptions(calib=str(reference_data), size=32, cache_dir=None)))
+    return add_precisions(
+        reference_bundle,
+        tmp_path_factory.mktemp("refbest") / "shapes",
+        BuildOptions(
+            precision="best",
+            check_images=0,
+            calibration=CalibrationOptions(calib=str(reference_data), size=32, cache_dir=None),
+        ),
+    )
 
 
 @pytest.mark.slow
@@ -48,8 +55,9 @@ def test_reference_fp16_and_int8_report_numbers(reference_best: Path) -> None:
 
 
 @pytest.mark.slow
-def test_reference_perturbed_copy_fails_and_layerwise_names_it(reference_bundle: Path, reference_data: Path,
-                                                                tmp_path: Path) -> None:
+def test_reference_perturbed_copy_fails_and_layerwise_names_it(
+    reference_bundle: Path, reference_data: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "perturbed.onnx"
     conv = perturbed_copy(reference_bundle / "model.onnx", bad, stage="stages.2")
     report = run_check(reference_bundle, str(bad), CheckOptions(data=str(reference_data), num_images=8, layerwise=True))

@@ -13,8 +13,7 @@ from tests.helpers import Cli
 @pytest.mark.slow
 def test_build_cli_succeeds_and_shows_progress(cli: Cli, tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    run = cli("rtdetr-build", "--model", str(tiny_model_dir), "--precision", "fp32", "--out", str(out),
-              "--top-k", "20")
+    run = cli("rtdetr-build", "--model", str(tiny_model_dir), "--precision", "fp32", "--out", str(out), "--top-k", "20")
     assert run.code == 0, run.err
     assert "[1] load" in run.err and "verification PASS" in run.err
     assert run.out.strip() == str(out)

@@ -29,20 +29,24 @@ def test_passing_check_exits_0_and_failing_check_exits_1(cli: Cli, tiny_bundle: 
     assert "FAIL: post/probs: max |d|" in fail.out and not fail.err.strip()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--candidate", "bf16"], "--candidate bf16: not one of fp32, fp16, int8"),
-    (["--candidate", "int8"], "no int8 artifact; the bundle has fp32"),
-    (["--candidate", "{tmp}/notes.txt"], "notes.txt: expected an .onnx file or a TensorRT engine"),
-    (["--candidate", "{tmp}/broken.onnx"], "broken.onnx: not a readable ONNX model"),
-    (["--reference", "model.engine"], "--reference model.engine: not one of"),
-    (["--atol", "post/prob=0.1"], "--atol post/prob=...: unknown output"),
-    (["--rtol", "1", "--rtol", "2"], "--rtol '1': give one bare value"),
-    (["--data", "/no/such/folder"], "--data /no/such/folder: not an existing folder"),
-    (["--num-images", "0"], "--num-images must be >= 1"),
-    (["--conf", "1.5"], "--conf must be in [0, 1]"),
-])
-def test_user_errors_are_one_line(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                      args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--candidate", "bf16"], "--candidate bf16: not one of fp32, fp16, int8"),
+        (["--candidate", "int8"], "no int8 artifact; the bundle has fp32"),
+        (["--candidate", "{tmp}/notes.txt"], "notes.txt: expected an .onnx file or a TensorRT engine"),
+        (["--candidate", "{tmp}/broken.onnx"], "broken.onnx: not a readable ONNX model"),
+        (["--reference", "model.engine"], "--reference model.engine: not one of"),
+        (["--atol", "post/prob=0.1"], "--atol post/prob=...: unknown output"),
+        (["--rtol", "1", "--rtol", "2"], "--rtol '1': give one bare value"),
+        (["--data", "/no/such/folder"], "--data /no/such/folder: not an existing folder"),
+        (["--num-images", "0"], "--num-images must be >= 1"),
+        (["--conf", "1.5"], "--conf must be in [0, 1]"),
+    ],
+)
+def test_user_errors_are_one_line(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     (tmp_path / "notes.txt").write_text("not a model")
     (tmp_path / "broken.onnx").write_bytes(b"\x08\x07garbage")
     assert check_main([str(tiny_bundle), *[a.replace("{tmp}", str(tmp_path)) for a in args]]) == 1
@@ -51,8 +55,9 @@ def test_user_errors_are_one_line(tiny_bundle: Path, tmp_path: Path, capsys: pyt
 
 
 @pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed here")
-def test_tensorrt_runner_without_tensorrt_names_the_install(tiny_bundle: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_tensorrt_runner_without_tensorrt_names_the_install(
+    tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert check_main([str(tiny_bundle), "--runner", "tensorrt"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --runner tensorrt: TensorRT cannot be imported") and "pip install tensorrt" in err

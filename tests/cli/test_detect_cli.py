@@ -11,8 +11,9 @@ import numpy as np
 from tests.helpers import Cli
 
 
-def test_detect_cli_writes_annotated_images_video_and_jsonl(cli: Cli, tiny_bundle: Path, scene: np.ndarray,
-                                                            tmp_path: Path) -> None:
+def test_detect_cli_writes_annotated_images_video_and_jsonl(
+    cli: Cli, tiny_bundle: Path, scene: np.ndarray, tmp_path: Path
+) -> None:
     src = tmp_path / "in"
     src.mkdir()
     for i in range(3):
@@ -24,8 +25,21 @@ def test_detect_cli_writes_annotated_images_video_and_jsonl(cli: Cli, tiny_bundl
         vw.write(cv2.resize(scene, (320, 240)))
     vw.release()
     out = tmp_path / "out"
-    run = cli("rtdetr-detect", str(src), str(video), "--model", str(tiny_bundle), "--out", str(out),
-              "--conf", "0.0", "--max-det", "3", "--batch", "2")
+    run = cli(
+        "rtdetr-detect",
+        str(src),
+        str(video),
+        "--model",
+        str(tiny_bundle),
+        "--out",
+        str(out),
+        "--conf",
+        "0.0",
+        "--max-det",
+        "3",
+        "--batch",
+        "2",
+    )
     assert run.code == 0, run.err
     assert "broken.jpg: truncated JPEG" in run.err, run.err
     assert "3 images, 5 video frames, 24 detections, 1 skipped" in run.err

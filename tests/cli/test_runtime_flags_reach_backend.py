@@ -40,24 +40,49 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize(("flags", "cuda_graph", "memory", "batch"), [
-    (["--cuda-graph"], True, "auto", BatchProfile(1, 1, 8)),
-    ([], False, "auto", BatchProfile(1, 1, 8)),
-    (["--cuda-graph", "--memory", "pinned", "--engine-batch", "1,2,4"], True, "pinned", BatchProfile(1, 2, 4)),
-])
-def test_detect_flags_reach_tensorrt(tiny_bundle: Path, tmp_path: Path, recorded: dict[str, Any],
-                                     flags: list[str], cuda_graph: bool, memory: MemoryKind, batch: BatchProfile,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    rc = detect_main([str(IMAGE), "--model", str(tiny_bundle), "--backend", "tensorrt", "--precision", "fp32",
-                      "--device", "0", "--out", str(tmp_path / "o"), *flags])
+@pytest.mark.parametrize(
+    ("flags", "cuda_graph", "memory", "batch"),
+    [
+        (["--cuda-graph"], True, "auto", BatchProfile(1, 1, 8)),
+        ([], False, "auto", BatchProfile(1, 1, 8)),
+        (["--cuda-graph", "--memory", "pinned", "--engine-batch", "1,2,4"], True, "pinned", BatchProfile(1, 2, 4)),
+    ],
+)
+def test_detect_flags_reach_tensorrt(
+    tiny_bundle: Path,
+    tmp_path: Path,
+    recorded: dict[str, Any],
+    flags: list[str],
+    cuda_graph: bool,
+    memory: MemoryKind,
+    batch: BatchProfile,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc = detect_main(
+        [
+            str(IMAGE),
+            "--model",
+            str(tiny_bundle),
+            "--backend",
+            "tensorrt",
+            "--precision",
+            "fp32",
+            "--device",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+            *flags,
+        ]
+    )
     assert rc == 1 and "stopped by the test at the backend" in capsys.readouterr().err
     assert recorded["backend"] == "tensorrt" and recorded["path"] == Path("fake.engine")
     assert recorded["runtime"] == TensorRTOptions(device=0, cuda_graph=cuda_graph, memory=memory)
     assert recorded["build"].batch == batch and recorded["precision"] == "fp32"
 
 
-def test_without_an_engine_source_a_missing_engine_names_rtdetr_engine(tiny_bundle: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_an_engine_source_a_missing_engine_names_rtdetr_engine(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rtdetr_edge import Detector
     from rtdetr_edge.errors import EngineError
 

@@ -34,8 +34,9 @@ def test_readme_opens_with_exactly_two_commands_and_ci_runs_the_second() -> None
     assert commands[0].startswith("pip install torch==2.13.0")
     ci = (REPO / ".ci" / "run").read_text()
     assert "README.md" in ci
-    extracted = subprocess.run(["bash", "-c", ci.split("test_cmd=")[1].split("\n")[0].strip("$()")],
-                               capture_output=True, text=True, cwd=REPO)
+    extracted = subprocess.run(
+        ["bash", "-c", ci.split("test_cmd=")[1].split("\n")[0].strip("$()")], capture_output=True, text=True, cwd=REPO
+    )
     assert extracted.stdout.strip() == commands[1]
 
 

@@ -21,9 +21,16 @@ CONTRACT = ModelContract(Preprocessing(64, 64), ("circle", "square"))
 
 
 def fake_meta(**kw: Any) -> EngineMetadata:
-    base: dict[str, Any] = dict(tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability="8.7",
-                                precision="fp16", int8_mode="none", batch=BatchProfile(1, 1, 8), onnx_sha256="ab" * 32,
-                                contract_json=CONTRACT.to_json())
+    base: dict[str, Any] = dict(
+        tensorrt_version="10.3.0.30",
+        gpu_name="Orin",
+        compute_capability="8.7",
+        precision="fp16",
+        int8_mode="none",
+        batch=BatchProfile(1, 1, 8),
+        onnx_sha256="ab" * 32,
+        contract_json=CONTRACT.to_json(),
+    )
     base.update(kw)
     return EngineMetadata(**base)
 
@@ -37,23 +44,36 @@ def engine_with_sidecar(tmp_path: Path, size: int = 256, **meta: Any) -> Path:
 
 def tiny_onnx(path: Path, qdq: bool = False, fp16: bool = False) -> Path:
     """images[N,3,8,8] -> post/sigmoid -> Softmax -> (Q/DQ) -> (Cast fp16 -> Cast fp32) -> scores."""
-    nodes = [helper.make_node("Sigmoid", ["images"], ["post/probs"], name="post/sigmoid"),
-             helper.make_node("Softmax", ["post/probs"], ["sm_out"], name="/dec/Softmax", axis=1)]
+    nodes = [
+        helper.make_node("Sigmoid", ["images"], ["post/probs"], name="post/sigmoid"),
+        helper.make_node("Softmax", ["post/probs"], ["sm_out"], name="/dec/Softmax", axis=1),
+    ]
     inits = []
     last = "sm_out"
     if qdq:
-        inits += [helper.make_tensor("s", TensorProto.FLOAT, [], [0.01]),
-                  helper.make_tensor("z", TensorProto.INT8, [], [0])]
-        nodes += [helper.make_node("QuantizeLinear", [last, "s", "z"], ["q"], name="q"),
-                  helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq")]
+        inits += [
+            helper.make_tensor("s", TensorProto.FLOAT, [], [0.01]),
+            helper.make_tensor("z", TensorProto.INT8, [], [0]),
+        ]
+        nodes += [
+            helper.make_node("QuantizeLinear", [last, "s", "z"], ["q"], name="q"),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq"),
+        ]
         last = "dq"
     if fp16:
-        nodes += [helper.make_node("Cast", [last], ["h"], name="to_half", to=TensorProto.FLOAT16),
-                  helper.make_node("Cast", ["h"], ["f"], name="to_float", to=TensorProto.FLOAT)]
+        nodes += [
+            helper.make_node("Cast", [last], ["h"], name="to_half", to=TensorProto.FLOAT16),
+            helper.make_node("Cast", ["h"], ["f"], name="to_float", to=TensorProto.FLOAT),
+        ]
         last = "f"
     nodes.append(helper.make_node("Identity", [last], ["scores"], name="out"))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3, 8, 8])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     helper.set_model_props(model, {METADATA_KEY: CONTRACT.to_json()})
     onnx.save(model, str(path))
@@ -66,8 +86,9 @@ def fake_bundle(tmp_path: Path, qdq: bool = True, ranges: bool = True) -> Bundle
     if qdq:
         files["model.int8.qdq.onnx"] = b"qdq"
     if ranges:
-        files["calib/ranges.json"] = json.dumps({"format": "rtdetr-edge-int8-ranges", "version": 1,
-                                                 "ranges": {"images": 1.0}}).encode()
+        files["calib/ranges.json"] = json.dumps(
+            {"format": "rtdetr-edge-int8-ranges", "version": 1, "ranges": {"images": 1.0}}
+        ).encode()
         int8["ranges"] = "calib/ranges.json"
     meta = {"contract": CONTRACT.to_dict(), "artifacts": {"fp32": {"file": "model.onnx"}, "int8": int8}}
     return Bundle(write_bundle(tmp_path / "bundle", meta, files))

@@ -14,11 +14,20 @@ from rtdetr_edge.engine_format import (
 from rtdetr_edge.errors import EngineError, InputError
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("1,1,8", (1, 1, 8)), ("4", (4, 4, 4)), (" 1, 2, 16", (1, 2, 16)), ("2,2,2", (2, 2, 2)),
-    ("8,1,1", "MIN <= OPT <= MAX"), ("0,1,1", "MIN <= OPT"), ("1,2", "three numbers"), ("a,b,c", "integers"),
-    ("", "integers"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1,1,8", (1, 1, 8)),
+        ("4", (4, 4, 4)),
+        (" 1, 2, 16", (1, 2, 16)),
+        ("2,2,2", (2, 2, 2)),
+        ("8,1,1", "MIN <= OPT <= MAX"),
+        ("0,1,1", "MIN <= OPT"),
+        ("1,2", "three numbers"),
+        ("a,b,c", "integers"),
+        ("", "integers"),
+    ],
+)
 def test_batch_profile_parses_min_opt_max_text(text: str, expected: Any) -> None:
     if isinstance(expected, tuple):
         assert BatchProfile.parse(text).as_tuple() == expected
@@ -27,9 +36,16 @@ def test_batch_profile_parses_min_opt_max_text(text: str, expected: Any) -> None
             BatchProfile.parse(text)
 
 
-@pytest.mark.parametrize("value, expected", [
-    (BatchProfile(1, 2, 4), (1, 2, 4)), ("1,1,8", (1, 1, 8)), (3, (3, 3, 3)), ((1, 4, 8), (1, 4, 8)), ([2], (2, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (BatchProfile(1, 2, 4), (1, 2, 4)),
+        ("1,1,8", (1, 1, 8)),
+        (3, (3, 3, 3)),
+        ((1, 4, 8), (1, 4, 8)),
+        ([2], (2, 2, 2)),
+    ],
+)
 def test_batch_profile_coerces_profiles_text_ints_and_sequences(value: Any, expected: tuple[int, int, int]) -> None:
     assert BatchProfile.coerce(value).as_tuple() == expected
 
@@ -41,15 +57,19 @@ def test_batch_profile_coerce_rejects_other_types() -> None:
         BatchProfile.coerce(True)
 
 
-@pytest.mark.parametrize("profile, bounds, expected", [
-    ((1, 1, 8), (1, 0), (1, 1, 8)),     # dynamic graph, unbounded contract
-    ((1, 1, 8), (1, 1), (1, 1, 1)),     # static batch-1 graph
-    ((1, 4, 8), (1, 4), (1, 4, 4)),     # contract max 4
-    ((1, 1, 8), (2, 0), (2, 2, 8)),     # contract min 2
-    ((1, 1, 1), (4, 4), (4, 4, 4)),     # static batch-4 graph
-])
-def test_batch_profile_clamps_to_graph_and_contract_bounds(profile: tuple[int, int, int], bounds: tuple[int, int],
-                             expected: tuple[int, int, int]) -> None:
+@pytest.mark.parametrize(
+    "profile, bounds, expected",
+    [
+        ((1, 1, 8), (1, 0), (1, 1, 8)),  # dynamic graph, unbounded contract
+        ((1, 1, 8), (1, 1), (1, 1, 1)),  # static batch-1 graph
+        ((1, 4, 8), (1, 4), (1, 4, 4)),  # contract max 4
+        ((1, 1, 8), (2, 0), (2, 2, 8)),  # contract min 2
+        ((1, 1, 1), (4, 4), (4, 4, 4)),  # static batch-4 graph
+    ],
+)
+def test_batch_profile_clamps_to_graph_and_contract_bounds(
+    profile: tuple[int, int, int], bounds: tuple[int, int], expected: tuple[int, int, int]
+) -> None:
     assert BatchProfile(*profile).clamp(*bounds).as_tuple() == expected
 
 

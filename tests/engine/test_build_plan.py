@@ -12,65 +12,158 @@ from rtdetr_edge.engine.options import EngineBuildOptions, plan_build
 from rtdetr_edge.errors import EngineError
 
 
-def _plan(version: str, precision: str, qdq: bool = False, fp16: bool = False, ranges: bool = False,
-          calibrator: bool = False, **opts: Any) -> Any:
-    return plan_build(version, precision, EngineBuildOptions(**opts), onnx_has_qdq=qdq, onnx_has_fp16=fp16,
-                      has_ranges=ranges, has_calibrator=calibrator)
+def _plan(
+    version: str,
+    precision: str,
+    qdq: bool = False,
+    fp16: bool = False,
+    ranges: bool = False,
+    calibrator: bool = False,
+    **opts: Any,
+) -> Any:
+    return plan_build(
+        version,
+        precision,
+        EngineBuildOptions(**opts),
+        onnx_has_qdq=qdq,
+        onnx_has_fp16=fp16,
+        has_ranges=ranges,
+        has_calibrator=calibrator,
+    )
 
 
-@pytest.mark.parametrize("version, precision, kw, mode, net, flags, constraints, source, strong", [
-    ("8.6.1.6", "fp32", {}, "none", ("EXPLICIT_BATCH",), (), False, None, False),
-    ("10.3.0.30", "fp32", {}, "none", (), (), False, None, False),
-    ("11.1.0.106", "fp32", {}, "none", (), (), False, None, True),
-    ("8.5.2", "fp16", {}, "none", ("EXPLICIT_BATCH",), ("FP16", "PREFER_PRECISION_CONSTRAINTS"), True, None, False),
-    ("10.3.0", "fp16", {}, "none", (), ("FP16", "PREFER_PRECISION_CONSTRAINTS"), True, None, False),
-    ("10.3.0", "fp16", {"fp32_layers": ()}, "none", (), ("FP16",), False, None, False),
-    ("10.3.0", "fp16", {"fp16": True}, "none", ("STRONGLY_TYPED",), (), False, None, True),
-    ("11.1.0", "fp16", {"fp16": True}, "none", (), (), False, None, True),
-    ("10.3.0", "fp16", {"dla_core": 0}, "none", (), ("FP16", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"), True,
-     None, False),
-    ("10.3.0", "int8", {"qdq": True}, "qdq", ("STRONGLY_TYPED",), (), False, None, True),
-    ("11.4.1", "int8", {"qdq": True}, "qdq", (), (), False, None, True),
-    ("8.6.1", "int8", {"qdq": True}, "qdq", ("EXPLICIT_BATCH",), ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"), True,
-     None, False),
-    ("8.6.1", "int8", {"ranges": True}, "implicit", ("EXPLICIT_BATCH",),
-     ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"), True, "calibrator", False),
-    ("10.3.0", "int8", {"ranges": True}, "implicit", (), ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"), True,
-     "calibrator", False),
-    ("10.3.0", "int8", {"ranges": True, "int8_dynamic_range": True}, "implicit", (),
-     ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"), True, "dynamic_range", False),
-    ("10.3.0", "int8", {"calibrator": True, "int8_mode": "implicit"}, "implicit", (),
-     ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"), True, "calibrator", False),
-])
-def test_build_plan_per_tensorrt_version_and_precision(version: str, precision: str, kw: dict[str, Any], mode: str,
-                                                       net: tuple[str, ...],
-                    flags: tuple[str, ...], constraints: bool, source: str | None, strong: bool) -> None:
+@pytest.mark.parametrize(
+    "version, precision, kw, mode, net, flags, constraints, source, strong",
+    [
+        ("8.6.1.6", "fp32", {}, "none", ("EXPLICIT_BATCH",), (), False, None, False),
+        ("10.3.0.30", "fp32", {}, "none", (), (), False, None, False),
+        ("11.1.0.106", "fp32", {}, "none", (), (), False, None, True),
+        ("8.5.2", "fp16", {}, "none", ("EXPLICIT_BATCH",), ("FP16", "PREFER_PRECISION_CONSTRAINTS"), True, None, False),
+        ("10.3.0", "fp16", {}, "none", (), ("FP16", "PREFER_PRECISION_CONSTRAINTS"), True, None, False),
+        ("10.3.0", "fp16", {"fp32_layers": ()}, "none", (), ("FP16",), False, None, False),
+        ("10.3.0", "fp16", {"fp16": True}, "none", ("STRONGLY_TYPED",), (), False, None, True),
+        ("11.1.0", "fp16", {"fp16": True}, "none", (), (), False, None, True),
+        (
+            "10.3.0",
+            "fp16",
+            {"dla_core": 0},
+            "none",
+            (),
+            ("FP16", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"),
+            True,
+            None,
+            False,
+        ),
+        ("10.3.0", "int8", {"qdq": True}, "qdq", ("STRONGLY_TYPED",), (), False, None, True),
+        ("11.4.1", "int8", {"qdq": True}, "qdq", (), (), False, None, True),
+        (
+            "8.6.1",
+            "int8",
+            {"qdq": True},
+            "qdq",
+            ("EXPLICIT_BATCH",),
+            ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"),
+            True,
+            None,
+            False,
+        ),
+        (
+            "8.6.1",
+            "int8",
+            {"ranges": True},
+            "implicit",
+            ("EXPLICIT_BATCH",),
+            ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"),
+            True,
+            "calibrator",
+            False,
+        ),
+        (
+            "10.3.0",
+            "int8",
+            {"ranges": True},
+            "implicit",
+            (),
+            ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"),
+            True,
+            "calibrator",
+            False,
+        ),
+        (
+            "10.3.0",
+            "int8",
+            {"ranges": True, "int8_dynamic_range": True},
+            "implicit",
+            (),
+            ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"),
+            True,
+            "dynamic_range",
+            False,
+        ),
+        (
+            "10.3.0",
+            "int8",
+            {"calibrator": True, "int8_mode": "implicit"},
+            "implicit",
+            (),
+            ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"),
+            True,
+            "calibrator",
+            False,
+        ),
+    ],
+)
+def test_build_plan_per_tensorrt_version_and_precision(
+    version: str,
+    precision: str,
+    kw: dict[str, Any],
+    mode: str,
+    net: tuple[str, ...],
+    flags: tuple[str, ...],
+    constraints: bool,
+    source: str | None,
+    strong: bool,
+) -> None:
     plan = _plan(version, precision, **kw)
-    assert (plan.int8_mode, plan.network_flags, plan.builder_flags, plan.layer_constraints, plan.int8_source,
-            plan.strongly_typed) == (mode, net, flags, constraints, source, strong)
+    assert (
+        plan.int8_mode,
+        plan.network_flags,
+        plan.builder_flags,
+        plan.layer_constraints,
+        plan.int8_source,
+        plan.strongly_typed,
+    ) == (mode, net, flags, constraints, source, strong)
 
 
 def test_fp32_plan_turns_tf32_off() -> None:
     assert _plan("10.3.0", "fp32").clear_flags == ("TF32",)
 
 
-@pytest.mark.parametrize("version, precision, kw, message", [
-    ("8.4.3", "fp32", {}, "too old"),
-    ("10.3.0", "bf16", {}, "expected one of"),
-    ("10.3.0", "fp32", {"dla_core": 0}, "DLA runs FP16 or INT8 only"),
-    ("10.3.0", "fp32", {"qdq": True}, "fp32 engine needs the fp32 ONNX"),
-    ("11.1.0", "fp16", {}, "model.fp16.onnx"),
-    ("11.1.0", "int8", {"ranges": True}, "only from an explicitly quantized"),
-    ("11.1.0", "int8", {"ranges": True, "int8_mode": "implicit"}, "removed calibrators"),
-    ("10.3.0", "int8", {}, "neither"),
-    ("10.3.0", "int8", {"int8_mode": "qdq", "ranges": True}, "no QuantizeLinear"),
-    ("10.3.0", "int8", {"int8_mode": "implicit", "qdq": True}, "already quantized"),
-    ("10.3.0", "int8", {"int8_mode": "implicit"}, "needs calibration ranges"),
-    ("10.3.0", "int8", {"int8_mode": "implicit", "calibrator": True, "int8_dynamic_range": True},
-     "--int8-dynamic-range needs calibration ranges"),
-])
-def test_build_plan_refuses_impossible_combinations(version: str, precision: str, kw: dict[str, Any],
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    "version, precision, kw, message",
+    [
+        ("8.4.3", "fp32", {}, "too old"),
+        ("10.3.0", "bf16", {}, "expected one of"),
+        ("10.3.0", "fp32", {"dla_core": 0}, "DLA runs FP16 or INT8 only"),
+        ("10.3.0", "fp32", {"qdq": True}, "fp32 engine needs the fp32 ONNX"),
+        ("11.1.0", "fp16", {}, "model.fp16.onnx"),
+        ("11.1.0", "int8", {"ranges": True}, "only from an explicitly quantized"),
+        ("11.1.0", "int8", {"ranges": True, "int8_mode": "implicit"}, "removed calibrators"),
+        ("10.3.0", "int8", {}, "neither"),
+        ("10.3.0", "int8", {"int8_mode": "qdq", "ranges": True}, "no QuantizeLinear"),
+        ("10.3.0", "int8", {"int8_mode": "implicit", "qdq": True}, "already quantized"),
+        ("10.3.0", "int8", {"int8_mode": "implicit"}, "needs calibration ranges"),
+        (
+            "10.3.0",
+            "int8",
+            {"int8_mode": "implicit", "calibrator": True, "int8_dynamic_range": True},
+            "--int8-dynamic-range needs calibration ranges",
+        ),
+    ],
+)
+def test_build_plan_refuses_impossible_combinations(
+    version: str, precision: str, kw: dict[str, Any], message: str
+) -> None:
     with pytest.raises(EngineError, match=message):
         _plan(version, precision, **kw)
 
@@ -102,11 +195,18 @@ def test_fp32_pinning_and_dynamic_ranges_on_a_fake_network(fake_trt: types.Modul
         def set_output_type(self, j: int, dt: str) -> None:
             self.types[j] = dt
 
-    layers = [L("post/sigmoid", [T("post/probs")]), L("post/sigmoid_1", [T("x")]), L("conv", [T("c")]),
-              L("topk", [T("vals"), T("idx", "i32")]), L("post/shape", [T("s", "i32")]),
-              L("w", [T("sm_out")]), L("post/const", [T("k")], "const")]
-    net = types.SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i], num_inputs=1,
-                                get_input=lambda i: T("images"))
+    layers = [
+        L("post/sigmoid", [T("post/probs")]),
+        L("post/sigmoid_1", [T("x")]),
+        L("conv", [T("c")]),
+        L("topk", [T("vals"), T("idx", "i32")]),
+        L("post/shape", [T("s", "i32")]),
+        L("w", [T("sm_out")]),
+        L("post/const", [T("k")], "const"),
+    ]
+    net = types.SimpleNamespace(
+        num_layers=len(layers), get_layer=lambda i: layers[i], num_inputs=1, get_input=lambda i: T("images")
+    )
     hints = builder.NetworkHints(fp32_nodes=frozenset({"post/sigmoid", "topk"}), fp32_tensors=frozenset({"sm_out"}))
     pinned = builder._pin_fp32(net, hints, ("post/*",))
     assert pinned == 4  # post/sigmoid, post/sigmoid_1, topk (float output only), w (by tensor)

@@ -19,16 +19,33 @@ from rtdetr_edge.engine_format import (
 from rtdetr_edge.errors import EngineError
 from tests.engine.fakes import CONTRACT, engine_with_sidecar, fake_meta
 
-KEY_ARGS: dict[str, Any] = dict(onnx_sha256="a" * 64, precision="fp16", trt_version="10.3.0.30", gpu_name="Orin",
-                                compute_capability="8.7", batch=BatchProfile(1, 1, 8), dla_core=None,
-                                int8_mode="none", extra=None)
+KEY_ARGS: dict[str, Any] = dict(
+    onnx_sha256="a" * 64,
+    precision="fp16",
+    trt_version="10.3.0.30",
+    gpu_name="Orin",
+    compute_capability="8.7",
+    batch=BatchProfile(1, 1, 8),
+    dla_core=None,
+    int8_mode="none",
+    extra=None,
+)
 
 
-@pytest.mark.parametrize("field, other", [
-    ("onnx_sha256", "b" * 64), ("precision", "int8"), ("trt_version", "10.3.0.31"), ("gpu_name", "Xavier"),
-    ("compute_capability", "7.2"), ("batch", BatchProfile(1, 1, 4)), ("dla_core", 0), ("int8_mode", "qdq"),
-    ("extra", {"fp32_layers": ["Softmax"]}),
-])
+@pytest.mark.parametrize(
+    "field, other",
+    [
+        ("onnx_sha256", "b" * 64),
+        ("precision", "int8"),
+        ("trt_version", "10.3.0.31"),
+        ("gpu_name", "Xavier"),
+        ("compute_capability", "7.2"),
+        ("batch", BatchProfile(1, 1, 4)),
+        ("dla_core", 0),
+        ("int8_mode", "qdq"),
+        ("extra", {"fp32_layers": ["Softmax"]}),
+    ],
+)
 def test_cache_key_changes_with_every_field(field: str, other: Any) -> None:
     base = cache_key(**KEY_ARGS)
     assert base == cache_key(**KEY_ARGS) and len(base) == 16
@@ -51,12 +68,15 @@ def test_sidecar_round_trip_carries_the_contract(tmp_path: Path) -> None:
     assert load_sidecar(tmp_path / "none.engine") is None
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ('{"format": "other"}', "not an rtdetr-edge engine sidecar"),
-    ('{"format": "rtdetr-edge-engine", "format_version": 9}', "unknown engine sidecar version 9"),
-    ('{"format": "rtdetr-edge-engine", "format_version": 1}', "invalid engine sidecar"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"format": "other"}', "not an rtdetr-edge engine sidecar"),
+        ('{"format": "rtdetr-edge-engine", "format_version": 9}', "unknown engine sidecar version 9"),
+        ('{"format": "rtdetr-edge-engine", "format_version": 1}', "invalid engine sidecar"),
+    ],
+)
 def test_malformed_sidecars_are_refused_with_the_reason(tmp_path: Path, content: str, message: str) -> None:
     (tmp_path / "x.json").write_text(content)
     with pytest.raises(EngineError, match=message):

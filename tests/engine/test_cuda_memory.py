@@ -12,18 +12,22 @@ from rtdetr_edge.errors import EngineError, InputError
 from tests.helpers import REPO
 
 
-@pytest.mark.parametrize("integrated, can_map, requested, expected", [
-    (True, True, "auto", "mapped"),      # Jetson: zero-copy
-    (True, False, "auto", "pinned"),
-    (False, True, "auto", "pinned"),     # T4: mapped memory would cross PCIe in every kernel
-    (False, False, "auto", "pinned"),
-    (False, True, "mapped", "mapped"),
-    (True, True, "pinned", "pinned"),
-    (False, False, "mapped", "cannot map host memory"),
-    (True, True, "unified", "expected one of"),
-])
-def test_memory_kind_follows_the_device_and_the_request(integrated: bool, can_map: bool, requested: str,
-                                                        expected: str) -> None:
+@pytest.mark.parametrize(
+    "integrated, can_map, requested, expected",
+    [
+        (True, True, "auto", "mapped"),  # Jetson: zero-copy
+        (True, False, "auto", "pinned"),
+        (False, True, "auto", "pinned"),  # T4: mapped memory would cross PCIe in every kernel
+        (False, False, "auto", "pinned"),
+        (False, True, "mapped", "mapped"),
+        (True, True, "pinned", "pinned"),
+        (False, False, "mapped", "cannot map host memory"),
+        (True, True, "unified", "expected one of"),
+    ],
+)
+def test_memory_kind_follows_the_device_and_the_request(
+    integrated: bool, can_map: bool, requested: str, expected: str
+) -> None:
     if expected in ("mapped", "pinned"):
         assert choose_memory_kind(integrated, can_map, requested) == expected
     else:

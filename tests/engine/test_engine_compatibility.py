@@ -17,15 +17,22 @@ from rtdetr_edge.errors import EngineError
 from tests.engine.fakes import engine_with_sidecar, fake_meta
 
 
-@pytest.mark.parametrize("running, message", [
-    (("10.3.0.30", "Orin", "8.7"), None),
-    (("8.6.2.3", "Orin", "8.7"), "built with TensorRT 10.3.0.30 and this machine runs TensorRT 8.6.2.3"),
-    (("10.3.0.31", "Orin", "8.7"), "only loads in the TensorRT version that built it"),
-    (("10.3.0.30", "Tesla T4", "7.5"), "compute capability 8.7) and this GPU is a Tesla T4 (compute capability 7.5)"),
-    (("10.3.0.30", "NVIDIA A10", "8.7"), "built on a Orin and this GPU is a NVIDIA A10"),
-])
-def test_engine_from_another_tensorrt_or_gpu_is_refused_by_name(running: tuple[str, str, str],
-                                                                message: str | None) -> None:
+@pytest.mark.parametrize(
+    "running, message",
+    [
+        (("10.3.0.30", "Orin", "8.7"), None),
+        (("8.6.2.3", "Orin", "8.7"), "built with TensorRT 10.3.0.30 and this machine runs TensorRT 8.6.2.3"),
+        (("10.3.0.31", "Orin", "8.7"), "only loads in the TensorRT version that built it"),
+        (
+            ("10.3.0.30", "Tesla T4", "7.5"),
+            "compute capability 8.7) and this GPU is a Tesla T4 (compute capability 7.5)",
+        ),
+        (("10.3.0.30", "NVIDIA A10", "8.7"), "built on a Orin and this GPU is a NVIDIA A10"),
+    ],
+)
+def test_engine_from_another_tensorrt_or_gpu_is_refused_by_name(
+    running: tuple[str, str, str], message: str | None
+) -> None:
     why = incompatibility(fake_meta(), *running)
     if message is None:
         assert why is None
@@ -68,5 +75,7 @@ def test_backend_refuses_engine_from_another_tensorrt(fake_trt: types.ModuleType
     from rtdetr_edge.backends.tensorrt import TensorRTBackend
 
     engine = engine_with_sidecar(tmp_path, 256, tensorrt_version="8.6.1.6")
-    with pytest.raises(EngineError, match=r"built with TensorRT 8\.6\.1\.6 and this machine runs TensorRT 10\.3\.0\.30"):
+    with pytest.raises(
+        EngineError, match=r"built with TensorRT 8\.6\.1\.6 and this machine runs TensorRT 10\.3\.0\.30"
+    ):
         TensorRTBackend(engine)

@@ -22,8 +22,13 @@ def test_engine_options_defaults_and_validation() -> None:
     assert o.batch.as_tuple() == (1, 1, 8) and o.int8_mode == "auto" and o.fp32_layers == DEFAULT_FP32_LAYERS
     assert EngineBuildOptions(batch="1,4,16").batch.as_tuple() == (1, 4, 16)  # type: ignore[arg-type]
     assert EngineBuildOptions(fp32_layers="Softmax,post/*").fp32_layers == ("Softmax", "post/*")  # type: ignore[arg-type]
-    bads: list[dict[str, Any]] = [dict(workspace_mib=0), dict(builder_optimization_level=6), dict(dla_core=-1),
-                                  dict(int8_mode="ptq"), dict(batch="4,2,1")]
+    bads: list[dict[str, Any]] = [
+        dict(workspace_mib=0),
+        dict(builder_optimization_level=6),
+        dict(dla_core=-1),
+        dict(int8_mode="ptq"),
+        dict(batch="4,2,1"),
+    ]
     for bad in bads:
         with pytest.raises(InputError):
             EngineBuildOptions(**bad)
@@ -35,11 +40,34 @@ def test_engine_options_defaults_and_validation() -> None:
 def test_engine_arguments_follow_trtexec_habits() -> None:
     p = argparse.ArgumentParser()
     add_engine_arguments(p)
-    args = p.parse_args(["--batch", "1,4,8", "--workspace", "512", "--timing-cache", "t.cache", "--builder-opt-level",
-                         "5", "--dla-core", "0", "--int8-mode", "qdq", "--fp32-layers", "none"])
+    args = p.parse_args(
+        [
+            "--batch",
+            "1,4,8",
+            "--workspace",
+            "512",
+            "--timing-cache",
+            "t.cache",
+            "--builder-opt-level",
+            "5",
+            "--dla-core",
+            "0",
+            "--int8-mode",
+            "qdq",
+            "--fp32-layers",
+            "none",
+        ]
+    )
     o = engine_build_options(args)
-    assert (o.batch.as_tuple(), o.workspace_mib, o.timing_cache, o.builder_optimization_level, o.dla_core,
-            o.int8_mode, o.fp32_layers) == ((1, 4, 8), 512, "t.cache", 5, 0, "qdq", ())
+    assert (
+        o.batch.as_tuple(),
+        o.workspace_mib,
+        o.timing_cache,
+        o.builder_optimization_level,
+        o.dla_core,
+        o.int8_mode,
+        o.fp32_layers,
+    ) == ((1, 4, 8), 512, "t.cache", 5, 0, "qdq", ())
     assert engine_build_options(p.parse_args([])) == EngineBuildOptions()
     assert engine_build_options(p.parse_args(["--batch", "2"])).batch.as_tuple() == (2, 2, 2)
     for bad in (["--batch", "8,1,1"], ["--builder-opt-level", "9"], ["--int8-mode", "minmax"]):

@@ -66,8 +66,12 @@ def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.gpu
 def test_gpu_cuda_check_script_passes() -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cuda_buffers_check.py"), "--require-gpu"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "cuda_buffers_check.py"), "--require-gpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout
 
@@ -85,7 +89,10 @@ def test_gpu_fp16_engine_from_bundle_is_cached_and_rebuilt_for_other_versions(ti
     assert meta is not None and meta.precision == "fp16" and meta.batch.as_tuple() == (1, 2, 4)
     assert meta.contract_json == bundle.contract.to_json() and path.parent == bundle.engines_dir
     stamp = path.stat().st_mtime_ns
-    assert engine_for_bundle(bundle, "fp16", EngineBuildOptions(batch=BatchProfile(1, 2, 4))) == path and path.stat().st_mtime_ns == stamp
+    assert (
+        engine_for_bundle(bundle, "fp16", EngineBuildOptions(batch=BatchProfile(1, 2, 4))) == path
+        and path.stat().st_mtime_ns == stamp
+    )
     side = sidecar_path(path)
     d = json.loads(side.read_text())
     d["tensorrt_version"] = "8.6.0.0"  # pretend another TensorRT built it
@@ -94,7 +101,10 @@ def test_gpu_fp16_engine_from_bundle_is_cached_and_rebuilt_for_other_versions(ti
 
     with pytest.raises(EngineError, match=r"built with TensorRT 8\.6\.0\.0"):
         TensorRTBackend(path)
-    assert engine_for_bundle(bundle, "fp16", EngineBuildOptions(batch=BatchProfile(1, 2, 4))) == path and path.stat().st_mtime_ns != stamp
+    assert (
+        engine_for_bundle(bundle, "fp16", EngineBuildOptions(batch=BatchProfile(1, 2, 4))) == path
+        and path.stat().st_mtime_ns != stamp
+    )
     assert load_sidecar(path).tensorrt_version == trt_logging.tensorrt_version()  # type: ignore[union-attr]
 
 
@@ -120,34 +130,52 @@ def test_gpu_int8_engine(tiny_bundle: Path, engine_dir: Path) -> None:
     def batches() -> Any:
         for _ in range(4):
             imgs = [render_scene(rng, 320, 240)[0] for _ in range(2)]
-            buf = np.empty((2, 3, bundle.contract.preprocessing.height, bundle.contract.preprocessing.width), np.float32)
+            buf = np.empty(
+                (2, 3, bundle.contract.preprocessing.height, bundle.contract.preprocessing.width), np.float32
+            )
             pre(imgs, out=buf)
             yield {bundle.contract.input_name: buf}
 
     cache = engine_dir / "calib.cache"
     calib = calibrators.make_calibrator(batches(), cache)
-    out = build_engine(bundle.onnx_path("fp32"), engine_dir / "int8.engine", "int8",
-                       EngineBuildOptions(int8_mode="implicit", batch=BatchProfile(1, 1, 2)), calibrator=calib)
+    out = build_engine(
+        bundle.onnx_path("fp32"),
+        engine_dir / "int8.engine",
+        "int8",
+        EngineBuildOptions(int8_mode="implicit", batch=BatchProfile(1, 1, 2)),
+        calibrator=calib,
+    )
     assert load_sidecar(out).int8_mode == "implicit"  # type: ignore[union-attr]
     assert cache.read_text(errors="replace").startswith("TRT-")
     # second build reads the cache (no data left in the iterable: it must not ask for batches)
-    again = build_engine(bundle.onnx_path("fp32"), engine_dir / "int8b.engine", "int8",
-                         EngineBuildOptions(int8_mode="implicit", batch=BatchProfile(1, 1, 2)), calibrator=calibrators.make_calibrator(
-                             iter([{bundle.contract.input_name: np.zeros((2, 3, 64, 64), np.float32)}]), cache))
+    again = build_engine(
+        bundle.onnx_path("fp32"),
+        engine_dir / "int8b.engine",
+        "int8",
+        EngineBuildOptions(int8_mode="implicit", batch=BatchProfile(1, 1, 2)),
+        calibrator=calibrators.make_calibrator(
+            iter([{bundle.contract.input_name: np.zeros((2, 3, 64, 64), np.float32)}]), cache
+        ),
+    )
     assert again.is_file()
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision, min_match", [("fp32", 1.0), ("fp16", 0.9)])
-def test_gpu_detector_parity_with_onnxruntime(reference_bundle: Path, scene: np.ndarray, precision: str,
-                                              min_match: float) -> None:
+def test_gpu_detector_parity_with_onnxruntime(
+    reference_bundle: Path, scene: np.ndarray, precision: str, min_match: float
+) -> None:
     _need_tensorrt()
     from rtdetr_edge import Detector
 
     if precision == "fp16" and _major() >= 11 and "fp16" not in Bundle(reference_bundle).precisions:
         pytest.skip("TensorRT 11 fp16 needs model.fp16.onnx")
-    with Detector(reference_bundle, backend="onnxruntime", conf=0.4) as ort, \
-            Detector(reference_bundle, backend="tensorrt", precision=precision, conf=0.4, engines=BundleEngines()) as trt_det:
+    with (
+        Detector(reference_bundle, backend="onnxruntime", conf=0.4) as ort,
+        Detector(
+            reference_bundle, backend="tensorrt", precision=precision, conf=0.4, engines=BundleEngines()
+        ) as trt_det,
+    ):
         a, b = ort(scene), trt_det(scene)
         assert trt_det.backend.name == "tensorrt" and len(a) > 0
         assert _matched(a, b) >= min_match and _matched(b, a) >= min_match
@@ -167,7 +195,10 @@ def test_gpu_engine_file_is_self_describing_and_zero_copy(reference_bundle: Path
     engine = engine_for_bundle(Bundle(reference_bundle), "fp32")
     with Detector(engine, conf=0.4) as det:  # contract from the sidecar
         assert det.class_names == Bundle(reference_bundle).contract.class_names and len(det(scene)) > 0
-    mapped, pinned = TensorRTBackend(engine, TensorRTOptions(memory="mapped")), TensorRTBackend(engine, TensorRTOptions(memory="pinned"))
+    mapped, pinned = (
+        TensorRTBackend(engine, TensorRTOptions(memory="mapped")),
+        TensorRTBackend(engine, TensorRTOptions(memory="pinned")),
+    )
     try:
         for be in (mapped, pinned):
             buf = be.input_buffer(2)
@@ -216,17 +247,25 @@ def test_gpu_unparsable_and_truncated_engines_are_explained(tmp_path: Path, tiny
     from rtdetr_edge.engine import build_engine
 
     # an op TensorRT's parser does not know: the message names the node
-    bad = helper.make_model(helper.make_graph(
-        [helper.make_node("NoSuchOp", ["images"], ["y"], name="/model/odd_node", domain="custom.domain")], "g",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])]),
-        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom.domain", 1)])
+    bad = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("NoSuchOp", ["images"], ["y"], name="/model/odd_node", domain="custom.domain")],
+            "g",
+            [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom.domain", 1)],
+    )
     onnx.save(bad, str(tmp_path / "bad.onnx"))
     with pytest.raises(EngineError, match="/model/odd_node"):
         build_engine(tmp_path / "bad.onnx", tmp_path / "bad.engine", "fp32")
     # a truncated engine without a sidecar reaches TensorRT, whose failure is explained
-    good = build_engine(Bundle(tiny_bundle).onnx_path("fp32"), tmp_path / "t.engine", "fp32",
-                        EngineBuildOptions(batch=BatchProfile(1, 1, 1)))
+    good = build_engine(
+        Bundle(tiny_bundle).onnx_path("fp32"),
+        tmp_path / "t.engine",
+        "fp32",
+        EngineBuildOptions(batch=BatchProfile(1, 1, 1)),
+    )
     data = good.read_bytes()
     cut = tmp_path / "cut.engine"
     cut.write_bytes(data[: len(data) // 2])

@@ -15,17 +15,21 @@ from rtdetr_edge.errors import CalibrationError, EngineError
 from tests.engine.fakes import CONTRACT, fake_bundle
 
 
-@pytest.mark.parametrize("qdq, ranges, major, mode, expected", [
-    (True, True, 10, "auto", ("model.int8.qdq.onnx", False, "qdq")),
-    (True, True, 8, "auto", ("model.onnx", True, "implicit")),
-    (True, False, 8, "auto", ("model.int8.qdq.onnx", False, "qdq")),
-    (False, True, 10, "auto", ("model.onnx", True, "implicit")),
-    (True, True, 10, "implicit", ("model.onnx", True, "implicit")),
-    (False, True, 10, "qdq", "no Q/DQ ONNX"),
-    (True, False, 10, "implicit", "needs calib/ranges.json"),
-])
-def test_int8_source_follows_the_tensorrt_version_and_mode(tmp_path: Path, qdq: bool, ranges: bool, major: int,
-                                                           mode: str, expected: Any) -> None:
+@pytest.mark.parametrize(
+    "qdq, ranges, major, mode, expected",
+    [
+        (True, True, 10, "auto", ("model.int8.qdq.onnx", False, "qdq")),
+        (True, True, 8, "auto", ("model.onnx", True, "implicit")),
+        (True, False, 8, "auto", ("model.int8.qdq.onnx", False, "qdq")),
+        (False, True, 10, "auto", ("model.onnx", True, "implicit")),
+        (True, True, 10, "implicit", ("model.onnx", True, "implicit")),
+        (False, True, 10, "qdq", "no Q/DQ ONNX"),
+        (True, False, 10, "implicit", "needs calib/ranges.json"),
+    ],
+)
+def test_int8_source_follows_the_tensorrt_version_and_mode(
+    tmp_path: Path, qdq: bool, ranges: bool, major: int, mode: str, expected: Any
+) -> None:
     bundle = fake_bundle(tmp_path, qdq=qdq, ranges=ranges)
     if isinstance(expected, str):
         with pytest.raises(EngineError, match=expected):
@@ -36,19 +40,26 @@ def test_int8_source_follows_the_tensorrt_version_and_mode(tmp_path: Path, qdq: 
 
 
 def test_int8_needs_an_int8_artifact(tmp_path: Path) -> None:
-    bundle = Bundle(write_bundle(tmp_path / "b", {"contract": CONTRACT.to_dict(),
-                                                  "artifacts": {"fp32": {"file": "model.onnx"}}},
-                                 {"model.onnx": b"x"}))
+    bundle = Bundle(
+        write_bundle(
+            tmp_path / "b",
+            {"contract": CONTRACT.to_dict(), "artifacts": {"fp32": {"file": "model.onnx"}}},
+            {"model.onnx": b"x"},
+        )
+    )
     with pytest.raises(EngineError, match="no int8 artifact"):
         int8_source(bundle, 10, "auto")
 
 
-@pytest.mark.parametrize("version, header", [
-    ("10.3.0.30", "TRT-100300-EntropyCalibration2"), ("8.6.1.6", "TRT-8601-EntropyCalibration2"),
-    ("10.13.0.35", "TRT-101300-EntropyCalibration2"),
-])
-def test_native_cache_is_written_for_the_running_version(fake_trt: types.ModuleType, version: str,
-                                                         header: str) -> None:
+@pytest.mark.parametrize(
+    "version, header",
+    [
+        ("10.3.0.30", "TRT-100300-EntropyCalibration2"),
+        ("8.6.1.6", "TRT-8601-EntropyCalibration2"),
+        ("10.13.0.35", "TRT-101300-EntropyCalibration2"),
+    ],
+)
+def test_native_cache_is_written_for_the_running_version(fake_trt: types.ModuleType, version: str, header: str) -> None:
     fake_trt.__version__ = version  # type: ignore[attr-defined]
     text = calibrators.native_cache_text({"images": 1.0, "post/probs": 1.0})
     lines = text.splitlines()

@@ -17,8 +17,11 @@ def test_missing_tensorrt_names_the_route(no_trt: None, tmp_path: Path) -> None:
     from rtdetr_edge.backends import open_backend
     from rtdetr_edge.backends.tensorrt import TensorRTBackend
 
-    for call in (lambda: trt_logging.load_tensorrt(), lambda: TensorRTBackend(tmp_path / "m.engine"),
-                 lambda: open_backend("tensorrt", tmp_path / "m.engine")):
+    for call in (
+        lambda: trt_logging.load_tensorrt(),
+        lambda: TensorRTBackend(tmp_path / "m.engine"),
+        lambda: open_backend("tensorrt", tmp_path / "m.engine"),
+    ):
         with pytest.raises(MissingDependencyError) as info:
             call()
         assert "JetPack's system TensorRT" in str(info.value) and "pip install tensorrt" in str(info.value)

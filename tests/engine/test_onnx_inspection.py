@@ -32,9 +32,15 @@ def test_onnx_inspection_finds_inputs_qdq_fp16_and_fp32_hints(tmp_path: Path) ->
 
 
 def test_parser_errors_name_the_node() -> None:
-    text = builder.format_parser_errors("m.onnx", [
-        builder.ParserIssue(12, "/model/encoder/GridSample_3", "GridSample", "No importer registered", "UNSUPPORTED_NODE"),
-        builder.ParserIssue(-1, "", "", "graph has no outputs")])
+    text = builder.format_parser_errors(
+        "m.onnx",
+        [
+            builder.ParserIssue(
+                12, "/model/encoder/GridSample_3", "GridSample", "No importer registered", "UNSUPPORTED_NODE"
+            ),
+            builder.ParserIssue(-1, "", "", "graph has no outputs"),
+        ],
+    )
     assert "node 12 GridSample '/model/encoder/GridSample_3': No importer registered [UNSUPPORTED_NODE]" in text
     assert "the graph: graph has no outputs" in text and "--opset 16" in text
 

@@ -54,6 +54,6 @@ def test_batched_rows_equal_single_runs(tiny_bundle: Path) -> None:
     pixels, _ = Preprocessor(b.contract.preprocessing).batch(verification_images(3))
     batched = _run(b.onnx_path(), pixels)
     for i in range(3):
-        single = _run(b.onnx_path(), pixels[i:i + 1])
+        single = _run(b.onnx_path(), pixels[i : i + 1])
         m = match_topk(tuple(o[0] for o in single), tuple(o[i] for o in batched))
         assert m.label_agreement == 1.0 and m.max_abs_score < 1e-5

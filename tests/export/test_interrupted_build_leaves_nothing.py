@@ -8,8 +8,9 @@ import pytest
 
 
 @pytest.mark.slow
-def test_interrupted_build_leaves_nothing(tiny_model_dir: Path, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_build_leaves_nothing(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An exception (or Ctrl-C) during the build leaves no directory that looks complete."""
     from rtdetr_edge import bundle as bundle_mod
     from rtdetr_edge.build import build_bundle

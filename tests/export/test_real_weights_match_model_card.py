@@ -30,8 +30,9 @@ def test_pekingu_r18vd_model_card_detections(tmp_path: Path) -> None:
     from rtdetr_edge import Detector
 
     out = tmp_path / "r18"
-    proc = run_cli("rtdetr-build", "--model", "PekingU/rtdetr_r18vd", "--precision", "fp32", "--out", str(out),
-                   timeout=1800)
+    proc = run_cli(
+        "rtdetr-build", "--model", "PekingU/rtdetr_r18vd", "--precision", "fp32", "--out", str(out), timeout=1800
+    )
     assert proc.returncode == 0, proc.stderr
     image = tmp_path / "000000039769.jpg"
     image.write_bytes(urllib.request.urlopen(COCO_IMAGE, timeout=60).read())

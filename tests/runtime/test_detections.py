@@ -14,8 +14,13 @@ NAMES = ("cat", "dog", "remote")
 
 
 def _dets() -> Detections:
-    return Detections(np.array([[0, 0, 10, 10], [5, 5, 20, 30], [1, 2, 3, 4]], np.float32),
-                      np.array([0.9, 0.6, 0.2], np.float32), np.array([0, 2, 1]), NAMES, (100, 50))
+    return Detections(
+        np.array([[0, 0, 10, 10], [5, 5, 20, 30], [1, 2, 3, 4]], np.float32),
+        np.array([0.9, 0.6, 0.2], np.float32),
+        np.array([0, 2, 1]),
+        NAMES,
+        (100, 50),
+    )
 
 
 def test_detections_index_slice_iterate_and_label_like_a_list() -> None:
@@ -56,13 +61,15 @@ def test_draw_returns_annotated_copy() -> None:
     assert out.shape == img.shape and out.any() and not img.any()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"xyxy": np.zeros((2, 3))}, "expected shape \\(M, 4\\)"),
-    ({"scores": np.zeros(5)}, "Detections.scores: expected shape \\(3,\\)"),
-    ({"class_ids": np.array([0, 1, 7])}, "expected values in \\[0, 3\\)"),
-])
-def test_detections_with_wrong_shapes_or_class_ids_are_refused(kwargs,
-                                                               message: str) -> None:
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"xyxy": np.zeros((2, 3))}, "expected shape \\(M, 4\\)"),
+        ({"scores": np.zeros(5)}, "Detections.scores: expected shape \\(3,\\)"),
+        ({"class_ids": np.array([0, 1, 7])}, "expected values in \\[0, 3\\)"),
+    ],
+)
+def test_detections_with_wrong_shapes_or_class_ids_are_refused(kwargs, message: str) -> None:
     base = {"xyxy": np.zeros((3, 4)), "scores": np.zeros(3), "class_ids": np.zeros(3), "class_names": NAMES}
     with pytest.raises(InputError, match=message):
         Detections(**{**base, **kwargs})

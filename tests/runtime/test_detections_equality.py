@@ -8,8 +8,9 @@ import pytest
 from rtdetr_edge.detections import Detections
 
 
-def _dets(score: float = 0.5, names: tuple[str, ...] = ("a", "b"), size: tuple[int, int] | None = (4, 4),
-          cls: int = 1) -> Detections:
+def _dets(
+    score: float = 0.5, names: tuple[str, ...] = ("a", "b"), size: tuple[int, int] | None = (4, 4), cls: int = 1
+) -> Detections:
     return Detections(np.array([[0, 0, 2, 2]]), np.array([score]), np.array([cls]), names, size)
 
 
@@ -18,8 +19,10 @@ def test_equal_content_is_equal() -> None:
     assert Detections.empty(("a",)) == Detections.empty(("a",))
 
 
-@pytest.mark.parametrize("other", [_dets(score=0.6), _dets(names=("a", "c")), _dets(size=None), _dets(cls=0),
-                                   Detections.empty(("a", "b"), (4, 4))])
+@pytest.mark.parametrize(
+    "other",
+    [_dets(score=0.6), _dets(names=("a", "c")), _dets(size=None), _dets(cls=0), Detections.empty(("a", "b"), (4, 4))],
+)
 def test_any_difference_is_unequal(other: Detections) -> None:
     assert _dets() != other
 

@@ -60,12 +60,15 @@ def _broken(bundle: Path, tmp_path: Path, how: str) -> Path:
     return b
 
 
-@pytest.mark.parametrize("how, message", [
-    ("missing_onnx", "bundle is incomplete, missing fp32: model.onnx"),
-    ("unknown_version", "unknown bundle format version 99"),
-    ("contract_version", "unknown model contract version 42"),
-    ("no_metadata", "metadata.json is missing"),
-])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("missing_onnx", "bundle is incomplete, missing fp32: model.onnx"),
+        ("unknown_version", "unknown bundle format version 99"),
+        ("contract_version", "unknown model contract version 42"),
+        ("no_metadata", "metadata.json is missing"),
+    ],
+)
 def test_broken_bundles_are_refused_with_the_reason(tiny_bundle: Path, tmp_path: Path, how: str, message: str) -> None:
     with pytest.raises(BundleError, match=message):
         Detector(_broken(tiny_bundle, tmp_path, how))
@@ -80,9 +83,12 @@ def test_missing_unknown_and_foreign_model_files_are_refused(tmp_path: Path) -> 
     import onnx
     from onnx import TensorProto, helper
 
-    g = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g",
-                          [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
-                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])])
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["out"])],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
     onnx.save(helper.make_model(g), str(tmp_path / "foreign.onnx"))
     with pytest.raises(BundleError, match="carries no rtdetr-edge model contract"):
         Detector(tmp_path / "foreign.onnx")

@@ -57,29 +57,36 @@ def _text(tmp_path: Path, scene: np.ndarray) -> Path:
     return p
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda t, s: t / "missing.jpg", "no such image file"),
-    (_truncated, "truncated JPEG"),
-    (_png16, "16-bit"),
-    (_tiny, "expected at least 8x8"),
-    (_text, "cannot decode"),
-])
-def test_unreadable_image_files_are_refused_with_their_path(tmp_path: Path, scene: np.ndarray, make,
-                                                            message: str) -> None:
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda t, s: t / "missing.jpg", "no such image file"),
+        (_truncated, "truncated JPEG"),
+        (_png16, "16-bit"),
+        (_tiny, "expected at least 8x8"),
+        (_text, "cannot decode"),
+    ],
+)
+def test_unreadable_image_files_are_refused_with_their_path(
+    tmp_path: Path, scene: np.ndarray, make, message: str
+) -> None:
     path = make(tmp_path, scene)
     with pytest.raises(InputError, match=message) as exc:
         image_io.load(path)
     assert str(path) in str(exc.value)
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.zeros((32, 32, 3), np.float32), "expected dtype uint8, got float32"),
-    (np.zeros((32, 32, 3), np.uint16), "16-bit"),
-    (np.zeros((32, 32, 2), np.uint8), "expected shape HxW, HxWx3 or HxWx4"),
-    (np.zeros((2, 32, 32, 3), np.uint8), "expected shape"),
-    (np.zeros((1, 1, 3), np.uint8), "expected at least 8x8"),
-    (b"not-an-array", "expected a file path, numpy array or PIL image"),
-])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((32, 32, 3), np.float32), "expected dtype uint8, got float32"),
+        (np.zeros((32, 32, 3), np.uint16), "16-bit"),
+        (np.zeros((32, 32, 2), np.uint8), "expected shape HxW, HxWx3 or HxWx4"),
+        (np.zeros((2, 32, 32, 3), np.uint8), "expected shape"),
+        (np.zeros((1, 1, 3), np.uint8), "expected at least 8x8"),
+        (b"not-an-array", "expected a file path, numpy array or PIL image"),
+    ],
+)
 def test_arrays_of_wrong_dtype_or_shape_are_refused(array, message: str) -> None:
     with pytest.raises(InputError, match=message):
         image_io.as_bgr(array, name="frame")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BLOCKED_RUN = r'''
+BLOCKED_RUN = r"""
 import importlib, pkgutil, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
@@ -31,33 +31,41 @@ dets = det(render_scene(np.random.default_rng(0), 320, 240)[0])
 assert len(dets) == 5, dets
 assert "torch" not in sys.modules and "transformers" not in sys.modules
 print(len(modules), "modules imported;", dets)
-'''
+"""
 
 
 def test_runtime_needs_no_torch(tiny_bundle: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", BLOCKED_RUN, str(tiny_bundle)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKED_RUN, str(tiny_bundle)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "modules imported" in proc.stdout
 
 
 def test_exporter_without_torch_names_the_extra(tmp_path: Path) -> None:
-    code = BLOCKED_RUN.split("import rtdetr_edge, rtdetr_edge.calib")[0] + r'''
+    code = (
+        BLOCKED_RUN.split("import rtdetr_edge, rtdetr_edge.calib")[0]
+        + r"""
 from rtdetr_edge.build import build_bundle
 from rtdetr_edge.errors import MissingDependencyError
 try:
     build_bundle("PekingU/rtdetr_r18vd", sys.argv[1])
 except MissingDependencyError as exc:
     print(exc)
-'''
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+"""
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "o")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
-    assert 'rtdetr-edge[export]' in proc.stdout
+    assert "rtdetr-edge[export]" in proc.stdout
 
 
 def test_package_import_stays_light() -> None:
     """`import rtdetr_edge` loads no backend, OpenCV or torch (speed is measured in benchmarks/)."""
-    code = ("import sys, rtdetr_edge; heavy = [m for m in ('torch', 'onnxruntime', 'cv2', 'onnx') if m in sys.modules];"
-            "print(heavy)")
+    code = (
+        "import sys, rtdetr_edge; heavy = [m for m in ('torch', 'onnxruntime', 'cv2', 'onnx') if m in sys.modules];"
+        "print(heavy)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -30,8 +30,7 @@ def _hf_detect(model_dir: Path, pixel_values, sizes, threshold: float):
     with torch.no_grad():
         out = model(pixel_values=pixel_values)
     processor = _hf_processor(model_dir)
-    return processor.post_process_object_detection(out, threshold=threshold,
-                                                   target_sizes=[(h, w) for w, h in sizes])
+    return processor.post_process_object_detection(out, threshold=threshold, target_sizes=[(h, w) for w, h in sizes])
 
 
 def _match(ours, theirs, box_tol: float, score_tol: float) -> None:
@@ -48,8 +47,9 @@ def _match(ours, theirs, box_tol: float, score_tol: float) -> None:
 
 
 @pytest.mark.parametrize("which", ["tiny", "reference"])
-def test_identical_input_parity(which: str, tiny_model_dir: Path, tiny_bundle: Path,
-                                request: pytest.FixtureRequest) -> None:
+def test_identical_input_parity(
+    which: str, tiny_model_dir: Path, tiny_bundle: Path, request: pytest.FixtureRequest
+) -> None:
     from rtdetr_edge import Detector
     from rtdetr_edge.data.synth import render_scene
 
@@ -68,8 +68,14 @@ def test_identical_input_parity(which: str, tiny_model_dir: Path, tiny_bundle: P
     outputs = det.backend.run({"images": pixels})
     from rtdetr_edge.postprocess import PostprocessOptions, from_topk
 
-    ours = from_topk(outputs["scores"], outputs["labels"], outputs["boxes"], sizes,
-                     PostprocessOptions(conf=threshold), det.class_names)
+    ours = from_topk(
+        outputs["scores"],
+        outputs["labels"],
+        outputs["boxes"],
+        sizes,
+        PostprocessOptions(conf=threshold),
+        det.class_names,
+    )
     for o, t in zip(ours, theirs):
         _match(o, t, box_tol=0.5, score_tol=1e-4)
 

@@ -48,7 +48,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, SIZE)
     assert writer.isOpened()
     for i in range(N_FRAMES):
-        writer.write(np.ascontiguousarray(scene[:, 4 * i:4 * i + SIZE[0]]))
+        writer.write(np.ascontiguousarray(scene[:, 4 * i : 4 * i + SIZE[0]]))
     writer.release()
     assert count_frames(path) == N_FRAMES
     return path

@@ -33,8 +33,19 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def sample_cmd(script: str, source: Path | str, bundle: Path, conf: str, *extra: str) -> list[str]:
-    return [sys.executable, str(SAMPLES / script), str(source), "--model", str(bundle), "--backend", "onnxruntime",
-            "--no-display", "--conf", conf, *extra]
+    return [
+        sys.executable,
+        str(SAMPLES / script),
+        str(source),
+        "--model",
+        str(bundle),
+        "--backend",
+        "onnxruntime",
+        "--no-display",
+        "--conf",
+        conf,
+        *extra,
+    ]
 
 
 def needs_tracker(script: str) -> None:

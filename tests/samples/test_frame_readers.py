@@ -42,8 +42,9 @@ class FakeCapture:
 
 def test_live_source_keeps_only_the_newest_frame(samples: SimpleNamespace) -> None:
     caps = iter([FakeCapture(400, delay=0.001)])  # then the stream is gone for good
-    src = samples.capture.LatestFrameSource("fake", lambda: next(caps, FakeCapture(0, opened=False)), 0.0,
-                                            max_reconnects=1, backoff=(0.01, 0.01)).start()
+    src = samples.capture.LatestFrameSource(
+        "fake", lambda: next(caps, FakeCapture(0, opened=False)), 0.0, max_reconnects=1, backoff=(0.01, 0.01)
+    ).start()
     with src:
         assert src.fps == 25.0  # taken from the capture
         got = []

@@ -25,8 +25,26 @@ ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 GUIDE = REPO / "docs" / "deploy-jetson.md"
 
 
-INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
-                "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+INSTRUCTIONS = {
+    "FROM",
+    "RUN",
+    "CMD",
+    "LABEL",
+    "MAINTAINER",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
+}
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -100,22 +118,39 @@ def _entrypoint(args: list[str], tmp_path: Path, bundle: Path, **env: str) -> su
     stub_dir = tmp_path / "bin"
     stub_dir.mkdir(exist_ok=True)
     stub = stub_dir / "rtdetr-engine"
-    stub.write_text('#!/usr/bin/env bash\necho "$@" >> "$STUB_LOG"\nmkdir -p "$RTDETR_BUNDLE/engines"\n'
-                    'while [ $# -gt 1 ]; do [ "$1" = --precision ] && p=$2; shift; done\n'
-                    'touch "$RTDETR_BUNDLE/engines/${p}_b1-1-1_trt10.3.0_sm87_stub.engine"\n')
+    stub.write_text(
+        '#!/usr/bin/env bash\necho "$@" >> "$STUB_LOG"\nmkdir -p "$RTDETR_BUNDLE/engines"\n'
+        'while [ $# -gt 1 ]; do [ "$1" = --precision ] && p=$2; shift; done\n'
+        'touch "$RTDETR_BUNDLE/engines/${p}_b1-1-1_trt10.3.0_sm87_stub.engine"\n'
+    )
     stub.chmod(0o755)
-    full_env = {**os.environ, "PATH": f"{stub_dir}{os.pathsep}{os.environ['PATH']}", "RTDETR_BUNDLE": str(bundle),
-                "RTDETR_SAMPLES": str(SAMPLES), "STUB_LOG": str(tmp_path / "build.log"), **env}
+    full_env = {
+        **os.environ,
+        "PATH": f"{stub_dir}{os.pathsep}{os.environ['PATH']}",
+        "RTDETR_BUNDLE": str(bundle),
+        "RTDETR_SAMPLES": str(SAMPLES),
+        "STUB_LOG": str(tmp_path / "build.log"),
+        **env,
+    }
     return subprocess.run(["bash", str(ENTRYPOINT), *args], capture_output=True, text=True, timeout=300, env=full_env)
 
 
-def test_entrypoint_builds_the_engine_once_then_runs_the_app(model: SimpleNamespace, video: Path,
-                                                             tmp_path: Path) -> None:
+def test_entrypoint_builds_the_engine_once_then_runs_the_app(
+    model: SimpleNamespace, video: Path, tmp_path: Path
+) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(model.path, bundle)
     shutil.rmtree(bundle / "engines", ignore_errors=True)
-    args = [str(video), "--backend", "onnxruntime", "--no-display", "--max-frames", "2", "--jsonl",
-            str(tmp_path / "e.jsonl")]
+    args = [
+        str(video),
+        "--backend",
+        "onnxruntime",
+        "--no-display",
+        "--max-frames",
+        "2",
+        "--jsonl",
+        str(tmp_path / "e.jsonl"),
+    ]
     proc = _entrypoint(args, tmp_path, bundle, RTDETR_PRECISION="fp32")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "build.log").read_text().split() == [str(bundle), "--precision", "fp32"]
@@ -163,7 +198,7 @@ def test_guide_commands_match_the_tools(samples: SimpleNamespace) -> None:
         elif cmd[:2] == ["docker", "run"]:
             assert "--runtime" in cmd and cmd[cmd.index("--runtime") + 1] == "nvidia"
             image = cmd.index("rtdetr-edge:jetson")
-            rest = cmd[image + 1:]
+            rest = cmd[image + 1 :]
             if rest and rest[0] not in ("build", "check"):
                 script = "track.py" if rest[0] == "track" else "camera_app.py"
                 args = rest[1:] if rest[0] == "track" else rest

@@ -55,30 +55,55 @@ def test_image_folder_and_max_frames(model: SimpleNamespace, video: Path, tmp_pa
     for i in range(4):
         cv2.imwrite(str(folder / f"{i}.jpg"), cap.read()[1])
     cap.release()
-    cmd = sample_cmd("camera_app.py", folder, model.path, model.conf, "--output", str(tmp_path / "f.avi"),
-                     "--jsonl", str(tmp_path / "f.jsonl"))
+    cmd = sample_cmd(
+        "camera_app.py",
+        folder,
+        model.path,
+        model.conf,
+        "--output",
+        str(tmp_path / "f.avi"),
+        "--jsonl",
+        str(tmp_path / "f.jsonl"),
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert count_frames(tmp_path / "f.avi") == 4
     assert [r["name"] for r in read_jsonl(tmp_path / "f.jsonl")] == [f"{i}.jpg" for i in range(4)]
     # --input-loop -1 would run forever; --max-frames stops it
-    proc = subprocess.run(sample_cmd("camera_app.py", video, model.path, model.conf, "--input-loop", "-1",
-                                     "--max-frames", str(N_FRAMES + 3), "--jsonl", str(tmp_path / "m.jsonl")),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        sample_cmd(
+            "camera_app.py",
+            video,
+            model.path,
+            model.conf,
+            "--input-loop",
+            "-1",
+            "--max-frames",
+            str(N_FRAMES + 3),
+            "--jsonl",
+            str(tmp_path / "m.jsonl"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     records = read_jsonl(tmp_path / "m.jsonl")
     assert [r["source_index"] for r in records] == list(range(N_FRAMES + 3))
     assert records[N_FRAMES]["pts_ms"] == 0.0, "the second pass starts at the beginning of the file"
 
 
-@pytest.mark.parametrize("script, sig", [("camera_app.py", signal.SIGINT), ("camera_app.py", signal.SIGTERM),
-                                         ("track.py", signal.SIGINT)])
-def test_signal_mid_run_leaves_playable_outputs(script: str, sig: signal.Signals, model: SimpleNamespace,
-                                                video: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "script, sig", [("camera_app.py", signal.SIGINT), ("camera_app.py", signal.SIGTERM), ("track.py", signal.SIGINT)]
+)
+def test_signal_mid_run_leaves_playable_outputs(
+    script: str, sig: signal.Signals, model: SimpleNamespace, video: Path, tmp_path: Path
+) -> None:
     needs_tracker(script)
     out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
-    cmd = sample_cmd(script, video, model.path, model.conf, "--input-loop", "-1", "--output", str(out),
-                     "--jsonl", str(jsonl))
+    cmd = sample_cmd(
+        script, video, model.path, model.conf, "--input-loop", "-1", "--output", str(out), "--jsonl", str(jsonl)
+    )
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     running = threading.Event()
@@ -89,6 +114,7 @@ def test_signal_mid_run_leaves_playable_outputs(script: str, sig: signal.Signals
             lines.append(line)
             if line.startswith("running:"):
                 running.set()
+
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
@@ -111,7 +137,7 @@ def test_signal_mid_run_leaves_playable_outputs(script: str, sig: signal.Signals
 
 
 def test_track_without_supervision_names_the_install(model: SimpleNamespace, video: Path) -> None:
-    code = r'''
+    code = r"""
 import runpy, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
@@ -122,7 +148,7 @@ sys.meta_path.insert(0, Block())
 sys.argv = sys.argv[1:]
 sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0])
 runpy.run_path(sys.argv[0], run_name="__main__")
-'''
+"""
     cmd = [sys.executable, "-c", code, *sample_cmd("track.py", video, model.path, model.conf)[1:]]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
@@ -140,8 +166,13 @@ def test_byte_tracker_keeps_ids_of_moving_objects(samples: SimpleNamespace) -> N
     for step in range(10):
         shifted = boxes + np.array([3, 1, 3, 1], np.float32) * step
         order = np.roll(np.arange(3), step)  # the detector's order changes; the ids must not
-        dets = Detections(shifted[order], np.array([0.9, 0.8, 0.85], np.float32)[order], np.array([0, 1, 2])[order],
-                          ("a", "b", "c"), (320, 240))
+        dets = Detections(
+            shifted[order],
+            np.array([0.9, 0.8, 0.85], np.float32)[order],
+            np.array([0, 1, 2])[order],
+            ("a", "b", "c"),
+            (320, 240),
+        )
         tracked, ids = tracker(dets)
         history.append({int(c): int(i) for c, i in zip(tracked.class_ids, ids)})
     assert history[-1].keys() == {0, 1, 2}
@@ -153,6 +184,7 @@ def test_byte_tracker_keeps_ids_of_moving_objects(samples: SimpleNamespace) -> N
 
 def test_sample_help_names_the_source_schemes() -> None:
     for script in ("camera_app.py", "track.py"):
-        proc = subprocess.run([sys.executable, str(SAMPLES / script), "--help"], capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            [sys.executable, str(SAMPLES / script), "--help"], capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 0 and "csi://" in proc.stdout, proc.stderr

@@ -23,34 +23,38 @@ def media(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("uri, kind, location", [
-    ("csi://0", "csi", "0"),
-    ("csi://1", "csi", "1"),
-    ("v4l2:///dev/video0", "v4l2", "/dev/video0"),
-    ("v4l2://2", "v4l2", "2"),
-    ("/dev/video1", "v4l2", "/dev/video1"),
-    ("0", "v4l2", "0"),
-    ("rtsp://user:pw@10.0.0.5:554/stream?ch=1&sub=0", "rtsp", "rtsp://user:pw@10.0.0.5:554/stream?ch=1&sub=0"),
-    ("RTSP://cam/live", "rtsp", "RTSP://cam/live"),
-    ("{tmp}/clip.mp4", "video", "{tmp}/clip.mp4"),
-    ("file://{tmp}/clip.mp4", "video", "{tmp}/clip.mp4"),
-    ("{tmp}/photos", "images", "{tmp}/photos"),
-    ("{tmp}/photos/*.png", "images", "{tmp}/photos/*.png"),
-    ("{tmp}/photos/a.jpg", "images", "{tmp}/photos/a.jpg"),
-    # errors
-    ("csi://", InputError, "sensor id"),
-    ("csi://front", InputError, "sensor id"),
-    ("v4l2://dev/video0", InputError, "three slashes"),
-    ("rtsp://", InputError, "rtsp://"),
-    ("webrtc://@:8554/out", InputError, "not supported"),
-    ("foo://bar", InputError, "unknown scheme"),
-    ("{tmp}/missing.mp4", InputError, "no such file"),
-    ("{tmp}/empty", InputError, "no images"),
-    ("{tmp}/photos/*.gif", InputError, "no images match"),
-    ("", InputError, "empty source"),
-])
-def test_source_uri_is_parsed_into_kind_and_location(samples: SimpleNamespace, media: Path, uri: str, kind: Any,
-                                                     location: str) -> None:
+@pytest.mark.parametrize(
+    "uri, kind, location",
+    [
+        ("csi://0", "csi", "0"),
+        ("csi://1", "csi", "1"),
+        ("v4l2:///dev/video0", "v4l2", "/dev/video0"),
+        ("v4l2://2", "v4l2", "2"),
+        ("/dev/video1", "v4l2", "/dev/video1"),
+        ("0", "v4l2", "0"),
+        ("rtsp://user:pw@10.0.0.5:554/stream?ch=1&sub=0", "rtsp", "rtsp://user:pw@10.0.0.5:554/stream?ch=1&sub=0"),
+        ("RTSP://cam/live", "rtsp", "RTSP://cam/live"),
+        ("{tmp}/clip.mp4", "video", "{tmp}/clip.mp4"),
+        ("file://{tmp}/clip.mp4", "video", "{tmp}/clip.mp4"),
+        ("{tmp}/photos", "images", "{tmp}/photos"),
+        ("{tmp}/photos/*.png", "images", "{tmp}/photos/*.png"),
+        ("{tmp}/photos/a.jpg", "images", "{tmp}/photos/a.jpg"),
+        # errors
+        ("csi://", InputError, "sensor id"),
+        ("csi://front", InputError, "sensor id"),
+        ("v4l2://dev/video0", InputError, "three slashes"),
+        ("rtsp://", InputError, "rtsp://"),
+        ("webrtc://@:8554/out", InputError, "not supported"),
+        ("foo://bar", InputError, "unknown scheme"),
+        ("{tmp}/missing.mp4", InputError, "no such file"),
+        ("{tmp}/empty", InputError, "no images"),
+        ("{tmp}/photos/*.gif", InputError, "no images match"),
+        ("", InputError, "empty source"),
+    ],
+)
+def test_source_uri_is_parsed_into_kind_and_location(
+    samples: SimpleNamespace, media: Path, uri: str, kind: Any, location: str
+) -> None:
     uri, location = uri.format(tmp=media), location.format(tmp=media)
     if kind is InputError:
         with pytest.raises(InputError, match=re.escape(location)):
@@ -69,21 +73,26 @@ def test_default_csi_pipeline_is_the_jetson_camera_pipeline(samples: SimpleNames
         "nvarguscamerasrc sensor-id=0 ! "
         "video/x-raw(memory:NVMM), width=(int)1280, height=(int)720, framerate=(fraction)30/1, format=(string)NV12 ! "
         "nvvidconv flip-method=0 ! video/x-raw, width=(int)1280, height=(int)720, format=(string)BGRx ! "
-        "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false")
+        "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
 
 
-@pytest.mark.parametrize("flip, method, out_size", [
-    ("none", 0, (1920, 1080)),
-    ("counterclockwise", 1, (1080, 1920)),
-    ("rotate-180", 2, (1920, 1080)),
-    ("clockwise", 3, (1080, 1920)),
-    ("horizontal", 4, (1920, 1080)),
-    ("upper-right-diagonal", 5, (1080, 1920)),
-    ("vertical", 6, (1920, 1080)),
-    ("upper-left-diagonal", 7, (1080, 1920)),
-])
-def test_csi_flip_methods_rotate_the_output_size(samples: SimpleNamespace, flip: str, method: int,
-                                                 out_size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    "flip, method, out_size",
+    [
+        ("none", 0, (1920, 1080)),
+        ("counterclockwise", 1, (1080, 1920)),
+        ("rotate-180", 2, (1920, 1080)),
+        ("clockwise", 3, (1080, 1920)),
+        ("horizontal", 4, (1920, 1080)),
+        ("upper-right-diagonal", 5, (1080, 1920)),
+        ("vertical", 6, (1920, 1080)),
+        ("upper-left-diagonal", 7, (1080, 1920)),
+    ],
+)
+def test_csi_flip_methods_rotate_the_output_size(
+    samples: SimpleNamespace, flip: str, method: int, out_size: tuple[int, int]
+) -> None:
     p = samples.sources.csi_pipeline(2, 1920, 1080, 60, flip)
     assert p.startswith("nvarguscamerasrc sensor-id=2 ! ")
     assert "width=(int)1920, height=(int)1080, framerate=(fraction)60/1" in p  # the sensor mode is unrotated
@@ -99,20 +108,29 @@ def test_csi_pipeline_fractional_rate_and_errors(samples: SimpleNamespace) -> No
         samples.sources.csi_pipeline(0, 0, 720, 30)
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    ({}, 'rtspsrc location="rtsp://cam:554/s?a=1&b=2" latency=200 protocols=tcp ! rtph264depay ! h264parse ! '
-         "nvv4l2decoder ! nvvidconv ! video/x-raw, format=(string)BGRx ! videoconvert ! "
-         "video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"),
-    ({"latency": 0, "codec": "h265", "decoder": "cpu", "transport": "udp"},
-     'rtspsrc location="rtsp://cam:554/s?a=1&b=2" latency=0 protocols=udp ! rtph265depay ! h265parse ! '
-     "avdec_h265 ! videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"),
-    ({"codec": "mjpeg"}, "codec 'mjpeg'"),
-    ({"decoder": "omx"}, "decoder 'omx'"),
-    ({"transport": "http"}, "transport 'http'"),
-    ({"latency": -1}, "latency must be >= 0"),
-])
-def test_rtsp_pipeline_per_codec_decoder_and_transport(samples: SimpleNamespace, kwargs: dict[str, Any],
-                                                       expected: str) -> None:
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (
+            {},
+            'rtspsrc location="rtsp://cam:554/s?a=1&b=2" latency=200 protocols=tcp ! rtph264depay ! h264parse ! '
+            "nvv4l2decoder ! nvvidconv ! video/x-raw, format=(string)BGRx ! videoconvert ! "
+            "video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false",
+        ),
+        (
+            {"latency": 0, "codec": "h265", "decoder": "cpu", "transport": "udp"},
+            'rtspsrc location="rtsp://cam:554/s?a=1&b=2" latency=0 protocols=udp ! rtph265depay ! h265parse ! '
+            "avdec_h265 ! videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false",
+        ),
+        ({"codec": "mjpeg"}, "codec 'mjpeg'"),
+        ({"decoder": "omx"}, "decoder 'omx'"),
+        ({"transport": "http"}, "transport 'http'"),
+        ({"latency": -1}, "latency must be >= 0"),
+    ],
+)
+def test_rtsp_pipeline_per_codec_decoder_and_transport(
+    samples: SimpleNamespace, kwargs: dict[str, Any], expected: str
+) -> None:
     url = "rtsp://cam:554/s?a=1&b=2"
     if not expected.startswith("rtspsrc"):
         with pytest.raises(InputError, match=re.escape(expected)):

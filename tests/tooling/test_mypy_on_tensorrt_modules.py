@@ -26,8 +26,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKED = ["rtdetr_edge/engine", "rtdetr_edge/cuda", "rtdetr_edge/backends/tensorrt.py", "rtdetr_edge/backends/trt_runtime.py",
-           "rtdetr_edge/backends/trt_logging.py"]
+CHECKED = [
+    "rtdetr_edge/engine",
+    "rtdetr_edge/cuda",
+    "rtdetr_edge/backends/tensorrt.py",
+    "rtdetr_edge/backends/trt_runtime.py",
+    "rtdetr_edge/backends/trt_logging.py",
+]
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 
 
@@ -71,8 +76,10 @@ def stub_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for package in STUB_PACKAGES:
         src = _site_stub_dir(package)
         if src is None:
-            pytest.fail(f"tensorrt-stubs are not installed ({package}/*.pyi not found): "
-                        "pip install --no-deps tensorrt-stubs==10.13.0.35.1")
+            pytest.fail(
+                f"tensorrt-stubs are not installed ({package}/*.pyi not found): "
+                "pip install --no-deps tensorrt-stubs==10.13.0.35.1"
+            )
         (out / package).mkdir()
         for f in src.glob("*.pyi"):
             fixed = repair_stub(f.read_text())
@@ -85,8 +92,10 @@ def stub_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_repair_stub_fixes_the_known_defects() -> None:
-    text = ("class A:\n    def f(self: A, in: list[int], out: list[int]) -> None:\n        ...\n"
-            "    def g(self, a: int = None, b: int) -> int:\n        ...\n")
+    text = (
+        "class A:\n    def f(self: A, in: list[int], out: list[int]) -> None:\n        ...\n"
+        "    def g(self, a: int = None, b: int) -> int:\n        ...\n"
+    )
     fixed = repair_stub(text)
     ast.parse(fixed)
     assert "in_: list[int]" in fixed and "b: int = ..." in fixed
@@ -101,8 +110,16 @@ def test_mypy_on_tensorrt_and_cuda_modules(stub_path: Path) -> None:
     env = {**os.environ, "MYPYPATH": str(stub_path)}
     # follow-imports=silent: imported project modules are analysed for their types, but only
     # the TensorRT/CUDA modules' own errors are reported here
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"), "--follow-imports=silent",
-           "--no-incremental", *CHECKED]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(REPO / "pyproject.toml"),
+        "--follow-imports=silent",
+        "--no-incremental",
+        *CHECKED,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO), env=env, timeout=900)
     assert proc.returncode == 0, f"mypy failed:\n{proc.stdout}\n{proc.stderr}"
     assert "Success" in proc.stdout
