@@ -21,7 +21,7 @@ def test_capture_collects_only_its_own_context() -> None:
 
 
 def test_two_threads_do_not_see_each_others_errors() -> None:
-    started = threading.Barrier(2)
+    started, finished = threading.Barrier(2), threading.Barrier(2)
     seen: dict[str, list[str]] = {}
 
     def load(name: str) -> None:
@@ -29,6 +29,7 @@ def test_two_threads_do_not_see_each_others_errors() -> None:
             started.wait()  # both captures are open at once
             for i in range(50):
                 trt_logging.record("error", f"{name} {i}")
+            finished.wait()  # neither capture closes before both threads have logged
         seen[name] = cap.errors
 
     threads = [threading.Thread(target=load, args=(n,)) for n in ("a", "b")]
