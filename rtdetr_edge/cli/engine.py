@@ -6,6 +6,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+from ..backends.options import RUNTIME_PRECISIONS, TensorRTOptions
 from ._common import add_verbosity, run, setup_logging
 from .options import add_engine_arguments, engine_build_options
 
@@ -28,10 +29,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "fp16", "int8"],
+        choices=RUNTIME_PRECISIONS,
         help="engine precision (auto: the bundle's default)",
     )
-    p.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
+    device = TensorRTOptions().device
+    p.add_argument("--device", type=int, default=device, help=f"CUDA device index (default {device})")
     p.add_argument("--force", action="store_true", help="rebuild even if a valid engine is cached")
     add_engine_arguments(p)
     add_verbosity(p)

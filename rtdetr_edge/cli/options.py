@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
-from ..backends.options import BACKEND_CHOICES, RUNTIME_PRECISIONS, OnnxRuntimeOptions, TensorRTOptions
+from ..backends.options import BACKEND_CHOICES, RUNTIME_PRECISIONS, MemoryKind, OnnxRuntimeOptions, TensorRTOptions
 from ..engine_format import BatchProfile
 from ..errors import InputError
 
@@ -130,7 +130,7 @@ def add_tensorrt_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--memory",
         default=d.memory,
-        choices=["auto", "mapped", "pinned"],
+        choices=get_args(MemoryKind),
         help="input/output memory: mapped (zero-copy, Jetson), pinned, or auto (default)",
     )
 
