@@ -118,32 +118,30 @@ def _bundle_backend(
     tensorrt: TensorRTOptions,
     engines: EngineSource | None,
 ) -> Backend:
-    if backend == "auto":
-        backend = "tensorrt" if _tensorrt_usable(tensorrt.device) else "onnxruntime"
-        if backend == "tensorrt" and engines is None and prebuilt_engine(bundle, precision, tensorrt.device) is None:
-            log.warning(
-                "%s has no %s TensorRT engine for this GPU and TensorRT version: running ONNX Runtime. Build "
-                "one with `rtdetr-engine %s --precision %s` (or pass engines=BundleEngines())",
-                bundle.path,
-                precision,
-                bundle.path,
-                precision,
-            )
-            backend = "onnxruntime"
-    if backend != "tensorrt":
-        return open_backend(backend, bundle.onnx_path(precision), onnxruntime=onnxruntime)
-    if engines is not None:
-        engine_path = engines.engine_for(bundle, precision, tensorrt.device)
-    else:
-        found = prebuilt_engine(bundle, precision, tensorrt.device)
-        if found is None:
+    if backend == "auto" and not _tensorrt_usable(tensorrt.device):
+        backend = "onnxruntime"
+    if backend != "onnxruntime":  # tensorrt, or auto on a TensorRT machine
+        if engines is not None:
+            engine_path: Path | None = engines.engine_for(bundle, precision, tensorrt.device)
+        else:
+            engine_path = prebuilt_engine(bundle, precision, tensorrt.device)
+        if engine_path is not None:
+            return open_backend("tensorrt", engine_path, tensorrt=tensorrt)
+        if backend == "tensorrt":
             raise EngineError(
                 f"{bundle.path}: no {precision} TensorRT engine for this GPU and TensorRT version in "
                 f"{bundle.engines_dir}; build one with `rtdetr-engine {bundle.path} --precision "
                 f"{precision}` or pass engines=BundleEngines() to build it on first use"
             )
-        engine_path = found
-    return open_backend("tensorrt", engine_path, tensorrt=tensorrt)
+        log.warning(
+            "%s has no %s TensorRT engine for this GPU and TensorRT version: running ONNX Runtime. Build "
+            "one with `rtdetr-engine %s --precision %s` (or pass engines=BundleEngines())",
+            bundle.path,
+            precision,
+            bundle.path,
+            precision,
+        )
+    return open_backend("onnxruntime", bundle.onnx_path(precision), onnxruntime=onnxruntime)
 
 
 def _resolve(
