@@ -19,6 +19,7 @@ interrupted build never leaves a directory that looks complete.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -147,30 +148,38 @@ class Bundle:
     def file(self, relative: str) -> Path:
         return self.path / relative
 
+    @functools.cached_property
+    def calibration_manifest(self) -> dict[str, Any] | None:
+        """The calibration subset manifest (``calib/manifest.json``), read once; None if there is none."""
+        art = self.metadata["artifacts"].get("int8") or {}
+        path = self.path / str(art.get("manifest") or "calib/manifest.json")
+        if not path.is_file():
+            return None
+        try:
+            manifest: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{path}: unreadable calibration manifest ({exc})") from exc
+        return manifest
+
     def calibration(self) -> tuple[str | None, dict[str, Any] | None]:
         """(calibration source spec, subset manifest) as recorded by the build; either may be None."""
-        art = self.metadata["artifacts"].get("int8") or {}
-        rel = str(art.get("manifest") or "calib/manifest.json")
-        manifest = None
-        if (self.path / rel).is_file():
-            try:
-                manifest = json.loads((self.path / rel).read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise BundleError(f"{self.path / rel}: unreadable calibration manifest ({exc})") from exc
-        spec = (manifest or {}).get("source") or self._build_option("calib")
+        manifest = self.calibration_manifest
+        spec = (manifest or {}).get("source") or self._recorded_calibration("calib", "calib")
         return (str(spec) if spec else None), manifest
 
     @property
     def calib_images_dir(self) -> str | None:
         """Image folder of the calibration source's COCO json, as the build was told (None: next to it)."""
-        _, manifest = self.calibration()
-        found = (manifest or {}).get("images_dir") or self._build_option("calib_images")
+        found = (self.calibration_manifest or {}).get("images_dir") or self._recorded_calibration(
+            "images_dir", "calib_images"
+        )
         return str(found) if found else None
 
-    def _build_option(self, name: str) -> Any:
+    def _recorded_calibration(self, field: str, flat_name: str) -> Any:
+        """A calibration option as ``build_options`` recorded it: nested under ``calibration`` (the
+        :class:`~rtdetr_edge.calib.CalibrationOptions` field), or flat in bundles made before that."""
         opts = self.metadata.get("build_options") or {}
-        calib = opts.get("calibration") or {}
-        return calib.get({"calib": "source", "calib_images": "images_dir"}[name]) or opts.get(name)
+        return (opts.get("calibration") or {}).get(field) or opts.get(flat_name)
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, precisions={self.precisions})"
