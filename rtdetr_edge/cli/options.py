@@ -34,7 +34,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--b
         batch_flag: name of the profile flag; rtdetr-detect/bench already use ``--batch`` for
             images per call and pass ``"--engine-batch"`` (the value lands in ``args.engine_batch``).
     """
-    from ..engine.options import DEFAULT_BATCH, DEFAULT_FP32_LAYERS, INT8_MODES
+    from ..engine.options import DEFAULT_BATCH, DEFAULT_FP32_LAYERS, INT8_MODES, EngineBuildOptions
 
     g = parser.add_argument_group("TensorRT engine build", "how engines are built on the device")
     g.add_argument(
@@ -77,7 +77,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--b
     )
     g.add_argument(
         "--int8-mode",
-        default="auto",
+        default=EngineBuildOptions.int8_mode,
         choices=INT8_MODES,
         help="INT8 route: auto (default), implicit (calibration cache, TensorRT 8.5-10.x), "
         "qdq (explicit Q/DQ ONNX, required on TensorRT 11)",

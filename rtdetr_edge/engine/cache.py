@@ -53,8 +53,9 @@ log = logging.getLogger("rtdetr_edge")
 
 
 @dataclass(frozen=True)
-class OnnxFacts:
-    """What the builder needs to know about an ONNX file: its facts, hash and FP32-pinning hints."""
+class OnnxBuildFacts:
+    """The builder's view of an ONNX file: :class:`~rtdetr_edge.onnx_facts.OnnxFacts` plus its hash and
+    FP32-pinning hints."""
 
     path: Path
     sha256: str
@@ -72,7 +73,7 @@ def _is_glob(pattern: str) -> bool:
 
 def inspect_onnx(
     path: str | os.PathLike[str], fp32_layers: tuple[str, ...] = (), sha256: str | None = None
-) -> OnnxFacts:
+) -> OnnxBuildFacts:
     """Read inputs, Q/DQ and float16 use, the embedded contract and FP32-pinning hints.
 
     Args:
@@ -96,7 +97,7 @@ def inspect_onnx(
         fp32_nodes=frozenset(n.name for n in keep if n.name),
         fp32_tensors=frozenset(o for n in keep for o in n.outputs if o),
     )
-    return OnnxFacts(
+    return OnnxBuildFacts(
         facts.path,
         sha256 or facts.sha256(),
         facts.inputs,
@@ -141,7 +142,7 @@ class _Job:
     trt_version: str
     gpu_name: str
     compute_capability: str
-    facts: OnnxFacts
+    facts: OnnxBuildFacts
     plan: BuildPlan
     profile: BatchProfile
     options: EngineBuildOptions
