@@ -6,7 +6,8 @@
       -> CalibrationRanges -> TensorRT caches (any 8.x-10.x version), Q/DQ ONNX
 
 Modules: :mod:`.subset`, :mod:`.stream`, :mod:`.collect`, :mod:`.entropy`,
-:mod:`.ranges`, :mod:`.trt_cache`, :mod:`.qdq`, :mod:`.fp16`, :mod:`.sensitivity`.
+:mod:`.qdq`, :mod:`.int8`, :mod:`.plan`, :mod:`.fp16`, :mod:`.choice`, :mod:`.sensitivity`
+(ranges and caches: :mod:`rtdetr_edge.ranges`, :mod:`rtdetr_edge.trt_cache`).
 """
 
 from __future__ import annotations
@@ -128,6 +129,16 @@ def _usable_subset(source: ImageSource, opts: CalibrationOptions) -> Subset:
     raise CalibrationError(f"--calib {source.spec}: {len(exclude)} images could not be fetched; check the connection")
 
 
+def _weight_ranges(fp32_onnx: str | os.PathLike[str]) -> dict[str, float]:
+    import onnx
+
+    from .int8 import weight_ranges
+    from .qdq import quantizable_nodes
+
+    model = onnx.load(str(fp32_onnx))
+    return weight_ranges(model, {n.name for n in quantizable_nodes(model)})
+
+
 def calibrate(
     fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: CalibrationOptions, progress: bool = True
 ) -> CalibrationResult:
@@ -164,7 +175,8 @@ def calibrate(
         )
     t2 = time.perf_counter()
     algorithms = ["entropy2", "percentile"] if opts.algorithm == "auto" else [opts.algorithm]
-    candidates = {a: collector.ranges(a) for a in algorithms}
+    weights = _weight_ranges(fp32_onnx)  # constant MatMul weights: implicit INT8 needs their range too
+    candidates = {a: {**collector.ranges(a), **weights} for a in algorithms}
     amax = candidates[algorithms[0]]
     t3 = time.perf_counter()
     chosen = set(subset.ids)

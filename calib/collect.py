@@ -75,13 +75,15 @@ def value_aliases(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
     return aliases
 
 
-def int8_input_tensors(model: onnx.ModelProto) -> list[str]:
-    """The tensors INT8 layers read: the network input(s), then every activation input of a
-    Conv / Gemm / weight MatMul (the layers the Q/DQ model quantizes and TensorRT runs in INT8).
+def int8_layer_tensors(model: onnx.ModelProto) -> list[str]:
+    """The tensors INT8 layers read and write: the network input(s), then the activation inputs and
+    the outputs of every Conv / Gemm / weight MatMul (the layers the Q/DQ model quantizes).
 
-    A layer's output needs no range of its own where it only feeds float layers, and where it
-    feeds an INT8 layer it is that layer's input, so it is here too (TensorRT fuses a Conv with
-    the activation or residual Add after it; the fused output is the next Conv's input).
+    Inputs are what the Q/DQ model uses. TensorRT's implicit INT8 (calibration cache or
+    ``dynamic_range``) needs more: it runs a layer in INT8 only when every tensor it reads and
+    writes has a range, else falls back to FP16/FP32; so the outputs are here too (a Conv fused
+    with the activation after it writes what the next Conv reads, which is that Conv's input), and
+    constant weights of MatMuls get their range from the weights (:func:`calib.int8.weight_ranges`).
     """
     from .qdq import quantizable_nodes
 
@@ -90,7 +92,7 @@ def int8_input_tensors(model: onnx.ModelProto) -> list[str]:
     names = [i.name for i in model.graph.input if i.name in floats]
     seen = set(names)
     for node in quantizable_nodes(model):
-        for name in node.input:
+        for name in list(node.input) + list(node.output):
             if name and name in floats and name not in consts and name not in seen:
                 names.append(name)
                 seen.add(name)
@@ -142,7 +144,7 @@ class ActivationCollector:
             raise CalibrationError(f"calibration scope {scope!r}: expected one of {', '.join(SCOPES)}")
         model = onnx.load(str(model_path))
         self.input_names = [i.name for i in model.graph.input]
-        self.tensors = tensors or (int8_input_tensors(model) if scope == "int8" else calibration_tensors(model))
+        self.tensors = tensors or (int8_layer_tensors(model) if scope == "int8" else calibration_tensors(model))
         self.aliases = value_aliases(model, self.tensors)
         measured = [t for t in self.tensors if t not in self.aliases]
         extended = with_extra_outputs(model, measured)

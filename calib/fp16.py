@@ -22,6 +22,7 @@ from rtdetr_edge._optional import require
 
 log = logging.getLogger("rtdetr_edge")
 
+POST_PREFIX = "post/"  # the exporter's postprocessing tail, kept in FP32
 # op types kept in FP32, and why
 FP32_OPS: dict[str, str] = {
     "LayerNormalization": "variance of large activations overflows FP16 (RT-DETR decoder, see module docstring)",
@@ -77,25 +78,21 @@ def _restore_float32_outputs(original: onnx.ModelProto, converted: onnx.ModelPro
         out.type.tensor_type.elem_type = float32
 
 
-def write_fp16(
-    fp32_path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    keep_fp32_ops: dict[str, str] | None = None,
-    keep_fp32_nodes: list[str] | None = None,
-) -> dict[str, Any]:
-    """Convert the fp32 ONNX to FP16, keeping ``keep_fp32_ops`` op types and named nodes in FP32.
+def to_fp16(
+    model: onnx.ModelProto, keep_fp32_ops: dict[str, str] | None = None, keep_fp32_nodes: list[str] | None = None
+) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """``model`` computing in float16 except ``keep_fp32_ops`` op types, named nodes and ``post/*``.
 
-    Returns a report with the number of nodes converted and kept.
+    Graph inputs and outputs stay float32 (the runtime's contract). Q/DQ nodes are converted too
+    (their scales become float16, which needs opset >= 19). Returns (the converted model, the
+    op types kept in FP32 with their node counts).
     """
-    common = require("onnxconverter_common", "writing an FP16 ONNX")
     from onnxconverter_common import float16
 
-    from rtdetr_edge import atomic
-
     ops = FP32_OPS if keep_fp32_ops is None else keep_fp32_ops
-    model = onnx.load(str(fp32_path))
+    model = _copy(model)
     unshare_initializers(model)
-    post = [n.name for n in model.graph.node if n.name.startswith("post/")]
+    post = [n.name for n in model.graph.node if n.name.startswith(POST_PREFIX)]
     block_nodes = list(keep_fp32_nodes or []) + post
     block_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(ops))
     with warnings.catch_warnings(record=True) as caught:  # one per tiny weight: summarise instead
@@ -107,8 +104,33 @@ def write_fp16(
     if truncated:
         log.info("FP16: %d weights outside [1e-7, 1e4] in magnitude were clamped into it", truncated)
     _restore_float32_outputs(model, converted)
+    kept = Counter(n.op_type for n in model.graph.node if n.op_type in ops or n.name in block_nodes)
+    return converted, dict(kept)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def write_fp16(
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    keep_fp32_ops: dict[str, str] | None = None,
+    keep_fp32_nodes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Convert the fp32 ONNX to FP16, keeping ``keep_fp32_ops`` op types and named nodes in FP32.
+
+    Returns a report with the number of nodes converted and kept.
+    """
+    common = require("onnxconverter_common", "writing an FP16 ONNX")
+
+    from rtdetr_edge import atomic
+
+    ops = FP32_OPS if keep_fp32_ops is None else keep_fp32_ops
+    converted, kept = to_fp16(onnx.load(str(fp32_path)), ops, keep_fp32_nodes)
     with atomic.replacing_file(out_path, suffix=".onnx") as tmp:
         onnx.save(converted, str(tmp))
-    kept = Counter(n.op_type for n in model.graph.node if n.op_type in ops or n.name in block_nodes)
-    log.info("FP16 model written (onnxconverter-common %s); kept in FP32: %s", common.__version__, dict(kept))
-    return {"file": os.path.basename(os.fspath(out_path)), "kept_fp32": dict(kept), "fp32_op_types": ops}
+    log.info("FP16 model written (onnxconverter-common %s); kept in FP32: %s", common.__version__, kept)
+    return {"file": os.path.basename(os.fspath(out_path)), "kept_fp32": kept, "fp32_op_types": ops}

@@ -31,6 +31,7 @@ from rtdetr_edge.errors import CalibrationError
 log = logging.getLogger("rtdetr_edge")
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # the compute a precision plan accounts for
 
 # Node-name components kept out of INT8 by default, and why. Sigmoid, Softmax and
 # LayerNormalization are never quantized here (only Conv/MatMul/Gemm inputs are), and the top-k
@@ -106,41 +107,85 @@ def default_excluded_nodes(model: onnx.ModelProto, patterns: dict[str, str] | No
     return out
 
 
-def float_for_other_consumers(model: onnx.ModelProto) -> int:
-    """Rewire consumers other than Conv/MatMul/Gemm of a Q->DQ'd activation to the float tensor.
-
-    onnxruntime's quantizer shares one Q/DQ pair among all consumers of a tensor, so a residual
-    Add or a Shape reading the same activation as a Conv would see quantized values; TensorRT only
-    wants Q/DQ where it fuses INT8 kernels. Returns the number of inputs rewired.
-    """
+def _activation_dq_sources(model: onnx.ModelProto) -> dict[str, str]:
+    """``{DequantizeLinear output: the float tensor}`` for Q->DQ pairs on activations (not weights)."""
     producer = {o: n for n in model.graph.node for o in n.output}
+    consts = {t.name for t in model.graph.initializer}
+    out = {}
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(node.input[0])
+        if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in consts:
+            out[node.output[0]] = q.input[0]
+    return out
+
+
+def _dequantized_inputs(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> list[bool]:
+    """For each data input of a compute node (X and W; not the bias), whether a DequantizeLinear makes it."""
+    data = node.input[:2]
+    return [bool(name) and name in producer and producer[name].op_type == "DequantizeLinear" for name in data]
+
+
+def float_for_other_consumers(model: onnx.ModelProto, quantized: set[str]) -> int:
+    """Rewire every consumer of a Q->DQ'd activation that is not quantized compute to the float tensor.
+
+    onnxruntime's quantizer shares one Q/DQ pair among all consumers of a tensor, so a residual Add,
+    a Shape, or a Conv / MatMul kept in float (a score head reading the same activation as a
+    quantized box head) would see fake-quantized values; TensorRT only wants Q/DQ where it fuses
+    INT8 kernels, and a layer kept in float must read the float tensor. ``quantized`` names the
+    nodes meant to run in INT8. Returns the number of inputs rewired.
+    """
+    sources = _activation_dq_sources(model)
     rewired = 0
     for node in model.graph.node:
-        if node.op_type in QUANTIZED_OPS or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.name in quantized or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
         for k, name in enumerate(node.input):
-            dq = producer.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producer.get(dq.input[0])
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[k] = q.input[0]
+            if name in sources:
+                node.input[k] = sources[name]
                 rewired += 1
     if rewired:
-        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-        # drop Q/DQ pairs nobody reads any more (a DQ first, then its Q)
-        for _ in range(2):
-            dead = [
-                n
-                for n in model.graph.node
-                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)
-            ]
-            for n in dead:
-                model.graph.node.remove(n)
-            used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-        for init in [t for t in model.graph.initializer if t.name not in used]:
-            model.graph.initializer.remove(init)
+        _drop_unused_qdq(model)
     return rewired
+
+
+def _drop_unused_qdq(model: onnx.ModelProto) -> None:
+    """Remove Q/DQ nodes nobody reads any more (a DQ first, then its Q) and orphaned initializers."""
+    for _ in range(2):
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [
+            n
+            for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)
+        ]
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    for init in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(init)
+
+
+def wiring_faults(model: onnx.ModelProto) -> list[str]:
+    """Nodes that read a fake-quantized activation but are not INT8 compute, one line each.
+
+    Every consumer of an activation's DequantizeLinear must be quantized compute (a Conv /
+    ConvTranspose / MatMul / Gemm whose data inputs are all dequantized: TensorRT fuses it into an
+    INT8 kernel) or a residual Add (TensorRT's INT8 skip-connection fusion). Anything else, a float
+    layer reading rounded values, is a fault: it costs accuracy and gains no speed.
+    """
+    sources = _activation_dq_sources(model)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    faults = []
+    for node in model.graph.node:
+        reads = [name for name in node.input if name in sources]
+        if not reads or node.op_type == "Add":
+            continue
+        if node.op_type in MAC_OPS and all(_dequantized_inputs(node, producer)):
+            continue
+        why = "weights stay float" if node.op_type in MAC_OPS else "not a quantized op"
+        faults.append(f"{node.name} ({node.op_type}) reads DequantizeLinear output {reads[0]}: {why}")
+    return faults
 
 
 def write_qdq(
@@ -177,9 +222,14 @@ def write_qdq(
     missing = sorted({n.input[0] for n in targets if n.input[0] not in ranges})
     if missing:
         raise CalibrationError(f"no calibrated range for {len(missing)} quantized inputs, e.g. {missing[:3]}")
+    weights = {t.name for t in model.graph.initializer}  # weight scales come from the weights themselves
     data = TensorsData(
         CalibrationMethod.Entropy,
-        {name: TensorData(lowest=np.float32(-a), highest=np.float32(a)) for name, a in ranges.items()},
+        {
+            name: TensorData(lowest=np.float32(-a), highest=np.float32(a))
+            for name, a in ranges.items()
+            if name not in weights
+        },
     )
     extra = {
         "ActivationSymmetric": True,
@@ -207,7 +257,10 @@ def write_qdq(
         qmodel = quantizer.quantize_model()
     except Exception as exc:  # onnxruntime raises ValueError/RuntimeError/KeyError from deep inside
         raise CalibrationError(f"onnxruntime could not quantize {fp32_path}: {type(exc).__name__}: {exc}") from exc
-    float_for_other_consumers(qmodel)
+    float_for_other_consumers(qmodel, {n.name for n in targets})
+    faults = wiring_faults(qmodel)
+    if faults:
+        raise CalibrationError(f"internal: {len(faults)} Q/DQ wiring faults, e.g. {faults[0]}")
     # the contract (metadata_props) travels with every artifact
     del qmodel.metadata_props[:]
     qmodel.metadata_props.extend(model.metadata_props)

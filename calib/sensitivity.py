@@ -19,7 +19,8 @@ import onnx
 
 from rtdetr_edge.data.coco import CocoDataset
 
-from .qdq import layer_group, quantizable_nodes, write_qdq
+from .int8 import write_int8
+from .qdq import layer_group, quantizable_nodes
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -67,7 +68,7 @@ def sensitivity_search(
 
         def int8_ap(exclude: list[str], tag: str) -> float:
             out = Path(tmp) / f"{tag}.onnx"
-            write_qdq(fp32_path, ranges, out, exclude)
+            write_int8(fp32_path, ranges, out, exclude)
             return average_precision(out, dataset, image_ids)
 
         full = int8_ap(list(base_exclude), "all")

@@ -100,6 +100,8 @@ class BuildOptions:
         """Artifacts to make besides fp32."""
         if self.precision == "best":
             return ["fp16"] + (["int8"] if self.calibration else [])
+        if self.precision == "int8":  # FP16 is the default when INT8 fails its check
+            return ["fp16", "int8"]
         return [] if self.precision == "fp32" else [self.precision]
 
 
@@ -211,6 +213,22 @@ def add_precisions(
     return out_path
 
 
+# Held-out images that make decisions (range algorithm, sensitivity search): the ones after the
+# accuracy report's, so that what chose is never what reports (three disjoint sets with the
+# calibration subset).
+CHOICE_IMAGES = 100
+MIN_INT8_SHARE = 0.85  # --precision best keeps INT8 only when at least this share of MACs is INT8
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The calibration source's annotated images outside the calibration subset, split by use."""
+
+    dataset: CocoDataset
+    report: list[int]  # accuracy report and check
+    choice: list[int]  # range choice and sensitivity search
+
+
 def _add_precisions(
     tmp: Path,
     contract: ModelContract,
@@ -219,10 +237,11 @@ def _add_precisions(
     opts: BuildOptions,
     announce: Callable[[str], None],
 ) -> None:
-    """Write the FP16 and INT8 artifacts next to ``tmp/model.onnx`` and record them."""
+    """Write the FP16 and INT8 artifacts next to ``tmp/model.onnx``, check them, choose the default."""
     fp32 = tmp / metadata["artifacts"]["fp32"]["file"]
     artifacts = metadata["artifacts"]
-    holdout: tuple[Any, list[int]] | None = None
+    held: HeldOut | None = None
+    plan = None
     if "fp16" in opts.precisions:
         announce("fp16")
         from .calib.fp16 import write_fp16
@@ -235,17 +254,13 @@ def _add_precisions(
             "kept_fp32": report["fp16"]["kept_fp32"],
         }
     if "int8" in opts.precisions:
-        holdout = _add_int8(tmp, fp32, contract, artifacts, report, opts, announce)
-    metadata["default_precision"] = (
-        opts.precision if opts.precision != "best" else ("int8" if "int8" in artifacts else "fp16")
-    )
-    if opts.check_images and holdout is not None and len(opts.precisions):
+        held, plan = _add_int8(tmp, fp32, contract, artifacts, report, opts, announce)
+    if opts.check_images and held is not None and held.report and opts.precisions:
         announce("accuracy check")
         from .evaluate.accuracy import artifact_accuracy
 
-        report["accuracy"] = artifact_accuracy(
-            tmp, artifacts, holdout[0], holdout[1][: opts.check_images], contract.class_names
-        )
+        report["accuracy"] = artifact_accuracy(tmp, artifacts, held.dataset, held.report, contract.class_names)
+        report["accuracy"]["image_sets"] = _image_sets(report, held)
         metadata["accuracy"] = report["accuracy"]
     if opts.check_images and opts.precisions:
         announce("polygraphy check")
@@ -260,6 +275,57 @@ def _add_precisions(
             images_dir=calib.images_dir if calib else None,
             coco_root=calib.coco_root if calib else None,
         )
+    chosen, why = default_precision(opts, artifacts, report.get("check"), report.get("accuracy"), plan)
+    metadata["default_precision"] = chosen
+    report["default_precision"] = {"chosen": chosen, "reason": why}
+
+
+def _image_sets(report: dict[str, Any], held: HeldOut) -> dict[str, int]:
+    calibration = report.get("calibration", {})
+    return {
+        "calibration": int(calibration.get("images", 0)),
+        "range_choice": len(held.choice),
+        "accuracy": len(held.report),
+    }
+
+
+def default_precision(
+    opts: BuildOptions,
+    artifacts: dict[str, Any],
+    check: dict[str, Any] | None,
+    accuracy: dict[str, Any] | None,
+    plan: Any,
+) -> tuple[str, str]:
+    """(the bundle's default precision, why): int8 only when its check passed (and, for ``best``,
+    when it is accurate and substantially INT8), else fp16, with one warning naming what failed."""
+    if opts.precision in ("fp32", "fp16"):
+        return opts.precision, "requested"
+    if "int8" not in artifacts:
+        return "fp16", "no int8 artifact (best without --calib)"
+    failed: list[str] = []
+    int8_check = (check or {}).get("int8")
+    if int8_check is None:
+        why = (check or {}).get("skipped") or "--check-images 0"
+        failed.append(f"the INT8 check did not run ({why})")
+    elif not int8_check.get("passed"):
+        failed += [f"check: {f}" for f in int8_check.get("failures", [])] or ["check failed"]
+    if opts.precision == "best":
+        ratio = ((accuracy or {}).get("int8") or {}).get("AP_vs_fp32")
+        if ratio is None:
+            failed.append("no held-out AP to judge INT8 by (an annotated --calib source is needed)")
+        elif ratio < opts.int8.target:
+            failed.append(f"INT8 AP {ratio:.4f} x fp32 < --int8-target {opts.int8.target:g}")
+        share = plan.shares()["int8"] if plan is not None else 0.0
+        if share < MIN_INT8_SHARE:
+            failed.append(
+                f"only {100 * share:.1f}% of MACs in INT8 (< {100 * MIN_INT8_SHARE:g}%: little faster than FP16)"
+            )
+    if failed:
+        log.warning("default precision fp16, not int8: %s", "; ".join(failed))
+        return "fp16", "int8 not kept: " + "; ".join(failed)
+    return "int8", "INT8 passed its check" + (
+        ", is accurate and substantially INT8" if opts.precision == "best" else ""
+    )
 
 
 def _add_int8(
@@ -270,38 +336,55 @@ def _add_int8(
     report: dict[str, Any],
     opts: BuildOptions,
     announce: Callable[[str], None],
-) -> tuple[CocoDataset, list[int]] | None:
+) -> tuple[HeldOut | None, Any]:
     import dataclasses
+
+    import onnx
 
     from .calib import calibrate
     from .calib.choice import choose_ranges
-    from .calib.qdq import DEFAULT_EXCLUDE, default_excluded_nodes, write_qdq
+    from .calib.int8 import INT8_FILE, INT8_TRT8_FILE, int8_nodes, write_int8
+    from .calib.plan import make_plan, node_macs
+    from .calib.qdq import DEFAULT_EXCLUDE, default_excluded_nodes
     from .trt_cache import write_cache
 
     if opts.calibration is None:
         raise InputError("int8 needs calibration options (--calib)")
     announce("calibrate")
-    copts = dataclasses.replace(opts.calibration, holdout=max(opts.check_images, 200))
+    copts = dataclasses.replace(opts.calibration, holdout=opts.check_images + CHOICE_IMAGES)
     result: CalibrationResult = calibrate(fp32, contract, copts)
-    import onnx
-
+    model = onnx.load(str(fp32), load_external_data=False)
     patterns = dict(DEFAULT_EXCLUDE)
     patterns.update(dict.fromkeys(opts.int8.keep, "kept by --int8-keep"))
-    reasons = default_excluded_nodes(onnx.load(str(fp32), load_external_data=False), patterns)
+    reasons = default_excluded_nodes(model, patterns)
+    kept = {n: (why, "user flag" if why == "kept by --int8-keep" else "default rule") for n, why in reasons.items()}
     exclude = list(reasons)
-    holdout = (
-        (result.source.dataset, result.holdout_ids)
+    held = (
+        HeldOut(
+            result.source.dataset,
+            result.holdout_ids[: opts.check_images],
+            result.holdout_ids[opts.check_images : opts.check_images + CHOICE_IMAGES],
+        )
         if result.source.dataset is not None and result.holdout_ids
         else None
     )
-    choice, qrep = None, None
+    choice = None
     if len(result.candidates) > 1:
-        choice, qrep = choose_ranges(
-            fp32, result, holdout, exclude, contract.class_names, opts.check_images, tmp, announce
+        choice = choose_ranges(
+            fp32,
+            result,
+            (held.dataset, held.choice) if held is not None else None,
+            exclude,
+            contract.class_names,
+            tmp,
+            announce,
         )
     result.ranges.save(tmp / "calib" / "ranges.json")
     manifest = result.subset.manifest()
     manifest["skipped"] = result.skipped
+    if held is not None:  # decided on, so never reported on (rtdetr-check leaves them out too)
+        files = dict(result.source.images)
+        manifest["decision_images"] = [{"id": i, "file": str(files[i])} for i in held.choice]
     if copts.images_dir:
         manifest["images_dir"] = copts.images_dir
     atomic.write_json(tmp / "calib" / "manifest.json", manifest)
@@ -312,30 +395,43 @@ def _add_int8(
         caches[version] = rel
     sens = None
     if opts.int8.sensitivity:
-        if holdout is None:
+        if held is None or not held.choice:
             raise CalibrationError(
                 "--int8-sensitivity needs an annotated --calib source (COCO json or split) "
-                "with images beyond the calibration subset"
+                "with images beyond the calibration subset and the accuracy report's --check-images"
             )
         announce("int8 sensitivity")
         from .calib.sensitivity import sensitivity_search
 
         exclude, sens = sensitivity_search(
-            fp32, result.ranges.ranges, holdout[0], holdout[1][: max(opts.check_images, 50)], exclude, opts.int8.target
+            fp32, result.ranges.ranges, held.dataset, held.choice, exclude, opts.int8.target
         )
-    if qrep is None or exclude != list(reasons):  # not written by the range choice, or sensitivity changed it
-        announce("quantize (Q/DQ)")
-        qrep = write_qdq(fp32, result.ranges.ranges, tmp / "model.int8.qdq.onnx", exclude)
+        kept.update(
+            {n: ("kept in float by the sensitivity search", "sensitivity search") for n in exclude if n not in kept}
+        )
+    announce("quantize (Q/DQ)")
+    # the range choice wrote the FP16-typed graph; the TensorRT 8.x one is written here (again if
+    # the sensitivity search changed the exclusions)
+    qrep = write_int8(fp32, result.ranges.ranges, tmp / INT8_FILE, exclude, tmp / INT8_TRT8_FILE)
+    macs = node_macs(fp32, (contract.preprocessing.height, contract.preprocessing.width))
+    plan = make_plan(
+        model, int8_nodes(model, exclude), kept, macs, (contract.preprocessing.height, contract.preprocessing.width)
+    )
+    plan.save(tmp / "calib" / "plan.json")
+    log.info("%s", plan.table())
     artifacts["int8"] = {
-        "file": "model.int8.qdq.onnx",
+        "file": INT8_FILE,
+        "trt8_file": INT8_TRT8_FILE,
         "kind": "onnx",
         "precision": "int8",
         "quantization": "qdq",
         "ranges": "calib/ranges.json",
         "manifest": "calib/manifest.json",
+        "plan": "calib/plan.json",
+        "mac_shares": {k: round(v, 4) for k, v in plan.shares().items()},
         "tensorrt_caches": caches,
         "excluded_nodes": exclude,
-        "exclusion_reasons": {**reasons, **{n: "int8 sensitivity" for n in exclude if n not in reasons}},
+        "exclusion_reasons": {n: why for n, (why, _) in kept.items() if n in set(exclude)},
     }
     report["calibration"] = {
         "source": copts.calib,
@@ -347,8 +443,9 @@ def _add_int8(
         "manifest_sha256": manifest["sha256"],
     }
     report["int8"] = qrep
+    report["int8_plan"] = {"mac_shares": plan.shares(), "total_macs": plan.total_macs}
     if choice is not None:
         report["calibration"]["algorithm_choice"] = choice
     if sens is not None:
         report["int8_sensitivity"] = sens
-    return holdout
+    return held, plan

@@ -6,9 +6,12 @@ Layout::
       metadata.json        format + version, model contract, artifacts per precision (file,
                            sha256), source, tool versions, export and verification numbers
       model.onnx           fp32 graph (the contract is also in its metadata_props)
-      model.fp16.onnx      optional
-      model.int8.qdq.onnx  optional, explicit Q/DQ (TensorRT >= 10 strongly typed, ONNX Runtime)
-      calib/               optional: version-neutral INT8 ranges, subset manifest, TensorRT caches
+      model.fp16.onnx      optional (always made with int8: the fallback when INT8 fails its check)
+      model.int8.qdq.onnx  optional, explicit Q/DQ, FP16-typed outside INT8 layers (opset 19:
+                           TensorRT >= 10 strongly typed, ONNX Runtime)
+      model.int8.qdq.trt8.onnx  the same Q/DQ FP32-typed (TensorRT 8.x, INT8+FP16 flags)
+      calib/               optional: version-neutral INT8 ranges, subset manifest, TensorRT caches,
+                           plan.json (the INT8 precision plan, see calib.plan)
       report.json          what the build did, numbers and timings
       engines/             TensorRT engines built on the device (+ their metadata)
 
@@ -198,6 +201,11 @@ def finalize_bundle(directory: Path, metadata: dict[str, Any], report: dict[str,
             raise BundleError(f"internal: artifact {art['file']} was not written")
         art["sha256"] = sha256_file(f)
         art["bytes"] = f.stat().st_size
+        if art.get("trt8_file"):  # the int8 graph for TensorRT 8.x (calib.int8)
+            f8 = directory / art["trt8_file"]
+            if not f8.is_file():
+                raise BundleError(f"internal: artifact {art['trt8_file']} was not written")
+            art["trt8_sha256"] = sha256_file(f8)
     atomic.write_json(directory / METADATA, meta)
     if report is not None:
         atomic.write_json(directory / REPORT, report)

@@ -39,8 +39,8 @@ def _source_onnx(
     if not model.from_bundle:
         return model.path, None, options
     if model.label == "int8":
-        # the same choice engine_for_bundle makes (Q/DQ on 10.x+, the calibration cache on 8.x)
-        onnx, ranges, mode = cache.int8_source(bundle, major, options.int8_mode)
+        # the same choice engine_for_bundle makes (the FP16-typed Q/DQ on 10.x+, the FP32-typed one on 8.x)
+        onnx, _, ranges, mode = cache.int8_source(bundle, major, options.int8_mode)
         return onnx, ranges, dataclasses.replace(options, int8_mode=mode)
     if model.label == "fp16" and major >= 11:
         return bundle.onnx_path("fp16"), None, options

@@ -89,11 +89,13 @@ def _resolved(path: Path) -> Path:
 
 
 def calibration_paths(bundle: Bundle, coco_root: str | os.PathLike[str] | None = None) -> set[Path]:
-    """Resolved paths of the images the bundle was calibrated on (empty if unknown or not on this machine)."""
+    """Resolved paths of the images the bundle's INT8 was made with: calibrated on, or that chose its
+    ranges and exclusions (empty if unknown or not on this machine)."""
     spec, manifest = bundle.calibration()
     if not spec or not manifest:
         return set()
-    entries = manifest.get("images", [])
+    # the calibration subset, and the held-out images that chose ranges or exclusions
+    entries = list(manifest.get("images", [])) + list(manifest.get("decision_images", []))
     try:
         if Path(spec).is_dir():
             return {_resolved(Path(spec) / str(e["file"])) for e in entries}

@@ -11,9 +11,12 @@ precision     TensorRT 8.5-10.x                      TensorRT 11
 ============  =====================================  ==========================================
 fp32          model.onnx                             model.onnx
 fp16          model.onnx + FP16 flag (FP32 islands)  model.fp16.onnx (strongly typed)
+int8 qdq      8.x: model.int8.qdq.trt8.onnx (FP32-   model.int8.qdq.onnx
+(default)     typed) + INT8+FP16 flags, FP32 pins;
+              10.x: model.int8.qdq.onnx (FP16-typed
+              outside INT8 layers, strongly typed)
 int8 implicit model.onnx + calib/ranges.json cache   (removed)
-int8 qdq      model.int8.qdq.onnx (strongly typed    model.int8.qdq.onnx
-              on 10.x, INT8 flag on 8.x)
+              (--int8-mode implicit)
 ============  =====================================  ==========================================
 """
 
@@ -281,8 +284,13 @@ def build_engine(
     return _build(job, Path(out_path), calibrator)
 
 
-def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None, str]:
-    """(onnx, ranges.json or None, resolved mode) for an INT8 engine from ``bundle``."""
+def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None, str | None, str]:
+    """(onnx, its sha256, ranges.json or None, resolved mode) for an INT8 engine from ``bundle``.
+
+    The Q/DQ route takes the FP16-typed ``model.int8.qdq.onnx`` (opset 19) on TensorRT >= 10 and
+    the FP32-typed ``model.int8.qdq.trt8.onnx`` (opset <= 17, built with INT8+FP16 flags) on 8.x;
+    bundles made before the split have one FP32-typed Q/DQ file, used on every version.
+    """
     art = bundle.artifacts.get("int8")
     if art is None:
         raise EngineError(
@@ -290,19 +298,24 @@ def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None
             "rebuild it with rtdetr-build --precision int8 on the host"
         )
     fp32_file = bundle.artifact("fp32")["file"]
-    qdq = bundle.path / art["file"] if art.get("file") and art["file"] != fp32_file else None
+    qdq: tuple[Path, str | None] | None = None
+    if art.get("file") and art["file"] != fp32_file:
+        qdq = (bundle.path / art["file"], art.get("sha256"))
+        if major < 10 and art.get("trt8_file"):
+            qdq = (bundle.path / art["trt8_file"], art.get("trt8_sha256"))
     rel = art.get("ranges") or ("calib/ranges.json" if (bundle.path / "calib/ranges.json").is_file() else None)
     ranges = str(bundle.path / rel) if rel and (bundle.path / rel).is_file() else None
     if mode == "auto":
-        # 10.x+: explicit Q/DQ is the supported route; 8.x: the calibration cache is (JetPack 5/6.0)
-        mode = "qdq" if qdq and (major >= 10 or not ranges) else "implicit"
+        # Q/DQ wherever the bundle has it: it carries the plan (INT8 layers, FP16 elsewhere, FP32
+        # where planned); the calibration cache (implicit) only for bundles without one
+        mode = "qdq" if qdq else "implicit"
     if mode == "qdq":
         if qdq is None:
             raise EngineError(f"{bundle.path}: --int8-mode qdq but the bundle has no Q/DQ ONNX (model.int8.qdq.onnx)")
-        return qdq, None, "qdq"
+        return qdq[0], qdq[1], None, "qdq"
     if ranges is None:
         raise EngineError(f"{bundle.path}: implicit INT8 needs calib/ranges.json, which the bundle lacks")
-    return bundle.onnx_path("fp32"), ranges, "implicit"
+    return bundle.onnx_path("fp32"), bundle.artifact("fp32").get("sha256"), ranges, "implicit"
 
 
 def engine_for_bundle(
@@ -328,23 +341,23 @@ def engine_for_bundle(
     major = version_tuple(version)[0]
     ranges: str | None = None
     if precision == "int8":
-        onnx, ranges, mode = int8_source(bundle, major, options.int8_mode)
+        onnx, sha256, ranges, mode = int8_source(bundle, major, options.int8_mode)
         options = dataclasses.replace(options, int8_mode=mode)
         if mode == "implicit":
             # the layers the host kept out of INT8 (heads, sampling offsets, sensitivity decisions)
             # stay out on the device too: the Q/DQ ONNX encodes that, the fp32 ONNX does not
+            # (pinned to FP32 here: the implicit route cannot say FP16-but-not-INT8)
             kept = tuple(n for n in bundle.artifact("int8").get("excluded_nodes", []) if n.startswith("/"))
             options = dataclasses.replace(options, fp32_layers=tuple(options.fp32_layers) + kept)
-        art = bundle.artifact("int8") if mode == "qdq" else bundle.artifact("fp32")
     elif precision == "fp16" and major >= 11:
         if "fp16" not in bundle.precisions:
             raise EngineError(
                 f"{bundle.path}: TensorRT {version} builds FP16 only from a float16 ONNX "
                 "(model.fp16.onnx) and the bundle has none; rebuild it with --precision fp16 on the host"
             )
-        onnx, art = bundle.onnx_path("fp16"), bundle.artifact("fp16")
+        onnx, sha256 = bundle.onnx_path("fp16"), bundle.artifact("fp16").get("sha256")
     else:
-        onnx, art = bundle.onnx_path("fp32"), bundle.artifact("fp32")
+        onnx, sha256 = bundle.onnx_path("fp32"), bundle.artifact("fp32").get("sha256")
     engines = bundle.engines_dir
     if options.timing_cache is None:
         from ..cuda import buffers
@@ -352,7 +365,7 @@ def engine_for_bundle(
         cc = buffers.device_properties(device).compute_capability
         options = dataclasses.replace(options, timing_cache=default_timing_cache(engines, version, cc))
     table = _load_ranges(ranges)
-    job = _prepare(onnx, precision, options, table, bundle.contract, None, device, art.get("sha256"))
+    job = _prepare(onnx, precision, options, table, bundle.contract, None, device, sha256)
     path = engines / engine_file_name(
         precision, job.profile, version, job.compute_capability, job.key, options.dla_core
     )

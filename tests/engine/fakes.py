@@ -85,6 +85,8 @@ def fake_bundle(tmp_path: Path, qdq: bool = True, ranges: bool = True) -> Bundle
     int8: dict[str, Any] = {"file": "model.int8.qdq.onnx" if qdq else "model.onnx", "precision": "int8"}
     if qdq:
         files["model.int8.qdq.onnx"] = b"qdq"
+        files["model.int8.qdq.trt8.onnx"] = b"qdq-fp32-typed"
+        int8["trt8_file"] = "model.int8.qdq.trt8.onnx"
     if ranges:
         files["calib/ranges.json"] = json.dumps(
             {"format": "rtdetr-edge-int8-ranges", "version": 1, "ranges": {"images": 1.0}}

@@ -19,8 +19,9 @@ from tests.engine.fakes import CONTRACT, fake_bundle
     "qdq, ranges, major, mode, expected",
     [
         (True, True, 10, "auto", ("model.int8.qdq.onnx", False, "qdq")),
-        (True, True, 8, "auto", ("model.onnx", True, "implicit")),
-        (True, False, 8, "auto", ("model.int8.qdq.onnx", False, "qdq")),
+        (True, True, 8, "auto", ("model.int8.qdq.trt8.onnx", False, "qdq")),
+        (True, False, 8, "auto", ("model.int8.qdq.trt8.onnx", False, "qdq")),
+        (True, True, 8, "implicit", ("model.onnx", True, "implicit")),
         (False, True, 10, "auto", ("model.onnx", True, "implicit")),
         (True, True, 10, "implicit", ("model.onnx", True, "implicit")),
         (False, True, 10, "qdq", "no Q/DQ ONNX"),
@@ -35,7 +36,7 @@ def test_int8_source_follows_the_tensorrt_version_and_mode(
         with pytest.raises(EngineError, match=expected):
             int8_source(bundle, major, mode)
         return
-    onnx_path, ranges_path, resolved = int8_source(bundle, major, mode)
+    onnx_path, _, ranges_path, resolved = int8_source(bundle, major, mode)
     assert (onnx_path.name, ranges_path is not None, resolved) == expected
 
 
