@@ -222,6 +222,7 @@ def node_macs(model_path: str | os.PathLike[str], image_size: tuple[int, int]) -
         feeds[inp.name] = np.zeros((1, 3, *image_size), dtype)
     names = [o.name for o in session.get_outputs()]
     shapes = {name: tuple(np.shape(v)) for name, v in zip(names, session.run(names, feeds))}
+    shapes.update({name: tuple(v.shape) for name, v in feeds.items()})
     shapes.update(consts)
     out = {}
     for n in compute:

@@ -48,6 +48,8 @@ def test_good_options_nest_whole() -> None:
         calibration=CalibrationOptions("data/calib", algorithm="entropy2"),
         export=ExportOptions(top_k=50),
     )
-    assert opts.precisions == ["int8"] and opts.calibration is not None and opts.export.top_k == 50
+    assert (
+        opts.precisions == ["fp16", "int8"] and opts.calibration is not None and opts.export.top_k == 50
+    )  # fp16: the fallback
     assert BuildOptions(precision="best").precisions == ["fp16"]
     assert TensorRTOptions(cuda_graph=True).cuda_graph and EngineBuildOptions().batch.as_tuple() == (1, 1, 8)

@@ -16,7 +16,11 @@ from rtdetr_edge.ranges import CalibrationRanges
 
 def test_int8_bundle_holds_native_caches_for_onnx_names(best_bundle: Path) -> None:
     b = Bundle(best_bundle, verify_hashes=True)
-    assert b.precisions == ["fp32", "fp16", "int8"] and b.metadata["default_precision"] == "int8"
+    assert b.precisions == ["fp32", "fp16", "int8"]
+    # random weights: INT8 disagrees with fp32 and fails its check, so the bundle defaults to FP16
+    report = json.loads((best_bundle / "report.json").read_text())
+    assert not report["check"]["int8"]["passed"] and b.metadata["default_precision"] == "fp16"
+    assert report["default_precision"]["reason"].startswith("int8 not kept: check: ")
     art = b.artifact("int8")
     ranges = CalibrationRanges.load(b.file(art["ranges"]))
     text = b.file(art["tensorrt_caches"]["10.3.0"]).read_text()
@@ -27,13 +31,15 @@ def test_int8_bundle_holds_native_caches_for_onnx_names(best_bundle: Path) -> No
     assert names[0] == "images"
     model = onnx.load(str(b.onnx_path("fp32")))
     values = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
-    assert set(names) <= values
+    weights = {t.name for t in model.graph.initializer}  # MatMul weights: constant tensors in TensorRT
+    assert set(names) <= values | weights and set(names) & weights
     assert b.file(art["tensorrt_caches"]["8.6.1"]).read_text().startswith("TRT-8601-EntropyCalibration2\n")
     manifest = json.loads(b.file(art["manifest"]).read_text())
     assert manifest["size"] == 8 and manifest["sha256"] == ranges.manifest_sha256
-    # --calib-algorithm auto: the tiny model's classes are not the set's, so nothing can score it
+    # --calib-algorithm auto: 12 images = 8 calibration + 4 for the accuracy check, none left to choose on
     choice = json.loads((best_bundle / "report.json").read_text())["calibration"]["algorithm_choice"]
-    assert choice["chosen"] == ranges.algorithm == "entropy2" and "match the model" in choice["reason"]
+    assert choice["chosen"] == ranges.algorithm == "entropy2" and "no held-out images left" in choice["reason"]
+    assert manifest["decision_images"] == []
 
 
 def test_qdq_model_is_tensorrt_shaped(best_bundle: Path) -> None:
@@ -47,6 +53,20 @@ def test_qdq_model_is_tensorrt_shaped(best_bundle: Path) -> None:
             consumers.setdefault(i, []).append(n.op_type)
     dq_targets = {op for n in q.graph.node if n.op_type == "DequantizeLinear" for op in consumers.get(n.output[0], [])}
     assert dq_targets <= {"Conv", "MatMul", "Gemm"}
+    from rtdetr_edge.calib.plan import PrecisionPlan, graph_precisions
+    from rtdetr_edge.calib.qdq import wiring_faults
+
+    assert wiring_faults(q) == []
+    # FP16-typed outside INT8 (strongly typed TensorRT keeps these types), and as planned
+    realised = graph_precisions(q)
+    plan = PrecisionPlan.load(b.file(b.artifact("int8")["plan"]))
+    planned = {e.node: e.precision for e in plan.entries if e.node in realised}
+    assert set(realised.values()) == {"int8", "fp16"} and realised == planned
+    assert {o.domain: o.version for o in q.opset_import}.get("", 0) >= 19
+    weak = onnx.load(str(b.file(b.artifact("int8")["trt8_file"])))
+    assert {k: v for k, v in graph_precisions(weak).items() if v == "int8"} == {
+        k: v for k, v in realised.items() if v == "int8"
+    }
     excluded = b.artifact("int8")["excluded_nodes"]
     assert any("class_embed" in n for n in excluded) and any("sampling_offsets" in n for n in excluded)
     assert b.metadata["accuracy"].get("skipped")  # the tiny model's classes are not the data's
@@ -84,4 +104,4 @@ def test_adding_int8_to_an_existing_bundle_needs_no_torch(tiny_bundle: Path, sha
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert Bundle(out).precisions == ["fp32", "int8"]
+    assert Bundle(out).precisions == ["fp32", "fp16", "int8"]
