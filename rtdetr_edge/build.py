@@ -418,7 +418,7 @@ def _add_int8(
         model, int8_nodes(model, exclude), kept, macs, (contract.preprocessing.height, contract.preprocessing.width)
     )
     plan.save(tmp / "calib" / "plan.json")
-    log.info("%s", plan.table())
+    log.debug("%s", plan.table())
     artifacts["int8"] = {
         "file": INT8_FILE,
         "trt8_file": INT8_TRT8_FILE,
