@@ -161,7 +161,8 @@ def make_plan(
     for node in model.graph.node:
         op = node.op_type
         if node.name.startswith(POST_PREFIX):
-            entries.append(PlanEntry(node.name, op, "fp32", POST_REASON, "default rule", macs.get(node.name, 0)))
+            if op in SENSITIVE_OPS or op in MAC_OPS:  # the tail's sigmoid and top-k; the rest only moves indices
+                entries.append(PlanEntry(node.name, op, "fp32", POST_REASON, "default rule", macs.get(node.name, 0)))
         elif op in FP32_OPS:
             entries.append(PlanEntry(node.name, op, "fp32", f"{op}: {FP32_OPS[op]}", "default rule"))
         elif op in MAC_OPS:

@@ -105,3 +105,15 @@ def test_adding_int8_to_an_existing_bundle_needs_no_torch(tiny_bundle: Path, sha
     )
     assert proc.returncode == 0, proc.stderr
     assert Bundle(out).precisions == ["fp32", "fp16", "int8"]
+
+
+def test_build_prints_the_plan_and_why_of_the_default(best_bundle: Path) -> None:
+    from rtdetr_edge.cli.build import bundle_summary
+
+    text = bundle_summary(best_bundle)
+    lines = text.splitlines()
+    assert lines[0].startswith("model.int8.qdq.onnx: precision plan: ") and "int8 " in lines[0]
+    assert any(ln.split()[:1] == ["int8"] and "calibrated" in ln for ln in lines)
+    assert any(ln.split()[:1] == ["fp16"] and "score heads" in ln for ln in lines)
+    assert any(ln.split()[:1] == ["fp32"] and "LayerNormalization" in ln for ln in lines)
+    assert lines[-1].startswith("default precision: fp16 (int8 not kept: check: ")
