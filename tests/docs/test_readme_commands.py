@@ -53,7 +53,13 @@ def test_first_command_builds_and_detects_offline(tmp_path: Path) -> None:
         proc = subprocess.run(shlex.split(step), capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
         assert proc.returncode == 0, f"{step}\n{proc.stderr[-3000:]}"
     meta = json.loads((tmp_path / "build" / "shapes" / "metadata.json").read_text())
-    assert meta["default_precision"] == "int8"
+    report = json.loads((tmp_path / "build" / "shapes" / "report.json").read_text())
+    # int8 by default only because its check passed (else the bundle would default to fp16)
+    assert report["check"]["int8"]["passed"], report["check"]["int8"]["failures"]
+    assert meta["default_precision"] == "int8" and report["default_precision"]["reason"].startswith("INT8 passed")
+    # three disjoint image sets: calibration, range choice, accuracy report
+    assert meta["accuracy"]["image_sets"] == {"calibration": 256, "range_choice": 100, "accuracy": 100}
+    assert meta["accuracy"]["int8"]["AP_vs_fp32"] >= 0.98
     lines = (tmp_path / "runs" / "demo" / "detections.jsonl").read_text().splitlines()
     assert len(lines) == len(list((REPO / "samples" / "images").glob("*.jpg")))
     assert sum(len(json.loads(ln)["detections"]) for ln in lines) > 0
