@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._optional import require, route_for
-from ..errors import MissingDependencyError
+from ..errors import EngineError, MissingDependencyError
 
 if TYPE_CHECKING:
     import tensorrt
@@ -57,7 +57,11 @@ def tensorrt_usable(device: int = 0) -> bool:
         return False
     from ..cuda import buffers
 
-    return buffers.device_count() > device
+    try:
+        return buffers.device_count() > device
+    except EngineError as exc:  # a broken CUDA setup: say so, then run elsewhere
+        log.warning("TensorRT is installed but CUDA is not usable: %s", exc)
+        return False
 
 
 @dataclass

@@ -5,6 +5,12 @@ Built on cuda-python's runtime bindings (``from cuda.bindings import runtime``, 
 pycuda is the fallback where cuda-python is missing (no CUDA graphs there). Both are imported
 on first use, so this module imports on machines without CUDA.
 
+Threads and devices: CUDA work runs on the thread's current device. :func:`on_device` makes a
+device current for a block (``cudaSetDevice`` with cuda-python; with pycuda the device's primary
+context, the one TensorRT's runtime API uses, is pushed for the block and popped after it, so no
+thread is left without a context and pycuda's context stack is empty at exit:
+NVIDIA/TensorRT#2357, #1107).
+
 Memory kinds (see :func:`choose_memory_kind`):
 
 * ``mapped`` (zero-copy): page-locked host memory mapped into the GPU's address space
@@ -24,7 +30,8 @@ import contextlib
 import ctypes
 import logging
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -37,6 +44,9 @@ from ..errors import EngineError, InputError, MissingDependencyError
 log = logging.getLogger("rtdetr_edge")
 
 MEMORY_KINDS = ("auto", "mapped", "pinned")
+# cudaError_t values (CUDA runtime API, stable across 11.x-13.x)
+CUDA_ERROR_INSUFFICIENT_DRIVER = 35
+CUDA_ERROR_NO_DEVICE = 100
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,19 @@ class _Driver:
     def dtoh(self, dst: int, dst_owner: Any, src: int, nbytes: int, stream: Any) -> None:
         raise NotImplementedError
 
+    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        raise NotImplementedError
+
+    def versions(self) -> dict[str, str]:
+        """CUDA driver / runtime / bindings versions, for reports (never raises)."""
+        return {"bindings": self.name}
+
+    @contextlib.contextmanager
+    def activate(self, index: int) -> Iterator[None]:
+        """Device ``index`` is current on this thread inside the block."""
+        self.set_device(index)
+        yield
+
     def stream_create(self) -> tuple[Any, int]:
         raise NotImplementedError
 
@@ -162,10 +185,39 @@ class _CudaPython(_Driver):
             return str(err)
 
     def device_count(self) -> int:
-        # no driver / no GPU comes back as an error code (cudaErrorInsufficientDriver,
-        # cudaErrorNoDevice), not an exception: that means zero devices
+        # errors come back as codes, not exceptions. Only "no device" and "no driver at all" mean
+        # zero devices; a driver older than these bindings (a CUDA 13 cuda-python on a CUDA 12
+        # driver: cudaErrorInsufficientDriver with a driver present) or any other error is a broken
+        # setup the user must hear about, not "no GPU"
         err, count = self.rt.cudaGetDeviceCount()
-        return int(count) if int(err) == 0 else 0
+        code = int(err)
+        if code == 0:
+            return int(count)
+        if code == CUDA_ERROR_NO_DEVICE:
+            return 0
+        if code == CUDA_ERROR_INSUFFICIENT_DRIVER:
+            driver_version = self._version(self.rt.cudaDriverGetVersion)
+            if driver_version == 0:  # CUDA documents 0 as "no driver installed"
+                return 0
+            raise EngineError(
+                f"the NVIDIA driver supports CUDA {_cuda_text(driver_version)}, older than this cuda-python "
+                f"({self.versions().get('runtime', '?')}) needs: install the cuda-python matching the driver's CUDA "
+                f'major version (pip install "cuda-python=={driver_version // 1000}.*")'
+            )
+        raise EngineError(f"CUDA cannot count devices: {self.error_name(err)} ({code})")
+
+    def _version(self, call: Callable[[], Any]) -> int:
+        try:
+            err, value = call()
+        except Exception:  # noqa: BLE001 - a version query must never raise
+            return -1
+        return int(value) if int(err) == 0 else -1
+
+    def versions(self) -> dict[str, str]:
+        out = {"bindings": f"cuda-python {_package_version('cuda-python', 'cuda-bindings')}"}
+        out["driver"] = _cuda_text(self._version(self.rt.cudaDriverGetVersion))
+        out["runtime"] = _cuda_text(self._version(self.rt.cudaRuntimeGetVersion))
+        return out
 
     def properties(self, index: int) -> DeviceProperties:
         p = self._ok(self.rt.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
@@ -207,6 +259,10 @@ class _CudaPython(_Driver):
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._ok(self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync(D2H)")
 
+    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        self._ok(self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync(D2D)")
+
     def stream_create(self) -> tuple[Any, int]:
         # non-blocking: no implicit sync with the legacy default stream other libraries may use
         s = self._ok(self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
@@ -237,14 +293,29 @@ class _CudaPython(_Driver):
         # thread-local mode: other threads' CUDA calls do not invalidate this capture
         mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self._ok(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
+        failure: BaseException | None = None
         try:
             body()
-        finally:
-            graph = self._ok(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the capture is ended
+            failure = exc
+        # the capture is always ended (else the stream stays in capture mode and every later call
+        # on it fails); when the body failed, its error is what the caller hears, not EndCapture's
+        # (which then only says the capture was invalidated), and a partial graph is destroyed
+        err, graph = self.rt.cudaStreamEndCapture(stream)
+        if failure is not None:
+            if int(err) == 0 and graph is not None:
+                self.rt.cudaGraphDestroy(graph)
+            self.rt.cudaGetLastError()  # capture errors are not sticky: clear it for the next call
+            raise failure
+        if int(err) != 0:
+            self.rt.cudaGetLastError()
+            raise EngineError(f"CUDA error in cudaStreamEndCapture: {self.error_name(err)} ({int(err)})")
         try:  # CUDA >= 12 bindings: cudaGraphInstantiate(graph, flags) -> (err, graphExec)
             result = self.rt.cudaGraphInstantiate(graph, 0)
-        except TypeError:  # CUDA 11 bindings (JetPack 5) took a log buffer there; WithFlags is 11.4+
+        except TypeError:  # CUDA 11 bindings took a log buffer there; WithFlags is 11.4+
             result = self.rt.cudaGraphInstantiateWithFlags(graph, 0)
+        if int(result[0]) != 0:
+            self.rt.cudaGraphDestroy(graph)
         graph_exec = self._ok(result, "cudaGraphInstantiate")
         return graph, graph_exec
 
@@ -257,29 +328,67 @@ class _CudaPython(_Driver):
 
 
 class _PyCuda(_Driver):
-    """pycuda's driver API on the device's primary context (the one TensorRT's runtime uses)."""
+    """pycuda's driver API on each device's primary context (the one TensorRT's runtime API uses).
+
+    The primary context is retained once per device and pushed around every call (and around
+    :meth:`activate` blocks), then popped: each thread gets a current context when it needs one,
+    and pycuda's context stack is empty when the process exits (it aborts otherwise).
+    """
 
     name = "pycuda"
 
     def __init__(self, drv: Any) -> None:
         self.drv: Any = drv
-        self.ctx: Any = None
+        self._primary: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()  # .device: this thread's device (0 until set)
         try:
             drv.init()
         except Exception as exc:
             raise EngineError(f"CUDA initialisation failed (pycuda): {exc}") from exc
 
-    def _call(self, fn: Callable[[], Any], call: str) -> Any:
+    def _context(self, index: int) -> Any:
+        with self._lock:
+            ctx = self._primary.get(index)
+            if ctx is None:
+                try:
+                    ctx = self._primary[index] = self.drv.Device(index).retain_primary_context()
+                except self.drv.Error as exc:
+                    raise EngineError(f"CUDA error in cuDevicePrimaryCtxRetain (device {index}): {exc}") from exc
+            return ctx
+
+    @contextlib.contextmanager
+    def activate(self, index: int | None = None) -> Iterator[None]:
+        """The primary context of ``index`` (default: this thread's device) is current in the block."""
+        device = getattr(self._local, "device", 0) if index is None else index
+        ctx = self._context(device)
+        previous = getattr(self._local, "device", 0)
+        self._local.device = device
+        ctx.push()
         try:
-            return fn()
-        except self.drv.Error as exc:
-            raise EngineError(f"CUDA error in {call}: {exc}") from exc
+            yield
+        finally:
+            self.drv.Context.pop()
+            self._local.device = previous
+
+    def _call(self, fn: Callable[[], Any], call: str) -> Any:
+        with self.activate():
+            try:
+                return fn()
+            except self.drv.Error as exc:
+                raise EngineError(f"CUDA error in {call}: {exc}") from exc
 
     def device_count(self) -> int:
         try:
             return int(self.drv.Device.count())
         except self.drv.Error:
             return 0
+
+    def versions(self) -> dict[str, str]:
+        out = {"bindings": f"pycuda {_package_version('pycuda')}"}
+        with contextlib.suppress(Exception):
+            out["driver"] = _cuda_text(int(self.drv.get_driver_version()))
+        return out
 
     def properties(self, index: int) -> DeviceProperties:
         d = self._call(lambda: self.drv.Device(index), "cuDeviceGet")
@@ -296,9 +405,8 @@ class _PyCuda(_Driver):
         )
 
     def set_device(self, index: int) -> None:
-        if self.ctx is None:
-            self.ctx = self._call(lambda: self.drv.Device(index).retain_primary_context(), "retain_primary_context")
-            self.ctx.push()
+        self._context(index)  # a bad index fails here, with the device named
+        self._local.device = index
 
     def host_alloc(self, nbytes: int, mapped: bool) -> tuple[int, Any]:
         flags = self.drv.host_alloc_flags.DEVICEMAP if mapped else 0
@@ -306,7 +414,7 @@ class _PyCuda(_Driver):
         return int(arr.ctypes.data), arr
 
     def host_free(self, ptr: int, owner: Any) -> None:
-        owner.base.free()
+        self._call(owner.base.free, "cuMemFreeHost")
 
     def mapped_device_pointer(self, ptr: int, owner: Any) -> int:
         return int(self._call(owner.base.get_device_pointer, "cuMemHostGetDevicePointer"))
@@ -316,13 +424,16 @@ class _PyCuda(_Driver):
         return int(alloc), alloc
 
     def free(self, ptr: int, owner: Any) -> None:
-        owner.free()
+        self._call(owner.free, "cuMemFree")
 
     def htod(self, dst: int, src: int, src_owner: Any, nbytes: int, stream: Any) -> None:
         self._call(lambda: self.drv.memcpy_htod_async(dst, src_owner[:nbytes], stream), "cuMemcpyHtoDAsync")
 
     def dtoh(self, dst: int, dst_owner: Any, src: int, nbytes: int, stream: Any) -> None:
         self._call(lambda: self.drv.memcpy_dtoh_async(dst_owner[:nbytes], src, stream), "cuMemcpyDtoHAsync")
+
+    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        self._call(lambda: self.drv.memcpy_dtod_async(dst, src, nbytes, stream), "cuMemcpyDtoDAsync")
 
     def stream_create(self) -> tuple[Any, int]:
         s = self._call(self.drv.Stream, "cuStreamCreate")
@@ -350,6 +461,24 @@ class _PyCuda(_Driver):
         pass
 
 
+def _cuda_text(version: int) -> str:
+    """CUDA's version integer (1000 x major + 10 x minor) as ``12.6``; ``?`` when unknown."""
+    if version < 0:
+        return "?"
+    if version == 0:
+        return "none"
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def _package_version(*names: str) -> str:
+    from importlib import metadata
+
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return metadata.version(name)
+    return "?"
+
+
 _DRIVER: _Driver | None = None
 
 
@@ -373,11 +502,40 @@ def driver() -> _Driver:
 
 
 def device_count() -> int:
-    """Number of CUDA devices (0 without a driver or GPU; never raises for that)."""
+    """Number of CUDA devices: 0 without CUDA bindings, driver or GPU.
+
+    Raises:
+        EngineError: the CUDA setup is broken (e.g. a driver older than the bindings need), with
+            what to install; that is not "no GPU".
+    """
     try:
         return driver().device_count()
     except MissingDependencyError:
         return 0
+
+
+@dataclass(frozen=True)
+class CudaStatus:
+    """What a report says about CUDA here: versions, devices, and why there are none."""
+
+    versions: dict[str, str]
+    devices: int
+    reason: str = ""
+
+
+def cuda_status() -> CudaStatus:
+    """CUDA bindings, driver and runtime versions and the device count; never raises."""
+    try:
+        drv = driver()
+    except (MissingDependencyError, EngineError) as exc:
+        return CudaStatus({}, 0, str(exc))
+    versions = drv.versions()
+    try:
+        count = drv.device_count()
+    except EngineError as exc:
+        return CudaStatus(versions, 0, str(exc))
+    reason = "" if count else f"no CUDA device (NVIDIA driver: {versions.get('driver', '?')})"
+    return CudaStatus(versions, count, reason)
 
 
 def device_properties(index: int = 0) -> DeviceProperties:
@@ -390,8 +548,20 @@ def device_properties(index: int = 0) -> DeviceProperties:
 
 
 def set_device(index: int = 0) -> None:
-    """Make device ``index`` current for this thread (each thread starts on device 0)."""
+    """Make device ``index`` this thread's device (each thread starts on device 0)."""
     driver().set_device(index)
+
+
+@contextlib.contextmanager
+def on_device(index: int = 0) -> Iterator[None]:
+    """Device ``index`` is current on this thread inside the block (TensorRT calls go in one)."""
+    with driver().activate(index):
+        yield
+
+
+def copy_device(dst_ptr: int, src_ptr: int, nbytes: int, stream: Stream) -> None:
+    """Queue a device-to-device copy of ``nbytes`` on ``stream``."""
+    driver().dtod(dst_ptr, src_ptr, nbytes, stream.obj)
 
 
 class Stream:

@@ -1,0 +1,238 @@
+"""The CUDA binding wrappers with stand-in bindings (no GPU): device counting errors, pycuda's context
+stack across threads, and a CUDA graph capture whose body fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rtdetr_edge.cuda import buffers
+from rtdetr_edge.errors import EngineError
+
+
+class FakeRuntime:
+    """cuda-python's runtime module as far as counting devices and capturing graphs go."""
+
+    class cudaStreamCaptureMode:
+        cudaStreamCaptureModeThreadLocal = 2
+
+    def __init__(self, count_error: int = 0, count: int = 1, driver: int = 12060) -> None:
+        self.count_error, self.count, self.driver = count_error, count, driver
+        self.calls: list[str] = []
+        self.end_error = 0
+
+    def cudaGetDeviceCount(self) -> tuple[int, int | None]:
+        return (self.count_error, None if self.count_error else self.count)
+
+    def cudaDriverGetVersion(self) -> tuple[int, int]:
+        return (0, self.driver)
+
+    def cudaRuntimeGetVersion(self) -> tuple[int, int]:
+        return (0, 13000)
+
+    def cudaGetErrorName(self, err: Any) -> tuple[int, bytes]:
+        return (0, f"cudaError{int(err)}".encode())
+
+    def cudaStreamBeginCapture(self, stream: Any, mode: int) -> tuple[int]:
+        self.calls.append("begin")
+        return (0,)
+
+    def cudaStreamEndCapture(self, stream: Any) -> tuple[int, Any]:
+        self.calls.append("end")
+        return (self.end_error, None if self.end_error else "graph")
+
+    def cudaGraphDestroy(self, graph: Any) -> tuple[int]:
+        self.calls.append(f"destroy {graph}")
+        return (0,)
+
+    def cudaGetLastError(self) -> tuple[int]:
+        self.calls.append("clear")
+        return (0,)
+
+    def cudaGraphInstantiate(self, graph: Any, flags: int) -> tuple[int, Any]:
+        self.calls.append("instantiate")
+        return (0, "exec")
+
+
+@pytest.mark.parametrize(
+    "error, driver, expected",
+    [
+        (0, 12060, 1),
+        (100, 12060, 0),  # cudaErrorNoDevice
+        (35, 0, 0),  # cudaErrorInsufficientDriver and no driver installed: this CPU machine
+        (35, 12020, 'the NVIDIA driver supports CUDA 12.2, older than this cuda-python .*"cuda-python==12\\.\\*"'),
+        (3, 12060, "CUDA cannot count devices: cudaError3 \\(3\\)"),  # e.g. cudaErrorInitializationError
+    ],
+)
+def test_device_count_tells_no_gpu_from_a_broken_setup(error: int, driver: int, expected: int | str) -> None:
+    drv = buffers._CudaPython(FakeRuntime(count_error=error, driver=driver))
+    if isinstance(expected, int):
+        assert drv.device_count() == expected
+    else:
+        with pytest.raises(EngineError, match=expected):
+            drv.device_count()
+
+
+def test_cuda_status_reports_a_broken_setup_without_raising(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buffers, "_DRIVER", buffers._CudaPython(FakeRuntime(count_error=35, driver=12020)))
+    status = buffers.cuda_status()
+    assert status.devices == 0 and "older than this cuda-python" in status.reason
+    assert status.versions["driver"] == "12.2" and status.versions["runtime"] == "13.0"
+    from rtdetr_edge.backends import trt_logging
+
+    monkeypatch.setattr(trt_logging, "load_tensorrt", lambda purpose="": None)
+    assert trt_logging.tensorrt_usable() is False  # auto backend: warned, then ONNX Runtime
+
+
+def test_a_failed_capture_is_ended_its_graph_dropped_and_the_body_error_kept() -> None:
+    rt = FakeRuntime()
+    drv = buffers._CudaPython(rt)
+
+    def body() -> None:
+        raise EngineError("TensorRT inference failed: enqueue during capture")
+
+    with pytest.raises(EngineError, match="enqueue during capture"):
+        drv.graph_capture("stream", body)
+    assert rt.calls == ["begin", "end", "destroy graph", "clear"]  # ended, partial graph destroyed, error cleared
+    rt.calls.clear()
+    rt.end_error = 901  # cudaErrorStreamCaptureInvalidated, body fine
+    with pytest.raises(EngineError, match="cudaStreamEndCapture"):
+        drv.graph_capture("stream", lambda: None)
+    assert rt.calls == ["begin", "end", "clear"]
+    rt.calls.clear()
+    rt.end_error = 0
+    assert drv.graph_capture("stream", lambda: None) == ("graph", "exec")
+
+
+class FakePyCuda:
+    """pycuda.driver with a per-thread context stack; every call checks that a context is current."""
+
+    class Error(Exception):
+        pass
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.calls = 0
+        fake = self
+
+        class Context:
+            def __init__(self, device: int) -> None:
+                self.device = device
+
+            def push(self) -> None:
+                fake.stack().append(self)
+
+            @staticmethod
+            def pop() -> None:
+                fake.stack().pop()
+
+        class Device:
+            def __init__(self, index: int) -> None:
+                if index > 0:
+                    raise fake.Error("invalid device ordinal")
+                self.index = index
+
+            @staticmethod
+            def count() -> int:
+                return 1
+
+            def retain_primary_context(self) -> Context:
+                return Context(self.index)
+
+        class Stream:
+            def __init__(self) -> None:
+                fake.current()
+                self.handle = 1234
+
+            def synchronize(self) -> None:
+                fake.current()
+
+        class Alloc:
+            def __init__(self, n: int) -> None:
+                self.n = n
+
+            def __int__(self) -> int:
+                return 4096
+
+            def free(self) -> None:
+                fake.current()
+
+        self.Context, self.Device, self.Stream, self.Alloc = Context, Device, Stream, Alloc
+        self.host_alloc_flags = types.SimpleNamespace(DEVICEMAP=2)
+
+    def stack(self) -> list[Any]:
+        if not hasattr(self.local, "stack"):
+            self.local.stack = []
+        stack: list[Any] = self.local.stack
+        return stack
+
+    def current(self) -> Any:
+        self.calls += 1
+        if not self.stack():
+            raise self.Error("no current context")
+        return self.stack()[-1]
+
+    def init(self) -> None:
+        pass
+
+    def pagelocked_empty(self, n: int, dtype: Any, mem_flags: int = 0) -> np.ndarray:
+        self.current()
+        owner = self
+
+        class Base:
+            def free(self) -> None:
+                owner.current()
+
+            def get_device_pointer(self) -> int:
+                owner.current()
+                return 8192
+
+        arr = np.zeros(n, dtype)
+        return types.SimpleNamespace(ctypes=arr.ctypes, base=Base(), arr=arr)  # type: ignore[return-value]
+
+    def mem_alloc(self, n: int) -> Any:
+        self.current()
+        return self.Alloc(n)
+
+    def memcpy_htod_async(self, dst: int, src: Any, stream: Any) -> None:
+        self.current()
+
+
+def test_pycuda_pushes_the_primary_context_per_call_in_every_thread_and_leaves_no_stack() -> None:
+    fake = FakePyCuda()
+    drv = buffers._PyCuda(fake)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            drv.set_device(0)
+            ptr, owner = drv.host_alloc(64, mapped=True)
+            assert drv.mapped_device_pointer(ptr, owner) == 8192
+            dev, dev_owner = drv.malloc(64)
+            stream, _handle = drv.stream_create()
+            drv.htod(dev, ptr, owner.arr, 64, stream)
+            drv.stream_sync(stream)
+            with drv.activate(0):  # a block for TensorRT calls: the context is current inside
+                assert fake.stack()[-1].device == 0
+            drv.free(dev, dev_owner)
+            drv.host_free(ptr, owner)
+            assert fake.stack() == []  # nothing left pushed on this thread
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    work()
+    assert not errors, errors
+    assert fake.calls >= 4 * 8
+    assert len(drv._primary) == 1  # retained once, shared by the threads
+    with pytest.raises(EngineError, match="device 1"):
+        drv.set_device(1)
