@@ -5,11 +5,15 @@ Buffers come from :mod:`rtdetr_edge.cuda.buffers`: on an integrated GPU that can
 writes straight into what the GPU reads (``input_buffer`` returns that memory, no copies); on a
 discrete GPU they are page-locked host buffers copied to and from device buffers on one stream.
 
-Threads: a backend owns one execution context, one stream and one set of buffers, so calls must
-not overlap; the Detector serialises them with its lock. For parallel inference give each thread
-its own backend: :meth:`TensorRTBackend.clone` shares the deserialized engine (thread-safe) and
-creates a new context, stream and buffers. A call from a new thread makes the backend's device
-current for that thread first.
+Threads: a backend owns its execution context(s), one stream and one set of buffers, so calls
+must not overlap; the Detector serialises them with its lock. For parallel inference give each
+thread its own backend with :meth:`TensorRTBackend.clone`: a new context, stream and buffers on
+the same engine on TensorRT >= 10 (contexts share the optimisation profile there), on its own
+deserialization of the engine on 8.x (only an engine's first context gets the profile; see
+:mod:`.trt_runtime`). Every call makes the backend's device current for the calling thread.
+
+CUDA graphs (``TensorRTOptions(cuda_graph=True)``): one context and one graph per batch size, so
+no graph is replayed after its context's shapes changed (:class:`~.trt_runtime.BatchRunner`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import contextlib
 import logging
 import os
 import sys
-import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,24 +90,28 @@ class TensorRTBackend(Backend):
                 self.path.with_suffix(".json").name,
             )
         self.memory = buffers.choose_memory_kind(props.integrated, props.can_map_host_memory, self.options.memory)
-        buffers.set_device(self.device)
-        self._owns_engine = _engine is None
-        self._engine = _engine or trt_runtime.Engine(
-            self.path.read_bytes(), str(self.path), self.meta.dla_core if self.meta else None
-        )
-        self._ctx = self._engine.create_context()
-        self._stream = buffers.Stream()
-        self._start, self._end = buffers.Event(), buffers.Event()
-        self._io = list(self._engine.io)
-        self._inputs = [t for t in self._io if t.is_input]
-        self._outputs = [t for t in self._io if not t.is_input]
-        if not self._inputs:
-            raise EngineError(f"{self.path}: the engine has no inputs")
+        with buffers.on_device(self.device):
+            self._engine = (
+                _engine.retain()
+                if _engine is not None
+                else trt_runtime.Engine(self.path.read_bytes(), str(self.path), self.meta.dla_core if self.meta else None)
+            )
+            self._stream = buffers.Stream()
+            self._start, self._end = buffers.Event(), buffers.Event()
+            self._io = list(self._engine.io)
+            self._inputs = [t for t in self._io if t.is_input]
+            self._outputs = [t for t in self._io if not t.is_input]
+            if not self._inputs:
+                raise EngineError(f"{self.path}: the engine has no inputs")
+            self._runner = trt_runtime.BatchRunner(
+                self._engine.create_context,
+                self._inputs,
+                self._capture if self.cuda_graph else None,
+                str(self.path),
+            )
+            self._runner.start()
         self._buffers: dict[str, buffers.HostDeviceBuffer] = {}
         self._capacity = 0
-        self._shape_batch = 0
-        self._graphs: dict[int, buffers.CudaGraph] = {}
-        self._thread = threading.get_ident()
         self._closed = False
         self.last_gpu_ms: float | None = None
         log.debug("tensorrt %s on %s (%s memory)", self.path.name, props.name, self.memory)
@@ -170,7 +178,9 @@ class TensorRTBackend(Backend):
             "memory": self.memory,
             "zero_copy": self.memory == "mapped",
             "cuda_graph": self.cuda_graph,
-            "cuda_graphs_captured": len(self._graphs),
+            "cuda_graphs_captured": self._runner.graphs,
+            "execution_contexts": self._runner.contexts,
+            "engine_copies": self._engine.copies,
             "cuda": buffers.driver().name,
             "batch_range": list(self.batch_range),
         }
@@ -184,25 +194,25 @@ class TensorRTBackend(Backend):
         return info
 
     def clone(self) -> TensorRTBackend:
-        """A backend for another thread: same engine, its own context, stream and buffers."""
+        """A backend for another thread: its own context(s), stream and buffers (see the module doc)."""
         return TensorRTBackend(self.path, self.options, _engine=self._engine)
 
     def close(self) -> None:
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        self._release()
-        for ev in (self._start, self._end):
-            ev.close()
-        self._stream.close()
-        self._ctx.close()
-        if self._owns_engine:
-            self._engine.close()
+        with buffers.on_device(self.device):
+            self._runner.close()
+            self._release()
+            for ev in (self._start, self._end):
+                ev.close()
+            self._stream.close()
+        self._engine.close()
 
     # --- internals --------------------------------------------------------------------------
 
     def _reserve(self, batch: int) -> None:
-        """Buffers for at least ``batch`` images, bound to the context; grows (and drops graphs)."""
+        """Buffers for at least ``batch`` images, bound to the contexts; grows (and drops graphs)."""
         if self._closed:
             raise EngineError(f"{self.path}: backend is closed")
         lo, hi = self.batch_range
@@ -213,66 +223,43 @@ class TensorRTBackend(Backend):
             )
         if batch <= self._capacity:
             return
-        self._bind_thread()
-        self._release()
-        for t in self._io:
-            shape = resolve_shape(t.shape, batch, t.name)
-            buf = buffers.HostDeviceBuffer(shape, t.dtype, self.memory)
-            self._buffers[t.name] = buf
-            self._ctx.set_tensor_address(t.name, buf.device_ptr)
-        self._capacity = batch
-        self._shape_batch = 0
+        # graphs record buffer addresses: with graphs, size the buffers for the largest batch once,
+        # so that a later, larger batch never moves them (and never drops the graphs)
+        capacity = max(batch, hi) if self.cuda_graph and hi else batch
+        with buffers.on_device(self.device):
+            self._release()
+            for t in self._io:
+                shape = resolve_shape(t.shape, capacity, t.name)
+                self._buffers[t.name] = buffers.HostDeviceBuffer(shape, t.dtype, self.memory)
+            self._runner.bind({name: buf.device_ptr for name, buf in self._buffers.items()})
+        self._capacity = capacity
 
     def _release(self) -> None:
-        for g in self._graphs.values():
-            g.close()
-        self._graphs.clear()
         for buf in self._buffers.values():
             buf.close()
         self._buffers.clear()
         self._capacity = 0
 
-    def _bind_thread(self) -> None:
-        ident = threading.get_ident()
-        if ident != self._thread:
-            buffers.set_device(self.device)  # each thread starts on device 0
-            self._thread = ident
-
     def _execute(self, batch: int) -> dict[str, np.ndarray]:
-        self._bind_thread()
-        if self._shape_batch != batch:
+        with buffers.on_device(self.device):
             for t in self._inputs:
-                self._ctx.set_input_shape(t.name, resolve_shape(t.shape, batch, t.name))
-            self._shape_batch = batch
-        for t in self._inputs:
-            self._buffers[t.name].to_device(self._stream, batch * volume(t.shape[1:]) * t.dtype.itemsize)
-        self._start.record(self._stream)
-        if self.cuda_graph:
-            graph = self._graphs.get(batch) or self._capture(batch)
-            graph.launch(self._stream)
-        else:
-            self._ctx.execute_async(self._stream.handle)
-        self._end.record(self._stream)
-        shapes = {t.name: self._ctx.tensor_shape(t.name) for t in self._outputs}
-        for t in self._outputs:
-            self._buffers[t.name].to_host(self._stream, volume(shapes[t.name]) * t.dtype.itemsize)
-        self._stream.synchronize()
-        self.last_gpu_ms = buffers.Event.elapsed_ms(self._start, self._end)
+                self._buffers[t.name].to_device(self._stream, batch * volume(t.shape[1:]) * t.dtype.itemsize)
+            self._start.record(self._stream)
+            ctx = self._runner.run(batch, self._stream)
+            self._end.record(self._stream)
+            shapes = {t.name: ctx.tensor_shape(t.name) for t in self._outputs}
+            for t in self._outputs:
+                self._buffers[t.name].to_host(self._stream, volume(shapes[t.name]) * t.dtype.itemsize)
+            self._stream.synchronize()
+            self.last_gpu_ms = buffers.Event.elapsed_ms(self._start, self._end)
         # copies: outputs are small (K x 6 numbers per image) and must outlive buffer reuse/close
         return {
             t.name: self._buffers[t.name].host.reshape(-1)[: volume(shapes[t.name])].reshape(shapes[t.name]).copy()
             for t in self._outputs
         }
 
-    def _capture(self, batch: int) -> buffers.CudaGraph:
-        # TensorRT wants one ordinary enqueue after a shape change before capture, so that its
-        # deferred shape-dependent work is not recorded into the graph
-        self._ctx.execute_async(self._stream.handle)
-        self._stream.synchronize()
-        graph = buffers.CudaGraph(self._stream, lambda: self._ctx.execute_async(self._stream.handle))
-        self._graphs[batch] = graph
-        log.debug("captured a CUDA graph for batch %d", batch)
-        return graph
+    def _capture(self, stream: buffers.Stream, body: Callable[[], None]) -> buffers.CudaGraph:
+        return buffers.CudaGraph(stream, body)
 
     def __del__(self) -> None:
         if sys.is_finalizing():

@@ -1,23 +1,45 @@
-"""TensorRT at run time: a deserialized engine, its execution contexts, and tensor shapes.
+"""TensorRT at run time: a deserialized engine, its execution contexts, and how each batch runs.
 
 One of the four modules that import ``tensorrt`` (with :mod:`.trt_logging`,
 :mod:`rtdetr_edge.engine.builder` and :mod:`rtdetr_edge.engine.calibrators`); it is imported
 inside each function after :func:`~.trt_logging.load_tensorrt` has checked it, so this module
 imports anywhere and is type-checked against ``tensorrt-stubs``.
+
+Execution contexts and optimisation profiles (NvInferRuntime.h of release/8.6 and 10.x,
+``createExecutionContext``; NVIDIA/TensorRT#846): on TensorRT 8.x only the *first* context of
+an engine with dynamic shapes gets profile 0; any other context needs a profile of its own,
+and rtdetr-edge engines have one (profile sharing between contexts is the preview feature
+``PROFILE_SHARING_0806``, off by default in 8.6). From TensorRT 10.0 sharing is on by default
+(the flag is deprecated), so every context of an engine can use profile 0. :class:`Engine`
+therefore gives every further context on 8.x its own deserialization of the same plan (the
+first context of each engine gets profile 0), and shares the engine on 10.x or for static shapes.
+Building N profiles instead would make every engine N times larger and slower to build for
+the threads some users run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ..engine_format import resolve_shape, version_tuple
 from ..errors import EngineError
 from .trt_logging import capture, load_tensorrt, logger
 
 if TYPE_CHECKING:
     import tensorrt
+
+log = logging.getLogger("rtdetr_edge")
+
+
+def shares_profiles(trt_version: str, dynamic: bool) -> bool:
+    """Whether a second execution context of one engine can use optimisation profile 0 (see module doc)."""
+    return not dynamic or version_tuple(trt_version)[0] >= 10
 
 
 @dataclass(frozen=True)
@@ -41,12 +63,15 @@ def _np_dtype(dt: tensorrt.DataType) -> np.dtype[Any]:
 
 
 class Engine:
-    """A deserialized engine (thread-safe to share; create one context per thread).
+    """A deserialized engine shared by the backends cloned from one another.
 
     Args:
         plan: the engine file's bytes.
         source: file name for messages.
         dla_core: DLA core the engine was built for (must be set before deserialising).
+
+    :meth:`create_context` is safe from any thread (it holds a lock); each context is then used
+    by one thread at a time. :meth:`retain`/:meth:`close` count the backends using the engine.
     """
 
     def __init__(self, plan: bytes, source: str = "engine", dla_core: int | None = None) -> None:
@@ -54,17 +79,11 @@ class Engine:
         import tensorrt as trt
 
         self.source = source
-        with capture() as cap:
-            self._runtime = trt.Runtime(logger())
-            if dla_core is not None:
-                self._runtime.DLA_core = int(dla_core)
-            engine = self._runtime.deserialize_cuda_engine(plan)
-        if engine is None:
-            raise EngineError(
-                f"{source}: TensorRT {trt.__version__} could not load this engine ({len(plan)} bytes): "
-                f"{cap.summary()}. The file may be truncated or corrupt, or built by another "
-                "TensorRT version or for another GPU: rebuild it on this machine"
-            )
+        self.version = str(trt.__version__)
+        self._runtime = trt.Runtime(logger())
+        if dla_core is not None:
+            self._runtime.DLA_core = int(dla_core)
+        engine = self._deserialize(plan)
         self._engine: tensorrt.ICudaEngine | None = engine
         self.io: list[IOTensor] = []
         for i in range(engine.num_io_tensors):
@@ -76,6 +95,25 @@ class Engine:
                 mn, op, mx = engine.get_tensor_profile_shape(name, 0)
                 prof = (dims_of(mn), dims_of(op), dims_of(mx))
             self.io.append(IOTensor(name, is_input, shape, _np_dtype(engine.get_tensor_dtype(name)), prof))
+        dynamic = any(t.profile is not None for t in self.io)
+        self.shares_profiles = shares_profiles(self.version, dynamic)
+        # 8.x with dynamic shapes: later contexts need their own deserialization of the plan
+        self._plan: bytes | None = None if self.shares_profiles else plan
+        self._siblings: list[tensorrt.ICudaEngine] = []
+        self._contexts = 0
+        self._users = 1
+        self._lock = threading.Lock()
+
+    def _deserialize(self, plan: bytes) -> tensorrt.ICudaEngine:
+        with capture() as cap:
+            engine = self._runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            raise EngineError(
+                f"{self.source}: TensorRT {self.version} could not load this engine ({len(plan)} bytes): "
+                f"{cap.summary()}. The file may be truncated or corrupt, or built by another "
+                "TensorRT version or for another GPU: rebuild it on this machine"
+            )
+        return engine
 
     @property
     def inputs(self) -> list[IOTensor]:
@@ -85,6 +123,11 @@ class Engine:
     def outputs(self) -> list[IOTensor]:
         return [t for t in self.io if not t.is_input]
 
+    @property
+    def copies(self) -> int:
+        """How many deserializations of the plan are held (1, plus one per extra context on 8.x)."""
+        return 1 + len(self._siblings)
+
     def batch_range(self) -> tuple[int, int]:
         """(min, max) batch of the first input (from profile 0 when dynamic)."""
         first = self.inputs[0]
@@ -93,12 +136,34 @@ class Engine:
         return (first.profile[0][0], first.profile[2][0])
 
     def create_context(self) -> ExecutionContext:
-        if self._engine is None:
-            raise EngineError(f"{self.source}: engine is closed")
-        return ExecutionContext(self._engine, self.source)
+        """A new execution context with optimisation profile 0 (see the module doc for how)."""
+        with self._lock:
+            if self._engine is None:
+                raise EngineError(f"{self.source}: engine is closed")
+            engine = self._engine
+            if self._contexts and self._plan is not None:
+                engine = self._deserialize(self._plan)  # its first context gets profile 0
+                self._siblings.append(engine)
+                log.debug("%s: TensorRT %s context %d on its own engine copy", self.source, self.version, self.copies)
+            else:
+                self._contexts += 1
+            return ExecutionContext(engine, self.source)
+
+    def retain(self) -> Engine:
+        """One more user (a clone); each user calls :meth:`close` once."""
+        with self._lock:
+            if self._engine is None:
+                raise EngineError(f"{self.source}: engine is closed")
+            self._users += 1
+        return self
 
     def close(self) -> None:
-        self._engine = None
+        with self._lock:
+            self._users -= 1
+            if self._users <= 0:
+                self._engine = None
+                self._siblings.clear()
+                self._plan = None
 
 
 class ExecutionContext:
@@ -112,6 +177,7 @@ class ExecutionContext:
                 f"{source}: TensorRT could not create an execution context (out of GPU memory?): {cap.summary()}"
             )
         self._ctx: tensorrt.IExecutionContext | None = ctx
+        self._engine = engine  # the context must not outlive the engine it came from
         self.source = source
 
     def _live(self) -> tensorrt.IExecutionContext:
@@ -120,8 +186,10 @@ class ExecutionContext:
         return self._ctx
 
     def set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
-        if not self._live().set_input_shape(name, trt_dims(shape)):
-            raise EngineError(f"{self.source}: input {name} shape {shape} is outside the engine's profile")
+        with capture() as cap:
+            ok = self._live().set_input_shape(name, trt_dims(shape))
+        if not ok:
+            raise EngineError(f"{self.source}: TensorRT rejected input {name} shape {shape}: {cap.summary()}")
 
     def set_tensor_address(self, name: str, pointer: int) -> None:
         if not self._live().set_tensor_address(name, int(pointer)):
@@ -138,6 +206,179 @@ class ExecutionContext:
 
     def close(self) -> None:
         self._ctx = None
+
+
+class Context(Protocol):
+    """What :class:`BatchRunner` needs of an execution context (:class:`ExecutionContext`)."""
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> None: ...
+    def set_tensor_address(self, name: str, pointer: int) -> None: ...
+    def tensor_shape(self, name: str) -> tuple[int, ...]: ...
+    def execute_async(self, stream_handle: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class Stream(Protocol):
+    handle: int
+
+
+class Graph(Protocol):
+    """A captured CUDA graph (:class:`rtdetr_edge.cuda.buffers.CudaGraph`)."""
+
+    def launch(self, stream: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Slot:
+    """A context whose input shapes are set once, for one batch size, and its graph."""
+
+    context: Context
+    runs: int = 0
+    graph: Graph | None = None
+    no_graph: bool = False
+
+
+@dataclass
+class BatchRunner:
+    """Which execution context runs a batch, and how: plain enqueue or CUDA graph replay.
+
+    Without graphs, one context runs everything; its input shapes are set whenever the batch
+    changes, and a plain enqueue after a shape change is always correct.
+
+    With graphs (``capture`` given), each batch size gets a context of its own whose input shapes
+    are set once and never change: TensorRT may change a context's internal state when its shapes
+    change, so a graph captured before a change must not be replayed after it (NVIDIA/TensorRT#3798).
+    On each such context the first call is a plain enqueue (TensorRT's deferred shape-dependent
+    work runs outside any graph, and it gives that call's results), the second captures a graph and
+    launches it, later ones replay it. A capture that fails (the enqueue raised, or CUDA refused the
+    graph) is logged and that batch size runs plain enqueues from then on, as trtexec does
+    (samples/common/sampleInference.cpp).
+
+    Args:
+        new_context: makes an execution context (:meth:`Engine.create_context`).
+        inputs: the engine's inputs (shapes with -1 for the batch).
+        capture: ``capture(stream, body) -> Graph`` records ``body`` into a CUDA graph; None: no graphs.
+        source: file name for messages.
+    """
+
+    new_context: Callable[[], Context]
+    inputs: list[IOTensor]
+    capture: Callable[[Any, Callable[[], None]], Graph] | None = None
+    source: str = "engine"
+    replays: int = 0
+    _main: Context | None = None
+    _batch: int = 0
+    _slots: dict[int, _Slot] = field(default_factory=dict)
+    _addresses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def graphs(self) -> int:
+        """CUDA graphs captured and alive (one per batch size at most)."""
+        return sum(1 for s in self._slots.values() if s.graph is not None)
+
+    @property
+    def contexts(self) -> int:
+        return len(self._slots) if self.capture is not None else int(self._main is not None)
+
+    def start(self) -> None:
+        """Create the first context now, so that an engine that cannot run fails at load time."""
+        if self._main is None:
+            self._main = self.new_context()
+
+    def bind(self, addresses: dict[str, int]) -> None:
+        """Point every context at new buffers; graphs recorded the old pointers, so they go."""
+        self._addresses = dict(addresses)
+        self._drop_graphs()
+        for ctx in self._all_contexts():
+            self._point(ctx)
+
+    def run(self, batch: int, stream: Stream) -> Context:
+        """Run ``batch`` images on ``stream`` (queued, not synchronised); returns the context used."""
+        if self.capture is None:
+            ctx = self._main_context()
+            if batch != self._batch:
+                self._shape(ctx, batch)
+                self._batch = batch
+            ctx.execute_async(stream.handle)
+            return ctx
+        slot = self._slots.get(batch)
+        if slot is None:
+            slot = self._slots[batch] = _Slot(self._slot_context())
+            self._shape(slot.context, batch)
+        ctx = slot.context
+        slot.runs += 1
+        if slot.graph is None and not slot.no_graph and slot.runs >= 2:
+            slot.graph = self._capture(slot, batch, stream)
+        if slot.graph is not None:
+            slot.graph.launch(stream)
+            self.replays += 1
+        else:
+            ctx.execute_async(stream.handle)
+        return ctx
+
+    def close(self) -> None:
+        self._drop_graphs()
+        for ctx in self._all_contexts():
+            ctx.close()
+        self._slots.clear()
+        self._main = None
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _main_context(self) -> Context:
+        self.start()
+        if self._main is None:  # for the type checker: start() made it
+            raise EngineError(f"{self.source}: no execution context")
+        return self._main
+
+    def _slot_context(self) -> Context:
+        # the first batch size takes the context made at load time; later ones get new ones
+        taken = any(s.context is self._main for s in self._slots.values())
+        if self._main is not None and not taken:
+            return self._main
+        ctx = self.new_context()
+        self._point(ctx)
+        return ctx
+
+    def _all_contexts(self) -> list[Context]:
+        out = [s.context for s in self._slots.values()]
+        if self._main is not None and all(c is not self._main for c in out):
+            out.append(self._main)
+        return out
+
+    def _point(self, ctx: Context) -> None:
+        for name, pointer in self._addresses.items():
+            ctx.set_tensor_address(name, pointer)
+
+    def _shape(self, ctx: Context, batch: int) -> None:
+        for t in self.inputs:
+            ctx.set_input_shape(t.name, resolve_shape(t.shape, batch, t.name))
+
+    def _capture(self, slot: _Slot, batch: int, stream: Stream) -> Graph | None:
+        if self.capture is None:
+            return None
+        ctx = slot.context
+        try:
+            graph = self.capture(stream, lambda: ctx.execute_async(stream.handle))
+        except EngineError as exc:
+            slot.no_graph = True
+            log.warning(
+                "%s: CUDA graph capture for batch %d failed (%s); that batch runs without a graph",
+                self.source,
+                batch,
+                exc,
+            )
+            return None
+        log.debug("%s: captured a CUDA graph for batch %d", self.source, batch)
+        return graph
+
+    def _drop_graphs(self) -> None:
+        for slot in self._slots.values():
+            if slot.graph is not None:
+                slot.graph.close()
+                slot.graph = None
+            slot.runs = 0  # the next call is a plain enqueue again, then a capture
 
 
 def trt_dims(shape: tuple[int, ...]) -> tensorrt.Dims:

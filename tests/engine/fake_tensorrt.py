@@ -1,0 +1,244 @@
+"""A simulated TensorRT runtime and CUDA driver, for running the backend's own logic on a CPU.
+
+The simulation keeps the rules that matter to the runtime code and that we cannot run here:
+
+* TensorRT 8.x: only the first execution context of an engine with dynamic shapes gets
+  optimisation profile 0; a later context's ``set_input_shape`` fails (no profile sharing).
+  10.x: every context gets profile 0.
+* A context has internal state that changes whenever its input shapes change; a CUDA graph
+  captured on it is only valid while that state is the one it was captured with
+  (NVIDIA/TensorRT#3798). A stale replay writes NaN, so a test sees the wrong result.
+* Memory: host and "device" allocations are numpy arrays; mapped memory has one address for both.
+
+It is a model of documented behaviour, not TensorRT: passing here says our Python logic follows
+those rules, nothing about TensorRT itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rtdetr_edge.backends import trt_logging
+from rtdetr_edge.cuda import buffers
+
+C, H, W = 3, 4, 4  # input [N, 3, 4, 4] float32 -> output "total" [N, 1] = 2 x sum per image
+
+
+def _view(ptr: int, count: int) -> np.ndarray:
+    return np.ctypeslib.as_array((ctypes.c_float * count).from_address(ptr))
+
+
+class FakeEngineObject:
+    """An ``ICudaEngine`` with input ``images`` [-1,3,4,4] (profile 1..4) and output ``total`` [-1,1]."""
+
+    def __init__(self, version: str, dynamic: bool = True) -> None:
+        self.version, self.dynamic = version, dynamic
+        self.contexts = 0
+        self.num_io_tensors = 2
+
+    def get_tensor_name(self, i: int) -> str:
+        return ("images", "total")[i]
+
+    def get_tensor_mode(self, name: str) -> str:
+        return "input" if name == "images" else "output"
+
+    def get_tensor_shape(self, name: str) -> list[int]:
+        b = -1 if self.dynamic else 2
+        return [b, C, H, W] if name == "images" else [b, 1]
+
+    def get_tensor_profile_shape(self, name: str, profile: int) -> tuple[list[int], list[int], list[int]]:
+        return [1, C, H, W], [1, C, H, W], [4, C, H, W]
+
+    def get_tensor_dtype(self, name: str) -> str:
+        return "float32"
+
+    def create_execution_context(self) -> FakeContext:
+        self.contexts += 1
+        shares = int(self.version.split(".")[0]) >= 10 or not self.dynamic
+        return FakeContext(self, profile=0 if (self.contexts == 1 or shares) else None)
+
+
+class FakeContext:
+    ids = itertools.count()
+
+    def __init__(self, engine: FakeEngineObject, profile: int | None) -> None:
+        self.engine, self.profile = engine, profile
+        self.batch = 0 if engine.dynamic else 2
+        self.state = next(self.ids)  # changes on every shape change
+        self.addresses: dict[str, int] = {}
+        self.shape_sets = 0
+
+    def set_input_shape(self, name: str, dims: list[int]) -> bool:
+        if self.profile is None:
+            return False
+        if dims[0] != self.batch:
+            self.batch, self.state = dims[0], next(self.ids)
+        self.shape_sets += 1
+        return True
+
+    def set_tensor_address(self, name: str, ptr: int) -> bool:
+        self.addresses[name] = ptr
+        return True
+
+    def get_tensor_shape(self, name: str) -> list[int]:
+        return [self.batch, C, H, W] if name == "images" else [self.batch, 1]
+
+    def execute_async_v3(self, stream: int) -> bool:
+        work = self.enqueue()
+        if CAPTURING:
+            CAPTURING[-1].append(work)
+        else:
+            work()
+        return True
+
+    def enqueue(self) -> Callable[[], None]:
+        """The kernels of one enqueue, bound to this context's state and shape now."""
+        state, n = self.state, self.batch
+        src, dst = self.addresses["images"], self.addresses["total"]
+
+        def kernels() -> None:
+            x = _view(src, n * C * H * W).reshape(n, -1)
+            out = _view(dst, n)
+            out[:] = np.nan if self.state != state else 2 * x.sum(axis=1)  # stale graph: garbage
+
+        return kernels
+
+
+CAPTURING: list[list[Callable[[], None]]] = []
+
+
+class FakeDriver(buffers._Driver):
+    """CUDA on numpy: pinned device memory is a second array, mapped memory is the host array."""
+
+    name = "fake-cuda"
+
+    def __init__(self, integrated: bool = True, fail_capture: bool = False) -> None:
+        self.integrated, self.fail_capture = integrated, fail_capture
+        self.keep: dict[int, np.ndarray] = {}
+        self.captures = 0
+        self.launches = 0
+
+    def device_count(self) -> int:
+        return 1
+
+    def properties(self, index: int) -> buffers.DeviceProperties:
+        return buffers.DeviceProperties(index, "Orin", 8, 7, self.integrated, True)
+
+    def set_device(self, index: int) -> None:
+        pass
+
+    def _alloc(self, nbytes: int) -> tuple[int, Any]:
+        arr = np.zeros(nbytes, np.uint8)
+        ptr = int(arr.ctypes.data)
+        self.keep[ptr] = arr
+        return ptr, None
+
+    def host_alloc(self, nbytes: int, mapped: bool) -> tuple[int, Any]:
+        return self._alloc(nbytes)
+
+    def host_free(self, ptr: int, owner: Any) -> None:
+        self.keep.pop(ptr, None)
+
+    def mapped_device_pointer(self, ptr: int, owner: Any) -> int:
+        return ptr
+
+    def malloc(self, nbytes: int) -> tuple[int, Any]:
+        return self._alloc(nbytes)
+
+    def free(self, ptr: int, owner: Any) -> None:
+        self.keep.pop(ptr, None)
+
+    def htod(self, dst: int, src: int, src_owner: Any, nbytes: int, stream: Any) -> None:
+        ctypes.memmove(dst, src, nbytes)
+
+    def dtoh(self, dst: int, dst_owner: Any, src: int, nbytes: int, stream: Any) -> None:
+        ctypes.memmove(dst, src, nbytes)
+
+    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        ctypes.memmove(dst, src, nbytes)
+
+    def stream_create(self) -> tuple[Any, int]:
+        return object(), 7
+
+    def stream_sync(self, stream: Any) -> None:
+        pass
+
+    def stream_destroy(self, stream: Any) -> None:
+        pass
+
+    def event_create(self) -> Any:
+        return [0.0]
+
+    def event_record(self, event: Any, stream: Any) -> None:
+        event[0] = float(self.launches + len(self.keep))
+
+    def event_sync(self, event: Any) -> None:
+        pass
+
+    def event_elapsed_ms(self, start: Any, end: Any) -> float:
+        return 0.5
+
+    def event_destroy(self, event: Any) -> None:
+        pass
+
+    def graph_capture(self, stream: Any, body: Callable[[], None]) -> tuple[Any, Any]:
+        CAPTURING.append([])
+        try:
+            body()
+        finally:
+            recorded = CAPTURING.pop()
+        if self.fail_capture:
+            from rtdetr_edge.errors import EngineError
+
+            raise EngineError("TensorRT inference failed: operation not permitted when stream is capturing")
+        self.captures += 1
+        return recorded, recorded
+
+    def graph_launch(self, graph_exec: Any, stream: Any) -> None:
+        self.launches += 1
+        for kernel in graph_exec:
+            kernel()
+
+    def graph_destroy(self, graph: Any, graph_exec: Any) -> None:
+        pass
+
+
+def install(monkeypatch: pytest.MonkeyPatch, version: str = "10.3.0.30", dynamic: bool = True) -> types.ModuleType:
+    """Put a fake ``tensorrt`` into ``sys.modules`` (and a fresh process logger); returns it."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version  # type: ignore[attr-defined]
+    trt.Builder = object  # type: ignore[attr-defined]
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")  # type: ignore[attr-defined]
+    trt.nptype = lambda dt: np.float32  # type: ignore[attr-defined]
+    trt.Dims = list  # type: ignore[attr-defined]
+
+    class ILogger:
+        INTERNAL_ERROR, ERROR, WARNING, INFO = range(4)
+        Severity = int
+
+        def __init__(self) -> None:
+            pass
+
+    trt.ILogger = ILogger  # type: ignore[attr-defined]
+
+    class Runtime:
+        def __init__(self, logger: Any) -> None:
+            self.DLA_core = -1
+            self.loaded = 0
+
+        def deserialize_cuda_engine(self, plan: bytes) -> FakeEngineObject | None:
+            self.loaded += 1
+            return None if plan.startswith(b"bad") else FakeEngineObject(version, dynamic)
+
+    trt.Runtime = Runtime  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_logging, "_LOGGER", None)
+    return trt
