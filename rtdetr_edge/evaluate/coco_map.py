@@ -60,6 +60,7 @@ def coco_map(
     predictions: Iterable[ImagePrediction],
     class_names: list[str] | tuple[str, ...],
     image_ids: list[int] | None = None,
+    max_dets: int | None = None,
 ) -> dict[str, float]:
     """COCO bbox metrics of ``predictions`` against ``dataset``.
 
@@ -68,10 +69,15 @@ def coco_map(
         predictions: one :class:`ImagePrediction` per evaluated image.
         class_names: the model's label names (mapped to categories by name).
         image_ids: restrict evaluation to these images (default: every image predicted).
+        max_dets: detections per image that count (COCO ``maxDets``, the last of ``[1, 10, K]``,
+            which AP and ``AR100`` use); default COCO's 100. Pass at least the largest number of
+            detections an image has where none may be cut off (``rtdetr-check``'s pseudo AP).
 
     Returns:
         ``{"AP": .., "AP50": .., ..., "num_images": n}`` with AP values in [0, 1].
     """
+    if max_dets is not None and (isinstance(max_dets, bool) or not isinstance(max_dets, int) or max_dets < 1):
+        raise InputError(f"max_dets: expected an integer >= 1, got {max_dets!r}")
     fce = require("faster_coco_eval", "COCO evaluation")
     preds = list(predictions)
     ids = sorted({p.image_id for p in preds}) if image_ids is None else sorted(image_ids)
@@ -89,6 +95,8 @@ def coco_map(
         dt = gt.loadRes(results)
         ev = fce.COCOeval_faster(gt, dt, "bbox", print_function=log.debug)
         ev.params.imgIds = ids
+        if max_dets is not None:
+            ev.params.maxDets = [1, 10, max(int(max_dets), 10)]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
