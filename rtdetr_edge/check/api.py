@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..bundle import Bundle
+from ..contract import ModelContract
 from ..engine.options import EngineBuildOptions
 from ..errors import InputError, RtdetrEdgeError
 from ..onnx_facts import read_onnx_facts
@@ -45,10 +46,12 @@ class CheckOptions:
         atol, rtol: override the default tolerances: one number for every output, or
             ``{"post/probs": 0.02, ...}`` (see :mod:`rtdetr_edge.check.compare`).
         tolerances: whose defaults (tolerances, thresholds) apply [the candidate's precision].
-        max_unmatched: fraction of decoder-query rows allowed to have no counterpart (another query
-            selected at the boundary), left out of the element-wise check [fp32 0.01, fp16 0.02,
-            int8 0.05; see :mod:`rtdetr_edge.check.queries`].
-        conf: detection-level confidence threshold [0.3].
+        max_unmatched: fraction of the foreground query rows allowed to have no counterpart
+            (another query selected at the boundary), left out of the element-wise check [fp32
+            0.01, fp16 0.01, int8 0.02; see :mod:`rtdetr_edge.check.queries`].
+        conf: confidence threshold [0.3, the Detector's]: the reference's detections at it are the
+            detection level's pseudo ground truth, and the element-wise check compares only the
+            query rows whose highest class probability (and the ``scores`` entries) reach it.
         thresholds: detection-level pass criteria [by precision, see :mod:`~rtdetr_edge.check.detections`].
         layerwise: also compare every tensor and name the first that diverge [False].
         layer_tolerance: relative error for ``layerwise`` [by precision].
@@ -108,17 +111,42 @@ def _versions() -> dict[str, str]:
     return {"rtdetr_edge": __version__, "polygraphy": str(pg.__version__), "onnxruntime": onnxruntime.__version__}
 
 
-def _outputs_of(model: ModelSpec, contract_outputs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """(tensors to mark, tensor -> canonical name) for an ONNX model."""
+def _outputs_of(model: ModelSpec, contract: ModelContract) -> tuple[list[str], dict[str, str]]:
+    """(tensors to mark, tensor -> canonical name) for an ONNX model that has the bundle's I/O (:func:`check_io`)."""
     tensors = check_tensors(model.path)
     outputs = list(read_onnx_facts(model.path).outputs)
-    missing = [n for n in contract_outputs if n not in outputs]
-    if missing:
-        raise InputError(
-            f"--{model.role} {model.path}: outputs {list(outputs)} lack {missing} of the bundle's "
-            f"contract; compare graphs exported the same way"
-        )
     return list(dict.fromkeys(list(tensors.values()) + outputs)), {v: k for k, v in tensors.items()}
+
+
+def check_io(model: ModelSpec, contract: ModelContract) -> None:
+    """Raise a one-line :class:`InputError` unless ``model``'s graph has the bundle contract's input and outputs.
+
+    The input must be the contract's (its name, and ``[N,3,H,W]`` of the bundle's preprocessing
+    where the graph fixes those dims) and the only one; every contract output must be there (more
+    are allowed). Any ONNX that passes can be compared, a graph exported or rewritten elsewhere
+    included.
+    """
+    facts = read_onnx_facts(model.path)
+    pre = contract.preprocessing
+    wrong: list[str] = []
+    if contract.input_name not in facts.inputs:
+        wrong.append(f"no input {contract.input_name!r}")
+    else:
+        dims = facts.inputs[contract.input_name]
+        want = (3, pre.height, pre.width)
+        if len(dims) != 4 or any(d > 0 and d != w for d, w in zip(dims[1:], want)):
+            wrong.append(f"input {contract.input_name!r} is {list(dims)}")
+    extra_inputs = [n for n in facts.inputs if n != contract.input_name]
+    if extra_inputs:
+        wrong.append(f"other inputs {', '.join(map(repr, extra_inputs))}")
+    missing = [n for n in contract.output_names if n not in facts.outputs]
+    if missing:
+        wrong.append(f"outputs {', '.join(facts.outputs) or 'none'} lack {', '.join(missing)}")
+    if wrong:
+        raise InputError(
+            f"--{model.role} {model.path}: not the bundle's I/O ({'; '.join(wrong)}); expected input "
+            f"{contract.input_name!r} [N,3,{pre.height},{pre.width}] and outputs {', '.join(contract.output_names)}"
+        )
 
 
 def run_checks(
@@ -153,6 +181,9 @@ def run_checks(
     specs = [resolve_model(files, c, "candidate", opts.runner, opts.tolerances) for c in names]
     if len({s.name for s in specs}) != len(specs):
         raise InputError(f"--candidate: the same candidate is named twice ({', '.join(names)})")
+    for model in [reference, *specs]:  # any ONNX with the bundle's I/O can be compared; others fail here, early
+        if model.kind == "onnx":
+            check_io(model, contract)
     tol = {s.name: tolerances_for(s.precision, opts.atol, opts.rtol) for s in specs}  # bad overrides fail early
     source = resolve_images(opts.data, files, opts.num_images, opts.images_dir, opts.coco_root)
     loader = CheckDataLoader(source, contract)
@@ -163,7 +194,7 @@ def run_checks(
     data = source.to_dict() | {"images": len(feeds), "skipped": list(loader.skipped)}
 
     contract_outputs = list(contract.output_names)
-    ref_outputs, ref_renames = _outputs_of(reference, contract_outputs)
+    ref_outputs, ref_renames = _outputs_of(reference, contract)
     runners = [onnxrt_runner(reference, ref_outputs)]
     renames = {reference.name: ref_renames}
     notes: dict[str, list[str]] = {s.name: [] for s in specs}
@@ -175,7 +206,7 @@ def run_checks(
                 runner, renames[spec.name], note = trt_runner(spec, files, Path(work), opts.engine)
                 notes[spec.name].append(note)
             else:
-                outputs, renames[spec.name] = _outputs_of(spec, contract_outputs)
+                outputs, renames[spec.name] = _outputs_of(spec, contract)
                 runner = onnxrt_runner(spec, outputs)
             runners.append(runner)
         log.info("check: running %s on %d images", ", ".join(r.name for r in runners), len(feeds))
@@ -192,7 +223,7 @@ def run_checks(
     reports = []
     for spec in specs:
         max_unmatched = DEFAULT_MAX_UNMATCHED[spec.precision] if opts.max_unmatched is None else opts.max_unmatched
-        tensors = compare_tensors(results, reference.name, spec.name, tol[spec.name], max_unmatched)
+        tensors = compare_tensors(results, reference.name, spec.name, tol[spec.name], max_unmatched, opts.conf)
         cand_dets = detections_from_outputs(list(results[spec.name]), loader.sizes, contract)
         thresholds = opts.thresholds or DEFAULT_THRESHOLDS[spec.precision]
         dets = agreement(ref_dets, cand_dets, loader.sizes, thresholds, opts.conf)

@@ -147,7 +147,9 @@ def check_tensors(path: Path) -> dict[str, str]:
     Top-k graphs: the output of node ``post/sigmoid`` (:data:`PROBS`) and the boxes input of node
     ``post/gather_boxes`` (:data:`PRED_BOXES`), plus the ``scores`` output. Raw-output graphs:
     ``logits`` and ``pred_boxes``. Found by node name, so FP16 casts and Q/DQ nodes (which rename
-    tensors around them) do not matter.
+    tensors around them) do not matter. A top-k graph without those nodes (exported or rewritten
+    by another tool) gives ``scores`` alone: the pre-top-k tensors are then reported as present
+    on one side only, and the detection level still judges it.
     """
     facts = read_onnx_facts(path)
     nodes = {n.name: (n.inputs, n.outputs) for n in facts.nodes}
@@ -159,6 +161,8 @@ def check_tensors(path: Path) -> dict[str, str]:
         return found
     if all(name in outputs for name in RAW_OUTPUTS):
         return {LOGITS: "logits", PRED_BOXES: "pred_boxes"}
+    if SCORES in outputs:  # a top-k graph made elsewhere: only its sorted scores can be compared element-wise
+        return {SCORES: SCORES}
     raise InputError(
         f"{path}: not an rtdetr-edge graph (no post/sigmoid + post/gather_boxes nodes and no "
         f"logits/pred_boxes outputs; outputs are {outputs})"

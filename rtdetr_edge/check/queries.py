@@ -11,15 +11,36 @@ on all others).
 So before the element-wise check:
 
 1. the candidate's rows are permuted to best match the reference's (greedy on
-   max(|d box|_inf, |d prob|_inf), cheapest first, ties kept in place);
-2. a matched row still farther than :data:`GATE_FACTOR` x the output's ``atol`` on any element is
-   *unmatched*: another query, not the same one computed less precisely;
-3. if unmatched rows are at most ``max_unmatched`` (a fraction of all rows; defaults
+   max(|d box|_inf, |d prob|_inf), cheapest first, ties kept in place), over all rows;
+2. only the *foreground* rows are judged (reference rows whose highest class probability is at
+   least the check's ``conf``, see :mod:`rtdetr_edge.check.compare`): a foreground reference
+   row whose aligned candidate row is still farther than :data:`GATE_FACTOR` x the output's
+   ``atol`` on any element is *unmatched*: another query, not the same one computed less
+   precisely (background rows are neither compared nor counted);
+3. if unmatched rows are at most ``max_unmatched`` of the foreground rows (defaults
    :data:`DEFAULT_MAX_UNMATCHED`) they are left out of the element-wise comparison (and
-   reported); if there are more, every row is compared and the check fails on them too.
+   reported); if there are more, every foreground row is compared and the check fails on the
+   fraction too.
+
+Defaults, calibrated on the reference model (200 held-out generated images, 1480 foreground rows;
+FP16 and INT8 built as in the README):
+
+======  ============================  =====  ======================================================
+        measured (unmatched / fg)     gate   why
+======  ============================  =====  ======================================================
+fp32    --                            1%     another runtime of the same graph
+fp16    0 / 1480 (0%)                 1%     one row in a hundred; the check's default 50 images
+                                             hold ~340 foreground rows
+int8    2 / 1480 (0.14%)              2%     about one row in the smallest useful sample (50
+                                             rows); INT8 with activation scales x0.5 reaches 2.1%,
+                                             x0.25 50%, the x0.05 broken copy 89%
+======  ============================  =====  ======================================================
+
+With INT8's ``post/probs`` atol of 0.4 the probability gate (1.6) can never be exceeded: there a
+replaced query shows in its box (gate 4 x 0.06 = 0.24).
 
 A genuinely different model therefore fails on both counts, while a correct low-precision build
-is not failed by a handful of background queries that swapped at the boundary. Whatever visible
+is not failed by a handful of visible queries that swapped at the boundary. Whatever visible
 effect a replaced query has is judged at detection level.
 """
 
@@ -34,7 +55,7 @@ from .models import LOGITS, PRED_BOXES, PROBS
 
 PER_QUERY = (PROBS, LOGITS, PRED_BOXES)  # [N,Q,...] outputs: rows follow the query selection
 GATE_FACTOR = 4.0
-DEFAULT_MAX_UNMATCHED = {"fp32": 0.01, "fp16": 0.02, "int8": 0.05}
+DEFAULT_MAX_UNMATCHED = {"fp32": 0.01, "fp16": 0.01, "int8": 0.02}
 
 
 def _probabilities(outputs: Mapping[str, np.ndarray], i: int) -> np.ndarray | None:

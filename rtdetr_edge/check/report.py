@@ -47,7 +47,7 @@ class CheckReport:
         t = self.tensors
         if t.unmatched_fraction > t.max_unmatched:
             out.append(
-                f"query rows without a counterpart: {t.unmatched_rows}/{t.query_rows} "
+                f"foreground query rows without a counterpart: {t.unmatched_rows}/{t.foreground_rows} "
                 f"({100 * t.unmatched_fraction:.1f}% > {100 * t.max_unmatched:g}%)"
             )
         out += list(self.detections.failures)
@@ -81,13 +81,29 @@ class CheckReport:
         ]
         moved = f"; {t.rows_reordered} of {t.query_rows} query rows re-aligned" if t.rows_reordered else ""
         lines.append(f"  tensors ({t.images} images, Polygraphy elemwise, {c.precision} tolerances{moved}):")
+        if t.outputs:
+            rows = (
+                f"{t.foreground_rows} foreground query rows of {t.query_rows} (reference max probability >= "
+                f"{t.conf:g}), "
+                if t.query_rows
+                else ""
+            )
+            lines.append(f"    compared: {rows}{t.score_entries} scores >= {t.conf:g}")
         if t.unmatched_rows:
             lines.append(
-                f"    {t.unmatched_rows} query rows ({100 * t.unmatched_fraction:.2f}%) have no counterpart "
+                f"    {t.unmatched_rows} foreground rows ({100 * t.unmatched_fraction:.2f}%) have no counterpart "
                 f"within {GATE_FACTOR:g}x atol (another query selected; <= {100 * t.max_unmatched:g}% allowed"
                 f"{', left out below' if t.unmatched_excluded else ''})"
             )
+        if t.outputs and t.nothing_to_judge:
+            lines.append(
+                f"    no foreground query row and no score >= {t.conf:g} in the reference: nothing element-wise "
+                "to judge"
+            )
         for name, o in t.outputs.items():
+            if not o.compared and not o.note.startswith("shapes"):
+                lines.append(f"    {name:<11} {o.note}")
+                continue
             lines.append(
                 f"    {name:<11} max |d| {o.max_abs:<9.3g} mean |d| {o.mean_abs:<9.3g} "
                 f"atol {o.tolerance.atol:<7g} rtol {o.tolerance.rtol:<5g} "
@@ -143,7 +159,12 @@ class CheckReport:
         lines += [f"  note: {n}" for n in self.notes]
         for what, path in self.saved.items():
             lines.append(f"  saved {what}: {path}")
-        lines.append("  PASS" if self.passed else "  FAIL: " + "; ".join(self.failures))
+        if not self.passed:
+            lines.append("  FAIL: " + "; ".join(self.failures))
+        elif t.nothing_to_judge and d.reference_detections == 0:
+            lines.append(f"  PASS (nothing to judge: the reference shows nothing at conf {d.conf:g})")
+        else:
+            lines.append("  PASS")
         return "\n".join(lines)
 
 

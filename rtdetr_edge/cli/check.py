@@ -3,17 +3,22 @@
 Runs the reference (fp32 ONNX on ONNX Runtime) and the candidate on held-out images through
 Polygraphy, compares the pre-top-k tensors element-wise with per-output tolerances and the
 detections users see (AP against the reference's detections, IoU, score drift, label flips).
-Exit status: 0 within tolerance, 1 outside it (the report says where) or on an error.
+Exit status: 0 within tolerance, 1 outside it (the report says where; the last line is FAIL and the
+failed criteria, per candidate when there are several) or on an error.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .. import atomic
 from ._common import add_verbosity, run, setup_logging
 from .options import add_engine_arguments, engine_build_options
+
+if TYPE_CHECKING:
+    from ..check.report import CheckReport
 
 EXAMPLES = """\
 examples:
@@ -36,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="fp16|int8|fp32|PATH",
-        help="what to check: a bundle precision, an .onnx or a TensorRT .engine; repeatable "
+        help="what to check: a bundle precision, any .onnx with the bundle's input and outputs, or a "
+        "TensorRT .engine; repeatable "
         "(default: every precision of the bundle besides the reference)",
     )
     p.add_argument(
@@ -80,10 +86,17 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="FRACTION",
-        help="query rows allowed without a counterpart (query selection changed), left out of the "
-        "element-wise check (default fp32 0.01, fp16 0.02, int8 0.05)",
+        help="fraction of the foreground query rows (reference max probability >= --conf) allowed without "
+        "a counterpart (query selection changed), left out of the element-wise check (default fp32 0.01, "
+        "fp16 0.01, int8 0.02)",
     )
-    p.add_argument("--conf", type=float, default=0.3, help="confidence of the detections compared (default 0.3)")
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=0.3,
+        help="confidence of the detections compared; query rows and scores at or above it are what the "
+        "element-wise check compares (default 0.3)",
+    )
     p.add_argument(
         "--layerwise",
         action="store_true",
@@ -136,13 +149,20 @@ def _main(argv: Sequence[str] | None) -> int:
     passed = all(r.passed for r in reports)
     print("\n\n".join(r.format() for r in reports))
     if len(reports) > 1:
-        print(
-            f"\n{'PASS' if passed else 'FAIL'}: {sum(r.passed for r in reports)}/{len(reports)} candidates within "
-            "tolerance"
-        )
+        print(f"\n{summary_line(reports)}")
     if args.json:
         atomic.write_json(args.json, {"passed": passed, "checks": [r.to_dict() for r in reports]})
     return 0 if passed else 1
+
+
+def summary_line(reports: Sequence[CheckReport]) -> str:
+    """The verdict over several candidates: ``PASS: 2/2 candidates within tolerance``, or ``FAIL:`` and,
+    for each failed candidate, its label and failed criteria (``FAIL: int8: AP 0.71 < 0.97; ... | x.onnx: ...``).
+    """
+    failed = [r for r in reports if not r.passed]
+    if not failed:
+        return f"PASS: {len(reports)}/{len(reports)} candidates within tolerance"
+    return "FAIL: " + " | ".join(f"{r.candidate.label}: {'; '.join(r.failures)}" for r in failed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
