@@ -9,7 +9,7 @@ pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
 from rtdetr_edge.check import CheckOptions
-from rtdetr_edge.check.compare import parse_tolerance_args, tolerances_for
+from rtdetr_edge.check.compare import DEFAULT_TOLERANCES, parse_tolerance_args, tolerances_for
 from rtdetr_edge.check.detections import DEFAULT_THRESHOLDS, agreement
 from rtdetr_edge.check.models import PRED_BOXES, PROBS, SCORES
 from rtdetr_edge.check.queries import align_queries, align_rows
@@ -81,7 +81,11 @@ def test_tolerance_arguments_parse_one_value_or_per_output_values(values: list[s
 
 def test_tolerance_overrides_replace_only_the_named_outputs() -> None:
     tol = tolerances_for("int8", atol={"post/probs": 0.2}, rtol=0.01)
-    assert tol[PROBS].atol == 0.2 and tol[PRED_BOXES].atol == 5e-2 and tol[SCORES].rtol == 0.01
+    assert (
+        tol[PROBS].atol == 0.2
+        and tol[PRED_BOXES].atol == DEFAULT_TOLERANCES["int8"][PRED_BOXES].atol
+        and tol[SCORES].rtol == 0.01
+    )
     with pytest.raises(RtdetrEdgeError, match="unknown output"):
         tolerances_for("fp16", atol={"probs": 0.1})
 

@@ -18,7 +18,7 @@ pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
 from rtdetr_edge._optional import tensorrt_available
-from rtdetr_edge.check import CheckOptions, check_bundle_dir, run_check, run_checks
+from rtdetr_edge.check import DEFAULT_TOLERANCES, CheckOptions, check_bundle_dir, run_check, run_checks
 from rtdetr_edge.check.detections import DEFAULT_THRESHOLDS
 from rtdetr_edge.check.models import PRED_BOXES, PROBS, SCORES
 
@@ -37,8 +37,9 @@ def test_fp32_against_itself_passes_exactly(tiny_bundle: Path) -> None:
 
 def test_fp16_passes_and_int8_of_the_random_tiny_model_fails(best_bundle: Path, shapes_data: Path) -> None:
     """FP16 keeps the sensitive nodes in fp32: near-identical outputs, PASS. The random tiny model's
-    class scores are near ties, so INT8 rounding reorders its queries: far outside the INT8
-    thresholds, FAIL at both the tensor and the detection level (the build's own check says so too)."""
+    class scores are near ties, so INT8 rounding changes which queries it selects: its foreground
+    rows lose their counterparts and boxes move, far outside the INT8 thresholds, FAIL at both the
+    tensor and the detection level (the build's own check says so too)."""
     reports = run_checks(best_bundle, None, CheckOptions(data=str(shapes_data)))
     assert [r.candidate.label for r in reports] == ["fp16", "int8"]
     for r in reports:
@@ -54,14 +55,18 @@ def test_fp16_passes_and_int8_of_the_random_tiny_model_fails(best_bundle: Path, 
         verdict = "  PASS" if r.passed else "  FAIL: " + "; ".join(r.failures)
         assert text.splitlines()[-1] == verdict, text
     fp16, int8 = reports
-    assert fp16.candidate.precision == "fp16" and fp16.tensors.outputs[PROBS].tolerance.atol == 1e-2
+    assert (
+        fp16.candidate.precision == "fp16"
+        and fp16.tensors.outputs[PROBS].tolerance == DEFAULT_TOLERANCES["fp16"][PROBS]
+    )
     assert fp16.passed and not fp16.failures, fp16.format()
     f = fp16.detections
     assert f.ap is not None and f.ap >= DEFAULT_THRESHOLDS["fp16"].min_ap
     assert f.mean_iou is not None and f.mean_iou >= DEFAULT_THRESHOLDS["fp16"].min_mean_iou
     assert f.label_flips == f.missed == f.extra == 0
     assert int8.candidate.precision == "int8" and not int8.passed, int8.format()
-    assert not int8.tensors.outputs[PROBS].passed and not int8.tensors.outputs[PRED_BOXES].passed
+    assert int8.tensors.foreground_rows > 0 and not int8.tensors.outputs[PRED_BOXES].passed, int8.format()
+    assert int8.tensors.unmatched_fraction > int8.tensors.max_unmatched, int8.format()
     i = int8.detections
     assert not i.passed and i.ap is not None and i.ap < DEFAULT_THRESHOLDS["int8"].min_ap, int8.format()
     assert any(failure.startswith("AP ") for failure in int8.failures), int8.failures

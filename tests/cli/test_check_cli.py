@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.check.perturb import perturbed_copy
+from tests.check.perturb import perturbed_copy, scaled_activation_qdq_copy
 from tests.helpers import Cli
 
 pytest.importorskip("polygraphy")
@@ -67,3 +67,76 @@ def test_a_folder_that_is_not_a_bundle_is_a_one_line_error(tmp_path: Path, capsy
     assert check_main([str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not a bundle" in err and len(err.strip().splitlines()) == 1
+
+
+def _edited_copy(
+    src: Path, out: Path, rename_input: str = "", drop_output: str = "", rename_nodes: bool = False
+) -> Path:
+    """A copy of an ONNX with its input renamed, an output dropped, or every node renamed (same I/O)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    if rename_input:
+        old = graph.input[0].name
+        graph.input[0].name = rename_input
+        for node in graph.node:
+            node.input[:] = [rename_input if name == old else name for name in node.input]
+    if drop_output:
+        kept = [o for o in graph.output if o.name != drop_output]
+        del graph.output[:]
+        graph.output.extend(kept)
+    if rename_nodes:  # what another exporter or optimiser leaves: no post/sigmoid, no post/gather_boxes
+        for k, node in enumerate(graph.node):
+            node.name = f"n{k}"
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit, wrong",
+    [
+        ({"rename_input": "pixel_values"}, "no input 'images'; other inputs 'pixel_values'"),
+        ({"drop_output": "labels"}, "outputs scores, boxes lack labels"),
+    ],
+)
+def test_a_candidate_without_the_bundles_io_is_a_one_line_error(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: dict[str, str], wrong: str
+) -> None:
+    other = _edited_copy(tiny_bundle / "model.onnx", tmp_path / "other.onnx", **edit)  # type: ignore[arg-type]
+    assert check_main([str(tiny_bundle), "--candidate", str(other), "--num-images", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --candidate {other}: not the bundle's I/O"), err
+    assert wrong in err[0] and "expected input 'images' [N,3,64,64] and outputs scores, labels, boxes" in err[0], err
+
+
+def test_any_onnx_with_the_bundles_io_is_checked_and_the_summary_passes(
+    cli: Cli, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    foreign = _edited_copy(tiny_bundle / "model.onnx", tmp_path / "foreign.onnx", rename_nodes=True)
+    result = cli(
+        "rtdetr-check", str(tiny_bundle), "--candidate", "fp32", "--candidate", str(foreign), "--num-images", "2"
+    )
+    assert result.code == 0, result.out + result.err
+    assert "candidate foreign.onnx" in result.out and "post/probs  only on one side, not compared" in result.out
+    assert result.out.rstrip().splitlines()[-1] == "PASS: 2/2 candidates within tolerance"
+
+
+def test_the_last_line_names_each_failed_candidate_and_its_criteria(
+    cli: Cli, best_bundle: Path, shapes_data: Path, tmp_path: Path
+) -> None:
+    """fp16 of the tiny model passes; its INT8 copy with activation scales x0.05 fails, and the summary says so."""
+    broken = tmp_path / "broken.onnx"
+    scaled_activation_qdq_copy(best_bundle / "model.int8.qdq.onnx", broken, 0.05)
+    out = tmp_path / "check.json"
+    args = [str(best_bundle), "--data", str(shapes_data), "--json", str(out)]
+    result = cli("rtdetr-check", *args, "--candidate", "fp16", "--candidate", str(broken), "-q")
+    assert result.code == 1 and "Traceback" not in result.err, result.err
+    last = result.out.rstrip().splitlines()[-1]
+    checks = {c["candidate"]["label"]: c for c in json.loads(out.read_text())["checks"]}
+    assert checks["fp16"]["passed"] and not checks["broken.onnx"]["passed"]
+    assert last == f"FAIL: broken.onnx: {'; '.join(checks['broken.onnx']['failures'])}", last
+    assert "fp16" not in last and "pred_boxes: max |d|" in last and "AP " in last
+    alone = cli("rtdetr-check", *args, "--candidate", str(broken), "-q")  # one candidate: its own verdict line
+    own = alone.out.rstrip().splitlines()[-1]
+    assert alone.code == 1 and own.startswith("  FAIL: ") and "pred_boxes: max |d|" in own, own
