@@ -25,7 +25,7 @@ log = logging.getLogger("rtdetr_edge")
 POST_PREFIX = "post/"  # the exporter's postprocessing tail, kept in FP32
 # op types kept in FP32, and why
 FP32_OPS: dict[str, str] = {
-    "LayerNormalization": "variance of large activations overflows FP16 (RT-DETR decoder, see module docstring)",
+    "LayerNormalization": "variance of large activations overflows FP16 (RT-DETR decoder: lyuwenyu/RT-DETR#104, NVIDIA/TensorRT#3652)",
     "TopK": "ranking near-equal scores must match fp32 exactly",
     "Softmax": "exp() of attention logits overflows FP16 without the max-subtraction guarantees of fused kernels",
 }

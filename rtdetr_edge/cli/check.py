@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import atomic
@@ -147,12 +148,27 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     reports = run_checks(args.bundle, args.candidate, options)
     passed = all(r.passed for r in reports)
-    print("\n\n".join(r.format() for r in reports))
+    print("\n\n".join(_with_plan(r) for r in reports))
     if len(reports) > 1:
         print(f"\n{summary_line(reports)}")
     if args.json:
         atomic.write_json(args.json, {"passed": passed, "checks": [r.to_dict() for r in reports]})
     return 0 if passed else 1
+
+
+def _with_plan(report: CheckReport) -> str:
+    """The report, after the bundle's INT8 precision plan when the candidate is that artifact."""
+    from ..bundle import Bundle
+    from ..calib.plan import PrecisionPlan
+
+    text = report.format()
+    if report.candidate.label != "int8" or not report.candidate.from_bundle:
+        return text
+    art = Bundle(report.bundle).artifacts.get("int8") or {}
+    plan_file = Path(report.bundle) / str(art.get("plan", ""))
+    if not art.get("plan") or not plan_file.is_file():
+        return text
+    return f"{Path(report.bundle).name} int8 ({art['file']}): {PrecisionPlan.load(plan_file).table()}\n{text}"
 
 
 def summary_line(reports: Sequence[CheckReport]) -> str:

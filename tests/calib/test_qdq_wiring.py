@@ -34,7 +34,9 @@ def shared_qdq_graph() -> onnx.ModelProto:
         helper.make_node("Relu", ["xd"], ["relu"], name="relu"),
     ]
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 8]) for n in ("y_float", "residual", "relu")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])], outputs, inits)
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])], outputs, inits
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 

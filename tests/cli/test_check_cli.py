@@ -140,3 +140,13 @@ def test_the_last_line_names_each_failed_candidate_and_its_criteria(
     alone = cli("rtdetr-check", *args, "--candidate", str(broken), "-q")  # one candidate: its own verdict line
     own = alone.out.rstrip().splitlines()[-1]
     assert alone.code == 1 and own.startswith("  FAIL: ") and "pred_boxes: max |d|" in own, own
+
+
+def test_an_int8_candidate_prints_the_bundles_precision_plan_first(cli: Cli, best_bundle: Path) -> None:
+    res = cli("rtdetr-check", str(best_bundle), "--candidate", "int8", "--num-images", "2", "-q")
+    assert res.code in (0, 1), res.err
+    head = res.out.splitlines()[0]
+    assert head.startswith("bundle int8 (model.int8.qdq.onnx): precision plan: ") and "int8 " in head
+    assert res.out.index("precision plan") < res.out.index("candidate int8")
+    fp16 = cli("rtdetr-check", str(best_bundle), "--candidate", "fp16", "--num-images", "2", "-q")
+    assert "precision plan" not in fp16.out
