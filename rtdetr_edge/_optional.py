@@ -19,7 +19,7 @@ _ROUTES: dict[str, str] = {
     "onnxsim": 'pip install "rtdetr-edge[export]"',
     "onnx_graphsurgeon": 'pip install "rtdetr-edge[export]"',
     "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu)",
-    "polygraphy": 'pip install "rtdetr-edge[check]"',
+    "polygraphy": 'pip install polygraphy (part of "rtdetr-edge[trt]" and "rtdetr-edge[check]")',
     "faster_coco_eval": 'pip install "rtdetr-edge[eval]"',
     "onnxconverter_common": 'pip install "rtdetr-edge[quant]"',
     "tensorrt": (

@@ -33,7 +33,7 @@ SIDECAR_FORMAT = "rtdetr-edge-engine"
 SIDECAR_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 # what an engine's INT8 came from: none (fp32/fp16), implicit (calibration cache or
-# ITensor.dynamic_range, TensorRT 8.5-10.x), qdq (explicit Q/DQ graph)
+# ITensor.dynamic_range, TensorRT 8.6-10.x), qdq (explicit Q/DQ graph)
 INT8_KINDS = ("none", "implicit", "qdq")
 
 

@@ -79,7 +79,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--b
         "--int8-mode",
         default=EngineBuildOptions.int8_mode,
         choices=INT8_MODES,
-        help="INT8 route: auto (default), implicit (calibration cache, TensorRT 8.5-10.x), "
+        help="INT8 route: auto (default), implicit (calibration cache, TensorRT 8.6-10.x), "
         "qdq (explicit Q/DQ ONNX, required on TensorRT 11)",
     )
     g.add_argument(

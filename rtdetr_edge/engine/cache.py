@@ -7,7 +7,7 @@ valid for this machine, building (and caching) one from the bundle's ONNX when n
 Which ONNX each precision uses:
 
 ============  =====================================  ==========================================
-precision     TensorRT 8.5-10.x                      TensorRT 11
+precision     TensorRT 8.6-10.x                      TensorRT 11
 ============  =====================================  ==========================================
 fp32          model.onnx                             model.onnx
 fp16          model.onnx + FP16 flag (FP32 islands)  model.fp16.onnx (strongly typed)
@@ -50,6 +50,7 @@ from ..engine_format import (
 from ..errors import EngineError, InputError
 from ..onnx_facts import read_onnx_facts
 from .builder import NetworkHints
+from .calibrators import DeviceCalibrator
 from .options import BuildPlan, EngineBuildOptions, default_timing_cache, plan_build
 
 log = logging.getLogger("rtdetr_edge")
@@ -99,6 +100,7 @@ def inspect_onnx(
         node_ops=tuple(n.op_type for n in facts.nodes),
         fp32_nodes=frozenset(n.name for n in keep if n.name),
         fp32_tensors=frozenset(o for n in keep for o in n.outputs if o),
+        inputs=dict(facts.inputs),
     )
     return OnnxBuildFacts(
         facts.path,
@@ -161,7 +163,7 @@ def _prepare(
     options: EngineBuildOptions,
     ranges: dict[str, float] | None,
     contract: ModelContract | str | None,
-    calibrator: Any,
+    calibrator: DeviceCalibrator | None,
     device: int,
     onnx_sha256: str | None = None,
 ) -> _Job:
@@ -216,16 +218,16 @@ def _prepare(
     )
 
 
-def _build(job: _Job, out_path: Path, calibrator: Any = None) -> Path:
+def _build(job: _Job, out_path: Path, calibrator: DeviceCalibrator | None = None) -> Path:
     from ..cuda import buffers
     from .builder import build_serialized_engine
 
     for note in job.plan.notes:
         log.info("%s: %s", job.plan.precision, note)
-    buffers.set_device(job.device)
-    blob = build_serialized_engine(
-        job.facts.path, job.plan, job.options, job.profile, job.facts.hints, job.ranges, calibrator
-    )
+    with buffers.on_device(job.device):
+        blob = build_serialized_engine(
+            job.facts.path, job.plan, job.options, job.profile, job.facts.hints, job.ranges, calibrator
+        )
     atomic.write_bytes(out_path, blob)
     meta = EngineMetadata(
         tensorrt_version=job.trt_version,
@@ -260,7 +262,7 @@ def build_engine(
     options: EngineBuildOptions | None = None,
     ranges: Any = None,
     contract: ModelContract | str | None = None,
-    calibrator: Any = None,
+    calibrator: DeviceCalibrator | None = None,
     device: int = 0,
 ) -> Path:
     """Build a TensorRT engine from an ONNX file and write it (atomically) with its sidecar.

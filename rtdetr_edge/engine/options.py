@@ -6,7 +6,7 @@ version into what the builder must do; it is pure so every version's rules are t
 
 TensorRT versions and precision (see docs of each version's Python API):
 
-* 8.5/8.6: networks need ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH``; FP16/INT8 by builder
+* 8.6 (JetPack 6.0: 8.6.2; x86: 8.6.1): networks need ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH``; FP16/INT8 by builder
   flags; INT8 by calibrator (cache) or ``ITensor.dynamic_range``; layer precision constraints
   with ``PREFER_PRECISION_CONSTRAINTS``. No ``STRONGLY_TYPED``.
 * 10.x: explicit batch is implicit (the flag is ignored); ``STRONGLY_TYPED`` exists and is the
@@ -39,7 +39,9 @@ DEFAULT_BATCH = "1,1,8"
 # (lyuwenyu/RT-DETR#104, NVIDIA/TensorRT#3652); Softmax/Sigmoid feed the scores; ``post/*`` is
 # the in-graph postprocessing tail (sigmoid -> top-k -> boxes) that rtdetr-edge's exporter adds.
 DEFAULT_FP32_LAYERS = ("LayerNormalization", "Softmax", "Sigmoid", "post/*")
-MIN_TENSORRT = (8, 5)
+# TensorRT 8.5 (JetPack 5) is not supported: it parses neither opset 17's LayerNormalization nor
+# the bundles' INT8 graphs, and JetPack 5's Python 3.8 is below requires-python (docs/support.md)
+MIN_TENSORRT = (8, 6)
 
 
 @dataclass
@@ -59,10 +61,10 @@ class EngineBuildOptions:
         builder_optimization_level: 0-5 (None = TensorRT's default 3; TensorRT >= 8.6).
         dla_core: run on this DLA core with GPU fallback (Jetson Xavier/Orin; FP16/INT8 only).
         int8_mode: ``auto`` (Q/DQ graph if the ONNX has one, else calibration cache on
-            TensorRT < 11), ``implicit`` (calibration cache / ranges, TensorRT 8.5-10.x) or
+            TensorRT < 11), ``implicit`` (calibration cache / ranges, TensorRT 8.6-10.x) or
             ``qdq`` (explicit Q/DQ ONNX; the only INT8 route on TensorRT 11).
         int8_dynamic_range: with implicit INT8, set ``ITensor.dynamic_range`` from the ranges
-            instead of feeding a calibration cache (TensorRT 8.5-10.x).
+            instead of feeding a calibration cache (TensorRT 8.6-10.x).
         fp32_layers: layers kept in FP32 when FP16/INT8 come from builder flags (ONNX op types
             or node-name globs); () keeps none.
     """
@@ -151,8 +153,9 @@ def plan_build(
     major, minor, _ = version_tuple(trt_version)
     if (major, minor) < MIN_TENSORRT:
         raise EngineError(
-            f"TensorRT {trt_version} is too old: rtdetr-edge needs TensorRT >= 8.5 (tensor-name API, "
-            "native GridSample); JetPack 5.1 ships 8.5"
+            f"TensorRT {trt_version} is too old: rtdetr-edge needs TensorRT >= "
+            f"{'.'.join(map(str, MIN_TENSORRT))} (JetPack 6; JetPack 5's TensorRT 8.5 is not supported, "
+            "see docs/support.md)"
         )
     if precision not in PRECISIONS:
         raise EngineError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")

@@ -239,6 +239,23 @@ def install(monkeypatch: pytest.MonkeyPatch, version: str = "10.3.0.30", dynamic
             return None if plan.startswith(b"bad") else FakeEngineObject(version, dynamic)
 
     trt.Runtime = Runtime  # type: ignore[attr-defined]
+
+    class IInt8Calibrator:
+        def __init__(self) -> None:
+            pass
+
+    class IInt8EntropyCalibrator2(IInt8Calibrator):
+        pass
+
+    class IInt8LegacyCalibrator(IInt8Calibrator):
+        pass
+
+    trt.IInt8Calibrator = IInt8Calibrator  # type: ignore[attr-defined]
+    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2  # type: ignore[attr-defined]
+    trt.IInt8LegacyCalibrator = IInt8LegacyCalibrator  # type: ignore[attr-defined]
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")  # type: ignore[attr-defined]
+    trt.float32, trt.float16 = "f32", "f16"  # type: ignore[attr-defined]
+    trt.LayerType = types.SimpleNamespace(CONSTANT="const")  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(trt_logging, "_LOGGER", None)
     return trt

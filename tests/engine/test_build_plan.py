@@ -38,7 +38,7 @@ def _plan(
         ("8.6.1.6", "fp32", {}, "none", ("EXPLICIT_BATCH",), (), False, None, False),
         ("10.3.0.30", "fp32", {}, "none", (), (), False, None, False),
         ("11.1.0.106", "fp32", {}, "none", (), (), False, None, True),
-        ("8.5.2", "fp16", {}, "none", ("EXPLICIT_BATCH",), ("FP16", "PREFER_PRECISION_CONSTRAINTS"), True, None, False),
+        ("8.6.2", "fp16", {}, "none", ("EXPLICIT_BATCH",), ("FP16", "PREFER_PRECISION_CONSTRAINTS"), True, None, False),
         ("10.3.0", "fp16", {}, "none", (), ("FP16", "PREFER_PRECISION_CONSTRAINTS"), True, None, False),
         ("10.3.0", "fp16", {"fp32_layers": ()}, "none", (), ("FP16",), False, None, False),
         ("10.3.0", "fp16", {"fp16": True}, "none", ("STRONGLY_TYPED",), (), False, None, True),
@@ -142,7 +142,7 @@ def test_fp32_plan_turns_tf32_off() -> None:
 @pytest.mark.parametrize(
     "version, precision, kw, message",
     [
-        ("8.4.3", "fp32", {}, "too old"),
+        ("8.5.2", "fp32", {}, "too old: rtdetr-edge needs TensorRT >= 8.6 .JetPack 6; JetPack 5"),
         ("10.3.0", "bf16", {}, "expected one of"),
         ("10.3.0", "fp32", {"dla_core": 0}, "DLA runs FP16 or INT8 only"),
         ("10.3.0", "fp32", {"qdq": True}, "fp32 engine needs the fp32 ONNX"),

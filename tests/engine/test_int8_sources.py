@@ -66,9 +66,9 @@ def test_native_cache_is_written_for_the_running_version(fake_trt: types.ModuleT
     lines = text.splitlines()
     assert lines[0] == header
     assert lines[1] == "images: 3c010204"  # 1/127 as IEEE float32, most significant byte first
-    assert calibrators._cache_matches(text.encode(), version)
-    assert not calibrators._cache_matches(text.encode(), "10.4.0")
-    assert not calibrators._cache_matches(b"garbage", version)
+    assert calibrators.cache_matches(text.encode(), version)
+    assert not calibrators.cache_matches(text.encode(), "10.4.0")
+    assert not calibrators.cache_matches(b"garbage", version)
 
 
 def test_no_native_cache_on_tensorrt_11(fake_trt: types.ModuleType) -> None:

@@ -42,7 +42,7 @@ def test_parser_errors_name_the_node() -> None:
         ],
     )
     assert "node 12 GridSample '/model/encoder/GridSample_3': No importer registered [UNSUPPORTED_NODE]" in text
-    assert "the graph: graph has no outputs" in text and "--opset 16" in text
+    assert "the graph: graph has no outputs" in text and "opset 17" in text
 
 
 def test_exported_bundle_onnx_has_dynamic_batch_contract_and_fp32_hints(tiny_bundle: Path) -> None:
