@@ -20,6 +20,7 @@ CLI_MODULES = {
     "rtdetr-eval": "rtdetr_edge.cli.eval",
     "rtdetr-check": "rtdetr_edge.cli.check",
     "rtdetr-data": "rtdetr_edge.cli.data",
+    "rtdetr-selftest": "rtdetr_edge.selftest",
 }
 
 

@@ -53,6 +53,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("engine", ("rtdetr_edge.engine",)),
+    # rtdetr-selftest: what a bare device runs (runtime + engine only, never host tooling)
+    ("selftest", ("rtdetr_edge.selftest",)),
     ("data", ("rtdetr_edge.data",)),
     ("evaluate", ("rtdetr_edge.evaluate", "rtdetr_edge.bench")),
     ("check", ("rtdetr_edge.check",)),
@@ -66,7 +68,7 @@ RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 EXPORT_ONLY = ("torch", "transformers", "onnxsim", "onnx_graphsurgeon", "safetensors", "torchvision")
 # host tooling the device side (and evaluate/check/data) must never import
 HOST_ONLY = ("rtdetr_edge.export", "rtdetr_edge.calib")
-NO_HOST_LAYERS = ("core", "runtime", "engine", "data", "evaluate", "check")
+NO_HOST_LAYERS = ("core", "runtime", "engine", "selftest", "data", "evaluate", "check")
 
 
 def layer_of(module: str) -> str:

@@ -94,7 +94,9 @@ class TensorRTBackend(Backend):
             self._engine = (
                 _engine.retain()
                 if _engine is not None
-                else trt_runtime.Engine(self.path.read_bytes(), str(self.path), self.meta.dla_core if self.meta else None)
+                else trt_runtime.Engine(
+                    self.path.read_bytes(), str(self.path), self.meta.dla_core if self.meta else None
+                )
             )
             self._stream = buffers.Stream()
             self._start, self._end = buffers.Event(), buffers.Event()
@@ -179,6 +181,7 @@ class TensorRTBackend(Backend):
             "zero_copy": self.memory == "mapped",
             "cuda_graph": self.cuda_graph,
             "cuda_graphs_captured": self._runner.graphs,
+            "cuda_graph_replays": self._runner.replays,
             "execution_contexts": self._runner.contexts,
             "engine_copies": self._engine.copies,
             "cuda": buffers.driver().name,

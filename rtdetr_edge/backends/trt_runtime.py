@@ -381,6 +381,14 @@ class BatchRunner:
             slot.runs = 0  # the next call is a plain enqueue again, then a capture
 
 
+def dla_cores() -> int:
+    """DLA cores TensorRT can use on this device (0 on GPUs without DLA, e.g. T4, Orin Nano)."""
+    load_tensorrt("querying DLA cores")
+    import tensorrt as trt
+
+    return int(trt.Runtime(logger()).num_DLA_cores)
+
+
 def trt_dims(shape: tuple[int, ...]) -> tensorrt.Dims:
     import tensorrt as trt
 

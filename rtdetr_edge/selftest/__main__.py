@@ -1,0 +1,7 @@
+"""``python -m rtdetr_edge.selftest``: the same as ``rtdetr-selftest``."""
+
+from __future__ import annotations
+
+from . import main
+
+raise SystemExit(main())
