@@ -214,7 +214,7 @@ def bundle_summary(bundle_dir: Path) -> str:
         lines.append(f"{art['file']}: " + PrecisionPlan.load(bundle.file(art["plan"])).table())
     report_path = bundle.file("report.json")
     chosen = json.loads(report_path.read_text()).get("default_precision") if report_path.is_file() else None
-    if isinstance(chosen, dict):
+    if isinstance(chosen, dict) and chosen.get("reason") != "requested":
         lines.append(f"default precision: {chosen.get('chosen')} ({chosen.get('reason')})")
     return "\n".join(lines)
 
