@@ -187,9 +187,14 @@ def test_guide_commands_match_the_tools(samples: SimpleNamespace) -> None:
     from rtdetr_edge.cli.engine import parser as engine_parser
 
     sample_parsers = {"camera_app.py": samples.camera_app.parser(), "track.py": samples.track.parser()}
-    seen = {"docker run": 0, "rtdetr-build": 0, "rtdetr-engine": 0, "sample": 0}
+    from rtdetr_edge.selftest import parser as selftest_parser
+
+    seen = {"docker run": 0, "rtdetr-build": 0, "rtdetr-engine": 0, "sample": 0, "rtdetr-selftest": 0}
     for cmd in _guide_commands():
-        if cmd[0] in ("rtdetr-build", "rtdetr-engine"):
+        if cmd[0] == "rtdetr-selftest":
+            selftest_parser().parse_args(cmd[1:])
+            seen["rtdetr-selftest"] += 1
+        elif cmd[0] in ("rtdetr-build", "rtdetr-engine"):
             (build_parser if cmd[0] == "rtdetr-build" else engine_parser)().parse_args(cmd[1:])
             seen[cmd[0]] += 1
         elif cmd[0] == "python3" and cmd[1].startswith("samples/"):
@@ -199,7 +204,10 @@ def test_guide_commands_match_the_tools(samples: SimpleNamespace) -> None:
             assert "--runtime" in cmd and cmd[cmd.index("--runtime") + 1] == "nvidia"
             image = cmd.index("rtdetr-edge:jetson")
             rest = cmd[image + 1 :]
-            if rest and rest[0] not in ("build", "check"):
+            if rest and rest[0] == "rtdetr-selftest":
+                selftest_parser().parse_args(rest[1:])
+                seen["rtdetr-selftest"] += 1
+            elif rest and rest[0] not in ("build", "check"):
                 script = "track.py" if rest[0] == "track" else "camera_app.py"
                 args = rest[1:] if rest[0] == "track" else rest
                 sample_parsers[script].parse_args(["--model", "/bundle", *args])
