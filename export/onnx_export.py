@@ -2,8 +2,9 @@
 
 Opset 17 by default: it is the newest opset TensorRT 8.6 (JetPack 6.0) parses, and at 17
 ``LayerNormalization`` is one node that TensorRT >= 8.6 maps to its normalisation layer (and
-that precision tools can keep in FP32 as a unit). TensorRT 8.5 (JetPack 5) cannot parse
-``LayerNormalization``: export with ``opset=16`` there, where it is decomposed into primitive ops.
+that precision tools can keep in FP32 as a unit). ``opset=16`` decomposes ``LayerNormalization``
+into primitive ops, for other tools on TensorRT 8.5 (JetPack 5), which cannot parse it; rtdetr-edge's
+own engine builder needs TensorRT >= 8.6 (docs/support.md).
 
 The legacy TorchScript exporter is used on purpose: the dynamo exporter forces opset 18 and bakes
 the batch size in (``batch_size = len(source_flatten)`` in ``RTDetrModel.forward``). We trace
@@ -39,12 +40,12 @@ def export_raw(
     Args:
         model: eval-mode ``RTDetrForObjectDetection`` (or v2).
         height, width: the fixed input size (from the preprocessing contract).
-        opset: 17 (TensorRT >= 8.6) or 16 (TensorRT 8.5 / JetPack 5).
+        opset: 17 (TensorRT >= 8.6) or 16 (LayerNorm decomposed, for TensorRT 8.5 tools).
         trace_batch: batch of the tracing input.
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(
-            f"--opset {opset}: supported are {MIN_OPSET} (TensorRT 8.5) and {MAX_OPSET} (TensorRT >= 8.6)"
+            f"--opset {opset}: supported are {MIN_OPSET} (LayerNorm decomposed) and {MAX_OPSET} (TensorRT >= 8.6)"
         )
     torch: Any = require("torch", "exporting to ONNX")  # a module object: its classes are only known at runtime
 

@@ -18,7 +18,8 @@ class ExportOptions:
     Attributes:
         top_k: K of the in-graph top-k (300; clamped to queries x classes).
         raw_outputs: export ``logits``/``pred_boxes`` instead of the in-graph top-k.
-        opset: 17 (TensorRT >= 8.6, default) or 16 (TensorRT 8.5 / JetPack 5: LayerNorm decomposed).
+        opset: 17 (TensorRT >= 8.6, default) or 16 (LayerNorm decomposed, for TensorRT 8.5 tools;
+            rtdetr-edge's engine builder needs >= 8.6).
         verify: compare ONNX Runtime with PyTorch and fail on disagreement (default on).
         tolerance: verification tolerance (1e-4).
         revision: hub revision (branch, tag or commit).

@@ -30,7 +30,7 @@ examples:
   rtdetr-build --model build/r18 --precision int8 --calib coco_val --out build/r18
   # device: the TensorRT engine is built from the copied bundle by rtdetr-engine
   rtdetr-engine build/r18 --precision int8
-  # a local save_pretrained folder, raw outputs instead of in-graph top-k, opset 16 for JetPack 5
+  # a local save_pretrained folder, raw outputs instead of in-graph top-k, opset 16 (LayerNorm decomposed)
   rtdetr-build --model models/rtdetr-shapes --raw-outputs --opset 16 --out build/shapes-raw
   # replace an existing bundle
   rtdetr-build --model models/rtdetr-shapes --out build/shapes --force
@@ -65,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=e.opset,
         choices=OPSETS,
-        help=f"ONNX opset: 17 for TensorRT >= 8.6 (default {e.opset}), 16 for TensorRT 8.5 / JetPack 5",
+        help=f"ONNX opset: 17 for TensorRT >= 8.6 (default {e.opset}), 16 decomposes LayerNorm (TensorRT 8.5 tools)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     p.add_argument(
