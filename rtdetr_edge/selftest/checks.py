@@ -258,24 +258,32 @@ def check_build_plans(session: Session) -> dict[str, Any]:
 # --- CUDA checks -------------------------------------------------------------------------------
 
 
-def check_pinned(session: Session) -> dict[str, Any]:
-    data = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+def _round_trip(session: Session, source: str, data: np.ndarray) -> None:
+    """``data`` into a ``source`` buffer, a device copy into a pinned one, back to the host: equal?
+
+    For a mapped source the upload is a no-op: the GPU reads what the host wrote, in place.
+    """
     with buffers.on_device(session.device):
         stream = buffers.Stream()
         try:
             with (
-                buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as a,
-                buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as b,
+                buffers.HostDeviceBuffer(data.shape, data.dtype, source) as src,
+                buffers.HostDeviceBuffer(data.shape, data.dtype, "pinned") as dst,
             ):
-                a.host[...] = data
-                a.to_device(stream)
-                buffers.copy_device(b.device_ptr, a.device_ptr, a.nbytes, stream)
-                b.to_host(stream)
+                src.host[...] = data
+                src.to_device(stream)
+                buffers.copy_device(dst.device_ptr, src.device_ptr, src.nbytes, stream)
+                dst.to_host(stream)
                 stream.synchronize()
-                if not np.array_equal(b.host, data):
-                    raise CheckFailed("bytes differ after host -> device -> device -> host")
+                if not np.array_equal(dst.host, data):
+                    raise CheckFailed(f"bytes differ after {source} host -> device -> device -> host")
         finally:
             stream.close()
+
+
+def check_pinned(session: Session) -> dict[str, Any]:
+    data = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    _round_trip(session, "pinned", data)
     return {"bytes": int(data.nbytes), "bindings": buffers.driver().name}
 
 
@@ -283,21 +291,7 @@ def check_mapped(session: Session) -> dict[str, Any]:
     if session.gpu is None or not session.gpu.can_map_host_memory:
         raise Skipped("this GPU cannot map host memory (canMapHostMemory is 0)")
     data = np.random.default_rng(1).integers(0, 255, (2, 3, 32, 32)).astype(np.float32)
-    with buffers.on_device(session.device):
-        stream = buffers.Stream()
-        try:
-            with (
-                buffers.HostDeviceBuffer(data.shape, np.float32, "mapped") as m,
-                buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as p,
-            ):
-                m.host[...] = data  # no upload: the GPU reads the mapped memory itself
-                buffers.copy_device(p.device_ptr, m.device_ptr, m.nbytes, stream)
-                p.to_host(stream)
-                stream.synchronize()
-                if not np.array_equal(p.host, data):
-                    raise CheckFailed("what the GPU read from mapped memory differs from what the host wrote")
-        finally:
-            stream.close()
+    _round_trip(session, "mapped", data)
     return {"bytes": int(data.nbytes), "integrated": session.gpu.integrated}
 
 
