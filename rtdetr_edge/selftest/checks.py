@@ -295,6 +295,48 @@ def check_mapped(session: Session) -> dict[str, Any]:
     return {"bytes": int(data.nbytes), "integrated": session.gpu.integrated}
 
 
+def check_pycuda(session: Session) -> dict[str, Any]:
+    """The pycuda fallback (used where cuda-python is missing): copies from two threads, no context left."""
+    if not available("pycuda.driver"):
+        raise Skipped("pycuda is not installed (the runtime uses cuda-python; pycuda is only its fallback)")
+    from .._optional import require
+
+    drv = buffers._PyCuda(require("pycuda.driver"))
+    data = np.arange(4096, dtype=np.float32)
+    results: dict[str, Any] = {}
+
+    def round_trip(where: str) -> None:
+        try:
+            drv.set_device(session.device)
+            n = int(data.nbytes)
+            src, src_owner = drv.host_alloc(n, mapped=False)
+            dst, dst_owner = drv.host_alloc(n, mapped=False)
+            dev, dev_owner = drv.malloc(n)
+            stream, _ = drv.stream_create()
+            np.copyto(src_owner[:n].view(np.float32), data)
+            drv.htod(dev, src, src_owner, n, stream)
+            drv.dtoh(dst, dst_owner, dev, n, stream)
+            drv.stream_sync(stream)
+            same = bool(np.array_equal(dst_owner[:n].view(np.float32), data))
+            drv.free(dev, dev_owner)
+            drv.host_free(src, src_owner)
+            drv.host_free(dst, dst_owner)
+            results[where] = same and drv.drv.Context.get_current() is None  # nothing left pushed
+        except Exception as exc:  # noqa: BLE001 - reported by the check
+            results[where] = describe_error(exc)
+
+    worker = threading.Thread(target=round_trip, args=("thread",))
+    worker.start()
+    worker.join()
+    other = threading.Thread(target=round_trip, args=("another thread",))
+    other.start()
+    other.join()
+    bad = {k: v for k, v in results.items() if v is not True}
+    if bad:
+        raise CheckFailed(f"pycuda round trip failed or left a context current: {bad}")
+    return {"threads": len(results), "bytes": int(data.nbytes)}
+
+
 # --- TensorRT checks ---------------------------------------------------------------------------
 
 
@@ -437,6 +479,7 @@ CHECKS: tuple[Check, ...] = (
     Check("build_plans", "cpu", "every precision and INT8 route has a build plan", check_build_plans),
     Check("cuda_pinned_round_trip", "cuda", "pinned host <-> device copies", check_pinned),
     Check("cuda_mapped_round_trip", "cuda", "the GPU reads mapped (zero-copy) host memory", check_mapped),
+    Check("pycuda_contexts", "cuda", "the pycuda fallback on two threads, no context left", check_pycuda),
     Check(
         "engine_fp32", "tensorrt", "fp32 engine builds and matches the recording", _engine_check("engine_fp32", "fp32")
     ),

@@ -4,6 +4,7 @@ stack across threads, and a CUDA graph capture whose body fails.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import types
 from typing import Any
@@ -109,6 +110,19 @@ def test_a_failed_capture_is_ended_its_graph_dropped_and_the_body_error_kept() -
     assert drv.graph_capture("stream", lambda: None) == ("graph", "exec")
 
 
+class PageLocked(np.ndarray):
+    """An array whose ``base`` is its allocation object, as pycuda's ``pagelocked_empty`` returns."""
+
+    allocation: Any = None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.allocation = getattr(obj, "allocation", None)
+
+    @property
+    def base(self) -> Any:
+        return self.allocation
+
+
 class FakePyCuda:
     """pycuda.driver with a per-thread context stack; every call checks that a context is current."""
 
@@ -130,6 +144,10 @@ class FakePyCuda:
             @staticmethod
             def pop() -> None:
                 fake.stack().pop()
+
+            @staticmethod
+            def get_current() -> Any:
+                return fake.get_current_context()
 
         class Device:
             def __init__(self, index: int) -> None:
@@ -154,10 +172,10 @@ class FakePyCuda:
 
         class Alloc:
             def __init__(self, n: int) -> None:
-                self.n = n
+                self.memory = np.zeros(n, np.uint8)
 
             def __int__(self) -> int:
-                return 4096
+                return int(self.memory.ctypes.data)
 
             def free(self) -> None:
                 fake.current()
@@ -181,26 +199,36 @@ class FakePyCuda:
         pass
 
     def pagelocked_empty(self, n: int, dtype: Any, mem_flags: int = 0) -> np.ndarray:
+        """Like pycuda: an ndarray whose ``.base`` is the page-locked allocation."""
         self.current()
         owner = self
 
-        class Base:
+        class HostAllocation:
             def free(self) -> None:
                 owner.current()
 
             def get_device_pointer(self) -> int:
                 owner.current()
-                return 8192
+                return int(arr.ctypes.data)
 
-        arr = np.zeros(n, dtype)
-        return types.SimpleNamespace(ctypes=arr.ctypes, base=Base(), arr=arr)  # type: ignore[return-value]
+        arr = np.zeros(n, dtype).view(PageLocked)
+        arr.allocation = HostAllocation()
+        return arr
 
     def mem_alloc(self, n: int) -> Any:
         self.current()
         return self.Alloc(n)
 
-    def memcpy_htod_async(self, dst: int, src: Any, stream: Any) -> None:
+    def memcpy_htod_async(self, dst: int, src: np.ndarray, stream: Any) -> None:
         self.current()
+        ctypes.memmove(dst, src.ctypes.data, src.nbytes)
+
+    def memcpy_dtoh_async(self, dst: np.ndarray, src: int, stream: Any) -> None:
+        self.current()
+        ctypes.memmove(dst.ctypes.data, src, dst.nbytes)
+
+    def get_current_context(self) -> Any:
+        return self.stack()[-1] if self.stack() else None
 
 
 def test_pycuda_pushes_the_primary_context_per_call_in_every_thread_and_leaves_no_stack() -> None:
@@ -212,10 +240,10 @@ def test_pycuda_pushes_the_primary_context_per_call_in_every_thread_and_leaves_n
         try:
             drv.set_device(0)
             ptr, owner = drv.host_alloc(64, mapped=True)
-            assert drv.mapped_device_pointer(ptr, owner) == 8192
+            assert drv.mapped_device_pointer(ptr, owner) == ptr  # the fake maps host memory in place
             dev, dev_owner = drv.malloc(64)
             stream, _handle = drv.stream_create()
-            drv.htod(dev, ptr, owner.arr, 64, stream)
+            drv.htod(dev, ptr, owner, 64, stream)
             drv.stream_sync(stream)
             with drv.activate(0):  # a block for TensorRT calls: the context is current inside
                 assert fake.stack()[-1].device == 0

@@ -62,3 +62,18 @@ def test_a_missing_engine_build_is_a_skip_pointing_at_its_check(session: checks.
     session.engine_errors["engine_fp32"] = "TensorRT could not build the fp32 engine"
     with pytest.raises(checks.Skipped, match="the engine_fp32 engine did not build"):
         checks.check_graph_replay(session)
+
+
+def test_pycuda_check_runs_on_two_threads_and_finds_a_leaked_context(
+    session: checks.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtdetr_edge import _optional
+    from tests.engine.test_cuda_bindings import FakePyCuda
+
+    pycuda = FakePyCuda()
+    monkeypatch.setattr(checks, "available", lambda name: True)
+    monkeypatch.setattr(_optional, "require", lambda name, purpose="": pycuda)
+    assert checks.check_pycuda(session) == {"threads": 2, "bytes": 4096 * 4}
+    monkeypatch.setattr(pycuda.Context, "pop", staticmethod(lambda: None))  # the old bug: pushed, never popped
+    with pytest.raises(checks.CheckFailed, match="left a context current"):
+        checks.check_pycuda(session)
