@@ -11,7 +11,7 @@ images recorded on the host. The checks (``rtdetr_edge.selftest.checks.CHECKS``)
 * CPU: the bundle and recordings are intact; ONNX Runtime reproduces the recordings (when
   installed); INT8 caches are written for the TensorRT versions; every precision and INT8 route
   has a build plan;
-* CUDA: pinned and mapped buffer round trips;
+* CUDA: pinned and mapped buffer round trips; the pycuda fallback from two threads (when installed);
 * TensorRT: fp32 and FP16 engines, INT8 by each route (Q/DQ; calibration cache and dynamic
   ranges on TensorRT < 11), each compared with the recordings; mapped vs pinned memory; CUDA
   graph replay over batches 1,2,1,2; clones in parallel threads; timing-cache reuse; DLA.
