@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             a.host[...] = data
             a.to_device(stream)
-            _d2d(drv, b.device_ptr, a.device_ptr, a.nbytes, stream)
+            buffers.copy_device(b.device_ptr, a.device_ptr, a.nbytes, stream)
             b.to_host(stream)
             stream.synchronize()
             assert np.array_equal(b.host, data), "bytes differ after H2D -> D2D -> D2H"
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             assert m.zero_copy and m.device_ptr != 0
             m.host[...] = data  # no upload: the GPU reads the mapped memory directly
-            _d2d(drv, p.device_ptr, m.device_ptr, m.nbytes, stream)
+            buffers.copy_device(p.device_ptr, m.device_ptr, m.nbytes, stream)
             p.to_host(stream)
             stream.synchronize()
             assert np.array_equal(p.host, data), "GPU read of mapped memory differs from what the host wrote"
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             start.record(stream)
             a.to_device(stream)
             end.record(stream)
-            _d2d(drv, b.device_ptr, a.device_ptr, a.nbytes, stream)
+            buffers.copy_device(b.device_ptr, a.device_ptr, a.nbytes, stream)
             b.to_host(stream)
             end.synchronize()  # only the upload is known complete here
             stream.synchronize()
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             buffers.HostDeviceBuffer(shape, np.float32, "pinned") as a,
             buffers.HostDeviceBuffer(shape, np.float32, "pinned") as b,
         ):
-            graph = buffers.CudaGraph(stream, lambda: _d2d(drv, b.device_ptr, a.device_ptr, a.nbytes, stream))
+            graph = buffers.CudaGraph(stream, lambda: buffers.copy_device(b.device_ptr, a.device_ptr, a.nbytes, stream))
             for value in (1.0, 7.0):
                 a.host[:] = value
                 a.to_device(stream)
@@ -172,17 +172,6 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2,
             )
     return 1 if failed else 0
-
-
-def _d2d(drv: Any, dst: int, src: int, nbytes: int, stream: Any) -> None:
-    """Device-to-device copy on the stream (the buffer module has none: the runtime needs none)."""
-    if drv.name == "cuda-python":
-        rt = drv.rt
-        (err,) = rt.cudaMemcpyAsync(dst, src, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream.obj)
-        if int(err) != 0:
-            raise RuntimeError(f"cudaMemcpyAsync(D2D): {drv.error_name(err)}")
-    else:
-        drv.drv.memcpy_dtod_async(dst, src, nbytes, stream.obj)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@
   FP16 on TensorRT 10.x (``STRONGLY_TYPED``) and 11 (always strongly typed); ONNX Runtime runs
   it anywhere, so the host measures the exact graph TensorRT gets.
 * ``model.int8.qdq.trt8.onnx``: the same Q/DQ placement, FP32-typed, at the fp32 graph's opset
-  (<= 17, which TensorRT 8.5/8.6 parse): TensorRT 8.x builds it weakly typed with the INT8 and
+  (<= 17, which TensorRT 8.6 parses): TensorRT 8.x builds it weakly typed with the INT8 and
   FP16 flags, so every layer outside the Q/DQ pairs may run FP16, and the builder pins the FP32
-  layers with precision constraints (JetPack 5 and 6.0).
+  layers with precision constraints (JetPack 6.0).
 
 The implicit route (calibration cache, ``ITensor.dynamic_range``) uses ``calib/ranges.json`` and
 the native caches, which cover every tensor the planned INT8 layers read and write

@@ -95,7 +95,7 @@ def best_bundle(tiny_model_dir: Path, shapes_data: Path, tmp_path_factory: pytes
     """fp32 + fp16 + int8 (Q/DQ) of the tiny model, calibrated on 8 of the 12 shapes images.
 
     The build's accuracy and Polygraphy checks ran on 4 held-out images; native TensorRT
-    calibration caches for 10.3.0 and 8.6.1.
+    calibration caches for 10.3.0 and 8.6.2 (JetPack 6.0).
     """
     from rtdetr_edge.build import BuildOptions, build_bundle
 
@@ -107,7 +107,7 @@ def best_bundle(tiny_model_dir: Path, shapes_data: Path, tmp_path_factory: pytes
             check_images=4,
             export=ExportOptions(top_k=50),
             calibration=CalibrationOptions(calib=str(shapes_data), size=8, cache_dir=None),
-            int8=Int8Options(trt_cache_versions=("10.3.0", "8.6.1")),
+            int8=Int8Options(trt_cache_versions=("10.3.0", "8.6.2")),
         ),
     )
 

@@ -114,7 +114,9 @@ def _select(paths: list[Path], calib: set[Path], num_images: int) -> tuple[list[
 
 def _describe(count: int, what: str, excluded: int) -> str:
     text = f"{count} images from {what}"
-    return text + (f" not used for calibration ({excluded} calibration and range-choice images left out)" if excluded else "")
+    return text + (
+        f" not used for calibration ({excluded} calibration and range-choice images left out)" if excluded else ""
+    )
 
 
 def resolve_images(

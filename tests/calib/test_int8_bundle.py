@@ -33,7 +33,7 @@ def test_int8_bundle_holds_native_caches_for_onnx_names(best_bundle: Path) -> No
     values = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
     weights = {t.name for t in model.graph.initializer}  # MatMul weights: constant tensors in TensorRT
     assert set(names) <= values | weights and set(names) & weights
-    assert b.file(art["tensorrt_caches"]["8.6.1"]).read_text().startswith("TRT-8601-EntropyCalibration2\n")
+    assert b.file(art["tensorrt_caches"]["8.6.2"]).read_text().startswith("TRT-8602-EntropyCalibration2\n")
     manifest = json.loads(b.file(art["manifest"]).read_text())
     assert manifest["size"] == 8 and manifest["sha256"] == ranges.manifest_sha256
     # --calib-algorithm auto: 12 images = 8 calibration + 4 for the accuracy check, none left to choose on
