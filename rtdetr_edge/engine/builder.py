@@ -411,6 +411,11 @@ def _build(
                 calib.add(name, shape, shape, shape)
             cfg.set_calibration_profile(calib.to_trt(builder, network))
 
+    if choice.timing_cache:  # Polygraphy locks the cache with a sibling .lock file: the folder must exist
+        try:
+            Path(choice.timing_cache).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EngineError(f"--timing-cache {choice.timing_cache}: cannot create its folder ({exc})") from exc
     build = EngineBytesFromNetwork(
         network, PostprocessConfig(config, finish_config), save_timing_cache=choice.timing_cache
     )
@@ -419,6 +424,10 @@ def _build(
     )
     try:
         serialized = build()
+    except OSError as exc:  # the timing cache's lock or file (read-only bundle, full disk)
+        raise EngineError(
+            f"building from {Path(onnx_path).name}: {exc}; pass --timing-cache PATH in a writable folder"
+        ) from exc
     except PolygraphyException as exc:
         issues = parser_issues(poly.errors, hints.node_names, hints.node_ops)
         if issues:

@@ -364,8 +364,9 @@ def engine_for_bundle(
     if options.timing_cache is None:
         from ..cuda import buffers
 
-        cc = buffers.device_properties(device).compute_capability
-        options = dataclasses.replace(options, timing_cache=default_timing_cache(engines, version, cc))
+        props = buffers.device_properties(device)
+        cache_file = default_timing_cache(engines, version, props.compute_capability, props.name)
+        options = dataclasses.replace(options, timing_cache=cache_file)
     table = _load_ranges(ranges)
     job = _prepare(onnx, precision, options, table, bundle.contract, None, device, sha256)
     path = engines / engine_file_name(

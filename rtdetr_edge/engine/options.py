@@ -20,6 +20,7 @@ TensorRT versions and precision (see docs of each version's Python API):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -214,9 +215,13 @@ def plan_build(
                 "--int8-mode qdq: the ONNX has no QuantizeLinear/DequantizeLinear nodes; build from "
                 "the bundle's model.int8.qdq.onnx"
             )
-        if major >= 10:
+        if major >= 11 or (major == 10 and onnx_has_fp16):
             notes.append("explicit quantization, strongly typed: precisions come from the Q/DQ graph")
             return BuildPlan("int8", "qdq", tuple(strong), tuple(fallback), False, None, True, tuple(notes))
+        if major == 10:  # an FP32-typed Q/DQ graph (bundles made before the FP16-typed artifact)
+            flags = ["INT8", "FP16"] + (["PREFER_PRECISION_CONSTRAINTS"] if keep else []) + fallback
+            notes.append("FP32-typed Q/DQ graph: weakly typed with INT8+FP16 flags, so its float layers may run FP16")
+            return BuildPlan("int8", "qdq", tuple(weak), tuple(flags), keep, None, False, tuple(notes))
         # 8.x: Q/DQ graphs still need the INT8 flag; FP16 lets unquantized layers use half
         flags = ["INT8", "FP16"] + (["PREFER_PRECISION_CONSTRAINTS"] if keep else []) + fallback
         notes.append("explicit quantization on TensorRT 8.x: INT8+FP16 flags")
@@ -241,7 +246,14 @@ def plan_build(
     return BuildPlan("int8", "implicit", tuple(weak), tuple(flags), keep, source, False, tuple(notes))
 
 
-def default_timing_cache(directory: str | os.PathLike[str], trt_version: str, compute_capability: str) -> str:
-    """Per TensorRT version and GPU, since timing caches are specific to both."""
+def default_timing_cache(
+    directory: str | os.PathLike[str], trt_version: str, compute_capability: str, device_name: str = ""
+) -> str:
+    """Per TensorRT version and GPU model, since timing caches are specific to both.
+
+    The device name is part of it: Orin Nano, NX and AGX are all sm87, and TensorRT rejects a
+    cache whose device properties differ (Polygraphy then silently builds without it).
+    """
     ver = ".".join(str(v) for v in version_tuple(trt_version))
-    return os.path.join(os.fspath(directory), f"timing_trt{ver}_sm{compute_capability.replace('.', '')}.cache")
+    gpu = f"_{hashlib.sha256(device_name.encode()).hexdigest()[:8]}" if device_name else ""
+    return os.path.join(os.fspath(directory), f"timing_trt{ver}_sm{compute_capability.replace('.', '')}{gpu}.cache")

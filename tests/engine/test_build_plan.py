@@ -54,7 +54,19 @@ def _plan(
             None,
             False,
         ),
-        ("10.3.0", "int8", {"qdq": True}, "qdq", ("STRONGLY_TYPED",), (), False, None, True),
+        ("10.3.0", "int8", {"qdq": True, "fp16": True}, "qdq", ("STRONGLY_TYPED",), (), False, None, True),
+        # an FP32-typed Q/DQ graph (older bundles): strongly typed would run every float layer FP32
+        (
+            "10.3.0",
+            "int8",
+            {"qdq": True},
+            "qdq",
+            (),
+            ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS"),
+            True,
+            None,
+            False,
+        ),
         ("11.4.1", "int8", {"qdq": True}, "qdq", (), (), False, None, True),
         (
             "8.6.1",
@@ -133,6 +145,14 @@ def test_build_plan_per_tensorrt_version_and_precision(
         plan.int8_source,
         plan.strongly_typed,
     ) == (mode, net, flags, constraints, source, strong)
+
+
+def test_timing_cache_is_per_tensorrt_version_and_gpu_model() -> None:
+    from rtdetr_edge.engine.options import default_timing_cache
+
+    nano = default_timing_cache("e", "10.3.0.30", "8.7", "Orin Nano")
+    agx = default_timing_cache("e", "10.3.0.30", "8.7", "Orin AGX")
+    assert nano != agx and nano.startswith("e/timing_trt10.3.0_sm87_") and nano.endswith(".cache")
 
 
 def test_fp32_plan_turns_tf32_off() -> None:

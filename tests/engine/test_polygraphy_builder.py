@@ -81,9 +81,9 @@ def test_parser_errors_are_read_from_polygraphy_lines_in_both_formats() -> None:
 
 
 def _plan(version: str, precision: str, **kw: Any) -> Any:
-    qdq, ranges = kw.pop("qdq", False), kw.pop("ranges", False)
+    qdq, ranges, fp16 = kw.pop("qdq", False), kw.pop("ranges", False), kw.pop("fp16", False)
     options = EngineBuildOptions(**kw)
-    return plan_build(version, precision, options, onnx_has_qdq=qdq, has_ranges=ranges), options
+    return plan_build(version, precision, options, onnx_has_qdq=qdq, onnx_has_fp16=fp16, has_ranges=ranges), options
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,8 @@ def _plan(version: str, precision: str, **kw: Any) -> Any:
     [
         ("10.3.0", "fp32", {}, dict(fp16=False, int8=False, tf32=False, precision_constraints=None)),
         ("10.3.0", "fp16", {}, dict(fp16=True, int8=False, tf32=True, precision_constraints="prefer")),
-        ("10.3.0", "int8", {"qdq": True}, dict(strongly_typed=True, fp16=False, int8=False, tf32=False)),
+        ("10.3.0", "int8", {"qdq": True, "fp16": True}, dict(strongly_typed=True, fp16=False, int8=False, tf32=False)),
+        ("10.3.0", "int8", {"qdq": True}, dict(strongly_typed=False, fp16=True, int8=True)),
         ("8.6.2", "int8", {"qdq": True}, dict(strongly_typed=False, fp16=True, int8=True, tf32=True)),
         ("8.6.2", "int8", {"ranges": True}, dict(int8=True, precision_constraints="prefer")),
         (
@@ -221,15 +222,17 @@ HINTS = builder.NetworkHints(
 
 def test_builder_hands_polygraphy_the_profile_flags_and_cache_calibrator(polygraphy: Any, tmp_path: Path) -> None:
     rec = polygraphy()
-    plan, options = _plan("10.3.0", "int8", ranges=True, timing_cache=str(tmp_path / "t.cache"))
+    cache = tmp_path / "engines" / "t.cache"  # a bundle's engines/ folder before its first engine
+    plan, options = _plan("10.3.0", "int8", ranges=True, timing_cache=str(cache))
     blob = builder.build_serialized_engine("m.onnx", plan, options, BatchProfile(1, 2, 4), HINTS, {"images": 1.0})
     assert blob == b"serialized"
+    assert cache.parent.is_dir()  # Polygraphy's lock file (t.cache.lock) is opened in that folder
     cfg = rec.calls["config"]
     assert rec.calls["network"] == ("m.onnx", False)
     assert cfg["profiles"][0] == {"images": ((1, 3, 8, 8), (2, 3, 8, 8), (4, 3, 8, 8))}
     assert cfg["int8"] and cfg["fp16"] and cfg["precision_constraints"] == "prefer"
     assert cfg["load_timing_cache"] is None  # no file yet: Polygraphy would only warn
-    assert rec.calls["save_timing_cache"] == str(tmp_path / "t.cache")
+    assert rec.calls["save_timing_cache"] == str(cache)
     calib = cfg["calibrator"]  # the cache-only calibrator: every calibrator reaches CreateConfig
     assert calib.read_calibration_cache().startswith(b"TRT-100300-EntropyCalibration2")
     assert rec.calls["network_steps"] == ["keep layers in FP32"]
