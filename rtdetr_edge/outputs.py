@@ -1,13 +1,18 @@
-"""Writers for results that must never be lost or half-written: videos and JSON lines.
+"""Writers for results that must never be lost or half-written: videos, JSON lines, images.
 
-Both write to a temporary sibling and rename into place on ``close()``. ``close()`` runs from
-``__exit__`` even on Ctrl-C or an exception, so whatever was processed so far ends up as a
-complete, playable video and a complete JSONL file; nothing is ever left under the final name
-half-written.
+Each writes to a temporary sibling and publishes it under its final name only when it is
+complete: on ``close()`` the data is flushed and fsynced (a video is also read back and its
+frame count checked), and only then renamed into place. ``close()`` runs from ``__exit__`` even
+on Ctrl-C or SIGTERM (``KeyboardInterrupt``), so whatever was processed so far ends up as a
+complete, playable video and a complete JSONL file. When a write fails (disk full, quota,
+read-only, file too large) the temporary file is deleted, nothing under the final name is
+touched (an earlier result stays as it was) and :class:`OutputError` names the path in one line.
+A writer that received nothing publishes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -18,20 +23,55 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import InputError
+from . import atomic
+from .errors import InputError, RtdetrEdgeError
 
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
 
 
+class OutputError(RtdetrEdgeError):
+    """A result file could not be written completely; nothing was published under its name."""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 def _tmp_path(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+        os.close(fd)
+        os.chmod(name, 0o666 & ~atomic._umask())  # mkstemp makes 0600 files
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({_reason(exc)})") from exc
     return Path(name)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """fsync ``tmp`` and rename it over ``target``; on failure delete ``tmp`` and raise OutputError."""
+    try:
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{target}: cannot write ({_reason(exc)}); nothing was written under this name") from exc
 
 
 class VideoWriter:
     """Atomic video writer (``.mp4`` with mp4v, ``.avi`` with MJPG).
+
+    OpenCV's writer reports no write errors, so ``close()`` reads the finished temporary file
+    back: a file OpenCV cannot open, or one with fewer frames than were written (disk full), is
+    deleted and :class:`OutputError` raised instead of publishing an unplayable video.
 
     Args:
         path: final file.
@@ -54,23 +94,57 @@ class VideoWriter:
             self._tmp.unlink(missing_ok=True)
             raise InputError(f"{self.path}: OpenCV cannot open a video writer for it")
         self.frames = 0
+        self._failed = False
 
     def write(self, frame: np.ndarray) -> None:
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         assert self._writer is not None, "write() after close()"
-        self._writer.write(frame)
+        try:
+            self._writer.write(frame)
+        except Exception:
+            self._failed = True
+            raise
         self.frames += 1
 
-    def close(self) -> Path:
-        """Finish the file and move it into place (idempotent)."""
+    def _readable_frames(self) -> int:
+        cap = cv2.VideoCapture(str(self._tmp))
+        try:
+            if not cap.isOpened():
+                return 0
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if count <= 0:  # containers without an index: decode
+                count = 0
+                while cap.grab():
+                    count += 1
+            return count
+        finally:
+            cap.release()
+
+    def discard(self) -> None:
+        """Drop what was written; nothing is published."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            if self.frames:
-                os.replace(self._tmp, self.path)
-            else:
-                self._tmp.unlink(missing_ok=True)
+        self._tmp.unlink(missing_ok=True)
+
+    def close(self) -> Path:
+        """Finish the file and move it into place when complete (idempotent)."""
+        if self._writer is None:
+            return self.path
+        self._writer.release()
+        self._writer = None
+        if not self.frames or self._failed:
+            self._tmp.unlink(missing_ok=True)
+            return self.path
+        got = self._readable_frames()
+        if got < self.frames:
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(
+                f"{self.path}: the video could not be written completely ({got} of {self.frames} frames "
+                "readable; disk full?); nothing was written under this name"
+            )
+        _publish(self._tmp, self.path)
         return self.path
 
     def __enter__(self) -> VideoWriter:
@@ -81,25 +155,66 @@ class VideoWriter:
 
 
 class JsonlWriter:
-    """Atomic JSON-lines writer: one JSON object per :meth:`write`; renamed into place on close."""
+    """Atomic JSON-lines writer: one JSON object per :meth:`write`; published on close.
+
+    Only complete lines are published: a line cut short by Ctrl-C is dropped, and after a failed
+    write (disk full) nothing is published at all.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._tmp = _tmp_path(self.path)
-        self._fh: Any = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - the writer owns the handle; close() renames
+        try:
+            self._fh: Any = open(self._tmp, "wb")  # noqa: SIM115 - the writer owns the handle; close() renames
+        except OSError as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(f"{self.path}: cannot write ({_reason(exc)})") from exc
         self.lines = 0
+        self._complete = 0  # bytes of complete lines
+        self._failed = False
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        assert self._fh is not None, "write() after close()"
+        if self._failed:
+            raise OutputError(f"{self.path}: an earlier write failed")
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            self._failed = True
+            raise OutputError(
+                f"{self.path}: cannot write ({_reason(exc)}); nothing was written under this name"
+            ) from exc
+        self._complete += len(data)
         self.lines += 1
 
-    def close(self) -> Path:
+    def discard(self) -> None:
+        """Drop what was written; nothing is published (an earlier file stays as it was)."""
         if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+            with contextlib.suppress(OSError):
+                self._fh.close()
             self._fh = None
-            os.replace(self._tmp, self.path)
+        self._tmp.unlink(missing_ok=True)
+
+    def close(self) -> Path:
+        """Publish the complete lines (idempotent); nothing when none were written or a write failed."""
+        if self._fh is None:
+            return self.path
+        if self._failed or not self.lines:
+            self.discard()
+            return self.path
+        try:
+            self._fh.flush()
+            self._fh.truncate(self._complete)
+            self._fh.close()
+        except OSError as exc:
+            self._fh = None
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(
+                f"{self.path}: cannot write ({_reason(exc)}); nothing was written under this name"
+            ) from exc
+        self._fh = None
+        _publish(self._tmp, self.path)
         return self.path
 
     def __enter__(self) -> JsonlWriter:
@@ -107,3 +222,20 @@ class JsonlWriter:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+    """Encode ``image`` by ``path``'s suffix and write it atomically (checked; OutputError on failure)."""
+    target = Path(path)
+    suffix = target.suffix.lower() or ".jpg"
+    try:
+        ok, buf = cv2.imencode(suffix, image)
+    except cv2.error as exc:
+        raise OutputError(f"{target}: OpenCV cannot encode an image of this type ({exc})") from None
+    if not ok:
+        raise OutputError(f"{target}: OpenCV cannot encode an image of this type")
+    try:
+        atomic.write_bytes(target, buf.tobytes())
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({_reason(exc)}); nothing was written under this name") from exc
+    return target

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 
 from ..errors import RtdetrEdgeError
 
@@ -28,13 +33,53 @@ def setup_logging(args: argparse.Namespace) -> None:
     log.propagate = False
 
 
-def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run ``main``; user errors print ``error: ...`` and exit 1, Ctrl-C exits 130, no traceback."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, systemd) raised in the main thread: cleaned up like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM unwinds it like Ctrl-C (context managers drop temp files)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return main(argv)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<path>: <strerror>`` for an OS error (disk full, read-only, permission denied, ...)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [os.fsdecode(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run ``main``; user and OS errors print one ``error: ...`` line and exit 1, Ctrl-C exits 130.
+
+    SIGTERM is handled like Ctrl-C (exit 143): what the command was writing is cleaned up or, for
+    results that are complete up to that point (``detections.jsonl``), kept.
+    """
+    try:
+        with _sigterm_as_interrupt():
+            return main(argv)
     except RtdetrEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
+    except Terminated:
+        print("terminated; nothing half-written was kept", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
