@@ -28,7 +28,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import atomic
 from .contract import ModelContract
@@ -62,6 +62,20 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+HashCheck = Literal["on_use", "all", "never"]
+# (resolved path, size, mtime_ns) -> sha256 of files already hashed in this process: a file opened
+# again unchanged is not read again
+_HASHED: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = sha256_file(path)
+    return _HASHED[key]
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -71,15 +85,23 @@ class Bundle:
 
     Args:
         path: the bundle directory.
-        verify_hashes: check every artifact's sha256 (slower for big models; default off,
-            presence is always checked).
+        verify_hashes: ``"on_use"`` (default): an ONNX artifact's sha256 is checked against the
+            metadata the first time its path is asked for (:meth:`onnx_path`; once per file and
+            process); ``"all"`` (or True): every artifact now; ``"never"`` (or False). Presence,
+            and that each artifact lies inside the bundle, are always checked.
 
     A bundle still being built has no ``metadata.json`` yet: :meth:`from_metadata` opens it from
     the metadata the build holds in memory, so checks run on it before it is published.
     """
 
-    def __init__(self, path: str | os.PathLike[str], verify_hashes: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], verify_hashes: HashCheck | bool = "on_use") -> None:
+        if verify_hashes is True or verify_hashes is False:
+            verify_hashes = "all" if verify_hashes else "never"
+        if verify_hashes not in ("on_use", "all", "never"):
+            raise BundleError(f"verify_hashes: expected 'on_use', 'all', 'never' or a bool, got {verify_hashes!r}")
         self.path = Path(path)
+        self._hash_check: HashCheck = verify_hashes
+        self._verified: set[str] = set()
         meta_path = self.path / METADATA
         if not self.path.is_dir():
             raise BundleError(f"{self.path}: not a bundle directory (no such directory)")
@@ -99,16 +121,38 @@ class Bundle:
                 f"version {BUNDLE_VERSION}. Rebuild the bundle or upgrade rtdetr-edge."
             )
         self._open(meta, str(meta_path))
-        if verify_hashes:
-            for precision, art in self.metadata["artifacts"].items():
-                if art.get("sha256") and sha256_file(self.path / art["file"]) != art["sha256"]:
-                    raise BundleError(f"{self.path / art['file']}: sha256 does not match metadata ({precision})")
+        if verify_hashes == "all":
+            self.verify()
+
+    def verify(self) -> None:
+        """Check every artifact's sha256 (and the int8 TensorRT 8.x graph's) against the metadata."""
+        for precision, art in self.metadata["artifacts"].items():
+            self._check_hash(str(art["file"]), art.get("sha256"), precision)
+            if art.get("trt8_file"):
+                self._check_hash(str(art["trt8_file"]), art.get("trt8_sha256"), precision)
+
+    def _check_hash(self, relative: str, expected: object, precision: str) -> None:
+        if not expected or relative in self._verified:
+            return
+        path = self.file(relative)
+        try:
+            found = _cached_sha256(path)
+        except OSError as exc:
+            raise BundleError(f"{path}: cannot read the {precision} artifact ({exc.strerror or exc})") from exc
+        if found != expected:
+            raise BundleError(
+                f"{path}: sha256 does not match {METADATA} ({precision}: recorded {str(expected)[:12]}..., the file "
+                f"has {found[:12]}...); it was changed or replaced after the build: rebuild the bundle or restore it"
+            )
+        self._verified.add(relative)
 
     @classmethod
     def from_metadata(cls, directory: str | os.PathLike[str], metadata: dict[str, Any]) -> Bundle:
         """A bundle being assembled in ``directory`` whose ``metadata`` is not written yet."""
         bundle = cls.__new__(cls)
         bundle.path = Path(directory)
+        bundle._hash_check = "never"  # the build's own files, hashed by finalize_bundle
+        bundle._verified = set()
         bundle._open(metadata, f"{bundle.path / METADATA} (in memory)")
         return bundle
 
@@ -118,9 +162,13 @@ class Bundle:
         artifacts = meta.get("artifacts")
         if not isinstance(artifacts, dict) or "fp32" not in artifacts:
             raise BundleError(f"{source}: no fp32 artifact listed")
-        missing = [
-            f"{p}: {a.get('file')}" for p, a in artifacts.items() if not (self.path / str(a.get("file"))).is_file()
-        ]
+        for precision, art in artifacts.items():
+            if not isinstance(art, dict) or not isinstance(art.get("file"), str):
+                raise BundleError(f"{source}: artifact {precision!r} has no file name")
+            for key in ("file", "trt8_file", "manifest", "plan"):
+                if art.get(key) is not None:
+                    self._inside(art[key], f"{source}: artifacts.{precision}.{key}")
+        missing = [f"{p}: {a['file']}" for p, a in artifacts.items() if not (self.path / a["file"]).is_file()]
         if missing:
             raise BundleError(f"{self.path}: bundle is incomplete, missing {'; '.join(missing)}")
 
@@ -141,21 +189,34 @@ class Bundle:
             ) from None
 
     def onnx_path(self, precision: str = "fp32") -> Path:
-        """The ONNX file for ``precision`` (fp32, fp16 or int8 Q/DQ)."""
-        return self.path / self.artifact(precision)["file"]
+        """The ONNX file for ``precision`` (fp32, fp16 or int8 Q/DQ), its sha256 checked on first use."""
+        art = self.artifact(precision)
+        if self._hash_check != "never":
+            self._check_hash(str(art["file"]), art.get("sha256"), precision)
+        return self.file(art["file"])
 
     @property
     def engines_dir(self) -> Path:
         return self.path / ENGINES
 
     def file(self, relative: str) -> Path:
-        return self.path / relative
+        """``relative`` inside the bundle (BundleError if it is absolute or leads outside it)."""
+        return self._inside(relative, f"{self.path}: file")
+
+    def _inside(self, relative: object, what: str) -> Path:
+        if not isinstance(relative, str) or not relative:
+            raise BundleError(f"{what}: expected a file name relative to the bundle, got {relative!r}")
+        target = self.path / relative
+        root = self.path.resolve()
+        if Path(relative).is_absolute() or not target.resolve().is_relative_to(root):
+            raise BundleError(f"{what}: {relative!r} is outside the bundle {self.path}; expected a path inside it")
+        return target
 
     @functools.cached_property
     def calibration_manifest(self) -> dict[str, Any] | None:
         """The calibration subset manifest (``calib/manifest.json``), read once; None if there is none."""
         art = self.metadata["artifacts"].get("int8") or {}
-        path = self.path / str(art.get("manifest") or "calib/manifest.json")
+        path = self.file(str(art.get("manifest") or "calib/manifest.json"))
         if not path.is_file():
             return None
         try:

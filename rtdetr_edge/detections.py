@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -28,6 +28,10 @@ class Detection(NamedTuple):
     score: float
     class_id: int
     label: str
+
+
+def _finite(value: float, digits: int) -> float | None:
+    return round(value, digits) if np.isfinite(value) else None
 
 
 @dataclass(eq=False)
@@ -134,27 +138,48 @@ class Detections:
         return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
 
     def to_list(self) -> list[dict[str, Any]]:
+        """One dict per detection; a non-finite score or coordinate (NaN, inf) is None (JSON null)."""
         return [
             {
                 "label": d.label,
                 "class_id": d.class_id,
-                "score": round(d.score, 5),
-                "xyxy": [round(v, 2) for v in d.xyxy],
+                "score": _finite(d.score, 5),
+                "xyxy": [_finite(v, 2) for v in d.xyxy],
             }
             for d in self
         ]
 
     def to_json(self) -> str:
+        """Strict JSON: never ``NaN``/``Infinity`` (non-finite values are ``null``, see :meth:`to_list`)."""
         return json.dumps(
-            {"image_size": list(self.image_size) if self.image_size else None, "detections": self.to_list()}
+            {"image_size": list(self.image_size) if self.image_size else None, "detections": self.to_list()},
+            allow_nan=False,
         )
 
-    def to_coco(self, image_id: int, category_ids: dict[int, int] | None = None) -> list[dict[str, Any]]:
-        """COCO results entries (``bbox`` xywh); ``category_ids`` maps class id -> COCO category id."""
+    def to_coco(
+        self, image_id: int, category_ids: dict[int, int] | None = None, unmapped: Literal["raise", "skip"] = "raise"
+    ) -> list[dict[str, Any]]:
+        """COCO results entries (``bbox`` xywh); ``category_ids`` maps class id -> COCO category id.
+
+        A detection whose class has no entry in ``category_ids`` raises InputError naming the
+        classes (``unmapped="raise"``, default) or is left out (``unmapped="skip"``). Detections
+        with a non-finite score or box are left out (COCO results must be numbers).
+        """
+        if unmapped not in ("raise", "skip"):
+            raise InputError(f"to_coco: unmapped: expected 'raise' or 'skip', got {unmapped!r}")
+        if category_ids is not None and unmapped == "raise":
+            missing = sorted({c for c in self.class_ids.tolist() if c not in category_ids})
+            if missing:
+                n = len(self.class_names)
+                names = ", ".join(f"{c} ({self.class_names[c]!r})" if c < n else str(c) for c in missing)
+                raise InputError(
+                    f"to_coco: class ids {names} have no entry in category_ids; map every class, "
+                    'filter the detections first, or pass unmapped="skip"'
+                )
         out = []
         for d in self:
             cat = d.class_id if category_ids is None else category_ids.get(d.class_id)
-            if cat is None:
+            if cat is None or not all(np.isfinite([d.score, *d.xyxy])):
                 continue
             x0, y0, x1, y1 = d.xyxy
             out.append(

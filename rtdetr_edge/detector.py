@@ -157,6 +157,7 @@ def _resolve(
     path = Path(model)
     if not path.exists():
         raise InputError(f"{path}: no such bundle, .onnx or .engine file")
+    bundle: Bundle | None = None
     if path.is_dir():
         if not (path / METADATA).is_file():
             raise BundleError(f"{path}: not a bundle ({METADATA} is missing); build one with rtdetr-build")
@@ -164,10 +165,28 @@ def _resolve(
         if precision == "auto":
             precision = str(bundle.metadata.get("default_precision", "fp32"))
         be = _bundle_backend(bundle, backend, precision, onnxruntime, tensorrt, engines)
-        return be, bundle.contract, bundle
-    name = backend_for(path) if backend == "auto" else backend
-    be = open_backend(name, path, onnxruntime=onnxruntime, tensorrt=tensorrt)
-    return be, _contract_of(be, path), None
+    else:
+        name = backend_for(path) if backend == "auto" else backend
+        be = open_backend(name, path, onnxruntime=onnxruntime, tensorrt=tensorrt)
+    try:
+        return be, _checked_io(be, bundle.contract if bundle is not None else _contract_of(be, path)), bundle
+    except RtdetrEdgeError:
+        be.close()
+        raise
+
+
+def _checked_io(be: Backend, contract: ModelContract) -> ModelContract:
+    """``contract``, once the opened model has its input and outputs (BundleError naming the file if not)."""
+    inputs = [t.name for t in be.inputs]
+    outputs = {t.name for t in be.outputs}
+    missing = [n for n in contract.output_names if n not in outputs]
+    if contract.input_name not in inputs or missing:
+        raise BundleError(
+            f"{be.describe().get('file', be.name)}: does not match the model contract: expected input "
+            f"{contract.input_name!r} and outputs {', '.join(map(repr, contract.output_names))}; the model has "
+            f"inputs {', '.join(map(repr, inputs)) or 'none'} and outputs {', '.join(map(repr, sorted(outputs))) or 'none'}"
+        )
+    return contract
 
 
 def _contract_of(be: Backend, path: Path) -> ModelContract:
@@ -217,18 +236,36 @@ class Detector:
         tensorrt: TensorRTOptions | None = None,
         engines: EngineSource | None = None,
     ) -> None:
+        # options first: a bad value fails before any model is loaded
+        self.options = PostprocessOptions(conf=conf, classes=classes, max_det=max_det, clip=clip)
+        if max_batch is not None and (
+            isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1
+        ):
+            raise InputError(f"max_batch: expected an integer >= 1 or None, got {max_batch!r}")
+        if tensorrt is not None and not isinstance(tensorrt, TensorRTOptions):
+            raise InputError(f"tensorrt: expected TensorRTOptions, got {tensorrt!r}")
+        if onnxruntime is not None and not isinstance(onnxruntime, OnnxRuntimeOptions):
+            raise InputError(f"onnxruntime: expected OnnxRuntimeOptions, got {onnxruntime!r}")
+        if tensorrt is not None and backend != "onnxruntime" and tensorrt.device > 0:
+            from .cuda import buffers
+
+            count = buffers.device_count()
+            if tensorrt.device >= count:
+                raise InputError(
+                    f"tensorrt: device {tensorrt.device}: expected a CUDA device index below {count} "
+                    f"(this machine has {count} CUDA device{'s' if count != 1 else ''})"
+                )
+        self._closed = False
         self.backend, self.contract, self.bundle = _resolve(
             model, backend, precision, onnxruntime, tensorrt or TensorRTOptions(), engines
         )
         self.model_path = Path(model)
-        self.options = PostprocessOptions(
-            conf=conf, classes=tuple(classes) if classes is not None else None, max_det=max_det, clip=clip
-        )
         self.preprocessor = Preprocessor(self.contract.preprocessing)
         lo, hi = self.backend.batch_range
         self.min_batch = lo
-        self.max_batch = max_batch or (hi if hi else 8)
+        self.max_batch = int(max_batch) if max_batch is not None else (hi if hi else 8)
         if hi and self.max_batch > hi:
+            self.backend.close()
             raise InputError(f"max_batch {self.max_batch} exceeds the model's limit {hi}")
         self.last_times = StageTimes()
         self._lock = threading.Lock()
@@ -289,9 +326,10 @@ class Detector:
         batch = [images] if single else list(images)
         if not batch:
             return []
+        self._check_open()
         opts = PostprocessOptions(
             conf=self.options.conf if conf is None else conf,
-            classes=self.options.classes if classes is None else tuple(classes),
+            classes=self.options.classes if classes is None else classes,
             max_det=self.options.max_det if max_det is None else max_det,
             clip=self.options.clip,
         )
@@ -306,6 +344,7 @@ class Detector:
 
     def detect_batch(self, bgr_images: list[np.ndarray], opts: PostprocessOptions | None = None) -> list[Detections]:
         """Detect on validated BGR uint8 images, split into backend-sized batches."""
+        self._check_open()
         opts = opts or self.options
         out: list[Detections] = []
         times = StageTimes(images=len(bgr_images))
@@ -344,8 +383,15 @@ class Detector:
         times.postprocess += (t3 - t2) * 1e3
         return dets
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InputError(f"Detector({str(self.model_path)!r}) is closed; make a new Detector to detect again")
+
     def close(self) -> None:
-        self.backend.close()
+        """Release the backend; calling the Detector afterwards raises InputError. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.backend.close()
 
     def __enter__(self) -> Detector:
         return self

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .detections import Detections
+from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,40 @@ class PostprocessOptions:
     """
 
     conf: float = 0.3
-    classes: tuple[int, ...] | None = None
+    classes: Sequence[int] | None = None
     max_det: int = 300
     clip: bool = False
+
+    def __post_init__(self) -> None:
+        conf = self.conf
+        if isinstance(conf, bool) or not isinstance(conf, (int, float, np.integer, np.floating)):
+            raise InputError(f"conf: expected a number in [0, 1], got {conf!r}")
+        if not 0.0 <= float(conf) <= 1.0:  # NaN fails both comparisons
+            raise InputError(f"conf: expected a number in [0, 1], got {conf!r}")
+        object.__setattr__(self, "conf", float(conf))
+        max_det = self.max_det
+        if isinstance(max_det, bool) or not isinstance(max_det, (int, np.integer)) or max_det < 1:
+            raise InputError(f"max_det: expected an integer >= 1, got {max_det!r}")
+        object.__setattr__(self, "max_det", int(max_det))
+        if not isinstance(self.clip, (bool, np.bool_)):
+            raise InputError(f"clip: expected True or False, got {self.clip!r}")
+        object.__setattr__(self, "classes", _class_ids(self.classes))
+
+
+def _class_ids(classes: object) -> tuple[int, ...] | None:
+    """``classes`` as a tuple of class ids (None: all classes)."""
+    if classes is None:
+        return None
+    expected = "expected None or a non-empty list of integer class ids"
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, set, frozenset, np.ndarray)):
+        raise InputError(f"classes: {expected}, got {classes!r}")
+    ids = list(classes)
+    if not ids:
+        raise InputError(f"classes: {expected}, got an empty list (it would drop every detection)")
+    bad = [c for c in ids if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or c < 0]
+    if bad:
+        raise InputError(f"classes: {expected} >= 0, got {bad[0]!r} in {classes!r}")
+    return tuple(int(c) for c in ids)
 
 
 def _finish(

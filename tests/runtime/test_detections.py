@@ -41,7 +41,7 @@ def test_detections_export_to_json_coco_and_supervision() -> None:
     d = _dets()
     j = json.loads(d.to_json())
     assert j["image_size"] == [100, 50] and j["detections"][0]["label"] == "cat"
-    coco = d.to_coco(7, {0: 17, 1: 18})
+    coco = d.to_coco(7, {0: 17, 1: 18}, unmapped="skip")  # class 2 is not mapped
     assert [c["category_id"] for c in coco] == [17, 18]
     assert coco[0]["bbox"] == [0.0, 0.0, 10.0, 10.0]
     kw = d.supervision_kwargs()

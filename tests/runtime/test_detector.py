@@ -39,7 +39,7 @@ def test_large_lists_are_split_into_batches(tiny_bundle: Path, scene: np.ndarray
 def test_per_call_overrides(tiny_bundle: Path, scene: np.ndarray) -> None:
     det = Detector(tiny_bundle, conf=0.0)
     assert len(det(scene, max_det=2)) == 2
-    assert len(det(scene, conf=1.1)) == 0
+    assert len(det(scene, conf=1.0)) == 0
     assert set(det(scene, classes=[1], max_det=50).class_ids.tolist()) <= {1}
 
 
