@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,33 +77,154 @@ def replacing_file(path: str | os.PathLike[str], suffix: str = "") -> Iterator[P
         tmp.unlink(missing_ok=True)
 
 
+BUNDLE_FORMAT = "rtdetr-edge-bundle"  # the ``format`` of a bundle's metadata.json (rtdetr_edge.bundle)
+
+
+def is_our_bundle(path: str | os.PathLike[str]) -> bool:
+    """``path`` is a folder with a ``metadata.json`` of rtdetr-edge's bundle format."""
+    meta = Path(path) / "metadata.json"
+    try:
+        obj = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and obj.get("format") == BUNDLE_FORMAT
+
+
+def is_replaceable_dir(path: str | os.PathLike[str]) -> bool:
+    """What ``--force`` may replace: nothing there, an empty folder, or one of our bundles."""
+    p = Path(path)
+    if not p.exists() and not p.is_symlink():
+        return True
+    if p.is_symlink() or not p.is_dir():
+        return False
+    return not any(p.iterdir()) or is_our_bundle(p)
+
+
+def refuse_overlap(
+    out: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    what: str = "--out",
+    inside: bool = True,
+) -> None:
+    """Raise :class:`InputError` if ``out`` is, contains or (``inside``) lies inside one of ``inputs``.
+
+    Inputs that do not exist on disk (hub ids, ``coco_val``) are ignored.
+    """
+    o = Path(out).resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        raw = Path(item)
+        if not raw.exists():
+            continue
+        i = raw.resolve()
+        if o == i:
+            raise InputError(f"{what} {out}: is the input {item}; choose another folder")
+        if i.is_relative_to(o):
+            raise InputError(f"{what} {out}: contains the input {item}; choose another folder")
+        if inside and o.is_relative_to(i):
+            raise InputError(f"{what} {out}: is inside the input {item}; choose another folder")
+
+
+def check_replaceable(out: str | os.PathLike[str], force: bool, what: str = "--out") -> None:
+    """The one ``--out`` policy for folders: new or empty; with ``force`` also one of our bundles."""
+    p = Path(out)
+    if not p.exists() and not p.is_symlink():
+        return
+    if p.is_symlink() or not p.is_dir():
+        raise InputError(f"{what} {out}: exists and is not a folder")
+    if not any(p.iterdir()):
+        return
+    if not force:
+        raise InputError(f"{what} {out}: already exists; pass --force to replace it")
+    if not is_our_bundle(p):
+        raise InputError(
+            f"{what} {out}: is not an rtdetr-edge bundle (no bundle metadata.json); --force only "
+            "replaces bundles and empty folders, so nothing was deleted"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove ``.NAME.<pid>.*.partial`` siblings of ``target`` whose process is gone.
+
+    An interrupted build (SIGKILL, power loss) cannot clean up after itself; the next build into
+    the same place does. Folders of a live process, and names without a pid, are left alone.
+    """
+    t = Path(target)
+    parent = t.parent
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    prefix = f".{t.name}."
+    for entry in parent.iterdir():
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith((".partial", ".old"))) or not entry.is_dir():
+            continue
+        pid_text = name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def replacing_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary directory that becomes ``path`` when the block succeeds.
 
     Args:
         path: the final directory.
-        overwrite: replace an existing ``path``; otherwise an existing non-empty directory
-            raises :class:`InputError` before anything is written.
+        overwrite: replace an existing ``path``, which must be empty or one of our bundles
+            (:func:`check_replaceable`); otherwise an existing non-empty directory raises
+            :class:`InputError`, before anything is written and again at the final rename (a
+            ``path`` that appeared while the block ran is never replaced).
     """
     target = Path(path)
-    if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
-        raise InputError(f"{target} already exists; pass --force (overwrite=True) to replace it")
+    check_replaceable(target, overwrite)
+    existed = target.exists()
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+        remove_stale_partials(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 directories
     except OSError as exc:
         raise InputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
     try:
         yield tmp
+        # again at the end: another process may have written ``path`` while this one built
+        try:
+            check_replaceable(target, overwrite)
+        except InputError as exc:
+            if existed:
+                raise
+            raise InputError(f"{exc} (it appeared while this ran; nothing was replaced)") from None
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            if target.is_dir() and not any(target.iterdir()):
+                target.rmdir()
+                os.replace(tmp, target)
+            else:
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".old", dir=parent))
+                os.replace(target, old / "x")
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
         else:
+            try:
+                os.mkdir(target)  # claim the name: fails if another process got there first
+            except FileExistsError:
+                raise InputError(f"--out {target}: appeared while building; not replaced (pass --force)") from None
             os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -18,7 +18,7 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -129,11 +129,16 @@ def is_bundle(model: Any) -> bool:
     return isinstance(model, (str, Path)) and (Path(model) / METADATA).is_file()
 
 
-def check_out(out: str | Path, force: bool) -> Path:
-    """Fail before any work if ``--out`` exists (without force) or cannot be written."""
+def check_out(out: str | Path, force: bool, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Fail before any work if ``--out`` cannot be the bundle folder; the one ``--out`` policy.
+
+    ``out`` must not be, contain or lie inside one of ``inputs`` (the model folder, the
+    calibration source); it must be new or empty, or, with ``force``, one of our bundles
+    (``--force`` never deletes a folder that is not a bundle); and it must be writable.
+    """
+    atomic.refuse_overlap(out, inputs, "--out")
     path = atomic.check_writable_dir(out, "--out")
-    if path.exists() and not force and (not path.is_dir() or any(path.iterdir())):
-        raise InputError(f"--out {out}: already exists; pass --force to replace it")
+    atomic.check_replaceable(path, force, "--out")
     return path
 
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
 
-from ..build import PRECISION_CHOICES, BuildOptions, Int8Options, add_precisions, build_bundle, is_bundle
+from .. import atomic
+from ..build import PRECISION_CHOICES, BuildOptions, Int8Options, add_precisions, build_bundle, check_out, is_bundle
 from ..calib import Algorithm, CalibrationOptions, Scope
 from ..export.options import OPSETS, ExportOptions
 from ._common import add_verbosity, run, setup_logging
@@ -72,7 +73,12 @@ def parser() -> argparse.ArgumentParser:
         "--tolerance", type=float, default=e.tolerance, help=f"verification tolerance (default {e.tolerance})"
     )
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it is a bundle (a folder that is not a bundle is never deleted); --out must "
+        "not be, contain or lie inside --model or --calib",
+    )
     g = p.add_argument_group("INT8 calibration (host, ONNX Runtime; torch not needed)")
     g.add_argument("--calib", default=None, help="coco_val, coco_train, a COCO-format json, or a folder of images")
     g.add_argument("--calib-size", type=int, default=c.size, help=f"calibration images (default {c.size})")
@@ -191,6 +197,12 @@ def _main(argv: Sequence[str] | None) -> int:
     def step(name: str) -> None:
         log.info("[%d] %s ...", next(stages), name)
 
+    in_place = is_bundle(args.model) and Path(args.out).resolve() == Path(args.model).resolve()
+    inputs = [args.calib, args.calib_images] + ([] if in_place else [args.model])
+    if not in_place:
+        check_out(args.out, args.force, inputs)  # before minutes of work
+    else:
+        atomic.refuse_overlap(args.out, inputs, "--out")
     if is_bundle(args.model):
         out = add_precisions(args.model, args.out, opts, step)
     else:
