@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from .. import atomic
 from ..errors import InputError
 from ._common import add_verbosity, run, setup_logging
 
@@ -27,7 +29,12 @@ def parser() -> argparse.ArgumentParser:
         description="Six shape classes with varied scale (incl. small), aspect, colour, texture, "
         "occlusion and cluttered backgrounds; DIR/images/ + DIR/annotations.json.",
     )
-    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--out", required=True, help="output folder: new or empty (an existing dataset needs --force)")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="write over an existing dataset (a folder with annotations.json and images/; nothing else is replaced)",
+    )
     s.add_argument("--num-images", type=int, required=True, help="number of images")
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset; default 0)")
     s.add_argument("--size", default="320x240", help="image size WxH (default 320x240)")
@@ -47,10 +54,30 @@ def _main(argv: Sequence[str] | None) -> int:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise InputError(f"--size {args.size!r}: expected WxH, e.g. 320x240") from None
+    check_out(Path(args.out), args.force)
     with tqdm(total=args.num_images, desc="generating", unit="img", disable=args.quiet, file=sys.stderr) as bar:
         ann = synth.generate(args.out, args.num_images, args.seed, (w, h), args.max_objects, progress=bar.update)
     print(ann)
     return 0
+
+
+def check_out(out: Path, force: bool) -> None:
+    """--out is new or empty; with --force also an earlier dataset (annotations.json + images/ only)."""
+    atomic.check_writable_dir(out, "--out")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    if not force:
+        raise InputError(f"--out {out}: already exists and is not empty; pass --force to write over the dataset there")
+    if not entries <= {"annotations.json", "images"} or not (out / "annotations.json").is_file():
+        raise InputError(
+            f"--out {out}: is not a dataset (only annotations.json and images/ may be there); "
+            "--force replaces only datasets, so nothing was written"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
