@@ -4,8 +4,11 @@ Batches are ``{input_name: float32 [B,3,H,W]}`` dicts (any iterable of those fee
 collector and the TensorRT calibrator alike). They are made by exactly the
 :class:`~rtdetr_edge.preprocess.Preprocessor` the Detector uses, so calibration sees what
 deployment sees. Preprocessed batches are cached under a key of (model contract, subset
-manifest, batch size): a second calibration of the same model on the same subset reads them
-back instead of decoding and resizing again.
+manifest, batch size, and each image's resolved absolute path, size and modification time): a
+second calibration of the same model on the same files reads them back instead of decoding and
+resizing again, while other data at the same relative path (or a file changed in place) never
+shares an entry. A cache entry that cannot be read back (truncated batch, broken marker) is
+discarded with a warning naming its file, and the batches are made again.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from rtdetr_edge import atomic
 from rtdetr_edge.contract import ModelContract
-from rtdetr_edge.errors import RtdetrEdgeError
+from rtdetr_edge.errors import CalibrationError, RtdetrEdgeError
 from rtdetr_edge.images import read_image
 from rtdetr_edge.preprocess import Preprocessor
 
@@ -35,9 +38,38 @@ def default_cache_dir() -> Path:
     return cache / "rtdetr-edge" / "calib-batches"
 
 
-def cache_key(contract: ModelContract, manifest_sha256: str, batch_size: int) -> str:
+def cache_key(contract: ModelContract, manifest_sha256: str, batch_size: int, files_sha256: str = "") -> str:
     pre = json.dumps(contract.to_dict()["preprocessing"], sort_keys=True)
-    return hashlib.sha256(f"{pre}|{contract.input_name}|{manifest_sha256}|{batch_size}".encode()).hexdigest()[:24]
+    text = f"{pre}|{contract.input_name}|{manifest_sha256}|{batch_size}|{files_sha256}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def files_fingerprint(images: list[Path]) -> str:
+    """sha256 over each file's resolved absolute path, size and mtime (a missing file as missing)."""
+    h = hashlib.sha256()
+    for path in images:
+        resolved = Path(path).resolve()
+        try:
+            st = resolved.stat()
+            h.update(f"{resolved}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{resolved}|missing\n".encode())
+    return h.hexdigest()
+
+
+def _check_npy(path: Path, batch_shape: tuple[int, ...]) -> None:
+    """ValueError unless ``path`` is a complete float32 ``.npy`` of ``[<=B, *batch_shape]``."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        offset = fh.tell()
+    if dtype != np.float32 or fortran or len(shape) != 1 + len(batch_shape) or tuple(shape[1:]) != batch_shape:
+        raise ValueError(f"holds {dtype} {shape}, expected float32 [B, {', '.join(map(str, batch_shape))}]")
+    expected = offset + int(np.prod(shape)) * 4
+    size = path.stat().st_size
+    if size != expected:
+        raise ValueError(f"truncated: {size} bytes, expected {expected}")
 
 
 class CalibrationBatches:
@@ -65,12 +97,10 @@ class CalibrationBatches:
         self.preprocessor = Preprocessor(contract.preprocessing)
         self.skipped: list[str] = []
         self.used = 0
-        key = cache_key(
-            contract,
-            manifest_sha256 or hashlib.sha256("\n".join(map(str, self.images)).encode()).hexdigest(),
-            self.batch_size,
-        )
-        self.cache = Path(cache_dir) / key if cache_dir is not None else None
+        self.cache: Path | None = None
+        if cache_dir is not None:
+            key = cache_key(contract, manifest_sha256, self.batch_size, files_fingerprint(self.images))
+            self.cache = Path(cache_dir) / key
 
     def __len__(self) -> int:
         return (len(self.images) + self.batch_size - 1) // self.batch_size
@@ -79,14 +109,56 @@ class CalibrationBatches:
     def cached(self) -> bool:
         return self.cache is not None and (self.cache / _DONE).is_file()
 
+    def _cached_entry(self) -> tuple[int, int, list[str]] | None:
+        """The cache entry's marker once every batch file checks out; a broken entry is discarded."""
+        if not self.cached:
+            return None
+        assert self.cache is not None
+        pre = self.contract.preprocessing
+        current = self.cache / _DONE
+        try:
+            done = json.loads(current.read_text())
+            if not isinstance(done, dict):
+                raise ValueError("not a JSON object")
+            batches, used, skipped = int(done["batches"]), int(done["used"]), [str(s) for s in done["skipped"]]
+            for k in range(batches):
+                current = self.cache / f"batch_{k:05d}.npy"
+                _check_npy(current, (3, pre.height, pre.width))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, EOFError) as exc:
+            log.warning(
+                "calibration cache: %s is unreadable (%s); discarding the cached batches and preprocessing again",
+                current,
+                getattr(exc, "strerror", None) or exc,
+            )
+            self._discard()
+            return None
+        return batches, used, skipped
+
+    def _discard(self) -> None:
+        assert self.cache is not None
+        (self.cache / _DONE).unlink(missing_ok=True)  # first: the entry no longer claims to be complete
+        for f in self.cache.glob("batch_*.npy"):
+            f.unlink(missing_ok=True)
+
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         name = self.contract.input_name
-        if self.cached:
+        try:
+            entry = self._cached_entry()
+        except OSError as exc:  # could not even discard it: work without the cache
+            log.warning("calibration cache disabled (%s)", exc)
+            self.cache, entry = None, None
+        if entry is not None:
             assert self.cache is not None
-            done = json.loads((self.cache / _DONE).read_text())
-            self.skipped, self.used = list(done["skipped"]), int(done["used"])
-            for k in range(int(done["batches"])):
-                yield {name: np.load(self.cache / f"batch_{k:05d}.npy")}
+            count, self.used, self.skipped = entry
+            for k in range(count):
+                path = self.cache / f"batch_{k:05d}.npy"
+                try:
+                    batch = np.load(path)
+                except (OSError, ValueError, EOFError) as exc:
+                    raise CalibrationError(
+                        f"calibration cache: {path} became unreadable while reading it ({exc}); run again"
+                    ) from exc
+                yield {name: batch}
             return
         self.skipped, self.used = [], 0
         written = 0

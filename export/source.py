@@ -59,8 +59,12 @@ def _check_config(folder: Path) -> dict[str, Any]:
         raise ModelSourceError(f"{folder}: no config.json; expected a folder written by save_pretrained()")
     try:
         cfg = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelSourceError(f"{cfg_path}: not readable JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise ModelSourceError(
+            f"{cfg_path}: expected a JSON object (a save_pretrained() model config), got a JSON {_json_kind(cfg)}"
+        )
     model_type = cfg.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelSourceError(
@@ -69,13 +73,60 @@ def _check_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
+def _json_kind(value: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise ModelSourceError naming ``path`` unless its safetensors header is complete and readable.
+
+    The format: an 8-byte little-endian header length, a JSON header (tensor name -> dtype, shape,
+    data_offsets), then the data; a truncated or foreign file fails here in one line, before the
+    loader's own error.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or n > size - 8 or n > 100 << 20:
+                raise ModelSourceError(
+                    f"{path}: not a safetensors file (truncated or not safetensors: header length {n}, file {size} bytes)"
+                )
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelSourceError(f"{path}: not a safetensors file (unreadable header: {exc})") from exc
+    if not isinstance(header, dict):
+        raise ModelSourceError(f"{path}: not a safetensors file (the header is not a JSON object)")
+    data = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ModelSourceError(f"{path}: not a safetensors file (tensor {name!r} has no data_offsets)")
+        if offsets[1] > data:
+            raise ModelSourceError(
+                f"{path}: truncated safetensors file (tensor {name!r} ends at byte {offsets[1]} of the data, "
+                f"the file has {data}); download or save it again"
+            )
+
+
 def _processor_preprocessing(folder: Path, config: Any, warnings: list[str]) -> Preprocessing:
     pp = folder / "preprocessor_config.json"
     if pp.is_file():
         try:
-            return preprocessing_from_processor_config(json.loads(pp.read_text()), str(pp))
-        except json.JSONDecodeError as exc:
+            cfg = json.loads(pp.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelSourceError(f"{pp}: not valid JSON ({exc})") from exc
+        if not isinstance(cfg, dict):
+            raise ModelSourceError(
+                f"{pp}: expected a JSON object (an image-processor config), got a JSON {_json_kind(cfg)}"
+            )
+        try:
+            return preprocessing_from_processor_config(cfg, str(pp))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelSourceError(f"{pp}: invalid image-processor config ({exc})") from exc
     msg = (
         f"{folder}: no preprocessor_config.json; using RT-DETR's defaults (stretch resize to the anchor size, "
         "RGB, /255, no normalisation)"
@@ -97,6 +148,8 @@ def load_folder(folder: str | os.PathLike[str], source: dict[str, Any] | None = 
             else ""
         )
         raise ModelSourceError(f"{folder}: no .safetensors weights{extra}")
+    for weights in sorted(folder.glob("*.safetensors")):
+        check_safetensors(weights)
     transformers = require("transformers", "loading RT-DETR models")
     cls = getattr(transformers, SUPPORTED_MODEL_TYPES[cfg["model_type"]])
     hf_logging = transformers.utils.logging

@@ -9,6 +9,7 @@ the other by name.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -70,9 +71,34 @@ class CocoDataset:
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{self.path}: malformed 'images' entry ({exc!r})") from exc
         self._anns: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for ann in data.get("annotations", []):
-            self._anns[int(ann["image_id"])].append(ann)
+        annotations = data.get("annotations", [])
+        if not isinstance(annotations, list):
+            raise InputError(f"{self.path}: 'annotations' must be a list, got {type(annotations).__name__}")
+        for index, ann in enumerate(annotations):
+            self._anns[self._checked_annotation(index, ann)].append(ann)
         self._by_id = {im.id: im for im in self.images}
+
+    def _checked_annotation(self, index: int, ann: object) -> int:
+        """The image id of annotation ``index``; InputError naming the file unless it is well formed."""
+        where = f"{self.path}: annotations[{index}]"
+        if not isinstance(ann, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(ann).__name__}")
+        if "id" in ann:
+            where += f" (id {ann['id']!r})"
+        for key in ("image_id", "category_id"):
+            value = ann.get(key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{where}: {key} must be an integer, got {value!r}")
+        bbox = ann.get("bbox")
+        if (
+            not isinstance(bbox, list)
+            or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+        ):
+            raise InputError(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {bbox!r}")
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise InputError(f"{where}: bbox width and height must be >= 0, got {bbox!r}")
+        return int(ann["image_id"])
 
     def __len__(self) -> int:
         return len(self.images)
