@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import cv2
 
+from .. import atomic
 from .. import images as image_io
 from ..errors import InputError, RtdetrEdgeError
-from ..outputs import JsonlWriter, VideoWriter
+from ..outputs import JsonlWriter, OutputError, VideoWriter, write_image
 from ._common import add_verbosity, run, setup_logging
 from .options import add_runtime_arguments, open_detector
 
@@ -32,6 +33,14 @@ examples:
   rtdetr-detect cat.jpg --model build/r18
   rtdetr-detect photos/ clip.mp4 --model build/r18 --out runs/detect --conf 0.5
   rtdetr-detect photos/ --model build/r18.onnx --no-save       # only detections.jsonl
+  rtdetr-detect photos/ --model build/r18 --out runs/detect --exist-ok   # write into runs/detect again
+
+results: --out is never overwritten by default: when it exists and is not empty, the results go
+to a new numbered folder next to it (runs/detect -> runs/detect2, runs/detect3, ...; printed at
+the end); --exist-ok writes into --out itself instead, replacing files of the same names once
+their new content is complete. An --out that is or contains one of the sources is refused.
+Output names are unique: a second x.jpg (from another folder) is written as x_2.jpg, a second
+clip (clip.avi after clip.mp4) as clip_2.mp4.
 """
 
 
@@ -71,7 +80,15 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("sources", nargs="+", help="image files, folders, video files")
     p.add_argument("--model", required=True, help="bundle directory, .onnx or .engine")
-    p.add_argument("--out", default="runs/detect", help="output folder (default runs/detect)")
+    p.add_argument(
+        "--out",
+        default="runs/detect",
+        help="output folder (default runs/detect); an existing non-empty one becomes runs/detect2, ... "
+        "unless --exist-ok",
+    )
+    p.add_argument(
+        "--exist-ok", action="store_true", help="write into an existing non-empty --out instead of a new numbered one"
+    )
     p.add_argument("--conf", type=float, default=0.3, help="score threshold (default 0.3)")
     p.add_argument("--classes", type=int, nargs="*", default=None, help="keep only these class ids")
     p.add_argument("--max-det", type=int, default=300, help="max detections per image (default 300)")
@@ -85,17 +102,80 @@ def parser() -> argparse.ArgumentParser:
 def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
-    from tqdm import tqdm
-
     items = expand_sources(args.sources)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.refuse_overlap(args.out, args.sources, "--out", inside=False)
+    out = run_folder(Path(args.out), args.exist_ok)
+    atomic.refuse_overlap(out, args.sources, "--out", inside=False)
+    atomic.check_writable_dir(out, "--out")
+    names = OutputNames()
     det = open_detector(
         args, args.model, conf=args.conf, classes=args.classes, max_det=args.max_det, max_batch=max(args.batch, 1)
     )
     failed: list[str] = []
     counts = {"images": 0, "frames": 0, "detections": 0}
     t0 = time.perf_counter()
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        det.close()
+        raise InputError(f"--out {out}: cannot create it ({exc.strerror or exc})") from exc
+    try:
+        _detect_all(items, det, out, names, args, counts, failed)
+    finally:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # nothing came of this run: leave no empty folder behind
+    dt = time.perf_counter() - t0
+    n = counts["images"] + counts["frames"]
+    print(
+        f"{counts['images']} images, {counts['frames']} video frames, {counts['detections']} detections, "
+        f"{len(failed)} skipped; {dt:.1f} s ({n / dt if dt else 0:.1f} img/s). "
+        + (f"Results in {out}/" if n else "Nothing written."),
+        file=sys.stderr,
+    )
+    return 1 if failed and not n else 0
+
+
+def run_folder(out: Path, exist_ok: bool) -> Path:
+    """``out`` if it is new, empty or ``exist_ok``; else the first free ``out2``, ``out3``, ..."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if exist_ok or not out.exists() or not any(out.iterdir()):
+        return out
+    k = 2
+    while True:
+        candidate = out.with_name(f"{out.name}{k}")
+        if not candidate.exists() or (candidate.is_dir() and not any(candidate.iterdir())):
+            log.info("--out %s exists; writing to %s (--exist-ok writes into %s)", out, candidate, out)
+            return candidate
+        k += 1
+
+
+class OutputNames:
+    """Unique output file names within one run: ``x.jpg``, then ``x_2.jpg``, ``x_3.jpg``, ..."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = {"detections.jsonl"}
+
+    def take(self, stem: str, suffix: str) -> str:
+        name, k = f"{stem}{suffix}", 2
+        while name.lower() in self._used:
+            name, k = f"{stem}_{k}{suffix}", k + 1
+        self._used.add(name.lower())
+        return name
+
+
+def _detect_all(
+    items: list[Path],
+    det: Detector,
+    out: Path,
+    names: OutputNames,
+    args: argparse.Namespace,
+    counts: dict[str, int],
+    failed: list[str],
+) -> None:
+    from tqdm import tqdm
+
     with JsonlWriter(out / "detections.jsonl") as jsonl:
         try:
             images = [p for p in items if p.suffix.lower() not in VIDEO_SUFFIXES]
@@ -114,31 +194,31 @@ def _main(argv: Sequence[str] | None) -> int:
                         {"source": str(p), "image_size": [img.shape[1], img.shape[0]], "detections": d.to_list()}
                     )
                     if not args.no_save:
-                        cv2.imwrite(str(out / p.name), d.draw(img))
+                        try:
+                            write_image(out / names.take(p.stem, p.suffix), d.draw(img))
+                        except OutputError as exc:
+                            if exc.__cause__ is not None:  # the disk (full, read-only): stop here
+                                raise
+                            failed.append(str(exc))  # this image's format: count it, go on
+                            bar.write(f"not saved: {exc}", file=sys.stderr)
                     counts["images"] += 1
                     counts["detections"] += len(d)
                 bar.update(len(chunk))
             bar.close()
             for v in videos:
                 try:
-                    _video(v, det, out, jsonl, args, counts)
+                    _video(v, det, out / names.take(v.stem, ".mp4"), jsonl, args, counts)
+                except OutputError:
+                    raise
                 except RtdetrEdgeError as exc:
                     failed.append(str(exc))
                     print(f"skipped: {exc}", file=sys.stderr)
         finally:
             det.close()
-    dt = time.perf_counter() - t0
-    n = counts["images"] + counts["frames"]
-    print(
-        f"{counts['images']} images, {counts['frames']} video frames, {counts['detections']} detections, "
-        f"{len(failed)} skipped; {dt:.1f} s ({n / dt if dt else 0:.1f} img/s). Results in {out}/",
-        file=sys.stderr,
-    )
-    return 1 if failed and not n else 0
 
 
 def _video(
-    path: Path, det: Detector, out: Path, jsonl: JsonlWriter, args: argparse.Namespace, counts: dict[str, int]
+    path: Path, det: Detector, target: Path, jsonl: JsonlWriter, args: argparse.Namespace, counts: dict[str, int]
 ) -> None:
     from tqdm import tqdm
 
@@ -164,7 +244,7 @@ def _video(
                 )
                 if not args.no_save:
                     if writer is None:
-                        writer = VideoWriter(out / f"{path.stem}.mp4", fps, (frame.shape[1], frame.shape[0]))
+                        writer = VideoWriter(target, fps, (frame.shape[1], frame.shape[0]))
                     writer.write(d.draw(frame))
                 frames += 1
                 counts["detections"] += len(d)
