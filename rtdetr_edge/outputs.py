@@ -224,6 +224,23 @@ class JsonlWriter:
         self.close()
 
 
+def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Fail early (before long work) if the file ``path`` cannot be written: one-line InputError.
+
+    Refuses an existing folder, a parent that is a file, and a parent folder this process cannot
+    write in (tried, not read off permission bits: root, read-only mounts, full quotas).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {path}: is a folder; name a file")
+    try:
+        atomic.check_writable_dir(p.parent, what)
+    except InputError as exc:  # name the user's path, not only its parent
+        detail = str(exc).removeprefix(f"{what} {p.parent}: ")
+        raise InputError(f"{what} {path}: {detail}") from None
+    return p
+
+
 def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     """Encode ``image`` by ``path``'s suffix and write it atomically (checked; OutputError on failure)."""
     target = Path(path)

@@ -25,10 +25,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rtdetr_edge import Detector, RtdetrEdgeError
+from rtdetr_edge import Detector, InputError, RtdetrEdgeError
 from rtdetr_edge.detections import Detections
 from rtdetr_edge.engine import BundleEngines
-from rtdetr_edge.outputs import JsonlWriter, VideoWriter
+from rtdetr_edge.outputs import JsonlWriter, VideoWriter, check_output_file
 
 # samples/ is a folder of scripts, not a package: `python samples/camera_app.py` puts this
 # folder on sys.path, so sibling modules import by their plain name.
@@ -242,6 +242,11 @@ def _record(
 def run(args: argparse.Namespace, hook_factory: HookFactory | None = None) -> int:
     """The shared capture -> detect -> annotate -> output loop. Returns the exit code."""
     spec = sources.parse_source(args.source)
+    for flag, value in (("--output", args.output), ("--jsonl", args.jsonl)):
+        if value:
+            check_output_file(value, flag)  # before the model loads and the camera opens
+    if args.output and args.jsonl and os.path.abspath(args.output) == os.path.abspath(args.jsonl):
+        raise InputError(f"--output and --jsonl name the same file {args.output}")
     show = not args.no_display and display_available()
     if not args.no_display and not show:
         log.info("no display (or OpenCV without GUI): running headless")
@@ -255,7 +260,9 @@ def run(args: argparse.Namespace, hook_factory: HookFactory | None = None) -> in
         stop = stack.enter_context(StopSignal())
         src = stack.enter_context(sources.open_source(spec, capture_options(args)))
         hook = hook_factory(src, det) if hook_factory else default_hook
-        jsonl = stack.enter_context(JsonlWriter(args.jsonl)) if args.jsonl else None
+        # the outputs open with the first frame, once start-up succeeded; an earlier --jsonl or
+        # --output is replaced only when the new one is complete (the writers publish on close)
+        jsonl: JsonlWriter | None = None
         writer: VideoWriter | None = None
         if show:
             stack.callback(cv2.destroyAllWindows)
@@ -284,7 +291,9 @@ def run(args: argparse.Namespace, hook_factory: HookFactory | None = None) -> in
                     h, w = canvas.shape[:2]
                     writer = stack.enter_context(VideoWriter(args.output, args.output_fps or src.fps or 30.0, (w, h)))
                 writer.write(canvas)
-            if jsonl is not None:
+            if args.jsonl:
+                if jsonl is None:
+                    jsonl = stack.enter_context(JsonlWriter(args.jsonl))
                 jsonl.write(_record(n, frame, det, dets_out, latency_ms))
             n += 1
             if n == 1:
@@ -309,7 +318,7 @@ def run(args: argparse.Namespace, hook_factory: HookFactory | None = None) -> in
                 )
         stop.interruptible = False  # from here on the ExitStack closes the writers
     dt = time.perf_counter() - t_start
-    written = [f"{p}" for p in (args.output if writer is not None else None, args.jsonl) if p]
+    written = [f"{p}" for p in (args.output if writer is not None else None, args.jsonl if jsonl else None) if p]
     print(
         f"{n} frames in {dt:.1f} s ({n / dt if dt else 0:.1f} FPS), {src.dropped} dropped"
         + (f"; wrote {', '.join(written)}" if written else ""),
@@ -340,6 +349,10 @@ def main(
         return run(args, hook_factory)
     except RtdetrEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, read-only, permission denied: one line naming the path
+        where = " -> ".join(os.fsdecode(p) for p in (exc.filename, exc.filename2) if p is not None)
+        print(f"error: {where + ': ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("stopped; the outputs were closed", file=sys.stderr)
