@@ -10,9 +10,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from ..errors import RtdetrEdgeError
+from .. import atomic
+from ..errors import InputError, RtdetrEdgeError
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -53,6 +56,33 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def check_json_out(path: str | None, what: str = "--json") -> None:
+    """Before long work: ``path`` (a file to write) is not a folder and its folder is writable."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {path}: is a folder; name a file")
+    try:
+        atomic.check_writable_dir(p.parent, what)
+    except InputError as exc:  # name the user's path, not only its parent
+        raise InputError(f"{what} {path}: {str(exc).removeprefix(f'{what} {p.parent}: ')}") from None
+
+
+def check_out_dir(path: str | None, what: str) -> None:
+    """Before long work: ``path`` (a folder to write in) is not a file and can be written."""
+    if path is not None:
+        atomic.check_writable_dir(path, what)
+
+
+def write_json_out(path: str, obj: Any, what: str = "--json") -> None:
+    """Write a result file atomically; an OS error is one line naming ``path`` (not its temp file)."""
+    try:
+        atomic.write_json(path, obj)
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def os_error_line(exc: OSError) -> str:

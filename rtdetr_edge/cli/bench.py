@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .. import atomic
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_verbosity, check_json_out, run, setup_logging, write_json_out
 from .options import add_runtime_arguments, open_detector
 
 EXAMPLES = """\
@@ -36,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
 def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
+    check_json_out(args.json)
     from ..bench import benchmark
     from ..errors import InputError
 
@@ -51,7 +51,7 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     print(result.table())
     if args.json:
-        atomic.write_json(args.json, result.to_dict())
+        write_json_out(args.json, result.to_dict())
     return 0
 
 

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import atomic
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_verbosity, check_json_out, check_out_dir, run, setup_logging, write_json_out
 from .options import add_engine_arguments, engine_build_options
 
 if TYPE_CHECKING:
@@ -125,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
 def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
+    check_json_out(args.json)
+    check_out_dir(args.save_outputs, "--save-outputs")
     from ..check import CheckOptions, run_checks
     from ..check.compare import parse_tolerance_args
 
@@ -152,7 +153,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if len(reports) > 1:
         print(f"\n{summary_line(reports)}")
     if args.json:
-        atomic.write_json(args.json, {"passed": passed, "checks": [r.to_dict() for r in reports]})
+        write_json_out(args.json, {"passed": passed, "checks": [r.to_dict() for r in reports]})
     return 0 if passed else 1
 
 

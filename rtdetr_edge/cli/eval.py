@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import atomic
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_verbosity, check_json_out, run, setup_logging, write_json_out
 from .options import add_runtime_arguments, open_detector
 
 EXAMPLES = """\
@@ -48,6 +47,7 @@ def _open_predictor(args: argparse.Namespace) -> Any:
 def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
+    check_json_out(args.json)
     from ..evaluate.coco_map import format_metrics
     from ..evaluate.runner import evaluate
 
@@ -57,7 +57,7 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     print(f"{args.model}: {format_metrics(metrics)}  ({metrics['images']} images, {metrics['seconds']} s)")
     if args.json:
-        atomic.write_json(args.json, {"model": args.model, "data": args.data, **metrics})
+        write_json_out(args.json, {"model": args.model, "data": args.data, **metrics})
     return 0
 
 
