@@ -107,3 +107,19 @@ def test_stale_partial_folders_of_dead_processes_are_removed_by_the_next_build(t
     assert not stale.exists()
     assert live.is_dir() and other.is_dir()
     assert (tmp_path / "bundle" / "metadata.json").is_file()
+
+
+def test_a_full_disk_during_a_build_is_one_line_and_leaves_nothing(
+    cli: Cli, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from tests.runtime.test_full_disk_outputs import mount_small_disk
+
+    disk = tmp_path / "disk"
+    mount_small_disk(disk, "64k")
+    try:
+        run = cli("rtdetr-build", "--model", str(tiny_model_dir), "--out", str(disk / "b"), "--no-verify")
+        line = run.one_line_error()
+        assert "No space left on device" in line, line
+        assert sorted(p.name for p in disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
