@@ -8,6 +8,7 @@ into place at the end, so an interrupted build leaves no directory that looks co
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -221,11 +222,12 @@ def replacing_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iter
                 os.replace(tmp, target)
                 shutil.rmtree(old, ignore_errors=True)
         else:
-            try:
-                os.mkdir(target)  # claim the name: fails if another process got there first
-            except FileExistsError:
-                raise InputError(f"--out {target}: appeared while building; not replaced (pass --force)") from None
-            os.replace(tmp, target)
+            try:  # rename(2) never replaces a non-empty folder: another process that got there first wins
+                os.replace(tmp, target)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                    raise
+                raise InputError(f"{target}: appeared while this ran; nothing was replaced (pass --force)") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -113,10 +113,12 @@ class VideoWriter:
             if not cap.isOpened():
                 return 0
             count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            if count <= 0:  # containers without an index: decode
-                count = 0
-                while cap.grab():
-                    count += 1
+            if count >= self.frames:
+                return count
+            # no index, or a count estimated from the duration (mkv): count the frames themselves
+            count = 0
+            while count < self.frames and cap.grab():
+                count += 1
             return count
         finally:
             cap.release()
