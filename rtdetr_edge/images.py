@@ -1,7 +1,9 @@
 """Turn whatever a user passes into a validated HxWx3 uint8 image in BGR order.
 
 Accepted: file paths, numpy arrays (HxWx3 BGR by default, ``rgb=True`` for RGB; HxW grayscale;
-HxWx4 with alpha), and PIL images (converted by duck typing, PIL is never imported here).
+HxWx4 with alpha), and PIL images of any mode (converted by duck typing, PIL is never imported
+here; 16-bit modes scaled to 8 bit). Files and PIL images are turned upright by their EXIF
+orientation.
 Anything else raises :class:`InputError` naming the input and what was expected.
 """
 
@@ -38,10 +40,56 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"{p}: empty file, expected an image")
     if _jpeg_truncated(data):
         raise InputError(f"{p}: truncated JPEG (no end-of-image marker); the file is incomplete")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # IMREAD_COLOR (unlike IMREAD_UNCHANGED) applies the EXIF orientation, as phones and the camera
+    # app's folder source expect, and makes every file 8-bit BGR (16-bit samples scaled, alpha dropped)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(f"{p}: cannot decode as an image (expected JPEG, PNG, BMP, WebP or TIFF)")
     return as_bgr(image, name=str(p))
+
+
+# EXIF orientation -> numpy ops turning the stored pixels upright (what PIL's exif_transpose does)
+_ORIENT: dict[int, Any] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _pil_orientation(image: Any) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except (AttributeError, OSError, ValueError, TypeError, SyntaxError, KeyError):  # no or unreadable EXIF: as stored
+        return 1
+
+
+def _pil_array(image: Any, name: str) -> np.ndarray:
+    """A PIL image (any mode) as an RGB, RGBA or L uint8 array, upright by its EXIF orientation."""
+    mode = str(image.mode)
+    orientation = _pil_orientation(image)
+    try:
+        if mode.startswith("I;16") or mode in ("I", "F"):
+            arr = np.asarray(image)
+            if mode.startswith("I;16") or mode == "I":  # 16-bit samples (mode I holds them as int32)
+                arr = (np.clip(arr.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+            else:  # float: 0..255 as PIL's own conversion to L
+                arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+        else:
+            if mode == "La":  # premultiplied alpha: PIL converts it only to LA
+                image, mode = image.convert("LA"), "LA"
+            if mode == "RGBa":
+                image, mode = image.convert("RGBA"), "RGBA"
+            if mode not in ("RGB", "L", "RGBA"):
+                image = image.convert("RGBA" if mode in ("LA", "PA") else "RGB")
+            arr = np.asarray(image)
+    except (OSError, ValueError, SyntaxError) as exc:  # a lazily opened file that is truncated or corrupt
+        where = getattr(image, "filename", "") or name
+        raise InputError(f"{where}: cannot read the PIL image ({exc})") from exc
+    return np.ascontiguousarray(_ORIENT[orientation](arr)) if orientation in _ORIENT else arr
 
 
 def as_bgr(image: Any, rgb: bool = False, name: str = "image") -> np.ndarray:
@@ -53,9 +101,7 @@ def as_bgr(image: Any, rgb: bool = False, name: str = "image") -> np.ndarray:
         name: how the input is called in error messages.
     """
     if hasattr(image, "mode") and hasattr(image, "convert") and not isinstance(image, np.ndarray):
-        if image.mode not in ("RGB", "L", "RGBA"):
-            image = image.convert("RGB")
-        image, rgb = np.asarray(image), True
+        image, rgb = _pil_array(image, name), True
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name}: expected a file path, numpy array or PIL image, got {type(image).__name__}")
     if image.dtype != np.uint8:

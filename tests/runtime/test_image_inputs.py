@@ -41,12 +41,6 @@ def _truncated(tmp_path: Path, scene: np.ndarray) -> Path:
     return p
 
 
-def _png16(tmp_path: Path, scene: np.ndarray) -> Path:
-    p = tmp_path / "deep.png"
-    cv2.imwrite(str(p), scene.astype(np.uint16) * 256)
-    return p
-
-
 def _tiny(tmp_path: Path, scene: np.ndarray) -> Path:
     return _jpeg(tmp_path / "one.png", scene[:1, :1])
 
@@ -62,7 +56,6 @@ def _text(tmp_path: Path, scene: np.ndarray) -> Path:
     [
         (lambda t, s: t / "missing.jpg", "no such image file"),
         (_truncated, "truncated JPEG"),
-        (_png16, "16-bit"),
         (_tiny, "expected at least 8x8"),
         (_text, "cannot decode"),
     ],
