@@ -58,11 +58,6 @@ def test_good_values_are_normalised() -> None:
     assert PostprocessOptions(conf=1).conf == 1.0
 
 
-def test_max_det_one_keeps_one(tiny_bundle: Path, scene: np.ndarray) -> None:
-    with Detector(tiny_bundle, conf=0.0) as det:
-        assert len(det(scene, max_det=1)) == 1
-
-
 def test_missing_cuda_device_is_named(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rtdetr_edge.cuda import buffers
 
