@@ -138,7 +138,7 @@ def check_out(out: str | Path, force: bool, inputs: Iterable[str | Path | None] 
     """
     atomic.refuse_overlap(out, inputs, "--out")
     path = atomic.check_writable_dir(out, "--out")
-    atomic.check_replaceable(path, force, "--out")
+    atomic.check_replaceable(out, force, "--out")
     return path
 
 
