@@ -195,6 +195,15 @@ class Bundle:
             self._check_hash(str(art["file"]), art.get("sha256"), precision)
         return self.file(art["file"])
 
+    def trt8_onnx_path(self) -> Path | None:
+        """The int8 graph for TensorRT 8.x (``trt8_file``), its sha256 checked on first use; None without one."""
+        art = self.artifact("int8")
+        if not art.get("trt8_file"):
+            return None
+        if self._hash_check != "never":
+            self._check_hash(str(art["trt8_file"]), art.get("trt8_sha256"), "int8 (TensorRT 8.x)")
+        return self.file(art["trt8_file"])
+
     @property
     def engines_dir(self) -> Path:
         return self.path / ENGINES

@@ -301,10 +301,9 @@ def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None
         )
     fp32_file = bundle.artifact("fp32")["file"]
     qdq: tuple[Path, str | None] | None = None
-    if art.get("file") and art["file"] != fp32_file:
-        qdq = (bundle.path / art["file"], art.get("sha256"))
-        if major < 10 and art.get("trt8_file"):
-            qdq = (bundle.path / art["trt8_file"], art.get("trt8_sha256"))
+    if art.get("file") and art["file"] != fp32_file:  # paths through the bundle: hashes checked on use
+        trt8 = bundle.trt8_onnx_path() if major < 10 else None
+        qdq = (trt8, art.get("trt8_sha256")) if trt8 is not None else (bundle.onnx_path("int8"), art.get("sha256"))
     rel = art.get("ranges") or ("calib/ranges.json" if (bundle.path / "calib/ranges.json").is_file() else None)
     ranges = str(bundle.path / rel) if rel and (bundle.path / rel).is_file() else None
     if mode == "auto":

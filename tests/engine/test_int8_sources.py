@@ -75,3 +75,13 @@ def test_no_native_cache_on_tensorrt_11(fake_trt: types.ModuleType) -> None:
     fake_trt.__version__ = "11.1.0.106"  # type: ignore[attr-defined]
     with pytest.raises(CalibrationError, match="no calibrator API"):
         calibrators.native_cache_text({"images": 1.0})
+
+
+@pytest.mark.parametrize("major, swapped", [(8, "model.int8.qdq.trt8.onnx"), (10, "model.int8.qdq.onnx")])
+def test_the_int8_graph_an_engine_is_built_from_is_hash_checked(tmp_path: Path, major: int, swapped: str) -> None:
+    from rtdetr_edge.errors import BundleError
+
+    bundle = fake_bundle(tmp_path)
+    (bundle.path / swapped).write_bytes(b"replaced after the build")
+    with pytest.raises(BundleError, match=f"{swapped}: sha256 does not match"):
+        int8_source(Bundle(bundle.path), major, "auto")
