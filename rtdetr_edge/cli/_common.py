@@ -10,12 +10,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from .. import atomic
 from ..errors import InputError, RtdetrEdgeError
+from ..outputs import check_output_file
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -60,15 +60,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def check_json_out(path: str | None, what: str = "--json") -> None:
     """Before long work: ``path`` (a file to write) is not a folder and its folder is writable."""
-    if path is None:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{what} {path}: is a folder; name a file")
-    try:
-        atomic.check_writable_dir(p.parent, what)
-    except InputError as exc:  # name the user's path, not only its parent
-        raise InputError(f"{what} {path}: {str(exc).removeprefix(f'{what} {p.parent}: ')}") from None
+    if path is not None:
+        check_output_file(path, what)
 
 
 def check_out_dir(path: str | None, what: str) -> None:
