@@ -373,9 +373,9 @@ def _add_int8(
         if result.source.dataset is not None and result.holdout_ids
         else None
     )
-    choice = None
+    choice, qrep = None, None
     if len(result.candidates) > 1:
-        choice = choose_ranges(
+        choice, qrep = choose_ranges(
             fp32,
             result,
             (held.dataset, held.choice) if held is not None else None,
@@ -414,10 +414,9 @@ def _add_int8(
         kept.update(
             {n: ("kept in float by the sensitivity search", "sensitivity search") for n in exclude if n not in kept}
         )
-    announce("quantize (Q/DQ)")
-    # the range choice wrote the FP16-typed graph; the TensorRT 8.x one is written here (again if
-    # the sensitivity search changed the exclusions)
-    qrep = write_int8(fp32, result.ranges.ranges, tmp / INT8_FILE, exclude, tmp / INT8_TRT8_FILE)
+    if qrep is None or exclude != list(reasons):  # not written by the range choice, or sensitivity changed it
+        announce("quantize (Q/DQ)")
+        qrep = write_int8(fp32, result.ranges.ranges, tmp / INT8_FILE, exclude, tmp / INT8_TRT8_FILE)
     macs = node_macs(fp32, (contract.preprocessing.height, contract.preprocessing.width))
     plan = make_plan(
         model, int8_nodes(model, exclude), kept, macs, (contract.preprocessing.height, contract.preprocessing.width)
