@@ -36,16 +36,24 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = p.read_bytes()
     except OSError as exc:
         raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+    return decode_image(data, str(p))
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode an encoded image file's bytes as HxWx3 uint8 BGR, exactly as :func:`read_image` does.
+
+    ``name`` (the file, or what the bytes came from) starts each error message.
+    """
     if not data:
-        raise InputError(f"{p}: empty file, expected an image")
+        raise InputError(f"{name}: empty file, expected an image")
     if _jpeg_truncated(data):
-        raise InputError(f"{p}: truncated JPEG (no end-of-image marker); the file is incomplete")
+        raise InputError(f"{name}: truncated JPEG (no end-of-image marker); the file is incomplete")
     # IMREAD_COLOR (unlike IMREAD_UNCHANGED) applies the EXIF orientation, as phones and the camera
     # app's folder source expect, and makes every file 8-bit BGR (16-bit samples scaled, alpha dropped)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise InputError(f"{p}: cannot decode as an image (expected JPEG, PNG, BMP, WebP or TIFF)")
-    return as_bgr(image, name=str(p))
+        raise InputError(f"{name}: cannot decode as an image (expected JPEG, PNG, BMP, WebP or TIFF)")
+    return as_bgr(image, name=name)
 
 
 # EXIF orientation -> numpy ops turning the stored pixels upright (what PIL's exif_transpose does)
