@@ -29,6 +29,7 @@ _ROUTES: dict[str, str] = {
     "cuda": 'pip install "rtdetr-edge[trt]" (cuda-python matching your CUDA major version)',
     "pycuda": "pip install pycuda (alternative to cuda-python)",
     "PIL": "pip install pillow",
+    "tritonclient": 'pip install "rtdetr-edge[serve]" (tritonclient[http,grpc])',
 }
 
 

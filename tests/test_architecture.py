@@ -55,6 +55,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("rtdetr_edge.engine",)),
     # rtdetr-selftest: what a bare device runs (runtime + engine only, never host tooling)
     ("selftest", ("rtdetr_edge.selftest",)),
+    # Triton serving (rtdetr-triton, rtdetr-serve, the client, the Python-backend models): runtime only
+    ("serving", ("rtdetr_edge.serving",)),
     ("data", ("rtdetr_edge.data",)),
     ("evaluate", ("rtdetr_edge.evaluate", "rtdetr_edge.bench")),
     ("check", ("rtdetr_edge.check",)),
@@ -68,7 +70,7 @@ RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 EXPORT_ONLY = ("torch", "transformers", "onnxsim", "onnx_graphsurgeon", "safetensors", "torchvision")
 # host tooling the device side (and evaluate/check/data) must never import
 HOST_ONLY = ("rtdetr_edge.export", "rtdetr_edge.calib")
-NO_HOST_LAYERS = ("core", "runtime", "engine", "selftest", "data", "evaluate", "check")
+NO_HOST_LAYERS = ("core", "runtime", "engine", "selftest", "serving", "data", "evaluate", "check")
 
 
 def layer_of(module: str) -> str:
