@@ -92,13 +92,23 @@ def choose_server(args: argparse.Namespace) -> ServerBinary:
     return binary
 
 
-def _repository_for(model: Path, binary: ServerBinary, args: argparse.Namespace, scratch: Path) -> Path:
-    if is_repository(model) or (model.is_dir() and any(model.glob("*/config.pbtxt"))):
-        return model
-    if not (model / METADATA).is_file():
+def is_model_repository(model: Path) -> bool:
+    """``model`` is a Triton model repository (ours, or any folder of models with config.pbtxt)."""
+    return is_repository(model) or (model.is_dir() and any(model.glob("*/config.pbtxt")))
+
+
+def check_model(model: Path) -> None:
+    if not model.exists():
+        raise InputError(f"{model}: no such bundle or model repository")
+    if not is_model_repository(model) and not (model / METADATA).is_file():
         raise InputError(
             f"{model}: neither a bundle ({METADATA}) nor a Triton model repository (folders with config.pbtxt)"
         )
+
+
+def _repository_for(model: Path, binary: ServerBinary, args: argparse.Namespace, scratch: Path) -> Path:
+    if is_model_repository(model):
+        return model
     kind = args.detector
     if kind == "auto":
         kind = "onnxruntime" if "onnxruntime" in binary.backends else "python"
@@ -130,8 +140,7 @@ def _main(argv: Sequence[str] | None) -> int:
         log_verbose=1 if args.verbose > 1 else 0,
     )
     model = Path(args.model)
-    if not model.exists():
-        raise InputError(f"{model}: no such bundle or model repository")
+    check_model(model)
     binary = choose_server(args)
     with tempfile.TemporaryDirectory(prefix="rtdetr-serve.") as scratch:
         repository = _repository_for(model, binary, args, Path(scratch))

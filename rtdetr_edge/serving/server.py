@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,10 @@ from .environment import ServerBinary
 log = logging.getLogger("rtdetr_edge")
 
 
+# Triton's log line prefix: E1202 04:51:27.677977 14317 model_lifecycle.cc:642] "message"
+_LOG_PREFIX = re.compile(r'^[EWI]\d{4} [\d:.]+ +\d+ [^\]]+\] "?(.*?)"?$')
+
+
 class ServerError(RtdetrEdgeError):
     """The Triton server did not start, or stopped on its own."""
 
@@ -48,6 +53,8 @@ class ServerOptions:
         startup_timeout: seconds to wait for ``/v2/health/ready`` (300).
         exit_timeout: seconds the server gets to finish in-flight requests on stop (5).
         log_verbose: Triton's ``--log-verbose`` level (0).
+        complete_configs: the configs must be complete (``--disable-auto-complete-config``: Triton
+            fills in nothing from the model files; False).
     """
 
     http_port: int
@@ -57,6 +64,7 @@ class ServerOptions:
     startup_timeout: float = 300.0
     exit_timeout: float = 5.0
     log_verbose: int = 0
+    complete_configs: bool = False
 
     def __post_init__(self) -> None:
         ports = [
@@ -156,6 +164,8 @@ class TritonServer:
             cmd.append("--allow-metrics=false")
         else:
             cmd += [f"--metrics-address={o.host}", f"--metrics-port={o.metrics_port}"]
+        if o.complete_configs:
+            cmd.append("--disable-auto-complete-config")
         if self.binary.backend_directory is not None:
             cmd.append(f"--backend-directory={self.binary.backend_directory}")
         return cmd
@@ -217,13 +227,19 @@ class TritonServer:
             return ""
 
     def first_error(self) -> str:
-        """The server's first error line (Triton's ``E...`` log lines, model load failures)."""
+        """The server's first real error: a model that failed to load, else its first ``E`` log line."""
         lines = self.log_text().splitlines()
-        wanted = [ln for ln in lines if ln[:1] == "E" and "CUDA" not in ln and "Cuda" not in ln]
-        wanted += [ln for ln in lines if "error:" in ln.lower()]
-        failed = [ln for ln in lines if "UNAVAILABLE" in ln]
-        line = (failed or wanted or lines[-1:] or [""])[0]
-        return line.strip().strip("|").strip() + (f" (full log: {self._log.name})" if self._own_log else "")
+        noise = ("CUDA", "Cuda", "NVML", "DCGM")  # a machine without a GPU logs these at every start
+        picks = (
+            [ln for ln in lines if "failed to load '" in ln]
+            or [ln for ln in lines if ln[:1] == "E" and _LOG_PREFIX.match(ln) and not any(n in ln for n in noise)]
+            or [ln for ln in lines if "error:" in ln.lower()]
+            or lines[-1:]
+            or [""]
+        )
+        match = _LOG_PREFIX.match(picks[0])
+        line = match.group(1) if match else picks[0].strip()
+        return line + (f" (full log: {self._log.name})" if self._own_log else "")
 
     def wait(self) -> int:
         """Block until the server exits by itself; ServerError naming its first error."""

@@ -1,0 +1,182 @@
+"""rtdetr-triton: every generated config parses with Triton's own model_config.proto, the pieces fit
+together, and the TensorRT / ONNX Runtime variants load in a real tritonserver up to the missing
+backend (the nvidia-pytriton wheel's server has only the Python backend; they are untested on a GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rtdetr_edge.cli import triton as triton_cli
+from rtdetr_edge.errors import BundleError, InputError
+from rtdetr_edge.serving.environment import ServerBinary
+from rtdetr_edge.serving.repository import RepositoryOptions, write_repository
+from rtdetr_edge.serving.server import ServerError, ServerOptions, TritonServer, _group_alive
+from tests.serving.conftest import free_port
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+text_format = pytest.importorskip("google.protobuf.text_format")
+
+
+def parse(path: Path) -> object:
+    """Triton's ModelConfig from a config.pbtxt; unknown fields or wrong types raise ParseError."""
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def configs(repo: Path) -> dict[str, object]:
+    return {p.parent.name: parse(p) for p in sorted(repo.glob("*/config.pbtxt"))}
+
+
+@pytest.fixture(scope="module")
+def repos(reference_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("repos")
+    return {
+        kind: write_repository(reference_bundle, root / kind, RepositoryOptions(detector=kind))
+        for kind in ("tensorrt", "onnxruntime", "python")
+    }
+
+
+def test_every_config_parses_as_a_triton_model_config(repos: dict[str, Path]) -> None:
+    for kind, repo in repos.items():
+        cfg = configs(repo)
+        assert set(cfg) == {"rtdetr", "rtdetr_preprocess", "rtdetr_detector", "rtdetr_postprocess"}, kind
+
+
+def test_the_parser_rejects_a_broken_config(repos: dict[str, Path], tmp_path: Path) -> None:
+    # the check above can fail: a misspelt field and a wrong enum do not parse
+    bad = tmp_path / "config.pbtxt"
+    bad.write_text(
+        (repos["tensorrt"] / "rtdetr_detector" / "config.pbtxt").read_text().replace("max_batch_size", "max_batch")
+    )
+    with pytest.raises(text_format.ParseError):
+        parse(bad)
+    bad.write_text((repos["tensorrt"] / "rtdetr_detector" / "config.pbtxt").read_text().replace("KIND_GPU", "KIND_TPU"))
+    with pytest.raises(text_format.ParseError):
+        parse(bad)
+
+
+def test_tensorrt_detector_config(repos: dict[str, Path], reference_bundle: Path) -> None:
+    repo = repos["tensorrt"]
+    det = configs(repo)["rtdetr_detector"]
+    assert det.platform == "tensorrt_plan"  # type: ignore[attr-defined]
+    assert det.max_batch_size == 8  # type: ignore[attr-defined]
+    assert list(det.dynamic_batching.preferred_batch_size) == [4, 8]  # type: ignore[attr-defined]
+    assert det.dynamic_batching.max_queue_delay_microseconds == 2000  # type: ignore[attr-defined]
+    assert det.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU  # type: ignore[attr-defined]
+    assert det.optimization.cuda.graphs  # type: ignore[attr-defined]
+    assert det.model_warmup[0].batch_size == 1  # type: ignore[attr-defined]
+    # the bundle has no engine: the ONNX to build the plan from is there (not in a version folder)
+    assert (repo / "rtdetr_detector" / "build" / "model.onnx").is_file()
+    assert not (repo / "rtdetr_detector" / "1" / "model.plan").exists()
+    readme = (repo / "README.md").read_text()
+    assert "Untested on a GPU" in readme and "trtexec --onnx=/models/rtdetr_detector/build/model.onnx" in readme
+    assert "--maxShapes=images:8x3x256x256" in readme
+    ort = configs(repos["onnxruntime"])["rtdetr_detector"]
+    assert ort.platform == "onnxruntime_onnx"  # type: ignore[attr-defined]
+    assert ort.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU  # type: ignore[attr-defined]
+    assert (repos["onnxruntime"] / "rtdetr_detector" / "1" / "model.onnx").is_file()
+
+
+def _io(cfg: object) -> tuple[object, ...]:
+    return tuple((t.name, t.data_type, tuple(t.dims)) for t in (*cfg.input, *cfg.output))  # type: ignore[attr-defined]
+
+
+def test_every_variant_has_the_served_variants_tensors(repos: dict[str, Path]) -> None:
+    # the python variant is served end to end (test_served_model.py); the TensorRT and ONNX Runtime
+    # detectors differ from it only in how they run, never in the tensors the ensemble wires up
+    served = configs(repos["python"])
+    for kind in ("tensorrt", "onnxruntime"):
+        other = configs(repos[kind])
+        for name in served:
+            assert _io(other[name]) == _io(served[name]), (kind, name)
+            assert other[name].max_batch_size == served[name].max_batch_size  # type: ignore[attr-defined]
+        assert other["rtdetr"] == served["rtdetr"]
+
+
+def test_ensemble_wiring(repos: dict[str, Path]) -> None:
+    cfg = configs(repos["python"])
+    ens = cfg["rtdetr"]
+    assert ens.platform == "ensemble" and ens.max_batch_size == 0  # type: ignore[attr-defined]
+    assert [(o.name, o.data_type, list(o.dims)) for o in ens.output] == [  # type: ignore[attr-defined]
+        ("boxes", model_config_pb2.TYPE_FP32, [-1, 4]),
+        ("scores", model_config_pb2.TYPE_FP32, [-1]),
+        ("class_ids", model_config_pb2.TYPE_INT32, [-1]),
+        ("image_size", model_config_pb2.TYPE_INT32, [2]),
+    ]
+    assert [i.name for i in ens.input] == ["image"]  # type: ignore[attr-defined]
+    produced = {"image"}
+    for step in ens.ensemble_scheduling.step:  # type: ignore[attr-defined]
+        model = cfg[step.model_name]
+        assert set(step.input_map) == {i.name for i in model.input}, step.model_name  # type: ignore[attr-defined]
+        assert set(step.output_map) <= {o.name for o in model.output}, step.model_name  # type: ignore[attr-defined]
+        assert set(step.input_map.values()) <= produced, step.model_name
+        produced |= set(step.output_map.values())
+    assert {o.name for o in ens.output} <= produced  # type: ignore[attr-defined]
+    params = {k: v.string_value for k, v in ens.parameters.items()}  # type: ignore[attr-defined]
+    assert json.loads(params["class_names"]) == ["ellipse", "rectangle", "triangle", "star", "cross", "ring"]
+    assert (repos["python"] / "rtdetr" / "labels.txt").read_text().split() == json.loads(params["class_names"])
+
+
+@pytest.mark.parametrize("kind", ["tensorrt", "onnxruntime"])
+def test_tritonserver_loads_everything_but_the_missing_backend(
+    kind: str, repos: dict[str, Path], serve_env: ServerBinary, tmp_path: Path
+) -> None:
+    """Triton's own parser and validation, with auto-completion off (the configs must be complete)."""
+    options = ServerOptions(http_port=free_port(), complete_configs=True, startup_timeout=120)
+    with open(tmp_path / "server.log", "w+") as log:
+        server = TritonServer(repos[kind], serve_env, options, log_file=log)
+        with pytest.raises(ServerError) as info:
+            server.start()  # stops the server's process group when it fails
+        text = (tmp_path / "server.log").read_text()
+    assert str(info.value).startswith(
+        "tritonserver exited (1) before it was ready: failed to load 'rtdetr_detector' version 1: Invalid argument: "
+        f"unable to find backend library for backend '{kind}'"
+    ), text
+    assert "successfully loaded 'rtdetr_preprocess'" in text and "successfully loaded 'rtdetr_postprocess'" in text, (
+        text
+    )
+    failures = [ln for ln in text.splitlines() if "failed to load '" in ln]
+    assert failures and all("failed to load 'rtdetr_detector'" in ln for ln in failures), text
+    assert server.pgid is not None and not _group_alive(server.pgid)
+
+
+def test_bad_inputs_are_one_line(reference_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def error(*argv: str) -> str:
+        assert triton_cli.main(list(argv)) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), err
+        return err[0]
+
+    (tmp_path / "not_a_bundle").mkdir()
+    assert "not a bundle" in error(str(tmp_path / "not_a_bundle"), "--out", str(tmp_path / "r"))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    assert "already exists; pass --force" in error(str(reference_bundle), "--out", str(tmp_path / "busy"))
+    assert "nothing was deleted" in error(str(reference_bundle), "--out", str(tmp_path / "busy"), "--force")
+    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+    assert "max_batch: expected an integer >= 1" in error(
+        str(reference_bundle), "--out", str(tmp_path / "r"), "--max-batch", "0"
+    )
+    assert "preferred_batch" in error(str(reference_bundle), "--out", str(tmp_path / "r"), "--preferred-batch", "16")
+    assert "overlaps the bundle" in error(str(reference_bundle), "--out", str(reference_bundle / "triton"))
+    assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
+
+
+def test_force_replaces_only_our_repository(reference_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    assert triton_cli.main([str(reference_bundle), "--out", str(out), "--detector", "python", "-q"]) == 0
+    with pytest.raises(InputError, match="already exists"):
+        write_repository(reference_bundle, out, RepositoryOptions())
+    write_repository(reference_bundle, out, RepositoryOptions(detector="onnxruntime"), force=True)
+    assert configs(out)["rtdetr_detector"].platform == "onnxruntime_onnx"  # type: ignore[attr-defined]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # no temporary folder left
+
+
+def test_not_a_bundle_raises_bundle_error(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not a bundle"):
+        write_repository(tmp_path, tmp_path / "out", RepositoryOptions())
+    assert os.listdir(tmp_path) == []
