@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..detector import Detector
+    from ..serving.client import TritonDetector
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -34,6 +35,7 @@ examples:
   rtdetr-detect photos/ clip.mp4 --model build/r18 --out runs/detect --conf 0.5
   rtdetr-detect photos/ --model build/r18.onnx --no-save       # only detections.jsonl
   rtdetr-detect photos/ --model build/r18 --out runs/detect --exist-ok   # write into runs/detect again
+  rtdetr-detect photos/ clip.mp4 --server http://localhost:8000      # a Triton server (rtdetr-serve) detects
 
 results: --out is never overwritten by default: when it exists and is not empty, the results go
 to a new numbered folder next to it (runs/detect -> runs/detect2, runs/detect3, ...; printed at
@@ -79,7 +81,14 @@ def parser() -> argparse.ArgumentParser:
         prog="rtdetr-detect", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("sources", nargs="+", help="image files, folders, video files")
-    p.add_argument("--model", required=True, help="bundle directory, .onnx or .engine")
+    p.add_argument("--model", default=None, help="bundle directory, .onnx or .engine (or --server)")
+    p.add_argument(
+        "--server",
+        default=None,
+        help="detect on a Triton server instead of a local model: http://HOST:PORT, grpc://HOST:PORT "
+        "(serving an rtdetr-triton repository, e.g. rtdetr-serve; needs rtdetr-edge[serve])",
+    )
+    p.add_argument("--server-model", default="rtdetr", help="the server's ensemble name (default rtdetr)")
     p.add_argument(
         "--out",
         default="runs/detect",
@@ -108,9 +117,7 @@ def _main(argv: Sequence[str] | None) -> int:
     atomic.refuse_overlap(out, args.sources, "--out", inside=False)
     atomic.check_writable_dir(out, "--out")
     names = OutputNames()
-    det = open_detector(
-        args, args.model, conf=args.conf, classes=args.classes, max_det=args.max_det, max_batch=max(args.batch, 1)
-    )
+    det = _open(args)
     failed: list[str] = []
     counts = {"images": 0, "frames": 0, "detections": 0}
     t0 = time.perf_counter()
@@ -134,6 +141,21 @@ def _main(argv: Sequence[str] | None) -> int:
         file=sys.stderr,
     )
     return 1 if failed and not n else 0
+
+
+def _open(args: argparse.Namespace) -> Detector | TritonDetector:
+    """The local Detector of --model, or a TritonDetector for --server (exactly one of them)."""
+    if (args.model is None) == (args.server is None):
+        raise InputError("expected --model BUNDLE or --server URL (one of them)")
+    if args.server is not None:
+        from ..serving.client import TritonDetector
+
+        return TritonDetector(
+            args.server, model=args.server_model, conf=args.conf, classes=args.classes, max_det=args.max_det
+        )
+    return open_detector(
+        args, args.model, conf=args.conf, classes=args.classes, max_det=args.max_det, max_batch=max(args.batch, 1)
+    )
 
 
 def run_folder(out: Path, exist_ok: bool) -> Path:
@@ -167,7 +189,7 @@ class OutputNames:
 
 def _detect_all(
     items: list[Path],
-    det: Detector,
+    det: Detector | TritonDetector,
     out: Path,
     names: OutputNames,
     args: argparse.Namespace,
@@ -218,7 +240,12 @@ def _detect_all(
 
 
 def _video(
-    path: Path, det: Detector, target: Path, jsonl: JsonlWriter, args: argparse.Namespace, counts: dict[str, int]
+    path: Path,
+    det: Detector | TritonDetector,
+    target: Path,
+    jsonl: JsonlWriter,
+    args: argparse.Namespace,
+    counts: dict[str, int],
 ) -> None:
     from tqdm import tqdm
 

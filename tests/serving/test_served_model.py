@@ -10,6 +10,7 @@ process they started within seconds. The durations are printed (``-s``) and kept
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -123,6 +124,31 @@ def test_a_port_in_use_is_one_line(served: Served) -> None:
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: --http-port {served.http_port}: the port is in use on 127.0.0.1"
     ), proc.stderr
+
+
+def test_rtdetr_detect_server_writes_what_the_local_model_writes(
+    served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rtdetr_edge.cli import detect
+
+    images = str(SAMPLES / "images")
+    assert detect.main([images, "--model", str(served.bundle), "--out", str(tmp_path / "local"), "-q"]) == 0
+    assert detect.main([images, "--server", served.url, "--out", str(tmp_path / "remote"), "--batch", "2", "-q"]) == 0
+    local = [json.loads(x) for x in (tmp_path / "local" / "detections.jsonl").read_text().splitlines()]
+    remote = [json.loads(x) for x in (tmp_path / "remote" / "detections.jsonl").read_text().splitlines()]
+    names = sorted(p.name for p in (SAMPLES / "images").glob("*.jpg"))
+    assert len(remote) == len(names) and remote == local
+    assert sorted(p.name for p in (tmp_path / "remote").iterdir()) == sorted(["detections.jsonl", *names])
+    capsys.readouterr()
+    assert (
+        detect.main([images, "--server", served.url, "--model", str(served.bundle), "--out", str(tmp_path / "x")]) == 1
+    )
+    assert capsys.readouterr().err.strip() == "error: expected --model BUNDLE or --server URL (one of them)"
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert detect.main([images, "--server", dead, "--out", str(tmp_path / "y")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {dead}: cannot get model 'rtdetr': "), err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_sigterm_stops_the_server_and_every_process_it_started(served: Served) -> None:
