@@ -1,4 +1,4 @@
-"""PyTorch RT-DETR -> raw ONNX (``images`` -> ``logits``, ``pred_boxes``), batch dynamic.
+"""PyTorch RT-DETR (or a supported relative) -> raw ONNX (``images`` -> ``logits``, ``pred_boxes``), batch dynamic.
 
 Opset 17 by default: it is the newest opset TensorRT 8.6 (JetPack 6.0) parses, and at 17
 ``LayerNormalization`` is one node that TensorRT >= 8.6 maps to its normalisation layer (and
@@ -24,6 +24,7 @@ import onnx
 from rtdetr_edge._optional import require
 from rtdetr_edge.errors import ExportError
 
+from .freeze import frozen_position_embeddings
 from .options import DEFAULT_OPSET
 
 log = logging.getLogger("rtdetr_edge")
@@ -38,7 +39,8 @@ def export_raw(
     """Trace ``model`` into an ONNX graph with input ``images`` [N,3,H,W] and raw outputs.
 
     Args:
-        model: eval-mode ``RTDetrForObjectDetection`` (or v2).
+        model: eval-mode model of a supported family (``export.source.FAMILIES``); RF-DETR's
+            position-embedding interpolation is frozen at ``height x width`` (:mod:`.freeze`).
         height, width: the fixed input size (from the preprocessing contract).
         opset: 17 (TensorRT >= 8.6) or 16 (LayerNorm decomposed, for TensorRT 8.5 tools).
         trace_batch: batch of the tracing input.
@@ -62,8 +64,10 @@ def export_raw(
     dummy = torch.rand(trace_batch, 3, height, width, generator=torch.Generator().manual_seed(0))
     buf = io.BytesIO()
     dyn = {"images": {0: "batch"}, "logits": {0: "batch"}, "pred_boxes": {0: "batch"}}
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), frozen_position_embeddings(model, height, width) as frozen:
         warnings.simplefilter("ignore")  # TracerWarnings about python ints in shapes: checked by verification
+        if frozen:
+            log.info("position-embedding interpolation frozen at %dx%d in %d module(s)", height, width, frozen)
         try:
             torch.onnx.export(
                 wrapper,

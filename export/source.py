@@ -1,6 +1,7 @@
 """Where a model comes from: a Hugging Face hub id, a ``save_pretrained`` folder, or an object.
 
-Whatever the source, the result is an eval-mode RT-DETR (v1 or v2) plus the preprocessing
+Whatever the source, the result is an eval-mode model of one of the :data:`FAMILIES` (RT-DETR,
+RT-DETRv2, D-FINE, DEIMv2, LW-DETR, RF-DETR) plus the preprocessing
 contract read from the model's own image-processor config and the class names from ``id2label``.
 Weights are only ever loaded from safetensors: nothing here unpickles a downloaded file.
 """
@@ -21,12 +22,120 @@ from rtdetr_edge.errors import ModelSourceError
 
 log = logging.getLogger("rtdetr_edge")
 
-# model_type -> transformers class name. RT-DETRv2 shares the export path (same outputs,
-# deformable attention through grid_sample); both are tested with tiny configs.
-SUPPORTED_MODEL_TYPES = {
-    "rt_detr": "RTDetrForObjectDetection",
-    "rt_detr_v2": "RTDetrV2ForObjectDetection",
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One supported detector family: how to load it and what its export needs.
+
+    Attributes:
+        model_type: ``config.json``'s ``model_type`` (the key of :data:`FAMILIES`).
+        name: the family's own name.
+        model_class: the transformers class that loads it.
+        processor: the image processor its checkpoints carry (the contract is read from its config).
+        hub_ids: well-known checkpoints.
+        notes: what the export does differently for it, if anything.
+        patch_grid: the backbone is a windowed ViT: the input size must be a multiple of
+            ``patch_size x windows per side``.
+    """
+
+    model_type: str
+    name: str
+    model_class: str
+    processor: str
+    hub_ids: tuple[str, ...]
+    notes: str = ""
+    patch_grid: bool = False
+
+
+# Every family returns ``logits [B,Q,C]`` and ``pred_boxes [B,Q,4]`` (normalised cxcywh) scored by
+# sigmoid (focal loss), so one export (raw outputs -> in-graph sigmoid + top-k) serves all; each
+# is tested with a tiny random config (export.testing.tiny_family_config).
+FAMILIES: dict[str, Family] = {
+    f.model_type: f
+    for f in (
+        Family("rt_detr", "RT-DETR", "RTDetrForObjectDetection", "RTDetrImageProcessor", ("PekingU/rtdetr_r18vd",)),
+        Family(
+            "rt_detr_v2",
+            "RT-DETRv2",
+            "RTDetrV2ForObjectDetection",
+            "RTDetrImageProcessor",
+            ("PekingU/rtdetr_v2_r18vd",),
+            "deformable attention sampled per level with grid_sample (discrete sampling not exported)",
+        ),
+        Family(
+            "d_fine",
+            "D-FINE",
+            "DFineForObjectDetection",
+            "RTDetrImageProcessor",
+            ("ustc-community/dfine-small-coco", "ustc-community/dfine-xlarge-coco"),
+            "boxes as distributions over bins (softmax + integral) refined layer by layer, LQE score head",
+        ),
+        Family(
+            "deimv2",
+            "DEIMv2",
+            "Deimv2ForObjectDetection",
+            "RTDetrImageProcessor",
+            ("Intellindust/DEIMv2_HGNetv2_N_COCO",),
+            "D-FINE decoder with RMSNorm (exported as Pow/ReduceMean/Sqrt primitives) and SwiGLU FFNs",
+        ),
+        Family(
+            "lw_detr",
+            "LW-DETR",
+            "LwDetrForObjectDetection",
+            "DeformableDetrImageProcessor",
+            ("AnnaZhang/lwdetr_small_60e_coco",),
+            "windowed ViT backbone; ImageNet mean/std; the processor's do_pad is a no-op at a fixed size",
+            patch_grid=True,
+        ),
+        Family(
+            "rf_detr",
+            "RF-DETR",
+            "RfDetrForObjectDetection",
+            "RfDetrImageProcessor",
+            ("Roboflow/rf-detr-base",),
+            "DINOv2 position embeddings interpolated (bicubic, antialias) at run time: frozen at the export size",
+            patch_grid=True,
+        ),
+    )
 }
+# model_type -> transformers class name
+SUPPORTED_MODEL_TYPES = {t: f.model_class for t, f in FAMILIES.items()}
+
+
+def family_of(model_type: object, where: str) -> Family:
+    """The :class:`Family` of ``model_type``, or a one-line ModelSourceError naming ``where`` and the type."""
+    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    if family is None:
+        raise ModelSourceError(
+            f"{where}: model_type {model_type!r} is not RT-DETR or a supported relative; "
+            f"supported: {', '.join(FAMILIES)}"
+        )
+    return family
+
+
+def check_input_size(config: Any, height: int, width: int, where: str) -> None:
+    """Raise a one-line ModelSourceError unless a windowed-ViT family can take ``height x width``.
+
+    LW-DETR and RF-DETR split the patch grid into windows per side; a size that is not a multiple
+    of ``patch_size x windows`` fails deep inside ``view()`` (or silently drops border patches).
+    """
+    family = family_of(config.model_type, where)
+    if not family.patch_grid:
+        return
+    backbone = config.backbone_config
+    patch = int(backbone.patch_size)
+    windows = int(getattr(backbone, "num_windows_side", None) or getattr(backbone, "num_windows", 1) or 1)
+    step = patch * windows
+    if height % step or width % step:
+        raise ModelSourceError(
+            f"{where}: {family.name} ({family.model_type}) needs an input size that is a multiple of "
+            f"{step} (patch {patch} x {windows} windows per side), got {height}x{width}"
+        )
+
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _HUB_FILES = ["config.json", "preprocessor_config.json", "*.safetensors", "*.safetensors.index.json", "README.md"]
 
@@ -43,8 +152,17 @@ class LoadedModel:
 
 
 def _default_preprocessing(config: Any) -> Preprocessing:
+    """The family's processor defaults at the anchor size or 640x640 (for models without a processor config).
+
+    RT-DETR-processor families: RGB, /255, no normalisation; LW-DETR / RF-DETR (DETR-style
+    processors): RGB, /255, ImageNet mean/std.
+    """
     size = getattr(config, "anchor_image_size", None) or (640, 640)
-    return Preprocessing(height=int(size[0]), width=int(size[1]))
+    if family_of(config.model_type, "model config").processor == "RTDetrImageProcessor":
+        return Preprocessing(height=int(size[0]), width=int(size[1]))
+    return Preprocessing(
+        height=int(size[0]), width=int(size[1]), do_normalize=True, mean=IMAGENET_MEAN, std=IMAGENET_STD
+    )
 
 
 def _class_names(config: Any) -> tuple[str, ...]:
@@ -65,11 +183,7 @@ def _check_config(folder: Path) -> dict[str, Any]:
         raise ModelSourceError(
             f"{cfg_path}: expected a JSON object (a save_pretrained() model config), got a JSON {_json_kind(cfg)}"
         )
-    model_type = cfg.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ModelSourceError(
-            f"{cfg_path}: model_type {model_type!r} is not RT-DETR; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
+    family_of(cfg.get("model_type"), str(cfg_path))
     return cfg
 
 
@@ -151,7 +265,7 @@ def load_folder(folder: str | os.PathLike[str], source: dict[str, Any] | None = 
     for weights in sorted(folder.glob("*.safetensors")):
         check_safetensors(weights)
     transformers = require("transformers", "loading RT-DETR models")
-    cls = getattr(transformers, SUPPORTED_MODEL_TYPES[cfg["model_type"]])
+    cls = getattr(transformers, FAMILIES[cfg["model_type"]].model_class)
     hf_logging = transformers.utils.logging
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # our CLI shows stages; a per-weight bar is noise
@@ -165,6 +279,7 @@ def load_folder(folder: str | os.PathLike[str], source: dict[str, Any] | None = 
     model.eval()
     warnings: list[str] = []
     pre = _processor_preprocessing(folder, model.config, warnings)
+    check_input_size(model.config, pre.height, pre.width, str(folder))
     src = source or {"kind": "folder", "path": str(folder.resolve())}
     return LoadedModel(model, pre, _class_names(model.config), src, warnings)
 
@@ -189,20 +304,19 @@ def load_model(
     """Load an RT-DETR from a hub id, a local folder, or a model object.
 
     Args:
-        source: ``"PekingU/rtdetr_r18vd"``, a folder path, or an ``RTDetrForObjectDetection`` /
-            ``RTDetrV2ForObjectDetection`` instance.
+        source: ``"PekingU/rtdetr_r18vd"``, a folder path, or a model instance of one of the
+            :data:`FAMILIES` (``RTDetrForObjectDetection``, ``DFineForObjectDetection``, ...).
         revision: hub revision (branch, tag or commit).
         cache_dir: hub cache folder (default: the Hugging Face cache).
-        preprocessing: contract for an in-memory model (default: RT-DETR's: anchor size or
-            640x640, RGB, /255, no normalisation). Ignored for folders and hub ids, which carry
+        preprocessing: contract for an in-memory model (default: its family's processor defaults
+            at the anchor size or 640x640, see :func:`_default_preprocessing`). Ignored for folders and hub ids, which carry
             their own ``preprocessor_config.json``.
     """
     if hasattr(source, "config") and hasattr(source, "forward"):
-        model_type = getattr(source.config, "model_type", None)
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ModelSourceError(f"model object of type {model_type!r} is not RT-DETR")
+        family_of(getattr(source.config, "model_type", None), f"model object {type(source).__name__}")
         source.eval()
         pre = preprocessing or _default_preprocessing(source.config)
+        check_input_size(source.config, pre.height, pre.width, f"model object {type(source).__name__}")
         return LoadedModel(source, pre, _class_names(source.config), {"kind": "object", "class": type(source).__name__})
     text = os.fspath(source)
     path = Path(text)

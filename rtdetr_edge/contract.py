@@ -158,12 +158,26 @@ def preprocessing_from_processor_config(cfg: dict[str, Any], source: str = "prep
     The processor config is the authority (the model card text may disagree): ``size``,
     ``resample``, ``do_rescale``/``rescale_factor``, ``do_normalize``/``image_mean``/``image_std``.
     Hugging Face image processors work on RGB images.
+
+    ``size`` must be a fixed ``{"height", "width"}`` (or one int): the graph has one input size.
+    ``do_pad`` (DETR-style processors: ``DeformableDetrImageProcessor`` for LW-DETR,
+    ``RfDetrImageProcessor``) is accepted when it is a no-op: those processors pad each image to
+    the batch's largest (or ``pad_size``), and after a fixed-size resize every image already is
+    ``height x width``, so nothing is padded and the pixel mask is all ones (the models' default).
+    An aspect-preserving ``shortest_edge``/``longest_edge`` size with padding is refused: its
+    images have different sizes and need a pixel mask, which a fixed-size graph cannot take.
     """
     size = cfg.get("size") or {}
     if isinstance(size, int):
         height = width = size
-    elif "height" in size and "width" in size:
+    elif isinstance(size, dict) and "height" in size and "width" in size:
         height, width = int(size["height"]), int(size["width"])
+    elif isinstance(size, dict) and ("shortest_edge" in size or "longest_edge" in size):
+        raise BundleError(
+            f"{source}: size {size!r} resizes keeping the aspect ratio (and pads to the batch), so images "
+            "differ in size; a fixed-size export needs size {'height': H, 'width': W} (as the published "
+            "RT-DETR-family checkpoints carry, e.g. 640x640): set it in the processor config to export"
+        )
     else:
         raise BundleError(
             f"{source}: size {size!r} is not a fixed height/width; RT-DETR exports need a fixed input size"
@@ -171,7 +185,14 @@ def preprocessing_from_processor_config(cfg: dict[str, Any], source: str = "prep
     if cfg.get("do_resize") is False:
         raise BundleError(f"{source}: do_resize is false; a fixed-size graph needs resizing")
     if cfg.get("do_pad"):
-        raise BundleError(f"{source}: do_pad is set; padding preprocessing is not supported")
+        pad = cfg.get("pad_size")
+        if pad is not None and not (
+            isinstance(pad, dict) and int(pad.get("height", -1)) == height and int(pad.get("width", -1)) == width
+        ):
+            raise BundleError(
+                f"{source}: do_pad with pad_size {pad!r} pads the {height}x{width} image; padding preprocessing "
+                "is not supported (only padding that is a no-op after the fixed-size resize)"
+            )
     resample = cfg.get("resample", 2)
     resample_name = RESAMPLE_NAMES.get(resample, str(resample)) if isinstance(resample, int) else str(resample)
     rescale = float(cfg.get("rescale_factor", 1.0 / 255.0)) if cfg.get("do_rescale", True) else 1.0
