@@ -62,6 +62,56 @@ class Preprocessing:
             raise BundleError(f"contract: mean/std must be 3 values, std non-zero; got {self.mean} {self.std}")
 
 
+FRAME_INPUT_NAME = "frames"
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """A frame-input graph's input: camera frames, preprocessed inside the graph (``rtdetr_edge.frames``).
+
+    Attributes:
+        width, height: the frame size the graph takes (its resize weights are computed for it).
+        input_name: graph input (``"frames"``).
+        dtype, layout, channel_order: ``uint8`` ``NHWC`` ``BGR``, as cameras and OpenCV give
+            frames; only these.
+        resize: how the graph resizes: ``"pillow"`` (the processor's own filter as two MatMuls,
+            rounded per pass like Pillow's 8-bit path).
+    """
+
+    width: int
+    height: int
+    input_name: str = FRAME_INPUT_NAME
+    dtype: str = "uint8"
+    layout: str = "NHWC"
+    channel_order: str = "BGR"
+    resize: str = "pillow"
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise BundleError(f"contract: frame {name} must be an integer >= 1, got {v!r}")
+        if (self.dtype, self.layout, self.channel_order) != ("uint8", "NHWC", "BGR"):
+            raise BundleError(
+                f"contract: frame inputs are uint8 NHWC BGR, got {self.dtype} {self.layout} {self.channel_order}"
+            )
+        if self.resize != "pillow":
+            raise BundleError(f"contract: frame resize must be 'pillow', got {self.resize!r}")
+
+    @property
+    def key(self) -> str:
+        """``"1280x720"``: how bundles name this frame size."""
+        return f"{self.width}x{self.height}"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One frame's ``(H, W, 3)``."""
+        return (self.height, self.width, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class ModelContract:
     """Input and output description of one exported RT-DETR graph.
@@ -78,6 +128,9 @@ class ModelContract:
             ``"cxcywh_norm"`` (raw).
         min_batch, max_batch: batch range the graph accepts (``max_batch`` 0 = unbounded).
         version: contract schema version.
+        frame: set on frame-input graphs (:class:`FrameInput`): the graph's input is then
+            ``frame.input_name`` (uint8 frames) and ``input_name`` is the tensor the front
+            writes; None (default) for graphs that take the preprocessed tensor.
     """
 
     preprocessing: Preprocessing
@@ -92,6 +145,7 @@ class ModelContract:
     max_batch: int = 0
     version: int = CONTRACT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    frame: FrameInput | None = None
 
     def __post_init__(self) -> None:
         if self.output_kind not in (OUTPUT_TOPK, OUTPUT_RAW):
@@ -105,10 +159,17 @@ class ModelContract:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def graph_input(self) -> str:
+        """The graph's input name: ``frame.input_name`` for frame-input graphs, else ``input_name``."""
+        return self.frame.input_name if self.frame is not None else self.input_name
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["class_names"] = list(self.class_names)
         d["output_names"] = list(self.output_names)
+        if self.frame is None:  # contracts without a frame input read as before
+            d.pop("frame")
         return d
 
     def to_json(self) -> str:
@@ -135,6 +196,8 @@ class ModelContract:
             body["preprocessing"] = pre
             body["class_names"] = tuple(str(n) for n in d["class_names"])
             body["output_names"] = tuple(d.get("output_names", ("scores", "labels", "boxes")))
+            frame = d.get("frame")
+            body["frame"] = FrameInput(**_known(FrameInput, dict(frame))) if frame is not None else None
             return cls(**body)
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{source}: invalid model contract ({exc!r})") from exc

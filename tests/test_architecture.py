@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rtdetr_edge.trt_cache",
             "rtdetr_edge.engine_format",
             "rtdetr_edge.onnx_facts",
+            "rtdetr_edge.frames",
         ),
     ),
     # the package root is the public API: Detector, Detections, errors, __version__
