@@ -79,6 +79,9 @@ class BuildOptions:
             for int8, and for best to include int8.
         int8: :class:`Int8Options`.
         check_images: held-out images for the accuracy check (100; 0 skips it).
+        frame_sizes: camera frame sizes (width, height) to add frame-input artifacts for
+            (``--frame-size``; default none): each precision's graph with the frame front
+            prepended (uint8 BGR frames in, resize and scaling in the graph; ``rtdetr_edge.frames``).
     """
 
     precision: BuildPrecision = "fp32"
@@ -87,9 +90,20 @@ class BuildOptions:
     calibration: CalibrationOptions | None = None
     int8: Int8Options = field(default_factory=Int8Options)
     check_images: int = 100
+    frame_sizes: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         check_choice(self.precision, PRECISION_CHOICES, "--precision")
+        sizes = []
+        for size in self.frame_sizes:
+            if (
+                not isinstance(size, (tuple, list))
+                or len(size) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
+            ):
+                raise InputError(f"--frame-size: expected (width, height) integers >= 1, got {size!r}")
+            sizes.append((int(size[0]), int(size[1])))
+        object.__setattr__(self, "frame_sizes", tuple(dict.fromkeys(sizes)))
         if self.precision == "int8" and self.calibration is None:
             raise InputError("--precision int8 needs --calib (coco_val, coco_train, a COCO json or an image folder)")
         if isinstance(self.check_images, bool) or not isinstance(self.check_images, int) or self.check_images < 0:
@@ -182,6 +196,7 @@ def build_bundle(
         }
         report: dict[str, Any] = {"export": result.report, "verification": verification}
         _add_precisions(tmp, result.contract, metadata, report, opts, announce)
+        _add_frames(tmp, result.contract, metadata, report, opts.frame_sizes, announce)
         report["total_s"] = round(time.perf_counter() - t0, 2)
         announce("write bundle")
         finalize_bundle(tmp, metadata, report)
@@ -211,11 +226,38 @@ def add_precisions(
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         for key in ("format", "format_version", "created"):
             metadata.pop(key, None)
-        _add_precisions(tmp, bundle.contract, metadata, report, options, announce)
+        if options.precisions or not options.frame_sizes:
+            _add_precisions(tmp, bundle.contract, metadata, report, options, announce)
+        # frame artifacts for every precision the bundle now has, at the sizes it had and the new ones
+        sizes = {s for p in metadata["artifacts"] for s in _frame_sizes(metadata, p)}
+        _add_frames(tmp, bundle.contract, metadata, report, tuple(sorted(sizes)) + options.frame_sizes, announce)
         report["added_s"] = round(time.perf_counter() - t0, 2)
         announce("write bundle")
         finalize_bundle(tmp, metadata, report)
     return out_path
+
+
+def _frame_sizes(metadata: dict[str, Any], precision: str) -> list[tuple[int, int]]:
+    frames = (metadata["artifacts"].get(precision) or {}).get("frames") or {}
+    return [(int(f["frame"]["width"]), int(f["frame"]["height"])) for f in frames.values()]
+
+
+def _add_frames(
+    tmp: Path,
+    contract: ModelContract,
+    metadata: dict[str, Any],
+    report: dict[str, Any],
+    sizes: tuple[tuple[int, int], ...],
+    announce: Callable[[str], None],
+) -> None:
+    """Frame-input artifacts (``--frame-size``) for each precision in ``metadata``, torch-free."""
+    if not sizes:
+        return
+    from .frames import write_frame_artifacts
+
+    sizes = tuple(dict.fromkeys(sizes))
+    announce(f"frame inputs {', '.join(f'{w}x{h}' for w, h in sizes)}")
+    report["frames"] = write_frame_artifacts(tmp, metadata["artifacts"], contract, sizes)
 
 
 # Held-out images that make decisions (range algorithm, sensitivity search): the ones after the

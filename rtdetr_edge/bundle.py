@@ -10,6 +10,9 @@ Layout::
       model.int8.qdq.onnx  optional, explicit Q/DQ, FP16-typed outside INT8 layers (opset 19:
                            TensorRT >= 10 strongly typed, ONNX Runtime)
       model.int8.qdq.trt8.onnx  the same Q/DQ FP32-typed (TensorRT 8.x, INT8+FP16 flags)
+      model*.frames-WxH.onnx  optional (``--frame-size WxH``): each precision's graph with the frame
+                           front prepended (uint8 BGR camera frames in; ``rtdetr_edge.frames``),
+                           listed under ``artifacts.<precision>.frames["WxH"]``
       calib/               optional: version-neutral INT8 ranges, subset manifest, TensorRT caches,
                            plan.json (the INT8 precision plan, see calib.plan)
       report.json          what the build did, numbers and timings
@@ -127,9 +130,12 @@ class Bundle:
     def verify(self) -> None:
         """Check every artifact's sha256 (and the int8 TensorRT 8.x graph's) against the metadata."""
         for precision, art in self.metadata["artifacts"].items():
-            self._check_hash(str(art["file"]), art.get("sha256"), precision)
-            if art.get("trt8_file"):
-                self._check_hash(str(art["trt8_file"]), art.get("trt8_sha256"), precision)
+            for entry, what in [(art, precision)] + [
+                (f, f"{precision} frames {key}") for key, f in (art.get("frames") or {}).items()
+            ]:
+                self._check_hash(str(entry["file"]), entry.get("sha256"), what)
+                if entry.get("trt8_file"):
+                    self._check_hash(str(entry["trt8_file"]), entry.get("trt8_sha256"), what)
 
     def _check_hash(self, relative: str, expected: object, precision: str) -> None:
         if not expected or relative in self._verified:
@@ -168,7 +174,22 @@ class Bundle:
             for key in ("file", "trt8_file", "manifest", "plan"):
                 if art.get(key) is not None:
                     self._inside(art[key], f"{source}: artifacts.{precision}.{key}")
+            frames = art.get("frames") or {}
+            if not isinstance(frames, dict):
+                raise BundleError(f"{source}: artifacts.{precision}.frames is not an object")
+            for size, entry in frames.items():
+                if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+                    raise BundleError(f"{source}: artifacts.{precision}.frames.{size} has no file name")
+                for key in ("file", "trt8_file"):
+                    if entry.get(key) is not None:
+                        self._inside(entry[key], f"{source}: artifacts.{precision}.frames.{size}.{key}")
         missing = [f"{p}: {a['file']}" for p, a in artifacts.items() if not (self.path / a["file"]).is_file()]
+        missing += [
+            f"{p} frames {k}: {f['file']}"
+            for p, a in artifacts.items()
+            for k, f in (a.get("frames") or {}).items()
+            if not (self.path / f["file"]).is_file()
+        ]
         if missing:
             raise BundleError(f"{self.path}: bundle is incomplete, missing {'; '.join(missing)}")
 
@@ -203,6 +224,31 @@ class Bundle:
         if self._hash_check != "never":
             self._check_hash(str(art["trt8_file"]), art.get("trt8_sha256"), "int8 (TensorRT 8.x)")
         return self.file(art["trt8_file"])
+
+    def frame_sizes(self, precision: str = "fp32") -> list[tuple[int, int]]:
+        """(width, height) of the frame-input artifacts ``precision`` has (``--frame-size``), sorted."""
+        frames = self.artifact(precision).get("frames") or {}
+        return sorted((int(f["frame"]["width"]), int(f["frame"]["height"])) for f in frames.values())
+
+    def frame_onnx_path(self, precision: str, size: tuple[int, int], trt8: bool = False) -> Path:
+        """The frame-input ONNX of ``precision`` for frames of ``size`` (width, height), hash checked on first use.
+
+        Args:
+            trt8: the int8 graph for TensorRT 8.x (``trt8_file``), where the bundle has one.
+        """
+        key = f"{size[0]}x{size[1]}"
+        frames = self.artifact(precision).get("frames") or {}
+        if key not in frames:
+            have = ", ".join(sorted(frames)) or "none"
+            raise BundleError(
+                f"{self.path}: no {precision} frame-input artifact for {key} frames (it has {have}); add one "
+                f"with rtdetr-build --model {self.path} --out {self.path} --frame-size {key}"
+            )
+        entry = frames[key]
+        name, digest = ("trt8_file", "trt8_sha256") if trt8 and entry.get("trt8_file") else ("file", "sha256")
+        if self._hash_check != "never":
+            self._check_hash(str(entry[name]), entry.get(digest), f"{precision} frames {key}")
+        return self.file(entry[name])
 
     @property
     def engines_dir(self) -> Path:
@@ -265,17 +311,18 @@ def finalize_bundle(directory: Path, metadata: dict[str, Any], report: dict[str,
     ``format``, ``format_version``, ``created`` and each artifact's sha256 and size are filled in.
     """
     meta = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "created": now_iso(), **metadata}
-    for art in meta.get("artifacts", {}).values():
-        f = directory / art["file"]
-        if not f.is_file():
-            raise BundleError(f"internal: artifact {art['file']} was not written")
-        art["sha256"] = sha256_file(f)
-        art["bytes"] = f.stat().st_size
-        if art.get("trt8_file"):  # the int8 graph for TensorRT 8.x (calib.int8)
-            f8 = directory / art["trt8_file"]
-            if not f8.is_file():
-                raise BundleError(f"internal: artifact {art['trt8_file']} was not written")
-            art["trt8_sha256"] = sha256_file(f8)
+    for precision_art in meta.get("artifacts", {}).values():
+        for art in [precision_art, *(precision_art.get("frames") or {}).values()]:
+            f = directory / art["file"]
+            if not f.is_file():
+                raise BundleError(f"internal: artifact {art['file']} was not written")
+            art["sha256"] = sha256_file(f)
+            art["bytes"] = f.stat().st_size
+            if art.get("trt8_file"):  # the int8 graph for TensorRT 8.x (calib.int8)
+                f8 = directory / art["trt8_file"]
+                if not f8.is_file():
+                    raise BundleError(f"internal: artifact {art['trt8_file']} was not written")
+                art["trt8_sha256"] = sha256_file(f8)
     atomic.write_json(directory / METADATA, meta)
     if report is not None:
         atomic.write_json(directory / REPORT, report)

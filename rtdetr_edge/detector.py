@@ -15,6 +15,7 @@ execution context are per Detector). For parallel inference make one Detector pe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -37,7 +38,7 @@ from .backends.options import (
     check_choice,
 )
 from .bundle import METADATA, Bundle
-from .contract import METADATA_KEY, OUTPUT_RAW, ModelContract
+from .contract import METADATA_KEY, OUTPUT_RAW, FrameInput, ModelContract
 from .detections import Detections
 from .errors import BundleError, EngineError, InputError, RtdetrEdgeError
 from .postprocess import PostprocessOptions, from_raw, from_topk
@@ -81,11 +82,15 @@ def _tensorrt_usable(device: int) -> bool:
     return tensorrt_usable(device)
 
 
-def prebuilt_engine(bundle: Bundle, precision: str, device: int = 0) -> Path | None:
+def prebuilt_engine(
+    bundle: Bundle, precision: str, device: int = 0, frame_size: tuple[int, int] | None = None
+) -> Path | None:
     """The newest engine in ``BUNDLE/engines`` that runs here for ``precision`` (None if there is none).
 
     An engine runs here when its sidecar names this TensorRT version and this GPU (see
-    :func:`rtdetr_edge.engine_format.incompatibility`).
+    :func:`rtdetr_edge.engine_format.incompatibility`). ``frame_size`` (width, height) asks for an
+    engine built from the frame-input artifact of that size (``--frame-size``); None (default)
+    for one taking the preprocessed tensor.
     """
     from .backends.trt_logging import tensorrt_version
     from .cuda import buffers
@@ -104,10 +109,22 @@ def prebuilt_engine(bundle: Bundle, precision: str, device: int = 0) -> Path | N
         if (
             meta is not None
             and meta.precision == precision
+            and _engine_frame_size(meta.contract_json) == frame_size
             and incompatibility(meta, version, props.name, props.compute_capability) is None
         ):
             found.append((meta.created, path))
     return max(found)[1] if found else None
+
+
+def _engine_frame_size(contract_json: str | None) -> tuple[int, int] | None:
+    """The frame size an engine's sidecar contract takes (None: the preprocessed tensor, or unreadable)."""
+    if not contract_json:
+        return None
+    try:
+        frame = ModelContract.from_json(contract_json).frame
+    except RtdetrEdgeError:
+        return None
+    return (frame.width, frame.height) if frame is not None else None
 
 
 def _bundle_backend(
@@ -180,10 +197,10 @@ def _checked_io(be: Backend, contract: ModelContract) -> ModelContract:
     inputs = [t.name for t in be.inputs]
     outputs = {t.name for t in be.outputs}
     missing = [n for n in contract.output_names if n not in outputs]
-    if contract.input_name not in inputs or missing:
+    if contract.graph_input not in inputs or missing:
         raise BundleError(
             f"{be.describe().get('file', be.name)}: does not match the model contract: expected input "
-            f"{contract.input_name!r} and outputs {', '.join(map(repr, contract.output_names))}; the model has "
+            f"{contract.graph_input!r} and outputs {', '.join(map(repr, contract.output_names))}; the model has "
             f"inputs {', '.join(map(repr, inputs)) or 'none'} and outputs {', '.join(map(repr, sorted(outputs))) or 'none'}"
         )
     return contract
@@ -220,6 +237,11 @@ class Detector:
             this GPU in ``BUNDLE/engines`` (``rtdetr-engine BUNDLE`` builds one; without one,
             ``backend="auto"`` runs ONNX Runtime with a warning). ``BundleEngines(options)`` from
             :mod:`rtdetr_edge.engine` builds and caches it on first use.
+        frames: use the bundle's frame-input artifacts (``rtdetr-build --frame-size WxH``) for
+            images of their size (default True): the uint8 frame is copied into the backend's
+            input buffer as it is and the graph resizes and scales it; images of other sizes are
+            preprocessed on the host (one log line per size). On TensorRT a frame engine must be
+            in ``BUNDLE/engines`` (or come from ``engines``), else the host path runs.
     """
 
     def __init__(
@@ -235,6 +257,7 @@ class Detector:
         onnxruntime: OnnxRuntimeOptions | None = None,
         tensorrt: TensorRTOptions | None = None,
         engines: EngineSource | None = None,
+        frames: bool = True,
     ) -> None:
         # options first: a bad value fails before any model is loaded
         self.options = PostprocessOptions(conf=conf, classes=classes, max_det=max_det, clip=clip)
@@ -269,10 +292,64 @@ class Detector:
             raise InputError(f"max_batch {self.max_batch} exceeds the model's limit {hi}")
         self.last_times = StageTimes()
         self._lock = threading.Lock()
+        self._engines = engines
+        self._onnxruntime = onnxruntime
+        self._tensorrt = tensorrt or TensorRTOptions()
+        self.precision = (
+            str(self.bundle.metadata.get("default_precision", "fp32"))
+            if self.bundle is not None and precision == "auto"
+            else precision
+        )
+        # frame size -> the backend running that frame-input graph (None: the host path, logged once)
+        self._frame_backends: dict[tuple[int, int], Backend | None] = {}
+        self.frame_sizes: tuple[tuple[int, int], ...] = ()
+        if self.contract.frame is not None:  # an .onnx/.engine frame artifact opened on its own
+            self.frame_sizes = ((self.contract.frame.width, self.contract.frame.height),)
+            self._frame_backends[self.frame_sizes[0]] = self.backend
+        elif frames and self.bundle is not None and self.precision in self.bundle.precisions:
+            self.frame_sizes = tuple(self.bundle.frame_sizes(self.precision))
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.contract.class_names
+
+    def _frame_backend(self, size: tuple[int, int]) -> Backend | None:
+        """The backend for frames of ``size`` (opened on first use), or None for the host path."""
+        if size in self._frame_backends:
+            return self._frame_backends[size]
+        be: Backend | None = None
+        why = ""
+        if size not in self.frame_sizes:
+            have = ", ".join(f"{w}x{h}" for w, h in self.frame_sizes)
+            why = f"the bundle's frame-input artifacts are for {have}"
+        elif self.bundle is not None and self.backend.name == "tensorrt":
+            engine = self._frame_engine(size)
+            if engine is None:
+                why = f"no {self.precision} TensorRT engine built from its {size[0]}x{size[1]} frame artifact here"
+            else:
+                be = open_backend("tensorrt", engine, tensorrt=self._tensorrt)
+        elif self.bundle is not None:
+            path = self.bundle.frame_onnx_path(self.precision, size)
+            be = open_backend("onnxruntime", path, onnxruntime=self._onnxruntime)
+        if be is not None:
+            frame = FrameInput(width=size[0], height=size[1])
+            try:
+                _checked_io(be, dataclasses.replace(self.contract, frame=frame))
+            except RtdetrEdgeError:
+                be.close()
+                raise
+        elif self.frame_sizes:  # only bundles that have frame artifacts say why one is not used
+            log.warning("%dx%d images: preprocessing on the host (%s)", size[0], size[1], why)
+        self._frame_backends[size] = be
+        return be
+
+    def _frame_engine(self, size: tuple[int, int]) -> Path | None:
+        assert self.bundle is not None
+        build = getattr(self._engines, "engine_for_frames", None)
+        if callable(build):
+            found: Path | None = build(self.bundle, self.precision, self._tensorrt.device, size)
+            return found
+        return prebuilt_engine(self.bundle, self.precision, self._tensorrt.device, size)
 
     def describe(self) -> dict[str, Any]:
         info = self.backend.describe()
@@ -349,21 +426,52 @@ class Detector:
         out: list[Detections] = []
         times = StageTimes(images=len(bgr_images))
         with self._lock:
-            for start in range(0, len(bgr_images), self.max_batch):
-                out += self._run_chunk(bgr_images[start : start + self.max_batch], opts, times)
+            if not self._frame_backends and not self.frame_sizes:
+                groups: list[tuple[Backend | None, list[int]]] = [(None, list(range(len(bgr_images))))]
+            else:
+                by_size: dict[tuple[int, int], list[int]] = {}
+                for i, img in enumerate(bgr_images):
+                    by_size.setdefault((img.shape[1], img.shape[0]), []).append(i)
+                routed: dict[int, tuple[Backend | None, list[int]]] = {}
+                for size, idx in by_size.items():
+                    fb = self._frame_backend(size)
+                    if fb is None and self.contract.frame is not None:
+                        raise InputError(
+                            f"{self.model_path} takes {self.contract.frame.key} frames (a frame-input graph); "
+                            f"got a {size[0]}x{size[1]} image: open the bundle for other sizes"
+                        )
+                    routed.setdefault(id(fb), (fb, []))[1].extend(idx)
+                groups = list(routed.values())
+            results: dict[int, Detections] = {}
+            for fb, idx in groups:
+                for start in range(0, len(idx), self.max_batch):
+                    part = idx[start : start + self.max_batch]
+                    dets = self._run_chunk([bgr_images[i] for i in part], opts, times, fb)
+                    results.update(zip(part, dets))
+            out = [results[i] for i in range(len(bgr_images))]
         self.last_times = times
         return out
 
-    def _run_chunk(self, chunk: list[np.ndarray], opts: PostprocessOptions, times: StageTimes) -> list[Detections]:
+    def _run_chunk(
+        self, chunk: list[np.ndarray], opts: PostprocessOptions, times: StageTimes, frames: Backend | None = None
+    ) -> list[Detections]:
+        """One backend batch: preprocessed on the host into ``self.backend``'s buffer, or, with a
+        ``frames`` backend (a frame-input graph), the uint8 frames copied into its buffer as they are."""
         n = len(chunk)
-        run_n = max(n, self.min_batch)  # static-batch engines: pad with copies of the last image
+        backend = frames or self.backend
+        run_n = max(n, backend.batch_range[0])  # static-batch engines: pad with copies of the last image
         t0 = time.perf_counter()
-        buf = self.backend.input_buffer(run_n)
-        sizes = self.preprocessor(chunk, out=buf)
+        buf = backend.input_buffer(run_n)
+        if frames is not None:
+            for i, img in enumerate(chunk):
+                np.copyto(buf[i], img)
+            sizes = [(img.shape[1], img.shape[0]) for img in chunk]
+        else:
+            sizes = self.preprocessor(chunk, out=buf)
         for i in range(n, run_n):
             buf[i] = buf[n - 1]
         t1 = time.perf_counter()
-        outputs = self.backend.infer(run_n)
+        outputs = backend.infer(run_n)
         t2 = time.perf_counter()
         c = self.contract
         if c.output_kind == OUTPUT_RAW:
@@ -391,6 +499,9 @@ class Detector:
         """Release the backend; calling the Detector afterwards raises InputError. Idempotent."""
         if not self._closed:
             self._closed = True
+            for be in self._frame_backends.values():
+                if be is not None and be is not self.backend:
+                    be.close()
             self.backend.close()
 
     def __enter__(self) -> Detector:

@@ -21,8 +21,10 @@ artifacts to an existing bundle torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -327,6 +329,68 @@ def front_op_faults(model: onnx.ModelProto, trt8: bool = True) -> list[str]:
     return faults
 
 
+# the graph each artifact entry names, and whether TensorRT 8.6 parses it (its op check applies)
+_GRAPHS = (("file", "fp16_typed"), ("trt8_file", "trt8"))
+
+
+def write_frame_artifacts(
+    directory: str | os.PathLike[str],
+    artifacts: dict[str, Any],
+    contract: ModelContract,
+    sizes: Sequence[tuple[int, int]],
+) -> dict[str, Any]:
+    """Write each precision's graph with the frame front prepended, for each frame size (in place).
+
+    Args:
+        directory: the bundle being assembled (its ``artifacts`` files are read from there).
+        artifacts: ``metadata["artifacts"]``; each precision gets ``frames["WxH"]`` entries
+            (file, trt8_file for int8, the frame spec and the front's pass order and MACs),
+            replacing earlier ones; hashes are filled in by :func:`rtdetr_edge.bundle.finalize_bundle`.
+        contract: the bundle's model contract.
+        sizes: (width, height) of each camera frame size.
+
+    Returns:
+        The report: per precision and size the files, pass order, MACs, nodes.
+
+    Raises:
+        BundleError: a written graph fails the TensorRT 8.6 op check of its front.
+    """
+    import onnx
+
+    from . import atomic
+
+    root = Path(directory)
+    report: dict[str, Any] = {}
+    for precision, art in artifacts.items():
+        entries: dict[str, Any] = {}
+        for width, height in sizes:
+            frame = FrameInput(width=width, height=height)
+            entry: dict[str, Any] = {"frame": frame.to_dict()}
+            for key, kind in _GRAPHS:
+                if not art.get(key):
+                    continue
+                model = onnx.load(str(root / art[key]))
+                # TensorRT 8.6 parses the fp32 graph and int8's trt8 graph (the op check applies to
+                # them); fp16 and the opset-19 Q/DQ graph are for TensorRT >= 10 and ONNX Runtime
+                trt8 = kind == "trt8" or precision == "fp32"
+                with_front, front = prepend_front(model, frame, contract)
+                faults = front_op_faults(with_front, trt8=trt8)
+                if faults:
+                    raise BundleError(f"frame front for {art[key]} at {frame.key}: {'; '.join(faults)}")
+                name = frame_file(str(art[key]), frame)
+                with atomic.replacing_file(root / name, suffix=".onnx") as tmp:
+                    onnx.save(with_front, str(tmp))
+                entry[key] = name
+                entry.update(order=front.order, macs=front.macs, nodes=front.nodes)
+            entries[frame.key] = entry
+        if entries:
+            art["frames"] = entries
+        else:
+            art.pop("frames", None)
+        report[precision] = {k: {n: e[n] for n in ("file", "order", "macs")} for k, e in entries.items()}
+    return report
+
+
 def frame_file(artifact_file: str, frame: FrameInput) -> str:
     """``model.fp16.onnx`` -> ``model.fp16.frames-1280x720.onnx``."""
     stem = artifact_file[: -len(".onnx")] if artifact_file.endswith(".onnx") else artifact_file
@@ -368,4 +432,5 @@ __all__ = [
     "resample_weights",
     "resize_macs",
     "resize_order",
+    "write_frame_artifacts",
 ]

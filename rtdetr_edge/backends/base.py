@@ -49,7 +49,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def input_buffer(self, batch: int) -> np.ndarray:
-        """Host-visible ``[batch,3,H,W]`` float32 array that :meth:`infer` reads."""
+        """Host-visible array that :meth:`infer` reads: ``[batch,3,H,W]`` float32, or ``[batch,H,W,3]``
+        uint8 for a frame-input graph."""
 
     @abc.abstractmethod
     def infer(self, batch: int) -> dict[str, np.ndarray]:

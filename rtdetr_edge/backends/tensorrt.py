@@ -133,12 +133,13 @@ class TensorRTBackend(Backend):
         return self._engine.batch_range()
 
     def input_buffer(self, batch: int) -> np.ndarray:
-        """The ``[batch,3,H,W]`` float32 host view the engine reads (mapped memory: zero copies)."""
+        """The host view the engine reads (mapped memory: zero copies): ``[batch,3,H,W]`` float32, or
+        ``[batch,H,W,3]`` uint8 for an engine built from a frame-input artifact (``--frame-size``)."""
         spec = self._inputs[0]
-        if spec.dtype != np.float32:
+        if spec.dtype not in (np.float32, np.uint8):
             raise EngineError(
-                f"{self.path}: input {spec.name} is {spec.dtype}; the Detector feeds float32 (export "
-                "float16 graphs with float32 inputs)"
+                f"{self.path}: input {spec.name} is {spec.dtype}; the Detector feeds float32 tensors or uint8 "
+                "frames (export float16 graphs with float32 inputs)"
             )
         self._reserve(batch)
         return self._buffers[spec.name].host[:batch]

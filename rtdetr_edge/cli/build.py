@@ -15,6 +15,7 @@ from .. import atomic
 from ..build import PRECISION_CHOICES, BuildOptions, Int8Options, add_precisions, build_bundle, check_out, is_bundle
 from ..calib import Algorithm, CalibrationOptions, Scope
 from ..export.options import OPSETS, ExportOptions
+from ..frames import parse_frame_size
 from ._common import add_verbosity, run, setup_logging
 
 log = logging.getLogger("rtdetr_edge")
@@ -33,6 +34,10 @@ examples:
   rtdetr-engine build/r18 --precision int8
   # a local save_pretrained folder, raw outputs instead of in-graph top-k, opset 16 (LayerNorm decomposed)
   rtdetr-build --model models/rtdetr-shapes --raw-outputs --opset 16 --out build/shapes-raw
+  # camera frames in: uint8 BGR 1280x720 and 1920x1080 frames resized and scaled inside the graph
+  rtdetr-build --model models/rtdetr-shapes --precision fp16 --frame-size 1280x720 --frame-size 1920x1080 --out build/shapes
+  # add frame-input artifacts to an existing bundle, in place (torch-free; the default precision is kept)
+  rtdetr-build --model build/shapes --frame-size 1280x720 --out build/shapes
   # replace an existing bundle
   rtdetr-build --model models/rtdetr-shapes --out build/shapes --force
 """
@@ -78,6 +83,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace --out if it is a bundle (a folder that is not a bundle is never deleted); --out must "
         "not be, contain or lie inside --model or --calib",
+    )
+    p.add_argument(
+        "--frame-size",
+        action="append",
+        default=None,
+        metavar="WxH",
+        help="also write, for each precision, the graph taking uint8 BGR camera frames of this size "
+        "([N,H,W,3], resized with the model processor's own filter and scaled inside the graph; "
+        "repeatable). With a bundle as --model and no --precision, only these are added",
     )
     g = p.add_argument_group("INT8 calibration (host, ONNX Runtime; torch not needed)")
     g.add_argument("--calib", default=None, help="coco_val, coco_train, a COCO-format json, or a folder of images")
@@ -185,6 +199,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
             trt_cache_versions=tuple(args.trt_cache_version or Int8Options().trt_cache_versions),
         ),
         check_images=args.check_images,
+        frame_sizes=tuple(parse_frame_size(text) for text in args.frame_size or ()),
     )
 
 
