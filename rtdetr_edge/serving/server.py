@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -109,12 +110,24 @@ def check_ports_free(options: ServerOptions) -> None:
                 raise InputError(f"{what} {port}: cannot listen on {options.host} ({exc.strerror or exc})") from None
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A function for ``preexec_fn`` that asks Linux to SIGTERM the child when this process dies.
 
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    libc is loaded here, before the fork: the child only calls ``prctl``, taking no locks.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_signal() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return set_signal
 
 
 class TritonServer:
@@ -183,7 +196,7 @@ class TritonServer:
             stderr=subprocess.STDOUT,
             env=self.binary.environ(),
             start_new_session=True,  # its own process group: stop() signals the server and its stubs
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=_parent_death_signal(),  # noqa: PLW1509 - only prctl, no locks taken
         )
         try:
             self._wait_ready()
@@ -239,7 +252,9 @@ class TritonServer:
         )
         match = _LOG_PREFIX.match(picks[0])
         line = match.group(1) if match else picks[0].strip()
-        return line + (f" (full log: {self._log.name})" if self._own_log else "")
+        if not self._own_log:
+            return line or "see the server's log above"
+        return line + f" (full log: {self._log.name})"
 
     def wait(self) -> int:
         """Block until the server exits by itself; ServerError naming its first error."""
