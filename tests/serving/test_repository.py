@@ -180,3 +180,27 @@ def test_not_a_bundle_raises_bundle_error(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="not a bundle"):
         write_repository(tmp_path, tmp_path / "out", RepositoryOptions())
     assert os.listdir(tmp_path) == []
+
+
+def test_the_bundles_engine_becomes_the_plan(reference_bundle: Path, tmp_path: Path) -> None:
+    """A bundle with an engine (faked here: no TensorRT) ships it as model.plan, named in the README."""
+    import shutil
+
+    from rtdetr_edge.engine_format import BatchProfile, EngineMetadata, sidecar_path
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(reference_bundle, bundle)
+    engine = bundle / "engines" / "fp32.engine"
+    engine.parent.mkdir()
+    engine.write_bytes(b"not a real plan")
+    EngineMetadata("10.3.0", "Tesla T4", "7.5", "fp32", "none", BatchProfile(1, 4, 4), "0" * 64).save(
+        sidecar_path(engine)
+    )
+    repo = write_repository(bundle, tmp_path / "repo", RepositoryOptions(max_batch=4))
+    assert (repo / "rtdetr_detector" / "1" / "model.plan").read_bytes() == b"not a real plan"
+    readme = (repo / "README.md").read_text()
+    assert "built for Tesla T4 (compute capability 7.5) with TensorRT 10.3.0" in readme
+    assert json.loads((repo / "rtdetr-repository.json").read_text())["engine"]["tensorrt_version"] == "10.3.0"
+    with pytest.raises(InputError, match=r"max_batch 8 exceeds the batch profile of .*fp32.engine \(max 4\)"):
+        write_repository(bundle, tmp_path / "repo8", RepositoryOptions(max_batch=8))
+    assert not (tmp_path / "repo8").exists()

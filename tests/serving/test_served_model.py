@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtdetr_edge import Detector
+from rtdetr_edge import Detector, InputError
 from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.images import read_image
 from rtdetr_edge.serving.client import ServerRequestError, TritonDetector
@@ -111,6 +111,16 @@ def test_a_bad_image_is_one_line_and_the_server_keeps_serving(served: Served) ->
             client.infer_bytes(b"this is not an image", "junk.jpg")
         assert "\n" not in str(info.value)
         assert len(client(str(SAMPLES / "images" / "scene_0.jpg"))) > 0
+
+
+def test_client_filters_further_but_never_below_the_servers_threshold(served: Served) -> None:
+    image = str(SAMPLES / "images" / "scene_0.jpg")
+    with pytest.raises(InputError, match=r"conf 0.2: the server at .* already dropped scores below 0.3"):
+        TritonDetector(served.url, conf=0.2)
+    with TritonDetector(served.url, conf=0.6, classes=[3, 4], max_det=2) as client, Detector(served.bundle) as det:
+        want = det(image, conf=0.6, classes=[3, 4], max_det=2)
+        assert _same(client(image), want)
+        assert _same(client(image, conf=0.7), det(image, conf=0.7, classes=[3, 4], max_det=2))
 
 
 def test_a_port_in_use_is_one_line(served: Served) -> None:
