@@ -4,8 +4,10 @@ TensorRT 11 networks are strongly typed, so FP16 has to be in the graph itself (
 builder's FP16 flag does it from the fp32 ONNX instead). RT-DETR in FP16 can overflow in the
 decoder's LayerNorm path and give wrong boxes or duplicates (lyuwenyu/RT-DETR#104, #222;
 NVIDIA/TensorRT#3652), so those nodes stay FP32 by default, as do the score/box postprocessing
-(top-k order must match fp32 exactly) and the graph's inputs and outputs (the runtime's
-contract stays float32).
+(top-k order must match fp32 exactly), an in-graph frame-preprocessing front ``frame/*``, the
+graph's inputs and outputs (the runtime's contract stays float32), and whatever the graph's
+family keeps in FP32 (:mod:`calib.precision_rules`: DEIMv2's decomposed RMSNorm, D-FINE's
+distribution integral, ...), read from the contract in the graph's own metadata.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import onnx
 
 from rtdetr_edge._optional import require
 
+from .precision_rules import FRAME_PREFIX, POST_PREFIX, fp32_nodes, model_type_of
+
 log = logging.getLogger("rtdetr_edge")
 
-POST_PREFIX = "post/"  # the exporter's postprocessing tail, kept in FP32
+__all__ = ["FP32_OPS", "FRAME_PREFIX", "POST_PREFIX", "to_fp16", "write_fp16"]
 # op types kept in FP32, and why
 FP32_OPS: dict[str, str] = {
     "LayerNormalization": "variance of large activations overflows FP16 (RT-DETR decoder: lyuwenyu/RT-DETR#104, NVIDIA/TensorRT#3652)",
@@ -81,7 +85,10 @@ def _restore_float32_outputs(original: onnx.ModelProto, converted: onnx.ModelPro
 def to_fp16(
     model: onnx.ModelProto, keep_fp32_ops: dict[str, str] | None = None, keep_fp32_nodes: list[str] | None = None
 ) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """``model`` computing in float16 except ``keep_fp32_ops`` op types, named nodes and ``post/*``.
+    """``model`` computing in float16 except ``keep_fp32_ops`` op types, named nodes and the ruled ones.
+
+    Ruled: ``post/*``, ``frame/*`` and the family rules of :mod:`calib.precision_rules` (the
+    family is the graph's contract's ``extra["model_type"]``).
 
     Graph inputs and outputs stay float32 (the runtime's contract). Q/DQ nodes are converted too
     (their scales become float16, which needs opset >= 19). Returns (the converted model, the
@@ -92,8 +99,12 @@ def to_fp16(
     ops = FP32_OPS if keep_fp32_ops is None else keep_fp32_ops
     model = _copy(model)
     unshare_initializers(model)
-    post = [n.name for n in model.graph.node if n.name.startswith(POST_PREFIX)]
-    block_nodes = list(keep_fp32_nodes or []) + post
+    ruled = fp32_nodes(model)  # post/*, frame/* and the family's own rules
+    block_nodes = list(keep_fp32_nodes or []) + [n for n in ruled if n not in set(keep_fp32_nodes or [])]
+    # Casts of integer/bool tensors to float32 (LW-DETR / RF-DETR masks and position indices):
+    # onnxconverter-common retypes their outputs float16 but keeps ``to=FLOAT``, a graph ONNX
+    # Runtime rejects; kept as FP32 nodes, the converter casts their outputs for FP16 consumers.
+    block_nodes += [n.name for n in model.graph.node if _casts_to_float32(n) and n.name not in set(block_nodes)]
     block_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(ops))
     with warnings.catch_warnings(record=True) as caught:  # one per tiny weight: summarise instead
         warnings.simplefilter("always", UserWarning)
@@ -106,6 +117,10 @@ def to_fp16(
     _restore_float32_outputs(model, converted)
     kept = Counter(n.op_type for n in model.graph.node if n.op_type in ops or n.name in block_nodes)
     return converted, dict(kept)
+
+
+def _casts_to_float32(node: onnx.NodeProto) -> bool:
+    return node.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in node.attribute)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -129,8 +144,16 @@ def write_fp16(
     from rtdetr_edge import atomic
 
     ops = FP32_OPS if keep_fp32_ops is None else keep_fp32_ops
-    converted, kept = to_fp16(onnx.load(str(fp32_path)), ops, keep_fp32_nodes)
+    model = onnx.load(str(fp32_path))
+    converted, kept = to_fp16(model, ops, keep_fp32_nodes)
     with atomic.replacing_file(out_path, suffix=".onnx") as tmp:
         onnx.save(converted, str(tmp))
     log.info("FP16 model written (onnxconverter-common %s); kept in FP32: %s", common.__version__, kept)
-    return {"file": os.path.basename(os.fspath(out_path)), "kept_fp32": kept, "fp32_op_types": ops}
+    ruled = Counter(fp32_nodes(model).values())
+    return {
+        "file": os.path.basename(os.fspath(out_path)),
+        "kept_fp32": kept,
+        "fp32_op_types": ops,
+        "model_type": model_type_of(model),
+        "fp32_rules": dict(ruled),
+    }

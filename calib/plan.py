@@ -1,8 +1,9 @@
 """The INT8 precision plan: which precision every compute and sensitive layer runs in, and why.
 
 Every Conv / ConvTranspose / MatMul / Gemm (the layers that hold the multiply-accumulates) and
-every known-sensitive op (LayerNormalization, Softmax, GridSample, Sigmoid, TopK and the
-in-graph postprocessing tail ``post/*``) gets ``int8``, ``fp16`` or ``fp32`` with a reason and
+every known-sensitive op (LayerNormalization, Softmax, GridSample, Sigmoid, TopK, the
+in-graph postprocessing tail ``post/*``, a frame front ``frame/*`` and every node a family rule of
+:mod:`calib.precision_rules` keeps in FP32, e.g. DEIMv2's decomposed RMSNorm) gets ``int8``, ``fp16`` or ``fp32`` with a reason and
 where the decision came from (``default rule``, ``sensitivity search``, ``user flag``). The plan
 is what :func:`calib.qdq.write_int8` realises in the INT8 artifact (INT8 where planned, FP16
 elsewhere, FP32 only where the plan says why), is stored in the bundle (``calib/plan.json``), and
@@ -29,6 +30,7 @@ from rtdetr_edge._optional import require
 from rtdetr_edge.errors import CalibrationError, InputError
 
 from .fp16 import FP32_OPS, POST_PREFIX
+from .precision_rules import fp32_nodes
 from .qdq import MAC_OPS
 
 Precision = Literal["int8", "fp16", "fp32"]
@@ -158,11 +160,14 @@ def make_plan(
         image_size: (height, width) the MACs were counted at.
     """
     entries = []
+    ruled = fp32_nodes(model)  # post/*, frame/* and the graph's family's FP32 rules (calib.precision_rules)
     for node in model.graph.node:
         op = node.op_type
         if node.name.startswith(POST_PREFIX):
             if op in SENSITIVE_OPS or op in MAC_OPS:  # the tail's sigmoid and top-k; the rest only moves indices
                 entries.append(PlanEntry(node.name, op, "fp32", POST_REASON, "default rule", macs.get(node.name, 0)))
+        elif node.name in ruled and node.name not in int8_nodes:
+            entries.append(PlanEntry(node.name, op, "fp32", ruled[node.name], "default rule", macs.get(node.name, 0)))
         elif op in FP32_OPS:
             entries.append(PlanEntry(node.name, op, "fp32", f"{op}: {FP32_OPS[op]}", "default rule"))
         elif op in MAC_OPS:

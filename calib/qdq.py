@@ -28,6 +28,8 @@ import onnx
 from rtdetr_edge._optional import require
 from rtdetr_edge.errors import CalibrationError
 
+from .precision_rules import int8_exclusions, model_type_of
+
 log = logging.getLogger("rtdetr_edge")
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
@@ -91,13 +93,23 @@ INPUT_LAYER_REASON = "reads the network input: 127 levels of the image itself lo
 
 
 def default_excluded_nodes(model: onnx.ModelProto, patterns: dict[str, str] | None = None) -> dict[str, str]:
-    """Quantizable nodes whose name has a component in ``patterns``, or that read a graph input -> the reason."""
+    """Quantizable nodes kept out of INT8 -> the reason.
+
+    Those that read a graph input, those a rule of :mod:`calib.precision_rules` keeps (``post/*``,
+    ``frame/*`` and the graph's family's rules, the family read from the graph's contract), and
+    those whose name has a component in ``patterns`` (default :data:`DEFAULT_EXCLUDE`).
+    """
     patterns = DEFAULT_EXCLUDE if patterns is None else patterns
     graph_inputs = {i.name for i in model.graph.input} - {t.name for t in model.graph.initializer}
+    candidates = quantizable_nodes(model)
+    ruled = int8_exclusions(candidates, model_type_of(model))
     out = {}
-    for node in quantizable_nodes(model):
+    for node in candidates:
         if graph_inputs & set(node.input):
             out[node.name] = INPUT_LAYER_REASON
+            continue
+        if node.name in ruled:
+            out[node.name] = ruled[node.name]
             continue
         components = set(re.split(r"[/.]", node.name))
         for key, why in patterns.items():
