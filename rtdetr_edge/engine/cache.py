@@ -319,8 +319,27 @@ def int8_source(bundle: Bundle, major: int, mode: str) -> tuple[Path, str | None
     return bundle.onnx_path("fp32"), bundle.artifact("fp32").get("sha256"), ranges, "implicit"
 
 
+def frame_source(bundle: Bundle, precision: str, major: int, int8_mode: str, frame_size: tuple[int, int]) -> Path:
+    """The frame-input ONNX an engine of ``precision`` is built from on TensorRT ``major``.
+
+    The same choice as for the tensor-input graphs (module table): int8 Q/DQ from the int8 frame
+    graph (its TensorRT 8.x form below 10), implicit int8 and fp32 from the fp32 frame graph,
+    fp16 from the fp16 frame graph on TensorRT >= 11 and from the fp32 one with the FP16 flag
+    before. ``int8_mode`` is the resolved route (``qdq`` or ``implicit``).
+    """
+    source = "int8" if precision == "int8" and int8_mode == "qdq" else "fp32"
+    if precision == "fp16" and major >= 11:
+        source = "fp16"
+    return bundle.frame_onnx_path(source, frame_size, trt8=source == "int8" and major < 10)
+
+
 def engine_for_bundle(
-    bundle: Bundle, precision: str, options: EngineBuildOptions | None = None, device: int = 0, rebuild: bool = False
+    bundle: Bundle,
+    precision: str,
+    options: EngineBuildOptions | None = None,
+    device: int = 0,
+    rebuild: bool = False,
+    frame_size: tuple[int, int] | None = None,
 ) -> Path:
     """A valid engine for this machine from ``BUNDLE/engines/``, built and cached if missing.
 
@@ -330,6 +349,10 @@ def engine_for_bundle(
         options: how to build (batch profile, workspace, INT8 route, ...).
         device: CUDA device to build for.
         rebuild: build even if a valid cached engine exists.
+        frame_size: (width, height): build from the bundle's frame-input artifact of that size
+            (``rtdetr-build --frame-size``; input ``frames`` uint8 ``[N,H,W,3]``, batch profile on N;
+            its embedded contract, with the frame spec, goes into the sidecar). None (default):
+            the graph taking the preprocessed tensor.
 
     An engine is reused only if its sidecar matches this TensorRT version, this GPU and the
     requested options (cache key) and the file has the recorded size; otherwise it is rebuilt.
@@ -366,8 +389,15 @@ def engine_for_bundle(
         props = buffers.device_properties(device)
         cache_file = default_timing_cache(engines, version, props.compute_capability, props.name)
         options = dataclasses.replace(options, timing_cache=cache_file)
+    contract: ModelContract | None = bundle.contract
+    if frame_size is not None:
+        # the same graph with the frame front prepended; Q/DQ and FP16 are in the model part only,
+        # the front is pinned to FP32 by the default fp32_layers (frame/*). The implicit route's
+        # ranges name the model's tensors, which the front leaves unchanged.
+        onnx = frame_source(bundle, precision, major, options.int8_mode, frame_size)
+        sha256, contract = None, None  # the frame graph's own contract (with its frame spec)
     table = _load_ranges(ranges)
-    job = _prepare(onnx, precision, options, table, bundle.contract, None, device, sha256)
+    job = _prepare(onnx, precision, options, table, contract, None, device, sha256)
     path = engines / engine_file_name(
         precision, job.profile, version, job.compute_capability, job.key, options.dla_core
     )
@@ -412,3 +442,7 @@ class BundleEngines:
 
     def engine_for(self, bundle: Bundle, precision: str, device: int) -> Path:
         return engine_for_bundle(bundle, precision, self.options, device)
+
+    def engine_for_frames(self, bundle: Bundle, precision: str, device: int, frame_size: tuple[int, int]) -> Path:
+        """The engine of the bundle's frame-input artifact for ``frame_size`` (width, height), built on first use."""
+        return engine_for_bundle(bundle, precision, self.options, device, frame_size=frame_size)

@@ -38,8 +38,10 @@ DEFAULT_BATCH = "1,1,8"
 # Kept in FP32 when FP16/INT8 are enabled by builder flags (TensorRT < 11): ONNX op types, and
 # node-name globs (anything with '/' or '*'). LayerNorm overflows in FP16 on RT-DETR's decoder
 # (lyuwenyu/RT-DETR#104, NVIDIA/TensorRT#3652); Softmax/Sigmoid feed the scores; ``post/*`` is
-# the in-graph postprocessing tail (sigmoid -> top-k -> boxes) that rtdetr-edge's exporter adds.
-DEFAULT_FP32_LAYERS = ("LayerNormalization", "Softmax", "Sigmoid", "post/*")
+# the in-graph postprocessing tail (sigmoid -> top-k -> boxes) that rtdetr-edge's exporter adds;
+# ``frame/*`` the frame front of frame-input artifacts (its resize MatMuls round to Pillow's grey
+# levels: FP16 would move them by up to 0.25, rtdetr_edge.frames).
+DEFAULT_FP32_LAYERS = ("LayerNormalization", "Softmax", "Sigmoid", "post/*", "frame/*")
 # TensorRT 8.5 (JetPack 5) is not supported: it parses neither opset 17's LayerNormalization nor
 # the bundles' INT8 graphs, and JetPack 5's Python 3.8 is below requires-python (docs/support.md)
 MIN_TENSORRT = (8, 6)

@@ -82,3 +82,25 @@ def test_missing_frame_artifact_makes_the_bundle_incomplete(frames_copy: Path) -
     (frames_copy / "model.fp16.frames-64x48.onnx").unlink()
     with pytest.raises(BundleError, match=r"incomplete, missing fp16 frames 64x48"):
         Bundle(frames_copy)
+
+
+@pytest.mark.parametrize(
+    "precision, major, mode, expected",
+    [
+        ("fp32", 8, "auto", "model.frames-128x96.onnx"),
+        ("fp16", 10, "auto", "model.frames-128x96.onnx"),
+        ("fp16", 11, "auto", "model.fp16.frames-128x96.onnx"),
+        ("int8", 8, "qdq", "model.int8.qdq.trt8.frames-128x96.onnx"),
+        ("int8", 10, "qdq", "model.int8.qdq.frames-128x96.onnx"),
+        ("int8", 10, "implicit", "model.frames-128x96.onnx"),
+    ],
+)
+def test_engine_builds_from_the_frame_graph_of_its_route(
+    frames_bundle: Path, precision: str, major: int, mode: str, expected: str
+) -> None:
+    """Which frame graph rtdetr_edge.engine builds a TensorRT engine from (TensorRT itself cannot run here)."""
+    from rtdetr_edge.engine.cache import frame_source
+    from rtdetr_edge.engine.options import DEFAULT_FP32_LAYERS
+
+    assert frame_source(Bundle(frames_bundle), precision, major, mode, (128, 96)).name == expected
+    assert "frame/*" in DEFAULT_FP32_LAYERS  # the front stays FP32 under the FP16/INT8 builder flags
