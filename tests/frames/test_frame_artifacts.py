@@ -104,3 +104,20 @@ def test_engine_builds_from_the_frame_graph_of_its_route(
 
     assert frame_source(Bundle(frames_bundle), precision, major, mode, (128, 96)).name == expected
     assert "frame/*" in DEFAULT_FP32_LAYERS  # the front stays FP32 under the FP16/INT8 builder flags
+
+
+def test_int8_frame_graph_keeps_the_calibrated_scales(frames_bundle: Path) -> None:
+    """The front computes the tensor calibration saw, so the INT8 frame graph reuses the ranges as they are:
+    every initializer of the int8 graph (weights, Q/DQ scales and zero points) is in the frame graph unchanged."""
+    from onnx import numpy_helper
+
+    b = Bundle(frames_bundle)
+    for trt8 in (False, True):
+        base_path = b.trt8_onnx_path() if trt8 else b.onnx_path("int8")
+        assert base_path is not None
+        base = {t.name: t for t in onnx.load(str(base_path)).graph.initializer}
+        frame = {t.name: t for t in onnx.load(str(b.frame_onnx_path("int8", (128, 96), trt8=trt8))).graph.initializer}
+        assert base and set(base) <= set(frame)
+        assert all(not n.startswith("frame/") for n in base)
+        for name, t in base.items():
+            np.testing.assert_array_equal(numpy_helper.to_array(frame[name]), numpy_helper.to_array(t))
