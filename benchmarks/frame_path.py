@@ -121,8 +121,8 @@ def tf32_front(bgr: np.ndarray, size: int) -> np.ndarray:
 
 
 def parity(size: int) -> tuple[list[list[Any]], list[dict[str, Any]]]:
-    photos = [cv2.imread(str(p)) for p in PHOTOS if p.is_file()]
-    photos = [p for p in photos if p is not None]
+    read = [cv2.imread(str(p)) for p in PHOTOS if p.is_file()]
+    photos: list[np.ndarray] = [p for p in read if p is not None]
     rows, out = [], []
     for w, h in CAMERA_SIZES:
         sess = front_session(w, h, size)
@@ -191,7 +191,7 @@ def accuracy(bundle: Path, num_images: int) -> dict[str, Any]:
     ann = data / "annotations.json"
     results: dict[str, Any] = {}
     pipeline = TransformersPipeline(REFERENCE_MODEL)
-    results["transformers (Pillow processor + PyTorch)"] = evaluate(pipeline, ann, progress=False)  # type: ignore[arg-type]
+    results["transformers (Pillow processor + PyTorch)"] = evaluate(pipeline, ann, progress=False)
     for name, frames in (("frame path (fp32 frame artifact)", True), ("host path (fp32, OpenCV resize)", False)):
         with Detector(bundle, precision="fp32", onnxruntime=ORT2, frames=frames) as det:
             results[name] = evaluate(det, ann, progress=False)
