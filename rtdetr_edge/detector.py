@@ -9,6 +9,11 @@ Which artifact runs: a bundle gives a TensorRT engine where TensorRT and a GPU a
 (built from the bundle's ONNX on first use and cached in ``BUNDLE/engines``), else its ONNX on
 ONNX Runtime with the best provider available. ``backend=`` and ``precision=`` override.
 
+Camera frames: a bundle built with ``--frame-size WxH`` has graphs that take uint8 BGR frames of
+that size and resize and scale them themselves (``rtdetr_edge.frames``, docs/frames.md); the
+Detector copies such frames into that graph's input buffer untouched, and preprocesses images of
+other sizes on the host (one log line per size).
+
 Threads: one Detector serialises calls with a lock (its input buffer and, on TensorRT, its
 execution context are per Detector). For parallel inference make one Detector per thread.
 """

@@ -11,6 +11,9 @@ pick per direction (``benchmarks/preprocess_parity.py`` measures the choice agai
   pixels, and ``INTER_LINEAR`` below that, where its two-tap average already covers each
   source pixel and costs a fifth of ``INTER_AREA``.
 
+Bundles built with ``--frame-size`` avoid this approximation for camera frames of their size: their
+frame-input graphs resize with Pillow's own filter inside the graph (``rtdetr_edge.frames``).
+
 The resized uint8 image is the only intermediate; scaling and the HWC->CHW transpose write
 straight into the caller's buffer (which the TensorRT backend pins or maps for the GPU).
 """
