@@ -410,6 +410,7 @@ def main() -> int:
             "accuracy": acc,
             "host_times": times,
             "front_cost": cost,
+            "calibration_shift": calib,
             "checks": checks,
             "num_images": args.num_images,
         },
