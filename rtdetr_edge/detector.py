@@ -364,6 +364,7 @@ class Detector:
                 "input": [self.contract.preprocessing.height, self.contract.preprocessing.width],
                 "batch_range": [self.min_batch, self.max_batch],
                 "outputs": self.contract.output_kind,
+                "frame_inputs": [f"{w}x{h}" for w, h in self.frame_sizes],
             }
         )
         return info
