@@ -26,7 +26,7 @@ from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.images import read_image
 from rtdetr_edge.serving.client import ServerRequestError, TritonDetector
 from tests.helpers import REPO, SAMPLES
-from tests.serving.conftest import TIMINGS, Served, alive, free_port
+from tests.serving.conftest import TIMINGS, Served, alive, free_port, start_serve
 
 THREADS = 4
 PER_THREAD = 8
@@ -175,6 +175,18 @@ def test_sigterm_stops_the_server_and_every_process_it_started(served: Served) -
     assert code == 143, served.stderr()
     assert "Traceback" not in served.stderr()
     print("\n" + "\n".join(f"{k}: {v:.1f} s" for k, v in TIMINGS.items()))
+
+
+def test_ctrl_c_stops_it_too(serve_env: object, reference_bundle: Path, tmp_path: Path) -> None:
+    s = start_serve(reference_bundle, tmp_path / "stderr")
+    assert s.children
+    s.process.send_signal(signal.SIGINT)
+    code = s.process.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in s.children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in s.children if alive(p)]
+    assert code == 130, s.stderr()
 
 
 def _cmdline(pid: int) -> str:
