@@ -121,3 +121,14 @@ def test_int8_frame_graph_keeps_the_calibrated_scales(frames_bundle: Path) -> No
         assert all(not n.startswith("frame/") for n in base)
         for name, t in base.items():
             np.testing.assert_array_equal(numpy_helper.to_array(frame[name]), numpy_helper.to_array(t))
+
+
+def test_precisions_added_later_get_the_bundle_frame_sizes(tiny_bundle: Path, tmp_path: Path) -> None:
+    from rtdetr_edge.build import BuildOptions, add_precisions
+
+    with_frames = add_precisions(tiny_bundle, tmp_path / "f", BuildOptions(frame_sizes=((96, 80),)))
+    assert Bundle(with_frames).precisions == ["fp32"]
+    both = add_precisions(with_frames, tmp_path / "g", BuildOptions(precision="fp16"))
+    b = Bundle(both, verify_hashes=True)
+    assert b.frame_sizes("fp32") == b.frame_sizes("fp16") == [(96, 80)]
+    assert b.metadata["default_precision"] == "fp16"
