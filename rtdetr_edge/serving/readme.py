@@ -18,12 +18,24 @@ _TRTEXEC_FLAGS = {
 
 
 def _plan_section(
-    name: str, options: RepositoryOptions, precision: str, io: DetectorIO, engine: dict[str, object] | None
+    name: str,
+    options: RepositoryOptions,
+    precision: str,
+    io: DetectorIO,
+    engine: dict[str, object] | None,
+    has_trt8: bool,
 ) -> str:
     p = io.input
     shape = "x".join(str(d) for d in p.dims)
     opt = max(options.preferred_batch)
     strongly, legacy = _TRTEXEC_FLAGS[precision]
+    flags = (
+        f"(`{strongly.strip()}` is for TensorRT >= 10; TensorRT 8.6 takes `{legacy.strip()}` instead"
+        + (f", on `{name}_detector/build/model.trt8.onnx`, the INT8 graph made for TensorRT 8.x" if has_trt8 else "")
+        + ".) "
+        if strongly
+        else ""
+    )
     shapes = f"--minShapes={p.name}:1x{shape} --optShapes={p.name}:{opt}x{shape} --maxShapes={p.name}:{options.max_batch}x{shape}"
     have = (
         f"`{name}_detector/1/model.plan` is the bundle's {precision} engine, built for {engine.get('gpu_name')} "
@@ -45,10 +57,10 @@ docker run --rm --gpus all -v $PWD:/models nvcr.io/nvidia/tensorrt:<yy.mm>-py3 \
   {shapes}{strongly}
 ```
 
-(`{strongly.strip() or "no precision flag"}` for TensorRT >= 10; TensorRT 8.6 takes
-`{legacy.strip() or "no precision flag"}` instead. On a Jetson, JetPack's `/usr/src/tensorrt/bin/trtexec`
-does the same; `rtdetr-engine BUNDLE --batch 1,{opt},{options.max_batch}` builds it too, in `BUNDLE/engines`.)
-The plan's batch profile must reach `max_batch_size` ({options.max_batch}).
+{flags}On a Jetson, JetPack's `/usr/src/tensorrt/bin/trtexec` does the same. Or build it with
+`rtdetr-engine BUNDLE --precision {precision} --batch 1,{opt},{options.max_batch}` on the serving GPU and run
+`rtdetr-triton` again: it copies the bundle's engine into `1/model.plan`. The plan's batch profile must
+reach `max_batch_size` ({options.max_batch}).
 """
 
 
@@ -59,6 +71,7 @@ def repository_readme(
     io: DetectorIO,
     contract: ModelContract,
     engine: dict[str, object] | None,
+    has_trt8: bool = False,
 ) -> str:
     kind = {
         "tensorrt": 'a TensorRT plan (`platform: "tensorrt_plan"`, GPU instances, CUDA graphs)',
@@ -66,7 +79,7 @@ def repository_readme(
         "python": "rtdetr-edge's Detector in Triton's Python backend (CPU; TensorRT where the stub's Python has it)",
     }[options.detector]
     p = contract.preprocessing
-    plan = _plan_section(name, options, precision, io, engine) if options.detector == "tensorrt" else ""
+    plan = _plan_section(name, options, precision, io, engine, has_trt8) if options.detector == "tensorrt" else ""
     gpus = "--gpus all " if options.detector == "tensorrt" else ""
     untested = (
         "\n> **Untested on a GPU.** This TensorRT-plan repository was generated and its configs checked "

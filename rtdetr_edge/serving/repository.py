@@ -205,6 +205,9 @@ def _populate(root: Path, bundle: Bundle, precision: str, options: RepositoryOpt
         # that GPU: ship the ONNX to build it there (README), and the bundle's engine if it has one
         (det / "build").mkdir(parents=True)
         shutil.copy2(onnx_path, det / "build" / "model.onnx")
+        trt8 = bundle.trt8_onnx_path() if precision == "int8" else None
+        if trt8 is not None:  # TensorRT 8.6 (JetPack 6.0) needs the int8 graph made for it
+            shutil.copy2(trt8, det / "build" / "model.trt8.onnx")
         found = _engine_for(bundle, precision)
         (det / "1").mkdir()
         if found is not None:
@@ -249,7 +252,8 @@ def _populate(root: Path, bundle: Bundle, precision: str, options: RepositoryOpt
         "class_names": list(contract.class_names),
     }
     _write(root / MARKER, json.dumps(info, indent=2))
-    _write(root / "README.md", repository_readme(name, options, precision, io, contract, engine_info))
+    has_trt8 = (det / "build" / "model.trt8.onnx").is_file()
+    _write(root / "README.md", repository_readme(name, options, precision, io, contract, engine_info, has_trt8))
     return info
 
 

@@ -204,3 +204,16 @@ def test_the_bundles_engine_becomes_the_plan(reference_bundle: Path, tmp_path: P
     with pytest.raises(InputError, match=r"max_batch 8 exceeds the batch profile of .*fp32.engine \(max 4\)"):
         write_repository(bundle, tmp_path / "repo8", RepositoryOptions(max_batch=8))
     assert not (tmp_path / "repo8").exists()
+
+
+def test_an_int8_plan_repository_ships_both_int8_graphs(best_bundle: Path, tmp_path: Path) -> None:
+    repo = write_repository(best_bundle, tmp_path / "repo", RepositoryOptions(precision="int8"))
+    build = repo / "rtdetr_detector" / "build"
+    assert (build / "model.onnx").read_bytes() == (best_bundle / "model.int8.qdq.onnx").read_bytes()
+    assert (build / "model.trt8.onnx").is_file()
+    readme = (repo / "README.md").read_text()
+    assert (
+        "--stronglyTyped" in readme and "`--int8 --fp16` instead, on `rtdetr_detector/build/model.trt8.onnx`" in readme
+    )
+    assert json.loads((repo / "rtdetr-repository.json").read_text())["precision"] == "int8"
+    configs(repo)  # parses
