@@ -152,7 +152,11 @@ def _pin_fp32(network: tensorrt.INetworkDefinition, hints: NetworkHints, pattern
         float_outs = [j for j, t in enumerate(outs) if t.dtype in floats]
         if not (by_node or by_tensor or by_glob) or not float_outs:
             continue
-        layer.precision = trt.float32
+        ins = [layer.get_input(k) for k in range(layer.num_inputs)]
+        if all(t is None or t.dtype in floats for t in ins):
+            # a layer reading uint8/int (the frame front's first Cast) gets only its output type:
+            # its compute precision is defined by the conversion, not a float choice
+            layer.precision = trt.float32
         for j in float_outs:
             layer.set_output_type(j, trt.float32)
         pinned += 1

@@ -203,14 +203,17 @@ def test_fp32_pinning_and_dynamic_ranges_on_a_fake_network(fake_trt: types.Modul
             return True
 
     class L:
-        def __init__(self, name: str, outs: list[T], kind: str = "other") -> None:
-            self.name, self.outs, self.type = name, outs, kind
-            self.num_outputs = len(outs)
+        def __init__(self, name: str, outs: list[T], kind: str = "other", ins: tuple[T, ...] = ()) -> None:
+            self.name, self.outs, self.type, self.ins = name, outs, kind, ins
+            self.num_outputs, self.num_inputs = len(outs), len(ins)
             self.precision: Any = None
             self.types: dict[int, str] = {}
 
         def get_output(self, j: int) -> T:
             return self.outs[j]
+
+        def get_input(self, k: int) -> T:
+            return self.ins[k]
 
         def set_output_type(self, j: int, dt: str) -> None:
             self.types[j] = dt
@@ -223,13 +226,16 @@ def test_fp32_pinning_and_dynamic_ranges_on_a_fake_network(fake_trt: types.Modul
         L("post/shape", [T("s", "i32")]),
         L("w", [T("sm_out")]),
         L("post/const", [T("k")], "const"),
+        L("frame/cast", [T("frame/x")], ins=(T("frames", "u8"),)),
     ]
     net = types.SimpleNamespace(
         num_layers=len(layers), get_layer=lambda i: layers[i], num_inputs=1, get_input=lambda i: T("images")
     )
     hints = builder.NetworkHints(fp32_nodes=frozenset({"post/sigmoid", "topk"}), fp32_tensors=frozenset({"sm_out"}))
-    pinned = builder._pin_fp32(net, hints, ("post/*",))
-    assert pinned == 4  # post/sigmoid, post/sigmoid_1, topk (float output only), w (by tensor)
+    pinned = builder._pin_fp32(net, hints, ("post/*", "frame/*"))
+    assert pinned == 5  # post/sigmoid, post/sigmoid_1, topk (float output only), w (by tensor), frame/cast
+    # the uint8 -> float Cast gets its output type only: no float compute precision on a uint8 read
+    assert layers[7].precision is None and layers[7].types == {0: "f32"}
     assert layers[0].precision == "f32" and layers[1].precision == "f32" and layers[2].precision is None
     assert layers[3].types == {0: "f32"} and layers[4].precision is None and layers[6].precision is None
     assert layers[5].precision == "f32"

@@ -49,7 +49,7 @@ def test_pinning_a_node_does_not_pin_its_numbered_namesake(fake_trt: types.Modul
 
     class L:
         type = "other"
-        num_outputs = 1
+        num_outputs, num_inputs = 1, 0
 
         def __init__(self, name: str) -> None:
             self.name, self.precision, self.out = name, None, types.SimpleNamespace(name=name + ":0", dtype="f32")
