@@ -68,7 +68,18 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     onnxsim = require("onnxsim", "simplifying the ONNX graph")
     try:
         with _native_output_to_log():
-            simplified, ok = onnxsim.simplify(model, skipped_optimizers=SKIPPED_ONNXSIM_PASSES)
+            try:
+                simplified, ok = onnxsim.simplify(model, skipped_optimizers=SKIPPED_ONNXSIM_PASSES)
+            except RuntimeError as exc:
+                if "topologically sorted" not in str(exc):
+                    raise
+                # onnxsim's initializer deduplication leaves a Reshape reading a removed constant
+                # on DEIMv2's DINOv3 backbone (RoPE tables); without it the graph simplifies
+                # fine, only equal constants stay separate tensors.
+                log.info("onnxsim: %s; retrying without eliminate_duplicate_initializer", str(exc).splitlines()[0])
+                simplified, ok = onnxsim.simplify(
+                    model, skipped_optimizers=[*SKIPPED_ONNXSIM_PASSES, "eliminate_duplicate_initializer"]
+                )
     except Exception as exc:  # onnxsim raises plain RuntimeError/ValueError from C++
         raise ExportError(f"onnxsim failed: {type(exc).__name__}: {exc}") from exc
     if not ok:

@@ -100,6 +100,29 @@ def tiny_dfine_config(num_labels: int = 5, deimv2: bool = False) -> Any:
     )
 
 
+def tiny_deimv2_dinov3_config(num_labels: int = 5) -> Any:
+    """A tiny DEIMv2 with the DINOv3 ViT backbone and spatial tuning adapter (the S/M/L/X variants' layout).
+
+    3-layer ViT (patch 16, RoPE), features from each layer resized to strides 8/16/32 and fused
+    with the adapter's CNN details; the decoder as :func:`tiny_dfine_config`.
+    """
+    transformers = require("transformers", "building test models")
+    base = tiny_dfine_config(num_labels, deimv2=True).to_dict()
+    for key in ("backbone_config", "model_type", "transformers_version"):
+        base.pop(key, None)
+    vit = transformers.DINOv3ViTConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        patch_size=16,
+        image_size=64,
+        out_indices=[1, 2, 3],
+    )
+    base.update(backbone_config=vit, encoder_in_channels=[32, 32, 32], spatial_tuning_adapter_inplanes=8)
+    return transformers.Deimv2Config(**base)
+
+
 def tiny_lw_detr_config(num_labels: int = 5) -> Any:
     """A tiny LW-DETR config: 4-layer windowed ViT (patch 8, 2x2 windows), 2 decoder layers, 3 query groups.
 

@@ -126,6 +126,19 @@ def test_rtdetr_build_fp16_then_detector_detects_with_fp32_and_fp16(
     assert abs(float(top32.scores[0]) - float(top16.scores[0])) < 0.02
 
 
+@pytest.mark.slow
+def test_deimv2_with_its_dinov3_backbone_exports_and_verifies() -> None:
+    """DEIMv2 S/M/L/X use a DINOv3 ViT: onnxsim needs its initializer deduplication off there (graph_passes.simplify)."""
+    from rtdetr_edge.contract import Preprocessing
+
+    model = testing.random_model(testing.tiny_deimv2_dinov3_config(), seed=0)
+    assert type(model.model.conv_encoder).__name__ == "Deimv2DINOv3ConvEncoder"
+    res = export_onnx(model, ExportOptions(top_k=40), preprocessing=Preprocessing(64, 64))
+    v = res.verification
+    assert v is not None and v.passed and v.batch_sizes == [1, 4] and v.label_agreement == 1.0
+    assert res.report["node_counts"]["simplified"] < res.report["node_counts"]["exported"]
+
+
 def test_unknown_model_type_is_one_line_naming_it(tiny_model_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "m"
     shutil.copytree(tiny_model_dir, folder)
