@@ -114,14 +114,14 @@ def prebuilt_engine(
         if (
             meta is not None
             and meta.precision == precision
-            and _engine_frame_size(meta.contract_json) == frame_size
+            and engine_frame_size(meta.contract_json) == frame_size
             and incompatibility(meta, version, props.name, props.compute_capability) is None
         ):
             found.append((meta.created, path))
     return max(found)[1] if found else None
 
 
-def _engine_frame_size(contract_json: str | None) -> tuple[int, int] | None:
+def engine_frame_size(contract_json: str | None) -> tuple[int, int] | None:
     """The frame size an engine's sidecar contract takes (None: the preprocessed tensor, or unreadable)."""
     if not contract_json:
         return None

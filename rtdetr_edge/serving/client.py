@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,24 @@ class ServerRequestError(RtdetrEdgeError):
 
 
 def _split_url(url: str) -> tuple[str, str]:
-    """``(protocol, host:port)`` of ``http://h:p``, ``grpc://h:p`` or a bare ``h:p`` (HTTP)."""
-    for scheme in ("http", "grpc"):
-        if url.startswith(f"{scheme}://"):
-            return scheme, url[len(scheme) + 3 :].rstrip("/")
-    if "://" in url:
-        raise InputError(f"--server {url}: expected http://HOST:PORT, grpc://HOST:PORT or HOST:PORT")
-    return "http", url.rstrip("/")
+    """``(protocol, host:port)`` of ``http://h:p``, ``grpc://h:p`` or a bare ``h:p`` (HTTP).
+
+    Checked here, before tritonclient sees it: its constructors fail half-way on a bad address
+    and then print a traceback from their destructor.
+    """
+    expected = "expected http://HOST:PORT, grpc://HOST:PORT or HOST:PORT"
+    if "://" not in url:
+        url = f"http://{url}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"--server {url}: {expected} ({exc})") from None
+    if parts.scheme not in ("http", "grpc") or not parts.hostname or port == 0 or parts.path.strip("/") or parts.query:
+        raise InputError(f"--server {url}: {expected}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 8000 if parts.scheme == "http" else 8001  # Triton's default ports
+    return parts.scheme, f"{host}:{port if port is not None else default}"
 
 
 class TritonDetector:

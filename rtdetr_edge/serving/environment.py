@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MissingDependencyError, RtdetrEdgeError
+from ..errors import InputError, MissingDependencyError, RtdetrEdgeError
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -45,6 +45,7 @@ PYTRITON_VERSION = "0.7.0"
 NUMPY_PIN = "numpy<2"
 ENV_VARIABLE = "RTDETR_SERVE_ENV"
 INFO_FILE = "rtdetr-serve.json"
+SETUP_MARKER = ".rtdetr-serve-setup"  # written first: a folder with it may be removed and made again
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,16 @@ def setup_environment(path: str | os.PathLike[str] | None = None) -> ServerBinar
         if ready is not None:
             return ready
         if root.exists():
-            shutil.rmtree(root)  # an incomplete earlier attempt
+            if not root.is_dir() or (any(root.iterdir()) and not (root / SETUP_MARKER).is_file()):
+                # never delete what a user keeps there: only an empty folder or our own half-made one
+                raise InputError(
+                    f"{root}: exists and is not an rtdetr-serve environment; pass --env a new or empty folder"
+                )
+            shutil.rmtree(root)  # an incomplete earlier attempt (it carries the marker) or empty
         log.info("creating the serve environment %s (numpy<2, nvidia-pytriton %s; once)", root, PYTRITON_VERSION)
-        venv.create(root, with_pip=True, symlinks=True, clear=True)
+        root.mkdir(parents=True)
+        (root / SETUP_MARKER).write_text("made by rtdetr-serve --setup-env\n", encoding="utf-8")
+        venv.create(root, with_pip=True, symlinks=True)
         python = root / "bin" / "python"
         _run(
             [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", NUMPY_PIN,

@@ -29,6 +29,8 @@ def _plan_section(
     shape = "x".join(str(d) for d in p.dims)
     opt = max(options.preferred_batch)
     strongly, legacy = _TRTEXEC_FLAGS[precision]
+    # trtexec allows TF32 unless told not to; rtdetr-engine builds fp32 without it (fp32 means fp32)
+    no_tf32 = " --noTF32" if precision == "fp32" else ""
     flags = (
         f"(`{strongly.strip()}` is for TensorRT >= 10; TensorRT 8.6 takes `{legacy.strip()}` instead"
         + (f", on `{name}_detector/build/model.trt8.onnx`, the INT8 graph made for TensorRT 8.x" if has_trt8 else "")
@@ -54,7 +56,7 @@ def _plan_section(
 ```bash
 docker run --rm --gpus all -v $PWD:/models nvcr.io/nvidia/tensorrt:<yy.mm>-py3 \\
   trtexec --onnx=/models/{name}_detector/build/model.onnx --saveEngine=/models/{name}_detector/1/model.plan \\
-  {shapes}{strongly}
+  {shapes}{strongly}{no_tf32}
 ```
 
 {flags}On a Jetson, JetPack's `/usr/src/tensorrt/bin/trtexec` does the same. Or build it with

@@ -43,6 +43,10 @@ log = logging.getLogger("rtdetr_edge")
 DetectorKind = Literal["tensorrt", "onnxruntime", "python"]
 DETECTOR_KINDS: tuple[str, ...] = get_args(DetectorKind)
 MARKER = "rtdetr-repository.json"
+# bounds that keep a config inside Triton's int32 fields and a batch a GPU can hold
+MAX_BATCH_LIMIT = 4096
+MAX_INSTANCES = 64
+MAX_QUEUE_DELAY_US = 10_000_000
 MARKER_FORMAT = "rtdetr-edge-triton-repository"
 
 
@@ -55,7 +59,8 @@ class RepositoryOptions:
             container on a GPU), ``"onnxruntime"`` (``platform: "onnxruntime_onnx"``, CPU servers)
             or ``"python"`` (Triton's Python backend running rtdetr-edge's Detector: servers without
             those backends, such as the ``nvidia-pytriton`` wheel's).
-        precision: ``"auto"`` (the bundle's default), ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        precision: ``"auto"`` (the bundle's default for ``tensorrt``; fp32 for the CPU detectors
+            ``onnxruntime`` and ``python``), ``"fp32"``, ``"fp16"`` or ``"int8"``.
         name: the ensemble's name (``"rtdetr"``); the steps are ``NAME_preprocess`` and so on.
         max_batch: the detector's ``max_batch_size`` (8).
         preferred_batch: dynamic batching's preferred sizes (default: half of ``max_batch`` and
@@ -84,23 +89,29 @@ class RepositoryOptions:
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTOR_KINDS:
-            raise InputError(f"detector: expected one of {', '.join(DETECTOR_KINDS)}, got {self.detector!r}")
+            raise InputError(f"--detector: expected one of {', '.join(DETECTOR_KINDS)}, got {self.detector!r}")
         if self.precision not in ("auto", "fp32", "fp16", "int8"):
-            raise InputError(f"precision: expected auto, fp32, fp16 or int8, got {self.precision!r}")
+            raise InputError(f"--precision: expected auto, fp32, fp16 or int8, got {self.precision!r}")
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
-            raise InputError(f"name: expected letters, digits, '_' or '-', got {self.name!r}")
-        for what in ("max_batch", "instances", "preprocess_instances"):
-            value = getattr(self, what)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{what}: expected an integer >= 1, got {value!r}")
-        if isinstance(self.queue_delay_us, bool) or not isinstance(self.queue_delay_us, int) or self.queue_delay_us < 0:
-            raise InputError(f"queue_delay_us: expected an integer >= 0, got {self.queue_delay_us!r}")
+            raise InputError(f"--name: expected letters, digits, '_' or '-', got {self.name!r}")
+        for flag, value, most in (
+            ("--max-batch", self.max_batch, MAX_BATCH_LIMIT),
+            ("--instances", self.instances, MAX_INSTANCES),
+            ("--preprocess-instances", self.preprocess_instances, MAX_INSTANCES),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise InputError(f"{flag}: expected an integer in 1..{most}, got {value!r}")
+        delay = self.queue_delay_us
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_QUEUE_DELAY_US:
+            raise InputError(f"--queue-delay-us: expected an integer in 0..{MAX_QUEUE_DELAY_US}, got {delay!r}")
         preferred = tuple(self.preferred_batch) or tuple(sorted({max(1, self.max_batch // 2), self.max_batch}))
         if any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= self.max_batch for b in preferred):
-            raise InputError(f"preferred_batch: expected sizes in 1..{self.max_batch}, got {list(preferred)}")
+            raise InputError(f"--preferred-batch: expected sizes in 1..{self.max_batch}, got {list(preferred)}")
         object.__setattr__(self, "preferred_batch", preferred)
-        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
-            raise InputError(f"threads: expected an integer >= 1 or None, got {self.threads!r}")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 1024
+        ):
+            raise InputError(f"--threads: expected an integer in 1..1024, got {self.threads!r}")
         PostprocessOptions(conf=self.conf, max_det=self.max_det, clip=self.clip)  # validates them
 
 
@@ -147,6 +158,7 @@ def _model_py(step: str, what: str) -> str:
 
 def _engine_for(bundle: Bundle, precision: str) -> tuple[Path, dict[str, object]] | None:
     """The newest engine of ``precision`` in the bundle and its sidecar (None if there is none)."""
+    from ..detector import engine_frame_size
     from ..engine_format import load_sidecar
     from ..errors import RtdetrEdgeError
 
@@ -156,8 +168,16 @@ def _engine_for(bundle: Bundle, precision: str) -> tuple[Path, dict[str, object]
             meta = load_sidecar(path)
         except RtdetrEdgeError:
             continue
-        if meta is not None and meta.precision == precision:
-            found.append((meta.created, path, meta.to_dict()))
+        if meta is None or meta.precision != precision:
+            continue
+        # the detector config takes the preprocessed tensor at batch 1..max: a frame-input engine
+        # (uint8 [N,H,W,3]), a DLA engine or a static batch above 1 would fail to load or to serve
+        batch = meta.to_dict().get("batch")
+        if engine_frame_size(meta.contract_json) is not None or meta.dla_core is not None:
+            continue
+        if not (isinstance(batch, list) and len(batch) == 3 and int(batch[0]) == 1):
+            continue
+        found.append((meta.created, path, meta.to_dict()))
     if not found:
         return None
     _, newest, sidecar = max(found, key=lambda f: f[0])
@@ -172,7 +192,7 @@ def _write(path: Path, text: str) -> None:
 def _populate(root: Path, bundle: Bundle, precision: str, options: RepositoryOptions) -> dict[str, object]:
     contract: ModelContract = bundle.contract
     if contract.max_batch and options.max_batch > contract.max_batch:
-        raise InputError(f"max_batch {options.max_batch} exceeds the model's limit {contract.max_batch}")
+        raise InputError(f"--max-batch {options.max_batch} exceeds the model's limit {contract.max_batch}")
     onnx_path = bundle.onnx_path(precision)  # checks the artifact's hash
     io = detector_io(onnx_path)
     name = options.name
@@ -216,7 +236,7 @@ def _populate(root: Path, bundle: Bundle, precision: str, options: RepositoryOpt
             batch = engine_info.get("batch")
             if isinstance(batch, list) and len(batch) == 3 and options.max_batch > int(batch[2]):
                 raise InputError(
-                    f"max_batch {options.max_batch} exceeds the batch profile of {found[0]} (max {batch[2]}); "
+                    f"--max-batch {options.max_batch} exceeds the batch profile of {found[0]} (max {batch[2]}); "
                     f"pass --max-batch {batch[2]} or rebuild it with rtdetr-engine --batch 1,{options.max_batch},{options.max_batch}"
                 )
     else:
@@ -274,7 +294,10 @@ def write_repository(
             f"{src}: not a bundle ({METADATA} of an rtdetr-edge bundle is missing); build one with rtdetr-build"
         )
     b = Bundle(src)
-    precision = str(b.metadata.get("default_precision", "fp32")) if options.precision == "auto" else options.precision
+    precision = options.precision
+    if precision == "auto":
+        # the bundle's default was chosen for GPUs; FP16 and Q/DQ graphs are slow on ONNX Runtime's CPU kernels
+        precision = str(b.metadata.get("default_precision", "fp32")) if options.detector == "tensorrt" else "fp32"
     if precision not in b.precisions:
         raise InputError(f"precision {precision}: the bundle {src} has {', '.join(b.precisions)}")
     target = Path(out)

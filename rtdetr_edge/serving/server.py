@@ -82,8 +82,9 @@ class ServerOptions:
             if port in seen:
                 raise InputError(f"{what} {port}: the same port as {seen[port]}")
             seen[port] = what
-        if self.startup_timeout <= 0 or self.exit_timeout <= 0:
-            raise InputError("startup_timeout and exit_timeout must be positive")
+        for flag, seconds in (("--startup-timeout", self.startup_timeout), ("exit_timeout", self.exit_timeout)):
+            if not seconds > 0:
+                raise InputError(f"{flag}: expected a number of seconds > 0, got {seconds!r}")
 
     @property
     def url(self) -> str:

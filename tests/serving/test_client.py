@@ -21,12 +21,30 @@ from rtdetr_edge.serving.client import TritonDetector
 from tests.helpers import SAMPLES
 
 
-def test_urls() -> None:
-    assert client_module._split_url("http://h:8000/") == ("http", "h:8000")
-    assert client_module._split_url("grpc://h:8001") == ("grpc", "h:8001")
-    assert client_module._split_url("localhost:8000") == ("http", "localhost:8000")
-    with pytest.raises(InputError, match="expected http://HOST:PORT"):
-        client_module._split_url("https://h:8000")
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://h:8000/", ("http", "h:8000")),
+        ("grpc://h:8001", ("grpc", "h:8001")),
+        ("localhost:8000", ("http", "localhost:8000")),
+        ("localhost", ("http", "localhost:8000")),
+        ("grpc://localhost", ("grpc", "localhost:8001")),
+        ("http://[::1]:8000", ("http", "[::1]:8000")),
+        # checked before tritonclient sees them (its constructors fail half-way, then print a traceback)
+        ("https://h:8000", None),
+        ("http://[::1", None),
+        ("http://127.0.0.1:99999", None),
+        ("http://127.0.0.1:0", None),
+        ("http://h:8000/v2/models", None),
+        ("http://:8000", None),
+    ],
+)
+def test_urls(url: str, expected: tuple[str, str] | None) -> None:
+    if expected is None:
+        with pytest.raises(InputError, match=r"--server .*: expected http://HOST:PORT"):
+            client_module._split_url(url)
+    else:
+        assert client_module._split_url(url) == expected
 
 
 def test_missing_tritonclient_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -158,10 +158,15 @@ def test_bad_inputs_are_one_line(reference_bundle: Path, tmp_path: Path, capsys:
     assert "already exists; pass --force" in error(str(reference_bundle), "--out", str(tmp_path / "busy"))
     assert "nothing was deleted" in error(str(reference_bundle), "--out", str(tmp_path / "busy"), "--force")
     assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
-    assert "max_batch: expected an integer >= 1" in error(
+    assert "--max-batch: expected an integer in 1..4096" in error(
         str(reference_bundle), "--out", str(tmp_path / "r"), "--max-batch", "0"
     )
-    assert "preferred_batch" in error(str(reference_bundle), "--out", str(tmp_path / "r"), "--preferred-batch", "16")
+    # Triton's max_batch_size is an int32: a huge value would write a config Triton cannot parse
+    assert "--max-batch: expected an integer in 1..4096" in error(
+        str(reference_bundle), "--out", str(tmp_path / "r"), "--max-batch", "100000000000"
+    )
+    assert "--queue-delay-us" in error(str(reference_bundle), "--out", str(tmp_path / "r"), "--queue-delay-us", "-1")
+    assert "--preferred-batch" in error(str(reference_bundle), "--out", str(tmp_path / "r"), "--preferred-batch", "16")
     assert "overlaps the bundle" in error(str(reference_bundle), "--out", str(reference_bundle / "triton"))
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
 
@@ -201,9 +206,45 @@ def test_the_bundles_engine_becomes_the_plan(reference_bundle: Path, tmp_path: P
     readme = (repo / "README.md").read_text()
     assert "built for Tesla T4 (compute capability 7.5) with TensorRT 10.3.0" in readme
     assert json.loads((repo / "rtdetr-repository.json").read_text())["engine"]["tensorrt_version"] == "10.3.0"
-    with pytest.raises(InputError, match=r"max_batch 8 exceeds the batch profile of .*fp32.engine \(max 4\)"):
+    with pytest.raises(InputError, match=r"--max-batch 8 exceeds the batch profile of .*fp32.engine \(max 4\)"):
         write_repository(bundle, tmp_path / "repo8", RepositoryOptions(max_batch=8))
     assert not (tmp_path / "repo8").exists()
+
+
+@pytest.mark.parametrize(
+    ("what", "frame", "dla", "profile"),
+    [
+        ("a frame-input engine (uint8 [N,H,W,3])", True, None, (1, 4, 4)),
+        ("a DLA engine", False, 0, (1, 4, 4)),
+        ("a static batch above 1", False, None, (4, 4, 4)),
+    ],
+)
+def test_engines_the_detector_config_cannot_serve_are_not_the_plan(
+    reference_bundle: Path, tmp_path: Path, what: str, frame: bool, dla: int | None, profile: tuple[int, int, int]
+) -> None:
+    """The config takes the preprocessed tensor at batch 1..max: such an engine would fail in Triton."""
+    import dataclasses
+    import shutil
+
+    from rtdetr_edge.bundle import Bundle
+    from rtdetr_edge.contract import FrameInput
+    from rtdetr_edge.engine_format import BatchProfile, EngineMetadata, sidecar_path
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(reference_bundle, bundle)
+    contract = Bundle(bundle).contract
+    if frame:
+        contract = dataclasses.replace(contract, frame=FrameInput(width=1280, height=720))
+    engine = bundle / "engines" / "fp32.engine"
+    engine.parent.mkdir()
+    engine.write_bytes(b"not a real plan")
+    EngineMetadata(
+        "10.3.0", "Tesla T4", "7.5", "fp32", "none", BatchProfile(*profile), "0" * 64,
+        contract_json=contract.to_json(), dla_core=dla,
+    ).save(sidecar_path(engine))  # fmt: skip
+    repo = write_repository(bundle, tmp_path / "repo", RepositoryOptions(max_batch=4))
+    assert not (repo / "rtdetr_detector" / "1" / "model.plan").exists(), what
+    assert "**not included**" in (repo / "README.md").read_text()
 
 
 def test_an_int8_plan_repository_ships_both_int8_graphs(best_bundle: Path, tmp_path: Path) -> None:

@@ -25,11 +25,12 @@ class TritonPythonModel:
         max_batch = int(margs.config.get("max_batch_size") or 0) or None
         model = margs.version_folder / margs.parameter("model_file", "model.onnx")
         self.step = steps.TensorStep.open(model, threads=threads, max_batch=max_batch)
+        self.input_name = str(margs.config["input"][0]["name"])  # the graph's own input name
         self.pb = backend_utils()
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb = self.pb
-        inputs = [pb.get_input_tensor_by_name(r, "images").as_numpy() for r in requests]
+        inputs = [pb.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
         try:
             outputs = self.step(np.concatenate(inputs) if len(inputs) > 1 else inputs[0])
         except RtdetrEdgeError as exc:
