@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from rtdetr_edge._optional import require
-from rtdetr_edge.contract import Preprocessing, preprocessing_from_processor_config
+from rtdetr_edge.contract import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NON_ANTIALIASED_PROCESSORS,
+    Preprocessing,
+    preprocessing_from_processor_config,
+)
 from rtdetr_edge.errors import ModelSourceError
 
 log = logging.getLogger("rtdetr_edge")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -158,10 +161,16 @@ def _default_preprocessing(config: Any) -> Preprocessing:
     processors): RGB, /255, ImageNet mean/std.
     """
     size = getattr(config, "anchor_image_size", None) or (640, 640)
-    if family_of(config.model_type, "model config").processor == "RTDetrImageProcessor":
+    processor = family_of(config.model_type, "model config").processor
+    if processor == "RTDetrImageProcessor":
         return Preprocessing(height=int(size[0]), width=int(size[1]))
     return Preprocessing(
-        height=int(size[0]), width=int(size[1]), do_normalize=True, mean=IMAGENET_MEAN, std=IMAGENET_STD
+        height=int(size[0]),
+        width=int(size[1]),
+        antialias=processor not in NON_ANTIALIASED_PROCESSORS,
+        do_normalize=True,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
     )
 
 
@@ -241,13 +250,15 @@ def _processor_preprocessing(folder: Path, config: Any, warnings: list[str]) -> 
             return preprocessing_from_processor_config(cfg, str(pp))
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelSourceError(f"{pp}: invalid image-processor config ({exc})") from exc
+    pre = _default_preprocessing(config)
+    norm = f"ImageNet mean/std {pre.mean}/{pre.std}" if pre.do_normalize else "no normalisation"
     msg = (
-        f"{folder}: no preprocessor_config.json; using RT-DETR's defaults (stretch resize to the anchor size, "
-        "RGB, /255, no normalisation)"
+        f"{folder}: no preprocessor_config.json; using the {config.model_type} processor's defaults (stretch "
+        f"resize to {pre.width}x{pre.height}, {pre.resample}, RGB, /255, {norm})"
     )
     log.warning(msg)
     warnings.append(msg)
-    return _default_preprocessing(config)
+    return pre
 
 
 def load_folder(folder: str | os.PathLike[str], source: dict[str, Any] | None = None) -> LoadedModel:

@@ -20,6 +20,20 @@ METADATA_KEY = "rtdetr_edge.contract"
 # Pillow resample names that an image-processor config may carry (PILImageResampling values).
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# image processors whose class defaults normalise (a config may leave do_normalize/mean/std out)
+DETR_STYLE_PROCESSORS = frozenset(
+    {
+        "DeformableDetrImageProcessor",
+        "DeformableDetrImageProcessorPil",
+        "DeformableDetrImageProcessorFast",
+        "RfDetrImageProcessor",
+    }
+)
+# image processors that resize without antialiasing
+NON_ANTIALIASED_PROCESSORS = frozenset({"RfDetrImageProcessor"})
+
 OUTPUT_TOPK = "topk"  # scores [N,K] f32, labels [N,K] i32, boxes [N,K,4] f32 normalised xyxy
 OUTPUT_RAW = "raw"  # logits [N,Q,C] f32, pred_boxes [N,Q,4] f32 normalised cxcywh
 
@@ -32,6 +46,9 @@ class Preprocessing:
         height, width: input size; images are stretch-resized to it (no letterbox), as
             RT-DETR was trained.
         resample: the model processor's resample filter name (``"bilinear"``).
+        antialias: the filter's support widens with the downscale factor, as Pillow's resize
+            (and torchvision's ``antialias=True``) do (default); False: plain 2-tap interpolation,
+            as ``RfDetrImageProcessor`` resizes (``antialias=False``).
         channel_order: ``"RGB"`` or ``"BGR"`` channel order the model expects.
         rescale_factor: multiply pixel values by this (``1/255``).
         do_normalize: subtract ``mean`` and divide by ``std`` after rescaling.
@@ -43,6 +60,7 @@ class Preprocessing:
     height: int
     width: int
     resample: str = "bilinear"
+    antialias: bool = True
     channel_order: str = "RGB"
     rescale_factor: float = 1.0 / 255.0
     do_normalize: bool = False
@@ -256,16 +274,21 @@ def preprocessing_from_processor_config(cfg: dict[str, Any], source: str = "prep
                 f"{source}: do_pad with pad_size {pad!r} pads the {height}x{width} image; padding preprocessing "
                 "is not supported (only padding that is a no-op after the fixed-size resize)"
             )
+    # the processor class's own defaults for keys a config leaves out (DETR-style processors
+    # normalise with ImageNet mean/std unless told not to; RT-DETR's do not normalise)
+    detr_style = cfg.get("image_processor_type") in DETR_STYLE_PROCESSORS
     resample = cfg.get("resample", 2)
     resample_name = RESAMPLE_NAMES.get(resample, str(resample)) if isinstance(resample, int) else str(resample)
     rescale = float(cfg.get("rescale_factor", 1.0 / 255.0)) if cfg.get("do_rescale", True) else 1.0
-    normalize = bool(cfg.get("do_normalize", False))
-    mean = tuple(float(v) for v in cfg.get("image_mean", (0.0, 0.0, 0.0))) if normalize else (0.0, 0.0, 0.0)
-    std = tuple(float(v) for v in cfg.get("image_std", (1.0, 1.0, 1.0))) if normalize else (1.0, 1.0, 1.0)
+    normalize = bool(cfg.get("do_normalize", detr_style))
+    mean = tuple(float(v) for v in cfg.get("image_mean", IMAGENET_MEAN)) if normalize else (0.0, 0.0, 0.0)
+    std = tuple(float(v) for v in cfg.get("image_std", IMAGENET_STD)) if normalize else (1.0, 1.0, 1.0)
     return Preprocessing(
         height=height,
         width=width,
         resample=resample_name,
+        # RfDetrImageProcessor rescales, then resizes with antialias=False (transformers 5.x)
+        antialias=cfg.get("image_processor_type") not in NON_ANTIALIASED_PROCESSORS,
         channel_order="RGB",
         rescale_factor=rescale,
         do_normalize=normalize,

@@ -268,6 +268,14 @@ def prepend_front(
 
     from .contract import METADATA_KEY
 
+    if not contract.preprocessing.antialias:
+        # the front's weights are Pillow's (support widened when downscaling); a processor that
+        # resizes without antialiasing would get another filter than it was trained with
+        raise InputError(
+            f"--frame-size: the {contract.extra.get('model_type', 'model')} processor resizes without "
+            "antialiasing; the frame front computes only Pillow's antialiased filters, so frames of this "
+            "model take the host path"
+        )
     g = model.graph
     inputs = [i for i in g.input if i.name == contract.input_name]
     if not inputs:

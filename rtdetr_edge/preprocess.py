@@ -35,24 +35,35 @@ AREA_MIN_FACTOR = 2.5
 _UPSCALE = {"nearest": cv2.INTER_NEAREST_EXACT, "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 
 
-def resize_interpolation(src_wh: tuple[int, int], dst_wh: tuple[int, int], resample: str = "bilinear") -> int:
-    """The OpenCV interpolation flag that best matches Pillow's ``resample`` for this resize."""
+def resize_interpolation(
+    src_wh: tuple[int, int], dst_wh: tuple[int, int], resample: str = "bilinear", antialias: bool = True
+) -> int:
+    """The OpenCV interpolation flag that best matches Pillow's ``resample`` for this resize.
+
+    ``antialias=False`` (a processor resizing with plain 2-tap interpolation, e.g. RF-DETR's):
+    INTER_LINEAR at every scale, which is that interpolation (half-pixel centres).
+    """
     fx, fy = src_wh[0] / dst_wh[0], src_wh[1] / dst_wh[1]
     if fx <= 1.0 and fy <= 1.0:
         return _UPSCALE.get(resample, cv2.INTER_LINEAR_EXACT)
     if resample == "nearest":
         return cv2.INTER_NEAREST_EXACT
+    if not antialias:
+        return cv2.INTER_LINEAR
     if max(fx, fy) >= AREA_MIN_FACTOR:
         return cv2.INTER_AREA
     return cv2.INTER_LINEAR
 
 
-def resize(image: np.ndarray, width: int, height: int, resample: str = "bilinear") -> np.ndarray:
+def resize(
+    image: np.ndarray, width: int, height: int, resample: str = "bilinear", antialias: bool = True
+) -> np.ndarray:
     """Stretch-resize an HxWxC uint8 image to ``width`` x ``height`` (no copy if already that size)."""
     h, w = image.shape[:2]
     if (w, h) == (width, height):
         return image
-    return cv2.resize(image, (width, height), interpolation=resize_interpolation((w, h), (width, height), resample))
+    flag = resize_interpolation((w, h), (width, height), resample, antialias)
+    return cv2.resize(image, (width, height), interpolation=flag)
 
 
 class Preprocessor:
@@ -93,7 +104,7 @@ class Preprocessor:
                 f"preprocess buffer: expected float32 {(3, self.height, self.width)}, got {out.dtype} {out.shape}"
             )
         h, w = image.shape[:2]
-        resized = resize(image, self.width, self.height, self.spec.resample)
+        resized = resize(image, self.width, self.height, self.spec.resample, self.spec.antialias)
         for c in range(3):
             # OpenCV de-interleaves one channel (contiguous uint8), numpy scales it into the float32
             # plane: ~25% faster than a strided numpy read at 640x640
