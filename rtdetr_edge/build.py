@@ -197,6 +197,7 @@ def build_bundle(
         report: dict[str, Any] = {"export": result.report, "verification": verification}
         _add_precisions(tmp, result.contract, metadata, report, opts, announce)
         _add_frames(tmp, result.contract, metadata, report, opts.frame_sizes, announce)
+        _record_tensorrt_ops(tmp, metadata, report)
         report["total_s"] = round(time.perf_counter() - t0, 2)
         announce("write bundle")
         finalize_bundle(tmp, metadata, report)
@@ -231,6 +232,7 @@ def add_precisions(
         # frame artifacts for every precision the bundle now has, at the sizes it had and the new ones
         sizes = {s for p in metadata["artifacts"] for s in _frame_sizes(metadata, p)}
         _add_frames(tmp, bundle.contract, metadata, report, tuple(sorted(sizes)) + options.frame_sizes, announce)
+        _record_tensorrt_ops(tmp, metadata, report)
         report["added_s"] = round(time.perf_counter() - t0, 2)
         announce("write bundle")
         finalize_bundle(tmp, metadata, report)
@@ -258,6 +260,22 @@ def _add_frames(
     sizes = tuple(dict.fromkeys(sizes))
     announce(f"frame inputs {', '.join(f'{w}x{h}' for w, h in sizes)}")
     report["frames"] = write_frame_artifacts(tmp, metadata["artifacts"], contract, sizes)
+
+
+def _record_tensorrt_ops(tmp: Path, metadata: dict[str, Any], report: dict[str, Any]) -> None:
+    """``report["tensorrt_ops"]``: each ONNX artifact's static TensorRT parser op check; one warning per faulty one.
+
+    Never fatal: the check reads the parser's documented op matrix, it is not a TensorRT parse.
+    """
+    from .trt_ops import artifact_op_faults
+
+    report["tensorrt_ops"] = checks = artifact_op_faults(tmp, metadata["artifacts"])
+    for name, faults in checks.items():
+        found = [f"TensorRT {line}: {'; '.join(f)}" for line, f in faults.items() if f]
+        if found:
+            log.warning(
+                "%s: the TensorRT ONNX parser's op matrix refuses it (static check): %s", name, " | ".join(found)
+            )
 
 
 # Held-out images that make decisions (range algorithm, sensitivity search): the ones after the

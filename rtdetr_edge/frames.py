@@ -38,11 +38,10 @@ if TYPE_CHECKING:
 FRAME_PREFIX = "frame/"
 PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point coefficients for 8-bit images (Resample.c)
 
-# Ops TensorRT 8.6's ONNX parser imports, for the ones the front uses (onnx/onnx-tensorrt
-# docs/operators.md, release/8.6). TensorRT takes UINT8 only as a network input/output cast right
-# away to float, which the front's first node does.
-TENSORRT_86_FRONT_OPS = frozenset({"Cast", "Transpose", "MatMul", "Add", "Floor", "Clip", "Gather", "Mul"})
-MAX_TENSORRT_8_OPSET = 17  # the newest opset TensorRT 8.6 parses
+# The ops the front is built from (all in TensorRT 8.6's parser matrix, rtdetr_edge.trt_ops, which
+# checks the rest). TensorRT takes UINT8 only as a network input/output cast right away to float,
+# which the front's first node does.
+FRONT_OPS = frozenset({"Cast", "Transpose", "MatMul", "Add", "Floor", "Clip", "Gather", "Mul"})
 
 
 def _bilinear(x: np.ndarray) -> np.ndarray:
@@ -311,18 +310,21 @@ def prepend_front(
 
 
 def front_op_faults(model: onnx.ModelProto, trt8: bool = True) -> list[str]:
-    """Why TensorRT 8.6 would not parse the frame front of ``model`` (empty: it would).
+    """Why TensorRT would not parse the frame front of ``model`` (empty: it would).
 
-    Checks: every ``frame/`` node's op is in :data:`TENSORRT_86_FRONT_OPS`; the uint8 input
-    is consumed only by a Cast to float (TensorRT's UINT8 rule); with ``trt8``, the default
-    opset is at most 17.
+    Checks: the ``frame/`` nodes and the opset against TensorRT 8.6's parser matrix (with
+    ``trt8``, the default) or 10.x's (:func:`rtdetr_edge.trt_ops.op_faults`); every ``frame/``
+    node's op is one the front is built from (:data:`FRONT_OPS`); the uint8 input is consumed only
+    by a Cast to float (TensorRT's UINT8 rule).
     """
     from onnx import TensorProto
 
-    faults = []
+    from .trt_ops import op_faults
+
+    faults = op_faults(model, "8.6" if trt8 else "10", prefix=FRAME_PREFIX)
     for n in model.graph.node:
-        if n.name.startswith(FRAME_PREFIX) and n.op_type not in TENSORRT_86_FRONT_OPS:
-            faults.append(f"node {n.name}: op {n.op_type} is not one TensorRT 8.6 parses for the front")
+        if n.name.startswith(FRAME_PREFIX) and n.op_type not in FRONT_OPS:
+            faults.append(f"node {n.name}: op {n.op_type} is not one the frame front is built from")
     uint8_inputs = {i.name for i in model.graph.input if i.type.tensor_type.elem_type == TensorProto.UINT8}
     for n in model.graph.node:
         for name in n.input:
@@ -330,10 +332,6 @@ def front_op_faults(model: onnx.ModelProto, trt8: bool = True) -> list[str]:
                 n.op_type == "Cast" and any(a.name == "to" and a.i in (1, 10) for a in n.attribute)
             ):
                 faults.append(f"node {n.name}: reads the uint8 input {name} without casting it to float first")
-    if trt8:
-        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if opset > MAX_TENSORRT_8_OPSET:
-            faults.append(f"opset {opset} > {MAX_TENSORRT_8_OPSET} (TensorRT 8.6 parses up to {MAX_TENSORRT_8_OPSET})")
     return faults
 
 

@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rtdetr_edge.engine_format",
             "rtdetr_edge.onnx_facts",
             "rtdetr_edge.frames",
+            "rtdetr_edge.trt_ops",
         ),
     ),
     # the package root is the public API: Detector, Detections, errors, __version__
