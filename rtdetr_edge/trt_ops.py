@@ -1,9 +1,9 @@
 """Which ONNX ops TensorRT's ONNX parser takes, per TensorRT line, and a whole-graph check against that.
 
 A static check against the parser's documented support matrix, **not** a TensorRT parse: a graph
-that passes can still fail to build (shapes, types, data-dependent sizes the matrix does not
-list); a graph that fails here would fail ``trtexec --onnx``/Polygraphy's parse too, or hit one of
-the documented restrictions. The build records it for every ONNX artifact (``report.json``'s
+that passes can still fail to parse or build (types, shapes, restrictions the matrix does not
+list or this module does not check); a graph that fails here uses an op or attribute the matrix
+says the parser does not take. The build records it for every ONNX artifact (``report.json``'s
 ``tensorrt_ops``) so that a family or exporter change that needs a newer TensorRT shows up on the
 host, before anyone copies a bundle to a Jetson.
 
@@ -12,15 +12,16 @@ Source: onnx/onnx-tensorrt ``docs/operators.md`` (the parser's own support matri
 * TensorRT 8.6 (JetPack 6.0): tag ``release/8.6-GA`` (commit 6ba67d34): opsets up to 17; "TensorRT
   will attempt to cast down INT64 to INT32" (so INT64 index/shape math is not a fault).
 * TensorRT 10.x (JetPack 6.1/6.2: 10.3): tag ``release/10.1-GA`` (commit 96e78110), the newest
-  10.x release in the repository's history: "opset 9 to opset 20"; INT64 native.
+  10.x tag in the repository snapshot we read (no 10.3 tag there; versions 10.x all map to this
+  matrix): "opset 9 to opset 20"; INT64 native.
 
 Restrictions checked (each quoted from those files): ``DequantizeLinear`` "``x_zero_point`` must
-be zero", ``QuantizeLinear`` "``y_zero_point`` must be 0" (both lines; 8.6's DequantizeLinear
-takes INT8 only); ``Resize`` modes ``nearest``/``linear`` and the listed coordinate
-transformation modes, 10.x "Antialiasing is not supported"; 10.x ``TopK`` "``sorted`` must be 1.
-``K`` input must be less than 3840" and ``ScatterND`` "``reduction`` is not supported". TopK's
-K: the 8.2-8.5 matrices said "``K`` input must be an initializer"; 8.6-GA dropped that and its
-importer hands K to ``ITopKLayer::setInput(1)``, which takes a shape tensor, so K must be a
+be zero", ``QuantizeLinear`` "``y_zero_point`` must be 0" (both lines; DequantizeLinear's types:
+8.6 INT8, 10.x INT8, FP8 and INT4); ``Resize`` modes ``nearest``/``linear`` and the listed
+coordinate transformation modes, 10.x "Antialiasing is not supported"; 10.x ``TopK`` "``sorted``
+must be 1. ``K`` input must be less than 3840" and ``ScatterND`` "``reduction`` is not supported".
+TopK's K: the 8.2-8.5 matrices said "``K`` input must be an initializer"; 8.6-GA dropped that and
+its importer hands K to ``ITopKLayer::setInput(1)``, which takes a shape tensor, so K must be a
 constant or computed from tensor shapes (``Shape``/``Size``), never from tensor data. Nodes in a
 domain other than the ONNX one are custom ops: the parser takes them only as TensorRT plugins.
 """
@@ -120,8 +121,8 @@ def op_faults(model: onnx.ModelProto, tensorrt: str = "8.6", prefix: str = "") -
     One line per problem: the opset outside the line's range; each unsupported op type (node
     count and the first node's name); each custom-domain op; TopK whose K is computed from
     tensor data (and, for 10.x, ``sorted=0`` or a constant K of 3840 or more); Q/DQ with a
-    non-zero or non-constant zero point or one of a type the line does not quantize to; Resize modes outside the matrix;
-    10.x ScatterND with a ``reduction``. Subgraphs (If/Loop/Scan bodies) are walked too.
+    non-zero or non-constant zero point, or one of a type the line does not quantize to; Resize
+    modes outside the matrix; 10.x ScatterND with a ``reduction``. Subgraphs (If/Loop/Scan bodies) are walked too.
 
     Args:
         model: the graph, with its external data loaded where Q/DQ zero points or TopK's K
