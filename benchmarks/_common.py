@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +112,14 @@ def reference_bundle(calib: Path, calib_size: int = 256) -> Path:
             ),
         )
     return bundle
+
+
+def median_ms(fn: Callable[[], object], repeat: int = 20) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeat`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)

@@ -22,9 +22,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.frames import prepend_front, resample_weights, resize_macs, resize_order
 from rtdetr_edge.preprocess import resize as host_resize
 
-from _common import CACHE, REFERENCE_MODEL, TEST_SEED, r18_model_and_bundle, table, write_json
+from _common import CACHE, REFERENCE_MODEL, TEST_SEED, median_ms, r18_model_and_bundle, table, write_json
 
 ORT2 = OnnxRuntimeOptions(threads=2)
 CAMERA_SIZES = [(1920, 1080), (1280, 720), (640, 480)]
@@ -48,16 +48,6 @@ PHOTOS = [
     Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / p
     for p in ("site-packages/matplotlib/mpl-data/sample_data/grace_hopper.jpg",)
 ] + [Path.home() / ".rustup/toolchains/stable-x86_64-unknown-linux-gnu/share/doc/rust/html/embedded-book/assets/f3.jpg"]
-
-
-def _median_ms(fn: Any, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
 
 
 def photo_mosaic(photos: list[np.ndarray], w: int, h: int, seed: int) -> np.ndarray:
@@ -301,7 +291,7 @@ def front_cost(iterations: int) -> list[dict[str, Any]]:
             macs = resize_macs((h, w), (pre.height, pre.width))
             sess = front_session(w, h, pre.height)
             frame = render_scene(np.random.default_rng(2), w, h)[0][None]
-            ms = _median_ms(lambda s=sess, f=frame: s.run(None, {"frames": f}), iterations)
+            ms = median_ms(functools.partial(sess.run, None, {"frames": frame}), iterations)
             rows.append(
                 {
                     "model": label,

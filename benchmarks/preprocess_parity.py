@@ -12,10 +12,7 @@ the float tensor vs the Pillow processor) in the model's [0, 1] input units.
 from __future__ import annotations
 
 import functools
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -26,7 +23,7 @@ from rtdetr_edge.contract import Preprocessing
 from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.preprocess import Preprocessor, resize_interpolation
 
-from _common import table, write_json
+from _common import median_ms, table, write_json
 
 CASES = [((1280, 720), 640), ((1920, 1080), 640), ((640, 480), 640), ((320, 240), 256)]
 CANDIDATES = {
@@ -36,16 +33,6 @@ CANDIDATES = {
     "INTER_CUBIC": cv2.INTER_CUBIC,
 }
 NAMES = {v: k for k, v in CANDIDATES.items()}
-
-
-def _median_ms(fn: Callable[[], object], repeat: int = 20) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
 
 
 def _pillow_resize(rgb: np.ndarray, size: int) -> Image.Image:
@@ -64,12 +51,12 @@ def main() -> int:
         frame = render_scene(np.random.default_rng(w), w, h)[0]
         rgb = frame[..., ::-1].copy()
         ref = np.asarray(_pillow_resize(rgb, size)).astype(np.float32)
-        pil_ms = _median_ms(functools.partial(_pillow_resize, rgb, size))
+        pil_ms = median_ms(functools.partial(_pillow_resize, rgb, size))
         chosen = resize_interpolation((w, h), (size, size), "bilinear")
         for name, flag in CANDIDATES.items():
             out = cv2.resize(rgb, (size, size), interpolation=flag).astype(np.float32)
             d = np.abs(out - ref)
-            ms = _median_ms(functools.partial(cv2.resize, rgb, (size, size), interpolation=flag))
+            ms = median_ms(functools.partial(cv2.resize, rgb, (size, size), interpolation=flag))
             mark = "<- chosen" if flag == chosen else ""
             rows.append([f"{w}x{h}->{size}", name, float(d.max()), float(d.mean()), ms, pil_ms, mark])
             results.append(
@@ -96,8 +83,8 @@ def main() -> int:
         theirs = _transformers_preprocess(processor, frame)["pixel_values"][0]
         pre([frame], out=buf)
         d = np.abs(buf[0] - theirs)
-        ours_ms = _median_ms(functools.partial(pre, [frame], out=buf))
-        theirs_ms = _median_ms(functools.partial(_transformers_preprocess, processor, frame), repeat=10)
+        ours_ms = median_ms(functools.partial(pre, [frame], out=buf))
+        theirs_ms = median_ms(functools.partial(_transformers_preprocess, processor, frame), repeat=10)
         rows.append([f"{w}x{h}->{size}", float(d.max()), float(d.mean()), ours_ms, theirs_ms])
         pipeline.append(
             {

@@ -345,8 +345,13 @@ def main(
 ) -> int:
     args = (arg_parser or parser()).parse_args(argv)
     setup_logging(args.quiet)
+    return guarded(lambda: run(args, hook_factory))
+
+
+def guarded(body: Callable[[], int]) -> int:
+    """Run a sample's body: our errors and OSError as one line (exit 1), Ctrl-C as exit 130."""
     try:
-        return run(args, hook_factory)
+        return body()
     except RtdetrEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

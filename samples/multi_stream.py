@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import camera_app
 import cv2
 import numpy as np
 
-from rtdetr_edge import InputError, RtdetrEdgeError
+from rtdetr_edge import InputError
 from rtdetr_edge.detections import Detections
 from rtdetr_edge.outputs import JsonlWriter, VideoWriter, check_output_file
 
@@ -306,18 +305,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     camera_app.setup_logging(args.quiet)
-    try:
-        return run(args)
-    except RtdetrEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # disk full, read-only, permission denied: one line naming the path
-        where = " -> ".join(os.fsdecode(p) for p in (exc.filename, exc.filename2) if p is not None)
-        print(f"error: {where + ': ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopped; the outputs were closed", file=sys.stderr)
-        return 130
+    return camera_app.guarded(lambda: run(args))
 
 
 if __name__ == "__main__":
