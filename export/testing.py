@@ -25,10 +25,18 @@ def tiny_config(num_labels: int = 5, image_size: int = 64, v2: bool = False) -> 
         layer_type="basic",
         out_features=["stage2", "stage3", "stage4"],
     )
+    cls = transformers.RTDetrV2Config if v2 else transformers.RTDetrConfig
+    return cls(backbone_config=backbone, encoder_in_channels=[32, 48, 64], **_tiny_hybrid(num_labels))
+
+
+def _labels(num_labels: int) -> dict[str, Any]:
     id2label = {i: f"thing{i}" for i in range(num_labels)}
-    kwargs: dict[str, Any] = dict(
-        backbone_config=backbone,
-        encoder_in_channels=[32, 48, 64],
+    return {"num_labels": num_labels, "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+
+
+def _tiny_hybrid(num_labels: int) -> dict[str, Any]:
+    """The tiny hybrid encoder + decoder that RT-DETR, RT-DETRv2, D-FINE and DEIMv2 configs share."""
+    return dict(
         encoder_hidden_dim=32,
         encoder_ffn_dim=64,
         hidden_expansion=0.5,
@@ -39,19 +47,10 @@ def tiny_config(num_labels: int = 5, image_size: int = 64, v2: bool = False) -> 
         encoder_attention_heads=4,
         decoder_attention_heads=4,
         num_queries=30,
-        num_labels=num_labels,
         num_denoising=0,
         anchor_image_size=None,
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
+        **_labels(num_labels),
     )
-    cls = transformers.RTDetrV2Config if v2 else transformers.RTDetrConfig
-    return cls(**kwargs)
-
-
-def _labels(num_labels: int) -> dict[str, Any]:
-    id2label = {i: f"thing{i}" for i in range(num_labels)}
-    return {"num_labels": num_labels, "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
 
 
 def _tiny_hgnetv2() -> Any:
@@ -81,22 +80,7 @@ def tiny_dfine_config(num_labels: int = 5, deimv2: bool = False) -> Any:
     transformers = require("transformers", "building test models")
     cls = transformers.Deimv2Config if deimv2 else transformers.DFineConfig
     return cls(
-        backbone_config=_tiny_hgnetv2(),
-        encoder_in_channels=[48, 64, 96],
-        encoder_hidden_dim=32,
-        encoder_ffn_dim=64,
-        hidden_expansion=0.5,
-        d_model=32,
-        decoder_in_channels=[32, 32, 32],
-        decoder_ffn_dim=64,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        num_queries=30,
-        num_denoising=0,
-        anchor_image_size=None,
-        lqe_hidden_dim=16,
-        **_labels(num_labels),
+        backbone_config=_tiny_hgnetv2(), encoder_in_channels=[48, 64, 96], lqe_hidden_dim=16, **_tiny_hybrid(num_labels)
     )
 
 
