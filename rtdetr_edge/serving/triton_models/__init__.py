@@ -10,10 +10,13 @@ Triton container). They import only rtdetr-edge's runtime, numpy and Triton's
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..._optional import require
+from ...contract import ModelContract
+from ...errors import RtdetrEdgeError
 
 
 def backend_utils() -> Any:
@@ -29,6 +32,10 @@ class ModelArgs:
         self.folder = Path(args["model_repository"])
         self.version_folder = self.folder / str(args["model_version"])
 
+    def contract(self) -> ModelContract:
+        """The model contract ``rtdetr-triton`` wrote next to the config (``contract.json``)."""
+        return ModelContract.from_json((self.folder / "contract.json").read_text(), str(self.folder))
+
     def parameter(self, key: str, default: str = "") -> str:
         params = self.config.get("parameters") or {}
         entry = params.get(key)
@@ -38,3 +45,14 @@ class ModelArgs:
 def error_response(pb: Any, exc: BaseException) -> Any:
     """A response carrying ``exc`` as the request's error (the client sees the one-line message)."""
     return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(str(exc)))
+
+
+def respond_each(pb: Any, requests: list[Any], answer: Callable[[Any], Any]) -> list[Any]:
+    """``answer(request)`` for each request; our errors become that request's error response only."""
+    responses = []
+    for request in requests:
+        try:
+            responses.append(answer(request))
+        except RtdetrEdgeError as exc:
+            responses.append(error_response(pb, exc))
+    return responses

@@ -10,11 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ...contract import ModelContract
-from ...errors import RtdetrEdgeError
 from ...postprocess import PostprocessOptions
 from .. import steps
-from . import ModelArgs, backend_utils, error_response
+from . import ModelArgs, backend_utils, respond_each
 
 # inputs are the detector's outputs under these names (``detector_scores``, ...): the model's own
 # outputs are ``boxes``/``scores``, and a model's input and output names stay distinct
@@ -24,7 +22,7 @@ INPUT_PREFIX = "detector_"
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         margs = ModelArgs(args)
-        self.contract = ModelContract.from_json((margs.folder / "contract.json").read_text(), str(margs.folder))
+        self.contract = margs.contract()
         self.options = PostprocessOptions(
             conf=float(margs.parameter("conf", "0.3")),
             max_det=int(margs.parameter("max_det", "300")),
@@ -33,26 +31,21 @@ class TritonPythonModel:
         self.pb = backend_utils()
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        return respond_each(self.pb, requests, self._answer)
+
+    def _answer(self, request: Any) -> Any:
         pb = self.pb
-        responses = []
-        for request in requests:
-            try:
-                outputs = {
-                    name: pb.get_input_tensor_by_name(request, INPUT_PREFIX + name).as_numpy()
-                    for name in self.contract.output_names
-                }
-                size = pb.get_input_tensor_by_name(request, "image_size").as_numpy()
-                (dets,) = steps.postprocess(outputs, size, self.contract, self.options)
-                responses.append(
-                    pb.InferenceResponse(
-                        output_tensors=[
-                            pb.Tensor("boxes", np.ascontiguousarray(dets.xyxy, np.float32).reshape(-1, 4)),
-                            pb.Tensor("scores", np.ascontiguousarray(dets.scores, np.float32)),
-                            pb.Tensor("class_ids", np.ascontiguousarray(dets.class_ids, np.int32)),
-                            pb.Tensor("image_size", np.asarray(size, np.int32).reshape(2)),
-                        ]
-                    )
-                )
-            except RtdetrEdgeError as exc:
-                responses.append(error_response(pb, exc))
-        return responses
+        outputs = {
+            name: pb.get_input_tensor_by_name(request, INPUT_PREFIX + name).as_numpy()
+            for name in self.contract.output_names
+        }
+        size = pb.get_input_tensor_by_name(request, "image_size").as_numpy()
+        (dets,) = steps.postprocess(outputs, size, self.contract, self.options)
+        return pb.InferenceResponse(
+            output_tensors=[
+                pb.Tensor("boxes", np.ascontiguousarray(dets.xyxy, np.float32).reshape(-1, 4)),
+                pb.Tensor("scores", np.ascontiguousarray(dets.scores, np.float32)),
+                pb.Tensor("class_ids", np.ascontiguousarray(dets.class_ids, np.int32)),
+                pb.Tensor("image_size", np.asarray(size, np.int32).reshape(2)),
+            ]
+        )
