@@ -36,7 +36,7 @@ from rtdetr_edge import Detector
 from rtdetr_edge.backends.options import OnnxRuntimeOptions
 from rtdetr_edge.contract import FrameInput, ModelContract, Preprocessing
 from rtdetr_edge.data.synth import render_scene
-from rtdetr_edge.frames import prepend_front, resample_weights, resize_macs, resize_order
+from rtdetr_edge.export.frames import prepend_front, resample_weights, resize_macs, resize_order
 from rtdetr_edge.preprocess import resize as host_resize
 
 from _common import CACHE, REFERENCE_MODEL, TEST_SEED, median_ms, r18_model_and_bundle, table, write_json
@@ -241,7 +241,7 @@ def calibration_shift(bundle: Path, num_images: int = 48) -> dict[str, Any]:
     Relative change of each calibrated tensor's entropy threshold, median and 99th percentile.
     """
     from rtdetr_edge.calib.collect import ActivationCollector
-    from rtdetr_edge.frames import pillow_resize_reference
+    from rtdetr_edge.export.frames import pillow_resize_reference
     from rtdetr_edge.preprocess import Preprocessor
 
     contract = ModelContract.from_json(_contract_text(bundle))

@@ -6,7 +6,7 @@ configs of ``export.testing`` at 64x64): ``rtdetr-build --precision int8`` (fp32
 for TensorRT 10 and its FP32-typed sibling for 8.x, calibrated on 8 generated images, no
 accuracy check) with a 128x96 frame-input artifact per graph (RF-DETR's processor resizes without antialias, so
 the build refuses its frame front: built without, the refusal recorded), then the ``tensorrt_ops`` the build
-recorded in ``report.json`` (:mod:`rtdetr_edge.trt_ops`: onnx/onnx-tensorrt ``docs/operators.md``
+recorded in ``report.json`` (:mod:`rtdetr_edge.export.trt_ops`: onnx/onnx-tensorrt ``docs/operators.md``
 at release/8.6-GA and release/10.1-GA). The table lists, per family and TensorRT line, how many
 graphs were checked and their faults; also the op types each family uses beyond RT-DETR's graph
 (the baseline in the same run) and those in only one line's matrix.
@@ -34,7 +34,7 @@ from rtdetr_edge.errors import InputError
 from rtdetr_edge.export import testing
 from rtdetr_edge.export.options import ExportOptions
 from rtdetr_edge.export.source import FAMILIES
-from rtdetr_edge.trt_ops import SOURCE, SUPPORTED_OPS, TENSORRT_LINES
+from rtdetr_edge.export.trt_ops import SOURCE, SUPPORTED_OPS, TENSORRT_LINES
 
 from _common import CALIB_SEED, shapes_set, table, write_json
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_json(
         "trt_ops.json",
         {
-            "what": "static TensorRT ONNX-parser op check (rtdetr_edge.trt_ops) of every ONNX artifact rtdetr-build "
+            "what": "static TensorRT ONNX-parser op check (rtdetr_edge.export.trt_ops) of every ONNX artifact rtdetr-build "
             "writes, per family's tiny random model; not a TensorRT parse",
             "source": SOURCE,
             "precisions": "fp32" if args.fp32_only else "fp32, fp16, int8 (Q/DQ + TensorRT 8.x sibling)",

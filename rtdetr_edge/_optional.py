@@ -26,7 +26,7 @@ _ROUTES: dict[str, str] = {
         "on Jetson use JetPack's system TensorRT (apt install python3-libnvinfer, or the "
         "l4t-tensorrt container); on x86 pip install tensorrt"
     ),
-    "cuda": 'pip install "rtdetr-edge[trt]" (cuda-python matching your CUDA major version)',
+    "cuda": 'pip install "rtdetr-edge[trt]" (CUDA 12: JetPack 6) or "rtdetr-edge[trt-cu13]" (CUDA 13: JetPack 7.2)',
     "pycuda": "pip install pycuda (alternative to cuda-python)",
     "PIL": "pip install pillow",
     "tritonclient": 'pip install "rtdetr-edge[serve]" (tritonclient[http,grpc])',

@@ -81,7 +81,7 @@ class BuildOptions:
         check_images: held-out images for the accuracy check (100; 0 skips it).
         frame_sizes: camera frame sizes (width, height) to add frame-input artifacts for
             (``--frame-size``; default none): each precision's graph with the frame front
-            prepended (uint8 BGR frames in, resize and scaling in the graph; ``rtdetr_edge.frames``).
+            prepended (uint8 BGR frames in, resize and scaling in the graph; ``rtdetr_edge.export.frames``).
     """
 
     precision: BuildPrecision = "fp32"
@@ -255,7 +255,7 @@ def _add_frames(
     """Frame-input artifacts (``--frame-size``) for each precision in ``metadata``, torch-free."""
     if not sizes:
         return
-    from .frames import write_frame_artifacts
+    from .export.frames import write_frame_artifacts
 
     sizes = tuple(dict.fromkeys(sizes))
     announce(f"frame inputs {', '.join(f'{w}x{h}' for w, h in sizes)}")
@@ -267,7 +267,7 @@ def _record_tensorrt_ops(tmp: Path, metadata: dict[str, Any], report: dict[str, 
 
     Never fatal: the check reads the parser's documented op matrix, it is not a TensorRT parse.
     """
-    from .trt_ops import artifact_op_faults
+    from .export.trt_ops import artifact_op_faults
 
     report["tensorrt_ops"] = checks = artifact_op_faults(tmp, metadata["artifacts"])
     for name, faults in checks.items():

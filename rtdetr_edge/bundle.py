@@ -11,7 +11,7 @@ Layout::
                            TensorRT >= 10 strongly typed, ONNX Runtime)
       model.int8.qdq.trt8.onnx  the same Q/DQ FP32-typed (TensorRT 8.x, INT8+FP16 flags)
       model*.frames-WxH.onnx  optional (``--frame-size WxH``): each precision's graph with the frame
-                           front prepended (uint8 BGR camera frames in; ``rtdetr_edge.frames``),
+                           front prepended (uint8 BGR camera frames in; ``rtdetr_edge.export.frames``),
                            listed under ``artifacts.<precision>.frames["WxH"]``
       calib/               optional: version-neutral INT8 ranges, subset manifest, TensorRT caches,
                            plan.json (the INT8 precision plan, see calib.plan)
@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import atomic
+from .atomic import BUNDLE_FORMAT
 from .contract import ModelContract
 from .errors import BundleError
 
-BUNDLE_FORMAT = "rtdetr-edge-bundle"
 BUNDLE_VERSION = 1
 METADATA = "metadata.json"
 REPORT = "report.json"
@@ -249,6 +249,16 @@ class Bundle:
         if self._hash_check != "never":
             self._check_hash(str(entry[name]), entry.get(digest), f"{precision} frames {key}")
         return self.file(entry[name])
+
+    def checked_file(self, relative: str, sha256: str, what: str) -> Path:
+        """``relative`` inside the bundle, its sha256 checked against ``sha256`` on first use.
+
+        For files an engine recipe names (:mod:`rtdetr_edge.engine_recipe`); ``what`` names it in
+        the error. Bundles opened with ``verify_hashes="never"`` skip the check.
+        """
+        if self._hash_check != "never":
+            self._check_hash(relative, sha256, what)
+        return self.file(relative)
 
     @property
     def engines_dir(self) -> Path:

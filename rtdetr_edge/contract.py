@@ -85,7 +85,7 @@ FRAME_INPUT_NAME = "frames"
 
 @dataclass(frozen=True)
 class FrameInput:
-    """A frame-input graph's input: camera frames, preprocessed inside the graph (``rtdetr_edge.frames``).
+    """A frame-input graph's input: camera frames, preprocessed inside the graph (``rtdetr_edge.export.frames``).
 
     Attributes:
         width, height: the frame size the graph takes (its resize weights are computed for it).

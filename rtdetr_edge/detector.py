@@ -5,12 +5,14 @@
     print(det("cat.jpg"))                   # Detections for one image
     for d in det([img1, img2]): ...         # a list runs as batches
 
-Which artifact runs: a bundle gives a TensorRT engine where TensorRT and a GPU are present
-(built from the bundle's ONNX on first use and cached in ``BUNDLE/engines``), else its ONNX on
-ONNX Runtime with the best provider available. ``backend=`` and ``precision=`` override.
+Which artifact runs: a bundle gives a TensorRT engine where TensorRT and a GPU are present and
+``BUNDLE/engines`` holds the engine the recipe makes for this GPU (``rtdetr-engine BUNDLE`` builds
+it; ``engines=BundleEngines()`` builds it on first use instead), else its ONNX on ONNX Runtime
+with the best provider available (with a warning where TensorRT was there but no engine was).
+``backend=`` and ``precision=`` override.
 
 Camera frames: a bundle built with ``--frame-size WxH`` has graphs that take uint8 BGR frames of
-that size and resize and scale them themselves (``rtdetr_edge.frames``, docs/frames.md); the
+that size and resize and scale them themselves (``rtdetr_edge.export.frames``, docs/frames.md); the
 Detector copies such frames into that graph's input buffer untouched, and preprocesses images of
 other sizes on the host (one log line per size).
 
@@ -90,34 +92,40 @@ def _tensorrt_usable(device: int) -> bool:
 def prebuilt_engine(
     bundle: Bundle, precision: str, device: int = 0, frame_size: tuple[int, int] | None = None
 ) -> Path | None:
-    """The newest engine in ``BUNDLE/engines`` that runs here for ``precision`` (None if there is none).
+    """The newest engine in ``BUNDLE/engines`` that the recipe makes for ``precision`` here (None if none).
 
-    An engine runs here when its sidecar names this TensorRT version and this GPU (see
-    :func:`rtdetr_edge.engine_format.incompatibility`). ``frame_size`` (width, height) asks for an
-    engine built from the frame-input artifact of that size (``--frame-size``); None (default)
-    for one taking the preprocessed tensor.
+    An engine qualifies when its sidecar names this TensorRT version and this GPU
+    (:func:`rtdetr_edge.engine_format.incompatibility`) and its cache key is the one
+    :func:`rtdetr_edge.engine_recipe.recipe` gives today for this bundle, with the options the
+    engine was built with: an engine from an older recipe, from a replaced ONNX or for other frames
+    is passed over (``rtdetr-engine`` rebuilds it). ``frame_size`` (width, height) asks for an engine
+    of the frame-input graphs of that size (``--frame-size``); None (default) for the preprocessed tensor.
     """
     from .backends.trt_logging import tensorrt_version
     from .cuda import buffers
-    from .engine_format import incompatibility, load_sidecar
+    from .engine_format import DeviceIdentity, incompatibility, load_sidecar
+    from .engine_recipe import EngineBuildOptions, bundle_graphs, recipe
 
     if not bundle.engines_dir.is_dir():
         return None
     version = tensorrt_version()
-    props = buffers.device_properties(device)
+    here = DeviceIdentity.of(buffers.device_properties(device))
+    graphs = bundle_graphs(bundle, frame_size)
     found: list[tuple[str, Path]] = []
     for path in bundle.engines_dir.glob("*.engine"):
         try:
             meta = load_sidecar(path)
-        except RtdetrEdgeError:
+            if meta is None or meta.precision != precision or incompatibility(meta, version, here):
+                continue
+            options = EngineBuildOptions.from_dict(meta.build_options, f"{path.with_suffix('.json')}: build_options")
+            wanted = recipe(graphs, precision, version, options).cache_key(here)
+        except RtdetrEdgeError as exc:
+            log.debug("%s: passed over (%s)", path.name, exc)
             continue
-        if (
-            meta is not None
-            and meta.precision == precision
-            and engine_frame_size(meta.contract_json) == frame_size
-            and incompatibility(meta, version, props.name, props.compute_capability) is None
-        ):
-            found.append((meta.created, path))
+        if meta.cache_key != wanted:
+            log.info("%s: built from another recipe or source than this bundle's today; rebuild it", path.name)
+            continue
+        found.append((meta.created, path))
     return max(found)[1] if found else None
 
 

@@ -3,12 +3,18 @@
 A TensorRT engine only loads in the exact TensorRT version that built it and is tuned for one GPU,
 so every engine ``X.engine`` gets a sidecar ``X.json`` saying what it was built with and for::
 
-    {"format": "rtdetr-edge-engine", "format_version": 1,
+    {"format": "rtdetr-edge-engine", "format_version": 2,
      "tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7",
+     "sm_count": 16, "memory_gib": 61,
      "precision": "fp16", "int8_mode": "none", "batch": [1, 1, 8], "dla_core": null,
      "onnx_sha256": "...", "engine_bytes": 41234567, "engine_sha256": "...",
      "rtdetr_edge.contract": "{...contract JSON...}", "build_options": {...},
-     "cache_key": "...", "created": "2025-01-01T00:00:00+00:00"}
+     "recipe": {...}, "cache_key": "...", "created": "2025-01-01T00:00:00+00:00"}
+
+``recipe`` is what :func:`rtdetr_edge.engine_recipe.recipe` decided (source ONNX, typing, flags,
+FP32 pins, TF32, DLA) and ``build_options`` the :class:`~rtdetr_edge.engine_recipe.EngineBuildOptions`
+it was given: every consumer that looks for an engine recomputes the recipe from them and takes
+the engine only when the cache keys agree.
 
 The contract travels under :data:`rtdetr_edge.contract.METADATA_KEY`, exactly as in the ONNX
 ``metadata_props``, so a bare ``.engine`` with its sidecar is self-describing.
@@ -30,11 +36,54 @@ from .contract import METADATA_KEY
 from .errors import EngineError, InputError
 
 SIDECAR_FORMAT = "rtdetr-edge-engine"
-SIDECAR_VERSION = 1
+# 2: the device identity (SM count, memory) and the recipe joined the sidecar; version 1 sidecars
+# (from before one recipe decided every engine) are refused with "rebuild"
+SIDECAR_VERSION = 2
 PRECISIONS = ("fp32", "fp16", "int8")
-# what an engine's INT8 came from: none (fp32/fp16), implicit (calibration cache or
-# ITensor.dynamic_range, TensorRT 8.6-10.x), qdq (explicit Q/DQ graph)
-INT8_KINDS = ("none", "implicit", "qdq")
+# what an engine's INT8 came from: none (fp32/fp16) or qdq (the explicit Q/DQ graph; the only
+# INT8 route on every supported TensorRT)
+INT8_KINDS = ("none", "qdq")
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """Which GPU an engine or a timing cache belongs to: name, compute capability, SMs, memory.
+
+    The name alone does not tell modules apart: every Jetson Orin module reports the CUDA device
+    name "Orin" (Orin Nano 4 GB: 4 SMs; Orin Nano/NX 8 GB: 8; AGX Orin 32 GB: 14; 64 GB: 16) and
+    all are compute capability 8.7. TensorRT tunes tactics for the SMs and memory it sees, so an
+    engine built on an AGX Orin is not one for an Orin Nano.
+
+    Attributes:
+        name: the CUDA device name.
+        compute_capability: ``"8.7"``.
+        sm_count: streaming multiprocessors (``multiProcessorCount``).
+        memory_gib: total device memory in GiB, rounded to whole GiB (``totalGlobalMem``; on a
+            Jetson the shared system memory, whose exact size moves a little with carve-outs).
+    """
+
+    name: str
+    compute_capability: str
+    sm_count: int
+    memory_gib: int
+
+    @classmethod
+    def of(cls, props: Any) -> DeviceIdentity:
+        """From :class:`rtdetr_edge.cuda.buffers.DeviceProperties` (or anything with its fields)."""
+        return cls(
+            str(props.name),
+            str(props.compute_capability),
+            int(props.sm_count),
+            round(int(props.total_memory) / 2**30),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name} (compute capability {self.compute_capability}, {self.sm_count} SMs, {self.memory_gib} GiB)"
+
+    def tag(self) -> str:
+        """8 hex digits naming this device in file names (timing caches)."""
+        text = f"{self.name}|{self.compute_capability}|{self.sm_count}|{self.memory_gib}"
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -155,56 +204,14 @@ def sm_tag(compute_capability: str) -> str:
     return "sm" + compute_capability.replace(".", "")
 
 
-def cache_key(
-    onnx_sha256: str,
-    precision: str,
-    trt_version: str,
-    gpu_name: str,
-    compute_capability: str,
-    batch: BatchProfile,
-    dla_core: int | None = None,
-    int8_mode: str = "none",
-    extra: dict[str, Any] | None = None,
-) -> str:
-    """Identity of an engine: same key, interchangeable engine (16 hex digits).
+def cache_key(identity: dict[str, Any]) -> str:
+    """16 hex digits naming an engine: same identity, interchangeable engine.
 
-    Args:
-        onnx_sha256: hash of the ONNX the engine is built from.
-        precision: fp32, fp16 or int8.
-        trt_version: the building TensorRT's ``__version__`` (engines only load in that version).
-        gpu_name, compute_capability: the GPU the engine is tuned for.
-        batch: the optimisation profile.
-        dla_core: DLA core (None = GPU).
-        int8_mode: none, implicit or qdq.
-        extra: other choices that change the engine's numbers (layers kept in FP32, INT8 ranges'
-            hash); build-speed knobs (workspace, optimisation level) are left out on purpose.
+    ``identity`` is what :meth:`rtdetr_edge.engine_recipe.EngineRecipe.identity` gives: the source
+    ONNX's hash, the precision, TensorRT version, device identity, profile and every decision that
+    changes the engine's numbers (build-speed knobs such as the workspace are left out on purpose).
     """
-    ident = {
-        "onnx": onnx_sha256,
-        "precision": precision,
-        "tensorrt": trt_version,
-        "gpu": gpu_name,
-        "cc": compute_capability,
-        "batch": list(batch.as_tuple()),
-        "dla": dla_core,
-        "int8": int8_mode,
-        "extra": extra or {},
-    }
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def engine_file_name(
-    precision: str,
-    batch: BatchProfile,
-    trt_version: str,
-    compute_capability: str,
-    key: str,
-    dla_core: int | None = None,
-) -> str:
-    """A readable, unique engine name: ``fp16_b1-1-8_trt10.3.0_sm87_<key>.engine``."""
-    dla = f"_dla{dla_core}" if dla_core is not None else ""
-    ver = ".".join(str(v) for v in version_tuple(trt_version))
-    return f"{precision}_b{batch.min}-{batch.opt}-{batch.max}{dla}_trt{ver}_{sm_tag(compute_capability)}_{key}.engine"
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
@@ -219,14 +226,16 @@ class EngineMetadata:
     Attributes:
         tensorrt_version: TensorRT ``__version__`` that built it.
         gpu_name, compute_capability: GPU it was built on (``"8.7"``).
+        sm_count, memory_gib: the rest of that GPU's :class:`DeviceIdentity`.
         precision: fp32, fp16 or int8.
-        int8_mode: none, implicit or qdq.
+        int8_mode: none or qdq.
         batch: optimisation profile.
         onnx_sha256: hash of the source ONNX.
         contract_json: the model contract JSON text (None for engines from foreign ONNX).
         engine_bytes, engine_sha256: size and hash of the engine file (truncation check).
         dla_core: DLA core the engine runs on (None = GPU).
-        build_options: options and decisions of the build (for reports).
+        build_options: the :class:`~rtdetr_edge.engine_recipe.EngineBuildOptions` of the build.
+        recipe: what the recipe decided (source, typing, flags, pins, TF32, DLA), for reports.
         cache_key: see :func:`cache_key`.
         created: ISO time.
     """
@@ -234,6 +243,8 @@ class EngineMetadata:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    sm_count: int
+    memory_gib: int
     precision: str
     int8_mode: str
     batch: BatchProfile
@@ -243,6 +254,7 @@ class EngineMetadata:
     engine_sha256: str = ""
     dla_core: int | None = None
     build_options: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
     cache_key: str = ""
     created: str = field(default_factory=now_iso)
 
@@ -252,6 +264,10 @@ class EngineMetadata:
         if self.int8_mode not in INT8_KINDS:
             raise EngineError(f"engine metadata: int8_mode {self.int8_mode!r} is not one of {', '.join(INT8_KINDS)}")
 
+    @property
+    def device(self) -> DeviceIdentity:
+        return DeviceIdentity(self.gpu_name, self.compute_capability, self.sm_count, self.memory_gib)
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "format": SIDECAR_FORMAT,
@@ -259,6 +275,8 @@ class EngineMetadata:
             "tensorrt_version": self.tensorrt_version,
             "gpu_name": self.gpu_name,
             "compute_capability": self.compute_capability,
+            "sm_count": self.sm_count,
+            "memory_gib": self.memory_gib,
             "precision": self.precision,
             "int8_mode": self.int8_mode,
             "batch": list(self.batch.as_tuple()),
@@ -267,6 +285,7 @@ class EngineMetadata:
             "engine_bytes": self.engine_bytes,
             "engine_sha256": self.engine_sha256,
             "build_options": self.build_options,
+            "recipe": self.recipe,
             "cache_key": self.cache_key,
             "created": self.created,
         }
@@ -280,8 +299,8 @@ class EngineMetadata:
             raise EngineError(f"{source}: not an rtdetr-edge engine sidecar")
         if d.get("format_version") != SIDECAR_VERSION:
             raise EngineError(
-                f"{source}: unknown engine sidecar version {d.get('format_version')!r}; this rtdetr-edge "
-                f"reads version {SIDECAR_VERSION}. Rebuild the engine or upgrade rtdetr-edge."
+                f"{source}: engine sidecar version {d.get('format_version')!r}; this rtdetr-edge reads version "
+                f"{SIDECAR_VERSION}. Rebuild the engine (rtdetr-engine BUNDLE --force) or upgrade rtdetr-edge."
             )
         try:
             contract = d.get(METADATA_KEY)
@@ -289,6 +308,8 @@ class EngineMetadata:
                 tensorrt_version=str(d["tensorrt_version"]),
                 gpu_name=str(d["gpu_name"]),
                 compute_capability=str(d["compute_capability"]),
+                sm_count=int(d["sm_count"]),
+                memory_gib=int(d["memory_gib"]),
                 precision=str(d["precision"]),
                 int8_mode=str(d.get("int8_mode", "none")),
                 batch=BatchProfile.coerce(d["batch"]),
@@ -298,6 +319,7 @@ class EngineMetadata:
                 engine_sha256=str(d.get("engine_sha256", "")),
                 dla_core=None if d.get("dla_core") is None else int(d["dla_core"]),
                 build_options=dict(d.get("build_options") or {}),
+                recipe=dict(d.get("recipe") or {}),
                 cache_key=str(d.get("cache_key", "")),
                 created=str(d.get("created", "")),
             )
@@ -325,27 +347,35 @@ def load_sidecar(engine_path: str | os.PathLike[str]) -> EngineMetadata | None:
     return EngineMetadata.load(side) if side.is_file() else None
 
 
-def incompatibility(meta: EngineMetadata, trt_version: str, gpu_name: str, compute_capability: str) -> str | None:
-    """Why an engine cannot run here (None = it can).
-
-    TensorRT refuses plans from another version (the whole version string, build number
-    included) and kernels are compiled per compute capability; another GPU model with the same
-    compute capability loads but runs tactics tuned for a different chip, so it is refused too.
-    """
+def tensorrt_mismatch(meta: EngineMetadata, trt_version: str) -> str | None:
+    """Why this TensorRT cannot load the engine (None = it can): checked before any GPU is asked."""
     if meta.tensorrt_version != trt_version:
         return (
             f"it was built with TensorRT {meta.tensorrt_version} and this machine runs TensorRT {trt_version} "
             "(an engine only loads in the TensorRT version that built it)"
         )
-    if meta.compute_capability != compute_capability:
+    return None
+
+
+def incompatibility(meta: EngineMetadata, trt_version: str, device: DeviceIdentity) -> str | None:
+    """Why an engine cannot run here (None = it can).
+
+    TensorRT refuses plans from another version (the whole version string, build number
+    included) and kernels are compiled per compute capability; another GPU of the same compute
+    capability (another name, SM count or memory size: every Jetson Orin module is an "Orin",
+    see :class:`DeviceIdentity`) loads but runs tactics tuned for a different chip, so it is
+    refused too.
+    """
+    why = tensorrt_mismatch(meta, trt_version)
+    if why:
+        return why
+    built = meta.device
+    if built.compute_capability != device.compute_capability:
+        return f"it was built for a {built} and this GPU is a {device}"
+    if built != device:
         return (
-            f"it was built for a {meta.gpu_name} (compute capability {meta.compute_capability}) and this GPU is "
-            f"a {gpu_name} (compute capability {compute_capability})"
-        )
-    if meta.gpu_name != gpu_name:
-        return (
-            f"it was built on a {meta.gpu_name} and this GPU is a {gpu_name} (same compute capability "
-            f"{compute_capability}, but TensorRT tunes kernels per GPU model)"
+            f"it was built on a {built} and this GPU is a {device} (same compute capability, but TensorRT "
+            "tunes kernels for the GPU's name, SMs and memory)"
         )
     return None
 
@@ -353,12 +383,14 @@ def incompatibility(meta: EngineMetadata, trt_version: str, gpu_name: str, compu
 def check_compatible(
     meta: EngineMetadata,
     trt_version: str,
-    gpu_name: str,
-    compute_capability: str,
+    device: DeviceIdentity | None,
     engine: str | os.PathLike[str] = "engine",
 ) -> None:
-    """Raise :class:`EngineError` if ``meta``'s engine cannot run with this TensorRT and GPU."""
-    why = incompatibility(meta, trt_version, gpu_name, compute_capability)
+    """Raise :class:`EngineError` if ``meta``'s engine cannot run with this TensorRT and GPU.
+
+    ``device`` None checks the TensorRT version only (before a GPU is asked).
+    """
+    why = tensorrt_mismatch(meta, trt_version) if device is None else incompatibility(meta, trt_version, device)
     if why:
         raise EngineError(
             f"{engine}: cannot use this engine here: {why}. Rebuild it on this machine from the "

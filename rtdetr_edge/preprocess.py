@@ -12,7 +12,7 @@ pick per direction (``benchmarks/preprocess_parity.py`` measures the choice agai
   source pixel and costs a fifth of ``INTER_AREA``.
 
 Bundles built with ``--frame-size`` avoid this approximation for camera frames of their size: their
-frame-input graphs resize with Pillow's own filter inside the graph (``rtdetr_edge.frames``).
+frame-input graphs resize with Pillow's own filter inside the graph (``rtdetr_edge.export.frames``).
 
 The resized uint8 image is the only intermediate; scaling and the HWC->CHW transpose write
 straight into the caller's buffer (which the TensorRT backend pins or maps for the GPU).

@@ -2,7 +2,7 @@
 
 These are what a running model needs (threads, providers, CUDA device, CUDA graphs, memory
 kind); how a TensorRT engine is *built* (batch profile, workspace, INT8 route) is
-:class:`rtdetr_edge.engine.options.EngineBuildOptions`, part of the engine's cache key.
+:class:`rtdetr_edge.engine_recipe.EngineBuildOptions`, part of the engine's cache key.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ import numpy as np
 from ..contract import METADATA_KEY
 from ..cuda import buffers
 from ..engine_format import (
+    DeviceIdentity,
     EngineMetadata,
     check_compatible,
     check_engine_file,
@@ -78,11 +79,11 @@ class TensorRTBackend(Backend):
         check_engine_file(self.path, self.meta, self.options.verify_hash)
         self.trt_version = tensorrt_version()
         if self.meta is not None:  # the TensorRT version first: checking it needs no GPU
-            check_compatible(self.meta, self.trt_version, self.meta.gpu_name, self.meta.compute_capability, self.path)
+            check_compatible(self.meta, self.trt_version, None, self.path)
         props = buffers.device_properties(self.device)
         self.gpu = props
         if self.meta is not None:
-            check_compatible(self.meta, self.trt_version, props.name, props.compute_capability, self.path)
+            check_compatible(self.meta, self.trt_version, DeviceIdentity.of(props), self.path)
         else:
             log.warning(
                 "%s has no sidecar (%s): TensorRT version and GPU cannot be checked and it carries no model contract",

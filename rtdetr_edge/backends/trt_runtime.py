@@ -1,7 +1,7 @@
 """TensorRT at run time: a deserialized engine, its execution contexts, and how each batch runs.
 
-One of the four modules that import ``tensorrt`` (with :mod:`.trt_logging`,
-:mod:`rtdetr_edge.engine.builder` and :mod:`rtdetr_edge.engine.calibrators`); it is imported
+One of the three modules that import ``tensorrt`` (with :mod:`.trt_logging` and
+:mod:`rtdetr_edge.engine.builder`); it is imported
 inside each function after :func:`~.trt_logging.load_tensorrt` has checked it, so this module
 imports anywhere and is type-checked against ``tensorrt-stubs``.
 

@@ -1,8 +1,9 @@
 """The one place Polygraphy is imported: lazily, quietly, with its errors turned into ours.
 
 Polygraphy logs every step to stdout through its global ``G_LOGGER``; a library call must not,
-so runs are wrapped in :func:`quiet` (Polygraphy's own messages come back with ``-vv``, i.e. when
-the ``rtdetr_edge`` logger is at DEBUG). ``G_LOGGER.critical`` raises ``PolygraphyException``;
+so runs are wrapped in :func:`quiet`, the engine builder's adapter
+(:mod:`rtdetr_edge.engine.polygraphy_log`) with Polygraphy's warnings at DEBUG too: its messages
+come back with ``-vv``. ``G_LOGGER.critical`` raises ``PolygraphyException``;
 :func:`polygraphy_errors` re-raises it as :class:`CheckError` so the CLI prints one line.
 """
 
@@ -15,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from .._optional import require
+from ..engine.polygraphy_log import polygraphy_log
 from ..errors import CheckError
 
 log = logging.getLogger("rtdetr_edge")
@@ -28,14 +30,9 @@ def polygraphy(module: str = "polygraphy") -> ModuleType:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Silence Polygraphy's logger unless ours is at DEBUG (``-vv``)."""
-    g_logger: Any = polygraphy("polygraphy.logger").G_LOGGER
-    if log.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    # above CRITICAL: even the message G_LOGGER.critical logs before raising is dropped (we
-    # re-raise it as one line, see polygraphy_errors)
-    with g_logger.verbosity(g_logger.CRITICAL + 10):
+    """Polygraphy's log into ours at DEBUG (``-vv``), never on stdout."""
+    polygraphy("polygraphy.logger")  # names the extra to install if Polygraphy is missing
+    with polygraphy_log(warnings=logging.DEBUG):
         yield
 
 

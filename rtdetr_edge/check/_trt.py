@@ -1,13 +1,12 @@
-"""The TensorRT candidate: Polygraphy's ``TrtRunner`` on an engine built our way (GPU only).
+"""The TensorRT candidate: Polygraphy's ``TrtRunner`` on the engine the recipe makes (GPU only).
 
-For a bundle precision the engine is built by :func:`rtdetr_edge.engine.cache.build_engine`, from
-the ONNX and with the flags ``engine_for_bundle`` would use for deployment (fp16: the fp32 graph +
-FP16 flag on TensorRT < 11, ``model.fp16.onnx`` on 11; int8: the Q/DQ graph, or the fp32 graph +
-``calib/ranges.json`` in implicit mode), with one difference: the two pre-top-k tensors are
-marked as extra outputs (Polygraphy's ``ModifyOutputs``), so they can be compared. Both feed
-ops TensorRT does not fuse across (TopK, GatherElements), so the engine is otherwise the deployed
-one. A ready ``.engine`` file runs as it is: only its top-k outputs exist, so only ``scores``
-(order-free) is compared element-wise, besides the detection-level agreement.
+A bundle precision's engine is built as :func:`rtdetr_edge.engine_recipe.recipe` says for the running
+TensorRT, exactly as ``rtdetr-engine`` deploys it (same source graph, typing, flags, FP32 pins, TF32),
+with one difference: the two pre-top-k tensors are marked as extra outputs (Polygraphy's
+``ModifyOutputs``) on a copy of the source graph, so they can be compared. Both feed ops TensorRT
+does not fuse across (TopK, GatherElements), so the engine is otherwise the deployed one. A ready
+``.engine`` file runs as it is: only its top-k outputs exist, so only ``scores`` (order-free) is
+compared element-wise, besides the detection-level agreement.
 
 Untested in CI (no TensorRT there); its test is marked ``gpu``.
 """
@@ -25,26 +24,22 @@ from ._polygraphy import polygraphy, polygraphy_errors, quiet
 from .models import ModelSpec, check_tensors
 
 if TYPE_CHECKING:
-    from ..engine.options import EngineBuildOptions
+    from ..engine_recipe import EngineBuildOptions, EngineRecipe
 
 log = logging.getLogger("rtdetr_edge")
 
 
-def _source_onnx(
-    model: ModelSpec, bundle: Bundle, major: int, options: EngineBuildOptions
-) -> tuple[Path, str | None, EngineBuildOptions]:
-    """(ONNX, implicit INT8 ranges or None, options) the deployed engine of ``model`` is built from."""
+def deployed_recipe(
+    model: ModelSpec, bundle: Bundle, options: EngineBuildOptions, tensorrt_version: str
+) -> EngineRecipe:
+    """The recipe ``rtdetr-engine`` follows for ``model`` (a bundle precision, or a lone ONNX)."""
     from ..engine import cache
 
-    if not model.from_bundle:
-        return model.path, None, options
-    if model.label == "int8":
-        # the same choice engine_for_bundle makes (the FP16-typed Q/DQ on 10.x+, the FP32-typed one on 8.x)
-        onnx, _, ranges, mode = cache.int8_source(bundle, major, options.int8_mode)
-        return onnx, ranges, dataclasses.replace(options, int8_mode=mode)
-    if model.label == "fp16" and major >= 11:
-        return bundle.onnx_path("fp16"), None, options
-    return bundle.onnx_path("fp32"), None, options
+    if model.from_bundle:
+        r = cache.bundle_recipe(bundle, model.precision, options, tensorrt_version)
+        cache.checked_source(bundle, r)
+        return r
+    return cache.onnx_recipe(model.path, model.precision, options, tensorrt_version, bundle.contract)
 
 
 def trt_runner(
@@ -60,10 +55,10 @@ def trt_runner(
         return runner, {}, f"{model.path.name} runs as built: only its top-k outputs can be compared"
     from ..backends.trt_logging import tensorrt_version
     from ..engine import cache
-    from ..engine_format import version_tuple
 
     version = tensorrt_version()
-    onnx_path, ranges, options = _source_onnx(model, bundle, version_tuple(version)[0], engine_options)
+    r = deployed_recipe(model, bundle, engine_options, version)
+    onnx_path = r.source.path
     tensors = check_tensors(onnx_path)
     outputs = list(dict.fromkeys(list(tensors.values()) + list(read_onnx_facts(onnx_path).outputs)))
     onnx_loaders = polygraphy("polygraphy.backend.onnx")
@@ -72,13 +67,16 @@ def trt_runner(
         onnx_loaders.SaveOnnx(
             onnx_loaders.ModifyOutputs(onnx_loaders.OnnxFromPath(str(onnx_path)), outputs=outputs), path=str(marked)
         )()
+    source = dataclasses.replace(r.source, file=str(marked), path=marked, sha256="")
     log.info("check: building a TensorRT %s engine from %s (TensorRT %s)", model.precision, onnx_path.name, version)
-    engine = cache.build_engine(
-        marked, workdir / f"{model.label}.engine", model.precision, options, ranges=ranges, contract=bundle.contract
+    engine = cache.build_from_recipe(
+        dataclasses.replace(r, source=source),
+        workdir / f"{model.label}.engine",
+        contract_json=bundle.contract.to_json(),
     )
     runner = trt_backend.TrtRunner(trt_backend.EngineFromBytes(common.BytesFromPath(str(engine))), name=model.name)
     note = (
-        f"TensorRT {version} {model.precision} engine built from {onnx_path.name} as for deployment, with "
-        f"{', '.join(tensors)} marked as outputs"
+        f"TensorRT {version} {model.precision} engine built as the recipe deploys it ({'; '.join(r.notes)}) from "
+        f"{onnx_path.name}, with {', '.join(tensors)} marked as outputs"
     )
     return runner, {v: k for k, v in tensors.items()}, note

@@ -17,7 +17,7 @@ import numpy as np
 from .. import __version__
 from ..bundle import Bundle
 from ..contract import ModelContract
-from ..engine.options import EngineBuildOptions
+from ..engine_recipe import EngineBuildOptions
 from ..errors import InputError, RtdetrEdgeError
 from ..onnx_facts import read_onnx_facts
 from ._polygraphy import polygraphy

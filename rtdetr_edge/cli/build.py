@@ -14,8 +14,8 @@ from typing import get_args
 from .. import atomic
 from ..build import PRECISION_CHOICES, BuildOptions, Int8Options, add_precisions, build_bundle, check_out, is_bundle
 from ..calib import Algorithm, CalibrationOptions, Scope
+from ..export.frames import parse_frame_size
 from ..export.options import OPSETS, ExportOptions
-from ..frames import parse_frame_size
 from ._common import add_verbosity, run, setup_logging
 
 log = logging.getLogger("rtdetr_edge")

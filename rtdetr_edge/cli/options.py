@@ -16,7 +16,7 @@ from ..errors import InputError
 
 if TYPE_CHECKING:
     from ..detector import Detector
-    from ..engine.options import EngineBuildOptions
+    from ..engine_recipe import EngineBuildOptions
 
 
 def _batch_arg(text: str) -> BatchProfile:
@@ -34,7 +34,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--b
         batch_flag: name of the profile flag; rtdetr-detect/bench already use ``--batch`` for
             images per call and pass ``"--engine-batch"`` (the value lands in ``args.engine_batch``).
     """
-    from ..engine.options import DEFAULT_BATCH, DEFAULT_FP32_LAYERS, INT8_MODES, EngineBuildOptions
+    from ..engine_recipe import DEFAULT_BATCH, DEFAULT_FP32_LAYERS
 
     g = parser.add_argument_group("TensorRT engine build", "how engines are built on the device")
     g.add_argument(
@@ -73,32 +73,20 @@ def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--b
         type=int,
         default=None,
         metavar="N",
-        help="build for DLA core N with GPU fallback (Jetson; fp16/int8 only)",
-    )
-    g.add_argument(
-        "--int8-mode",
-        default=EngineBuildOptions.int8_mode,
-        choices=INT8_MODES,
-        help="INT8 route: auto (default), implicit (calibration cache, TensorRT 8.6-10.x), "
-        "qdq (explicit Q/DQ ONNX, required on TensorRT 11)",
-    )
-    g.add_argument(
-        "--int8-dynamic-range",
-        action="store_true",
-        help="implicit INT8: set ITensor.dynamic_range from calib/ranges.json instead of a cache",
+        help="build for DLA core N with GPU fallback (Jetson Orin; fp16/int8; TensorRT 8.6, 10.0-10.7, >= 11.4.1)",
     )
     g.add_argument(
         "--fp32-layers",
         default=None,
         metavar="LIST",
-        help="comma list of ONNX op types or node-name globs kept in FP32 with fp16/int8 "
-        f"(default {','.join(DEFAULT_FP32_LAYERS)}; 'none' for none)",
+        help="comma list of ONNX op types or node-name globs pinned to FP32 where fp16/int8 come from "
+        f"builder flags (TensorRT 8.6, DLA) (default {','.join(DEFAULT_FP32_LAYERS)}; 'none' for none)",
     )
 
 
 def engine_build_options(args: argparse.Namespace) -> EngineBuildOptions:
     """:class:`EngineBuildOptions` from :func:`add_engine_arguments`' flags."""
-    from ..engine.options import DEFAULT_FP32_LAYERS, EngineBuildOptions
+    from ..engine_recipe import DEFAULT_FP32_LAYERS, EngineBuildOptions
 
     fp32: tuple[str, ...] = DEFAULT_FP32_LAYERS
     if args.fp32_layers is not None:
@@ -111,8 +99,6 @@ def engine_build_options(args: argparse.Namespace) -> EngineBuildOptions:
         timing_cache=args.timing_cache,
         builder_optimization_level=args.builder_optimization_level,
         dla_core=args.dla_core,
-        int8_mode=args.int8_mode,
-        int8_dynamic_range=args.int8_dynamic_range,
         fp32_layers=fp32,
     )
 

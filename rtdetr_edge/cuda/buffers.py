@@ -60,6 +60,7 @@ class DeviceProperties:
     integrated: bool
     can_map_host_memory: bool
     total_memory: int = 0
+    sm_count: int = 0  # multiProcessorCount: tells Jetson Orin modules apart (all are "Orin", sm 8.7)
 
     @property
     def compute_capability(self) -> str:
@@ -230,6 +231,7 @@ class _CudaPython(_Driver):
             bool(p.integrated),
             bool(p.canMapHostMemory),
             int(p.totalGlobalMem),
+            int(p.multiProcessorCount),
         )
 
     def set_device(self, index: int) -> None:
@@ -402,6 +404,7 @@ class _PyCuda(_Driver):
             bool(d.get_attribute(attr.INTEGRATED)),
             bool(d.get_attribute(attr.CAN_MAP_HOST_MEMORY)),
             int(d.total_memory()),
+            int(d.get_attribute(attr.MULTIPROCESSOR_COUNT)),
         )
 
     def set_device(self, index: int) -> None:

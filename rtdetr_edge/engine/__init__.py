@@ -1,8 +1,10 @@
-"""TensorRT engines: options, build plan, builder, sidecar metadata and the per-bundle cache.
+"""TensorRT engines: the builder, the per-bundle cache, and the log adapter for NVIDIA's Polygraphy.
 
-Nothing here imports TensorRT (or onnx) at import time. Four modules call TensorRT, each
-importing it on first use: :mod:`.builder` and :mod:`.calibrators` here, and
-:mod:`rtdetr_edge.backends.trt_runtime` and :mod:`rtdetr_edge.backends.trt_logging` below. Public entry points::
+What each engine is built from and how is one pure decision, :func:`rtdetr_edge.engine_recipe.recipe`
+(in the core layer, so that the runtime's engine lookup follows it too). Nothing here imports
+TensorRT (or onnx) at import time: :mod:`.builder` imports it on first use, as
+:mod:`rtdetr_edge.backends.trt_runtime` and :mod:`rtdetr_edge.backends.trt_logging` below do.
+Public entry points::
 
     from rtdetr_edge.engine import BundleEngines, EngineBuildOptions, build_engine, engine_for_bundle
 """
@@ -10,7 +12,16 @@ importing it on first use: :mod:`.builder` and :mod:`.calibrators` here, and
 from __future__ import annotations
 
 from ..engine_format import BatchProfile, EngineMetadata
+from ..engine_recipe import EngineBuildOptions, EngineRecipe, recipe
 from .cache import BundleEngines, build_engine, engine_for_bundle
-from .options import EngineBuildOptions
 
-__all__ = ["BatchProfile", "BundleEngines", "EngineBuildOptions", "EngineMetadata", "build_engine", "engine_for_bundle"]
+__all__ = [
+    "BatchProfile",
+    "BundleEngines",
+    "EngineBuildOptions",
+    "EngineMetadata",
+    "EngineRecipe",
+    "build_engine",
+    "engine_for_bundle",
+    "recipe",
+]

@@ -1,6 +1,6 @@
-"""Build a serialized TensorRT engine from an ONNX file with NVIDIA's Polygraphy, following a :class:`BuildPlan`.
+"""Build a serialized TensorRT engine with NVIDIA's Polygraphy, following an :class:`~rtdetr_edge.engine_recipe.EngineRecipe`.
 
-One of the four modules that import ``tensorrt`` (inside functions, after
+One of the three modules that import ``tensorrt`` (inside functions, after
 :func:`~rtdetr_edge.backends.trt_logging.load_tensorrt` has checked it). Polygraphy
 (``polygraphy.backend.trt``, NVIDIA's tested wrappers of the TensorRT builder API for 8.x-11.x)
 does the TensorRT calls:
@@ -8,27 +8,25 @@ does the TensorRT calls:
 * ``NetworkFromOnnxPath``: builder, network (explicit batch on 8.x, ``strongly_typed``), ONNX
   parser with external weights found by path;
 * ``CreateConfig``: the optimisation profile, FP16/INT8/TF32 flags, precision constraints,
-  memory pool limits, timing cache loading, builder optimisation level, the INT8 calibrator and
-  its calibration profile, DLA with GPU fallback;
-* ``EngineBytesFromNetwork``: ``build_serialized_network`` and saving (merging) the timing cache;
-* ``Calibrator`` (see :mod:`.calibrators`).
+  memory pool limits, timing cache loading, builder optimisation level, DLA with GPU fallback
+  (weakly typed: Polygraphy's ``use_dla``);
+* ``EngineBytesFromNetwork``: ``build_serialized_network`` and saving (merging) the timing cache.
 
-What stays here, because Polygraphy lacks it: which layers belong to the ONNX nodes kept in FP32
-(:func:`owning_node`), ``ITensor`` dynamic ranges, the DLA core (Polygraphy always sets core 0),
-a calibration profile at the calibration batch, a check that TensorRT accepted the optimisation
-profile, parser errors worded per node, and our error messages (TensorRT's and Polygraphy's
-error lines are collected for the call that produced them).
+What stays here, because Polygraphy lacks it: which layers belong to the ONNX nodes pinned to FP32
+(:func:`owning_node`), the DLA core (Polygraphy always sets core 0), DLA on a strongly typed
+network (device type, core and GPU fallback without Polygraphy's precision-constraint flag, which
+such a network refuses), a check that TensorRT accepted the optimisation profile, parser errors
+worded per node, and our error messages (TensorRT's and Polygraphy's error lines are collected
+for the call that produced them).
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import logging
 import os
 import re
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,18 +34,14 @@ from typing import TYPE_CHECKING, Any
 from .._optional import require
 from ..backends.trt_logging import LogCapture, capture, load_tensorrt, logger
 from ..engine_format import BatchProfile
-from ..errors import CalibrationError, EngineError
-from .options import BuildPlan, EngineBuildOptions
+from ..engine_recipe import BUILDER_FLAGS, EngineRecipe
+from ..errors import EngineError
+from .polygraphy_log import PolygraphyLines, polygraphy_log
 
 if TYPE_CHECKING:
     import tensorrt
 
-    from .calibrators import DeviceCalibrator
-
 log = logging.getLogger("rtdetr_edge")
-
-# Polygraphy's logger is process-wide; one build at a time switches it to Python logging
-_POLYGRAPHY_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -163,60 +157,42 @@ def _pin_fp32(network: tensorrt.INetworkDefinition, hints: NetworkHints, pattern
     return pinned
 
 
-def _set_dynamic_ranges(network: tensorrt.INetworkDefinition, ranges: dict[str, float]) -> int:
-    """``ITensor.set_dynamic_range(-amax, amax)`` for every tensor with a range (8.6-10.x)."""
-    tensors = [network.get_input(i) for i in range(network.num_inputs)]
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        tensors += [layer.get_output(j) for j in range(layer.num_outputs)]
-    done = 0
-    for t in tensors:
-        amax = ranges.get(t.name)
-        if amax is not None and t.set_dynamic_range(-float(amax), float(amax)):
-            done += 1
-    return done
-
-
 @dataclass(frozen=True)
 class ConfigChoice:
-    """What :func:`config_choice` gives Polygraphy's loaders for one plan (CPU-testable)."""
+    """What :func:`config_choice` gives Polygraphy's loaders for one recipe (CPU-testable)."""
 
-    strongly_typed: bool
+    strongly_typed: bool  # the network flag (TensorRT 10; 11 is strongly typed whatever is asked)
     fp16: bool
     int8: bool
     tf32: bool
     precision_constraints: str | None  # "prefer" or None
-    use_dla: bool
+    use_dla: bool  # Polygraphy's use_dla (weakly typed DLA)
+    direct_dla: bool  # device type, DLA core and GPU fallback set by us (strongly typed DLA)
     gpu_fallback: bool
     dla_core: int | None
     workspace_bytes: int | None
     optimization_level: int | None
-    timing_cache: str | None
 
 
-def config_choice(plan: BuildPlan, options: EngineBuildOptions) -> ConfigChoice:
-    """The plan's flag names as Polygraphy's ``NetworkFromOnnxPath``/``CreateConfig`` arguments."""
-    known = {"FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS", "GPU_FALLBACK"}
-    unknown = sorted(set(plan.builder_flags) - known) + sorted(set(plan.clear_flags) - {"TF32"})
-    unknown += sorted(set(plan.network_flags) - {"EXPLICIT_BATCH", "STRONGLY_TYPED"})
+def config_choice(r: EngineRecipe) -> ConfigChoice:
+    """The recipe's decisions as Polygraphy's ``NetworkFromOnnxPath``/``CreateConfig`` arguments."""
+    unknown = sorted(set(r.builder_flags) - set(BUILDER_FLAGS))
     if unknown:
-        raise EngineError(f"internal: the build plan names flags the builder does not map: {', '.join(unknown)}")
-    flags = set(plan.builder_flags)
-    strong = "STRONGLY_TYPED" in plan.network_flags or plan.strongly_typed
+        raise EngineError(f"internal: the recipe names flags the builder does not map: {', '.join(unknown)}")
+    flags = set(r.builder_flags)
+    options = r.options
     return ConfigChoice(
-        strongly_typed="STRONGLY_TYPED" in plan.network_flags,
+        strongly_typed=r.strongly_typed and r.line == "10",
         fp16="FP16" in flags,
         int8="INT8" in flags,
-        # weakly typed FP16/INT8 keep TensorRT's default (TF32 on); fp32 turns it off to match ONNX
-        # Runtime, and strongly typed graphs compute their FP32-typed layers in FP32 as planned
-        tf32="TF32" not in plan.clear_flags and not strong,
+        tf32=r.tf32,
         precision_constraints="prefer" if "PREFER_PRECISION_CONSTRAINTS" in flags else None,
-        use_dla=options.dla_core is not None,
+        use_dla=r.dla_route == "polygraphy",
+        direct_dla=r.dla_route == "direct",
         gpu_fallback="GPU_FALLBACK" in flags,
-        dla_core=options.dla_core,
+        dla_core=r.dla_core,
         workspace_bytes=None if options.workspace_mib is None else int(options.workspace_mib) << 20,
         optimization_level=options.builder_optimization_level,
-        timing_cache=options.timing_cache,
     )
 
 
@@ -233,96 +209,28 @@ def batch_shapes(
     return out
 
 
-class _PolygraphyLines(logging.Handler):
-    """Polygraphy's log records -> the rtdetr_edge logger; its error lines are kept for messages."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.errors: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if record.levelno >= logging.ERROR:
-            self.errors.append(text)
-            log.debug("Polygraphy: %s", text)
-        elif record.levelno >= logging.WARNING:
-            log.warning("Polygraphy: %s", text)
-        else:
-            log.debug("Polygraphy: %s", text)
-
-
-@contextlib.contextmanager
-def _polygraphy_logging() -> Iterator[_PolygraphyLines]:
-    """Route Polygraphy's logger to Python logging (not stdout) for one build, and collect its errors."""
-    from polygraphy.logger import G_LOGGER
-
-    handler = _PolygraphyLines()
-    with _POLYGRAPHY_LOCK:
-        saved = (G_LOGGER.use_python_logging_system, G_LOGGER.colors, G_LOGGER.letter)
-        G_LOGGER.use_python_logging_system = True
-        G_LOGGER.colors = G_LOGGER.letter = False
-        pylog = logging.getLogger("Polygraphy")
-        level, propagate = pylog.level, pylog.propagate
-        pylog.setLevel(logging.INFO)
-        pylog.propagate = False
-        pylog.addHandler(handler)
-        try:
-            yield handler
-        finally:
-            pylog.removeHandler(handler)
-            pylog.setLevel(level)
-            pylog.propagate = propagate
-            G_LOGGER.use_python_logging_system, G_LOGGER.colors, G_LOGGER.letter = saved
-
-
-def build_serialized_engine(
-    onnx_path: str | os.PathLike[str],
-    plan: BuildPlan,
-    options: EngineBuildOptions,
-    profile: BatchProfile,
-    hints: NetworkHints,
-    ranges: dict[str, float] | None = None,
-    calibrator: DeviceCalibrator | None = None,
-) -> bytes:
-    """Parse ``onnx_path`` and build a serialized engine following ``plan``.
+def build_serialized_engine(r: EngineRecipe, hints: NetworkHints, timing_cache: str | None = None) -> bytes:
+    """Parse the recipe's source ONNX and build a serialized engine as the recipe says.
 
     Args:
-        onnx_path: the ONNX to parse (external data next to it is found by path).
-        plan: from :func:`~rtdetr_edge.engine.options.plan_build` for this TensorRT.
-        options: workspace, timing cache, optimisation level, DLA, FP32 layers.
-        profile: batch profile, already clamped to what the ONNX accepts.
+        r: from :func:`~rtdetr_edge.engine_recipe.recipe` for the running TensorRT.
         hints: the ONNX's inputs, node names/ops (error messages, FP32 pinning).
-        ranges: INT8 amax per tensor, for implicit INT8 (cache or dynamic range).
-        calibrator: from :func:`~rtdetr_edge.engine.calibrators.make_calibrator` (implicit INT8 on user data).
+        timing_cache: the timing-cache file to load (if it exists) and save (None: none).
 
     Raises:
         EngineError: parser errors (with node names), unsupported options, or a failed build
             with TensorRT's own error lines and a hint (workspace, DLA).
-        CalibrationError: the calibration data failed (bad batch, shape change).
     """
     load_tensorrt("building TensorRT engines")
     require("polygraphy", "building TensorRT engines")
     import tensorrt as trt
 
-    with capture() as cap, _polygraphy_logging() as poly:
-        try:
-            return _build(trt, onnx_path, plan, options, profile, hints, ranges, calibrator, cap, poly)
-        finally:
-            if calibrator is not None:
-                calibrator.close()
+    with capture() as cap, polygraphy_log() as poly:
+        return _build(trt, r, hints, timing_cache, cap, poly)
 
 
 def _build(
-    trt: Any,
-    onnx_path: str | os.PathLike[str],
-    plan: BuildPlan,
-    options: EngineBuildOptions,
-    profile: BatchProfile,
-    hints: NetworkHints,
-    ranges: dict[str, float] | None,
-    calibrator: DeviceCalibrator | None,
-    cap: LogCapture,
-    poly: _PolygraphyLines,
+    trt: Any, r: EngineRecipe, hints: NetworkHints, timing_cache: str | None, cap: LogCapture, poly: PolygraphyLines
 ) -> bytes:
     from polygraphy.backend.trt import (
         CreateConfig,
@@ -335,48 +243,32 @@ def _build(
     from polygraphy.backend.trt import util as polygraphy_trt_util
     from polygraphy.exception import PolygraphyException
 
-    from .calibrators import cache_only_calibrator, native_cache_text
-
     version = str(trt.__version__)
+    if version != r.tensorrt_version:
+        raise EngineError(f"internal: a recipe for TensorRT {r.tensorrt_version} given to TensorRT {version}")
+    onnx_path = r.source.path
     if not hints.inputs:
         raise EngineError(f"internal: no input shapes for {onnx_path} (read them with inspect_onnx)")
-    choice = config_choice(plan, options)
-    dynamic = batch_shapes(hints.inputs, profile)
+    choice = config_choice(r)
+    dynamic = batch_shapes(hints.inputs, r.profile)
     # one process-wide TensorRT logger: Polygraphy's loaders use ours (TensorRT keeps the first one)
     if hasattr(polygraphy_trt_util, "TRT_LOGGER"):
         polygraphy_trt_util.TRT_LOGGER = logger()
     counts: dict[str, int] = {}
 
     network: Callable[[], Any] = NetworkFromOnnxPath(os.fspath(onnx_path), strongly_typed=choice.strongly_typed)
-    if plan.layer_constraints:
+    if r.fp32_pins:
 
         def pin(network: tensorrt.INetworkDefinition) -> None:
-            counts["fp32"] = _pin_fp32(network, hints, options.fp32_layers)
+            counts["fp32"] = _pin_fp32(network, hints, r.fp32_pins)
 
         network = PostprocessNetwork(network, pin, "keep layers in FP32")
-    if plan.int8_source == "dynamic_range":
 
-        def set_ranges(network: tensorrt.INetworkDefinition) -> None:
-            counts["ranges"] = _set_dynamic_ranges(network, ranges or {})
-
-        network = PostprocessNetwork(network, set_ranges, "INT8 dynamic ranges")
-
-    trt_calibrator = None
-    calib_shapes: dict[str, tuple[int, ...]] = {}
-    if plan.int8_source == "calibrator":
-        if calibrator is not None:
-            trt_calibrator, calib_shapes = calibrator.calibrator, calibrator.shapes
-        else:
-            trt_calibrator = cache_only_calibrator(native_cache_text(ranges or {}, version))
-
-    missing = sorted(set(dynamic) - set(calib_shapes)) if calib_shapes else []
-    if missing:
-        raise CalibrationError(f"the calibration batches have no {', '.join(missing)} (the network's inputs)")
     shapes = Profile()
     for name, (lo, mid, hi) in dynamic.items():
         shapes.add(name, lo, mid, hi)
     memory = None if choice.workspace_bytes is None else {trt.MemoryPoolType.WORKSPACE: choice.workspace_bytes}
-    timing = choice.timing_cache if choice.timing_cache and Path(choice.timing_cache).is_file() else None
+    timing = timing_cache if timing_cache and Path(timing_cache).is_file() else None
     config = CreateConfig(
         tf32=choice.tf32,
         fp16=choice.fp16,
@@ -386,9 +278,8 @@ def _build(
         memory_pool_limits=memory,
         load_timing_cache=timing,
         builder_optimization_level=choice.optimization_level,
-        calibrator=trt_calibrator,
         use_dla=choice.use_dla,
-        allow_gpu_fallback=choice.gpu_fallback,
+        allow_gpu_fallback=choice.gpu_fallback and choice.use_dla,
     )
 
     def finish_config(builder: tensorrt.Builder, network: tensorrt.INetworkDefinition, cfg: Any) -> None:
@@ -396,81 +287,63 @@ def _build(
         # does not look, and the build would fail later without saying why
         if cfg.num_optimization_profiles != 1:
             raise EngineError(
-                f"TensorRT rejected the optimisation profile {profile} for {sorted(dynamic) or 'the inputs'}: "
+                f"TensorRT rejected the optimisation profile {r.profile} for {sorted(dynamic) or 'the inputs'}: "
                 f"{cap.summary()}"
             )
         if choice.dla_core is not None:
             if builder.num_DLA_cores <= choice.dla_core:
                 raise EngineError(f"--dla-core {choice.dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
+            if choice.direct_dla:
+                # strongly typed (TensorRT >= 11.4.1): no precision flag exists or is allowed; the
+                # device type, core and GPU fallback are all DLA needs ("Strongly Typed Networks
+                # for DLA", TensorRT 11.4.1 documentation)
+                cfg.default_device_type = trt.DeviceType.DLA
+                if choice.gpu_fallback:
+                    cfg.set_flag(trt.BuilderFlag.GPU_FALLBACK)
             cfg.DLA_core = int(choice.dla_core)  # Polygraphy always picks core 0
-            if not profile.static:
+            if not r.profile.static:
                 log.warning(
                     "DLA needs static shapes: layers see a dynamic batch %s and fall back to the GPU; use --batch N",
-                    profile,
+                    r.profile,
                 )
-        if calib_shapes and dynamic:
-            # calibration runs at the calibration profile's OPT shape: the calibration batch
-            calib = Profile()
-            for name, shape in calib_shapes.items():
-                calib.add(name, shape, shape, shape)
-            cfg.set_calibration_profile(calib.to_trt(builder, network))
 
-    if choice.timing_cache:  # Polygraphy locks the cache with a sibling .lock file: the folder must exist
+    if timing_cache:  # Polygraphy locks the cache with a sibling .lock file: the folder must exist
         try:
-            Path(choice.timing_cache).parent.mkdir(parents=True, exist_ok=True)
+            Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise EngineError(f"--timing-cache {choice.timing_cache}: cannot create its folder ({exc})") from exc
-    build = EngineBytesFromNetwork(
-        network, PostprocessConfig(config, finish_config), save_timing_cache=choice.timing_cache
-    )
-    log.info(
-        "building %s engine (TensorRT %s, batch %s) from %s ...", plan.precision, version, profile, Path(onnx_path).name
-    )
+            raise EngineError(f"--timing-cache {timing_cache}: cannot create its folder ({exc})") from exc
+    build = EngineBytesFromNetwork(network, PostprocessConfig(config, finish_config), save_timing_cache=timing_cache)
+    log.info("building %s engine (TensorRT %s, batch %s) from %s ...", r.precision, version, r.profile, onnx_path.name)
     try:
         serialized = build()
     except OSError as exc:  # the timing cache's lock or file (read-only bundle, full disk)
         raise EngineError(
-            f"building from {Path(onnx_path).name}: {exc}; pass --timing-cache PATH in a writable folder"
+            f"building from {onnx_path.name}: {exc}; pass --timing-cache PATH in a writable folder"
         ) from exc
     except PolygraphyException as exc:
         issues = parser_issues(poly.errors, hints.node_names, hints.node_ops)
         if issues:
             raise EngineError(format_parser_errors(onnx_path, issues)) from None
-        _raise_calibration_error(calibrator)
-        raise EngineError(_build_failure(plan, options, onnx_path, cap, poly, str(exc))) from None
-    _raise_calibration_error(calibrator)
+        raise EngineError(_build_failure(r, timing_cache, cap, poly, str(exc))) from None
     if "fp32" in counts:
-        log.info("precision: %d layer(s) kept in FP32 (%s)", counts["fp32"], ",".join(options.fp32_layers))
-    if "ranges" in counts:
-        log.info("INT8: dynamic ranges set on %d tensor(s)", counts["ranges"])
+        log.info("precision: %d layer(s) pinned to FP32 (%s)", counts["fp32"], ",".join(r.fp32_pins))
     return bytes(serialized)
 
 
-def _raise_calibration_error(calibrator: DeviceCalibrator | None) -> None:
-    error = calibrator.error if calibrator is not None else None
-    if error is not None:
-        raise error if isinstance(error, CalibrationError) else CalibrationError(f"calibration failed: {error}")
-
-
 def _build_failure(
-    plan: BuildPlan,
-    options: EngineBuildOptions,
-    onnx_path: str | os.PathLike[str],
-    cap: LogCapture,
-    poly: _PolygraphyLines,
-    polygraphy_error: str,
+    r: EngineRecipe, timing_cache: str | None, cap: LogCapture, poly: PolygraphyLines, polygraphy_error: str
 ) -> str:
     text = cap.summary() if cap.errors else "; ".join(poly.errors[-6:]) or polygraphy_error.strip()
     hint = []
-    if options.workspace_mib is not None or "workspace" in text.lower() or "memory" in text.lower():
+    workspace = r.options.workspace_mib
+    if workspace is not None or "workspace" in text.lower() or "memory" in text.lower():
         hint.append(
-            f"the workspace limit ({options.workspace_mib or 'default'} MiB) may be too small: raise "
-            "--workspace or leave it unset"
+            f"the workspace limit ({workspace or 'default'} MiB) may be too small: raise --workspace or leave it unset"
         )
-    if options.dla_core is not None:
+    if r.dla_core is not None:
         hint.append("try without --dla-core")
-    if options.timing_cache and "timing" in text.lower():
-        hint.append(f"delete the timing cache {options.timing_cache}")
-    return f"TensorRT could not build the {plan.precision} engine from {onnx_path}: {text}" + (
+    if timing_cache and "timing" in text.lower():
+        hint.append(f"delete the timing cache {timing_cache}")
+    return f"TensorRT could not build the {r.precision} engine from {r.source.path}: {text}" + (
         f". Hint: {'; '.join(hint)}" if hint else ""
     )

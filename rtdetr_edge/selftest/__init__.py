@@ -165,6 +165,7 @@ def _environment(device: int) -> tuple[dict[str, Any], str | None, buffers.CudaS
             "integrated": gpu.integrated,
             "can_map_host_memory": gpu.can_map_host_memory,
             "memory_gib": round(gpu.total_memory / 2**30, 1),
+            "sm_count": gpu.sm_count,
         },
     }
     return env, trt_version, cuda, gpu
@@ -205,7 +206,9 @@ def _versions(session: Session) -> dict[str, Any]:
         "cuda_driver": session.cuda.versions.get("driver"),
         "cuda_runtime": session.cuda.versions.get("runtime"),
         "cuda_bindings": session.cuda.versions.get("bindings"),
-        "gpu": None if session.gpu is None else f"{session.gpu.name} (sm {session.gpu.compute_capability})",
+        "gpu": None
+        if session.gpu is None
+        else f"{session.gpu.name} (sm {session.gpu.compute_capability}, {session.gpu.sm_count} SMs)",
     }
 
 

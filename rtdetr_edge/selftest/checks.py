@@ -27,8 +27,9 @@ from .compare import OUTPUTS, agreement
 Needs = Literal["cpu", "cuda", "tensorrt"]
 ENGINE_BATCH = BatchProfile(1, 2, 4)  # the 4 reference images, and batch switches 1 <-> 2
 GRAPH_BATCHES = (1, 2, 1, 2)
-# TensorRT versions the CPU checks plan for when none is installed: JetPack 6.0, 6.1/6.2, and 11
-PLANNED_VERSIONS = ("8.6.2", "10.3.0", "11.0.0")
+# TensorRT versions the CPU checks take the recipe for when none is installed: JetPack 6.0, 6.1/6.2,
+# 7.2, and 11.4.1 (JetPack >= 7.2.2)
+PLANNED_VERSIONS = ("8.6.2", "10.3.0", "10.16.1", "11.4.1")
 
 
 class Skipped(Exception):
@@ -144,11 +145,6 @@ def _engine_check(key: str, precision: str, **options: Any) -> Callable[[Session
     return check
 
 
-def _implicit(session: Session) -> None:
-    if session.major >= 11:
-        raise Skipped(f"TensorRT {session.trt_version} removed implicit INT8 (calibrators, dynamic ranges)")
-
-
 # --- CPU checks --------------------------------------------------------------------------------
 
 
@@ -219,37 +215,35 @@ def check_cache_format(session: Session) -> dict[str, Any]:
     return numbers
 
 
-def check_build_plans(session: Session) -> dict[str, Any]:
-    from ..engine.cache import inspect_onnx, int8_source
-    from ..engine.options import EngineBuildOptions, plan_build
+def check_recipes(session: Session) -> dict[str, Any]:
+    """The engine recipe of every precision (and INT8 on DLA) for this TensorRT, or the planned ones."""
+    from ..engine.cache import bundle_recipe, checked_source
+    from ..engine_recipe import EngineBuildOptions
 
     versions = [session.trt_version] if session.trt_version else list(PLANNED_VERSIONS)
     bundle = session.bundle
     numbers: dict[str, Any] = {}
     for version in versions:
-        major = version_tuple(version)[0]
         routes: dict[str, Any] = {}
-        cases: list[tuple[str, str, dict[str, Any]]] = [
-            ("fp32", "fp32", {}),
-            ("fp16", "fp16", {}),
-            ("int8 qdq", "int8", {"int8_mode": "qdq"}),
-        ]
-        if major < 11:
-            cases += [("int8 implicit", "int8", {"int8_mode": "implicit"})]
-            cases += [("int8 dynamic range", "int8", {"int8_mode": "implicit", "int8_dynamic_range": True})]
-        for route, precision, kw in cases:
-            options = EngineBuildOptions(**kw)
-            ranges = None
-            if precision == "int8":
-                onnx, _, ranges, _ = int8_source(bundle, major, options.int8_mode)
-            else:
-                onnx = bundle.onnx_path("fp16" if precision == "fp16" and major >= 11 else "fp32")
-            facts = inspect_onnx(onnx, options.fp32_layers)
-            plan = plan_build(version, precision, options, facts.has_qdq, facts.has_fp16, has_ranges=bool(ranges))
+        for route, precision, options in (
+            ("fp32", "fp32", EngineBuildOptions()),
+            ("fp16", "fp16", EngineBuildOptions()),
+            ("int8", "int8", EngineBuildOptions()),
+            ("int8 on DLA", "int8", EngineBuildOptions(batch=BatchProfile(1, 1, 1), dla_core=0)),
+        ):
+            try:
+                r = bundle_recipe(bundle, precision, options, version)
+            except RtdetrEdgeError as exc:
+                if options.dla_core is None:
+                    raise
+                routes[route] = {"refused": describe_error(exc)}
+                continue
+            checked_source(bundle, r)  # the file the recipe names is the bundle's, unaltered
             routes[route] = {
-                "onnx": onnx.name,
-                "network": list(plan.network_flags),
-                "builder": list(plan.builder_flags),
+                "onnx": r.source.file,
+                "strongly_typed": r.strongly_typed,
+                "builder_flags": list(r.builder_flags),
+                "tf32": r.tf32,
             }
         numbers[version] = routes
     return numbers
@@ -338,16 +332,6 @@ def check_pycuda(session: Session) -> dict[str, Any]:
 
 
 # --- TensorRT checks ---------------------------------------------------------------------------
-
-
-def check_int8_implicit(session: Session) -> dict[str, Any]:
-    _implicit(session)
-    return _engine_check("int8_implicit_cache", "int8", int8_mode="implicit")(session)
-
-
-def check_int8_dynamic_range(session: Session) -> dict[str, Any]:
-    _implicit(session)
-    return _engine_check("int8_dynamic_range", "int8", int8_mode="implicit", int8_dynamic_range=True)(session)
 
 
 def check_mapped_vs_pinned(session: Session) -> dict[str, Any]:
@@ -455,28 +439,39 @@ def check_timing_cache(session: Session) -> dict[str, Any]:
 
 def check_dla(session: Session) -> dict[str, Any]:
     from ..backends.trt_runtime import dla_cores
+    from ..engine.cache import bundle_recipe
+    from ..engine_recipe import EngineBuildOptions
 
     cores = dla_cores()
     if cores == 0:
         raise Skipped("this device has no DLA cores")
-    path = _engine(session, "dla_fp16", "fp16", dla_core=0, batch=BatchProfile(1, 1, 1))
-    backend = _backend(path, session)
-    try:
-        out = _run(backend, session.images[:1])
-    finally:
-        backend.close()
-    return {
-        "dla_cores": cores,
-        "build_s": session.build_seconds.get("dla_fp16"),
-        **_within("dla", out, session, "fp16"),
-    }
+    numbers: dict[str, Any] = {"dla_cores": cores}
+    for precision in ("fp16", "int8"):
+        key = f"dla_{precision}"
+        try:  # the recipe says whether this TensorRT has DLA (10.8-11.4.0 have none)
+            bundle_recipe(
+                session.bundle,
+                precision,
+                EngineBuildOptions(batch=BatchProfile(1, 1, 1), dla_core=0),
+                str(session.trt_version),
+            )
+        except RtdetrEdgeError as exc:
+            raise Skipped(describe_error(exc)) from None
+        path = _engine(session, key, precision, dla_core=0, batch=BatchProfile(1, 1, 1))
+        backend = _backend(path, session)
+        try:
+            out = _run(backend, session.images[:1])
+        finally:
+            backend.close()
+        numbers[precision] = {"build_s": session.build_seconds.get(key), **_within(key, out, session, precision)}
+    return numbers
 
 
 CHECKS: tuple[Check, ...] = (
     Check("bundle", "cpu", "the shipped bundle and recordings are complete and unaltered", check_bundle),
     Check("onnxruntime_reference", "cpu", "ONNX Runtime reproduces the recorded outputs", check_onnxruntime),
     Check("tensorrt_cache_format", "cpu", "INT8 caches written for the TensorRT versions", check_cache_format),
-    Check("build_plans", "cpu", "every precision and INT8 route has a build plan", check_build_plans),
+    Check("engine_recipes", "cpu", "every precision has an engine recipe from the bundle's own graphs", check_recipes),
     Check("cuda_pinned_round_trip", "cuda", "pinned host <-> device copies", check_pinned),
     Check("cuda_mapped_round_trip", "cuda", "the GPU reads mapped (zero-copy) host memory", check_mapped),
     Check("pycuda_contexts", "cuda", "the pycuda fallback on two threads, no context left", check_pycuda),
@@ -486,14 +481,17 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "engine_fp16", "tensorrt", "FP16 engine builds and matches the recording", _engine_check("engine_fp16", "fp16")
     ),
-    Check("int8_qdq", "tensorrt", "INT8 from the Q/DQ ONNX", _engine_check("int8_qdq", "int8", int8_mode="qdq")),
-    Check("int8_implicit_cache", "tensorrt", "INT8 from the calibration cache", check_int8_implicit),
-    Check("int8_dynamic_range", "tensorrt", "INT8 from ITensor dynamic ranges", check_int8_dynamic_range),
+    Check(
+        "engine_int8",
+        "tensorrt",
+        "INT8 (Q/DQ) engine builds and matches the recording",
+        _engine_check("engine_int8", "int8"),
+    ),
     Check("mapped_vs_pinned", "tensorrt", "mapped and pinned buffers give the same outputs", check_mapped_vs_pinned),
     Check("cuda_graph_replay", "tensorrt", "CUDA graphs replay correctly over batches 1,2,1,2", check_graph_replay),
     Check("clone_threads", "tensorrt", "clones run in parallel threads", check_clones),
     Check("timing_cache_reuse", "tensorrt", "a rebuild reads the timing cache", check_timing_cache),
-    Check("dla", "tensorrt", "FP16 on DLA core 0 with GPU fallback", check_dla),
+    Check("dla", "tensorrt", "FP16 and INT8 on DLA core 0 with GPU fallback", check_dla),
 )
 
 

@@ -2,66 +2,55 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..contract import ModelContract
 from .configs import DetectorIO
-
-if TYPE_CHECKING:
-    from .repository import RepositoryOptions
-
-_TRTEXEC_FLAGS = {
-    "fp32": ("", ""),
-    "fp16": (" --stronglyTyped", " --fp16"),
-    "int8": (" --stronglyTyped", " --int8 --fp16"),
-}
+from .options import RepositoryOptions
+from .plan import BuildCommand
 
 
 def _plan_section(
     name: str,
     options: RepositoryOptions,
     precision: str,
-    io: DetectorIO,
     engine: dict[str, object] | None,
-    has_trt8: bool,
+    commands: list[BuildCommand],
 ) -> str:
-    p = io.input
-    shape = "x".join(str(d) for d in p.dims)
     opt = max(options.preferred_batch)
-    strongly, legacy = _TRTEXEC_FLAGS[precision]
-    # trtexec allows TF32 unless told not to; rtdetr-engine builds fp32 without it (fp32 means fp32)
-    no_tf32 = " --noTF32" if precision == "fp32" else ""
-    flags = (
-        f"(`{strongly.strip()}` is for TensorRT >= 10; TensorRT 8.6 takes `{legacy.strip()}` instead"
-        + (f", on `{name}_detector/build/model.trt8.onnx`, the INT8 graph made for TensorRT 8.x" if has_trt8 else "")
-        + ".) "
-        if strongly
-        else ""
-    )
-    shapes = f"--minShapes={p.name}:1x{shape} --optShapes={p.name}:{opt}x{shape} --maxShapes={p.name}:{options.max_batch}x{shape}"
     have = (
         f"`{name}_detector/1/model.plan` is the bundle's {precision} engine, built for {engine.get('gpu_name')} "
-        f"(compute capability {engine.get('compute_capability')}) with TensorRT {engine.get('tensorrt_version')}. "
-        "A plan loads only in that TensorRT version on that GPU model: use it with the Triton release "
-        "that ships that TensorRT version, or rebuild it as below."
+        f"(compute capability {engine.get('compute_capability')}, {engine.get('sm_count')} SMs, "
+        f"{engine.get('memory_gib')} GiB) with TensorRT {engine.get('tensorrt_version')}. A plan loads only in "
+        "that TensorRT version on that GPU model: use it with the Triton release that ships that TensorRT "
+        "version, or rebuild it as below."
         if engine
-        else f"`{name}_detector/1/model.plan` is **not included** (the bundle has no {precision} engine): build it "
-        "once on the serving GPU with the TensorRT version of the Triton release you run (same release "
-        "number, e.g. `tensorrt:24.08-py3` next to `tritonserver:24.08-py3`)."
+        else f"`{name}_detector/1/model.plan` is **not included** (the bundle has no {precision} engine made by "
+        "today's recipe): build it once on the serving GPU with the TensorRT version of the Triton release you "
+        "run (same release number, e.g. `tensorrt:24.08-py3` next to `tritonserver:24.08-py3`)."
     )
+    blocks = []
+    for c in commands:
+        if c.command is None:
+            blocks.append(f"**{c.label}** ({c.where}): cannot build it: {c.refused}")
+            continue
+        blocks.append(
+            f"**{c.label}** ({c.where}), from `{name}_detector/build/{c.source}`:\n\n"
+            "```bash\n"
+            f"docker run --rm --gpus all -v $PWD:/models nvcr.io/nvidia/tensorrt:<yy.mm>-py3 \\\n  {c.command}\n"
+            "```"
+        )
+    lines = "\n\n".join(blocks)
     return f"""## The TensorRT plan
 
 {have}
 
-```bash
-docker run --rm --gpus all -v $PWD:/models nvcr.io/nvidia/tensorrt:<yy.mm>-py3 \\
-  trtexec --onnx=/models/{name}_detector/build/model.onnx --saveEngine=/models/{name}_detector/1/model.plan \\
-  {shapes}{strongly}{no_tf32}
-```
+Each command is what `rtdetr-engine` decides for that TensorRT line (rtdetr_edge.engine_recipe: the source
+graph, strongly typed or the precision flags with the layers pinned to FP32, TF32); they differ because
+the lines do. On a Jetson, JetPack's `/usr/src/tensorrt/bin/trtexec` runs the same command.
 
-{flags}On a Jetson, JetPack's `/usr/src/tensorrt/bin/trtexec` does the same. Or build it with
-`rtdetr-engine BUNDLE --precision {precision} --batch 1,{opt},{options.max_batch}` on the serving GPU and run
-`rtdetr-triton` again: it copies the bundle's engine into `1/model.plan`. The plan's batch profile must
+{lines}
+
+Or build it with `rtdetr-engine BUNDLE --precision {precision} --batch 1,{opt},{options.max_batch}` on the serving
+GPU and run `rtdetr-triton` again: it copies the bundle's engine into `1/model.plan`. The plan's batch profile must
 reach `max_batch_size` ({options.max_batch}).
 """
 
@@ -73,7 +62,7 @@ def repository_readme(
     io: DetectorIO,
     contract: ModelContract,
     engine: dict[str, object] | None,
-    has_trt8: bool = False,
+    commands: list[BuildCommand],
 ) -> str:
     kind = {
         "tensorrt": 'a TensorRT plan (`platform: "tensorrt_plan"`, GPU instances, CUDA graphs)',
@@ -81,7 +70,7 @@ def repository_readme(
         "python": "rtdetr-edge's Detector in Triton's Python backend (CPU; TensorRT where the stub's Python has it)",
     }[options.detector]
     p = contract.preprocessing
-    plan = _plan_section(name, options, precision, io, engine, has_trt8) if options.detector == "tensorrt" else ""
+    plan = _plan_section(name, options, precision, engine, commands) if options.detector == "tensorrt" else ""
     gpus = "--gpus all " if options.detector == "tensorrt" else ""
     untested = (
         "\n> **Untested on a GPU.** This TensorRT-plan repository was generated and its configs checked "

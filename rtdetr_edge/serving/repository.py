@@ -23,96 +23,28 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal, get_args
 
 from .. import __version__
 from ..atomic import is_our_bundle
 from ..bundle import METADATA, Bundle
-from ..contract import ModelContract
+from ..contract import METADATA_KEY, ModelContract
+from ..engine_format import BatchProfile
 from ..errors import BundleError, InputError
-from ..postprocess import PostprocessOptions
 from . import configs
 from .configs import DetectorIO, TensorSpec
+from .options import DETECTOR_KINDS, RepositoryOptions
 from .pbtxt import render
+
+__all__ = ["DETECTOR_KINDS", "RepositoryOptions", "is_repository", "write_repository"]
+from .plan import BuildCommand, build_commands, plan_engine
 from .readme import repository_readme
 
 log = logging.getLogger("rtdetr_edge")
 
-DetectorKind = Literal["tensorrt", "onnxruntime", "python"]
-DETECTOR_KINDS: tuple[str, ...] = get_args(DetectorKind)
 MARKER = "rtdetr-repository.json"
-# bounds that keep a config inside Triton's int32 fields and a batch a GPU can hold
-MAX_BATCH_LIMIT = 4096
-MAX_INSTANCES = 64
-MAX_QUEUE_DELAY_US = 10_000_000
 MARKER_FORMAT = "rtdetr-edge-triton-repository"
-
-
-@dataclass(frozen=True)
-class RepositoryOptions:
-    """How the repository serves the model.
-
-    Attributes:
-        detector: ``"tensorrt"`` (``platform: "tensorrt_plan"``, default: the production Triton
-            container on a GPU), ``"onnxruntime"`` (``platform: "onnxruntime_onnx"``, CPU servers)
-            or ``"python"`` (Triton's Python backend running rtdetr-edge's Detector: servers without
-            those backends, such as the ``nvidia-pytriton`` wheel's).
-        precision: ``"auto"`` (the bundle's default for ``tensorrt``; fp32 for the CPU detectors
-            ``onnxruntime`` and ``python``), ``"fp32"``, ``"fp16"`` or ``"int8"``.
-        name: the ensemble's name (``"rtdetr"``); the steps are ``NAME_preprocess`` and so on.
-        max_batch: the detector's ``max_batch_size`` (8).
-        preferred_batch: dynamic batching's preferred sizes (default: half of ``max_batch`` and
-            ``max_batch``).
-        queue_delay_us: how long the dynamic batcher waits for more requests (2000 µs).
-        instances: detector instances (1; one execution context each on a GPU).
-        preprocess_instances: preprocessing (decode + resize) instances on the CPU (2).
-        cuda_graphs: TensorRT: ``optimization { cuda { graphs: true } }`` (True).
-        threads: ONNX Runtime intra-op threads per instance (None: ONNX Runtime's choice).
-        conf, max_det, clip: what the postprocess step keeps (rtdetr-edge's defaults: 0.3, 300, False).
-    """
-
-    detector: DetectorKind = "tensorrt"
-    precision: str = "auto"
-    name: str = "rtdetr"
-    max_batch: int = 8
-    preferred_batch: tuple[int, ...] = ()
-    queue_delay_us: int = 2000
-    instances: int = 1
-    preprocess_instances: int = 2
-    cuda_graphs: bool = True
-    threads: int | None = None
-    conf: float = 0.3
-    max_det: int = 300
-    clip: bool = False
-
-    def __post_init__(self) -> None:
-        if self.detector not in DETECTOR_KINDS:
-            raise InputError(f"--detector: expected one of {', '.join(DETECTOR_KINDS)}, got {self.detector!r}")
-        if self.precision not in ("auto", "fp32", "fp16", "int8"):
-            raise InputError(f"--precision: expected auto, fp32, fp16 or int8, got {self.precision!r}")
-        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
-            raise InputError(f"--name: expected letters, digits, '_' or '-', got {self.name!r}")
-        for flag, value, most in (
-            ("--max-batch", self.max_batch, MAX_BATCH_LIMIT),
-            ("--instances", self.instances, MAX_INSTANCES),
-            ("--preprocess-instances", self.preprocess_instances, MAX_INSTANCES),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-                raise InputError(f"{flag}: expected an integer in 1..{most}, got {value!r}")
-        delay = self.queue_delay_us
-        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_QUEUE_DELAY_US:
-            raise InputError(f"--queue-delay-us: expected an integer in 0..{MAX_QUEUE_DELAY_US}, got {delay!r}")
-        preferred = tuple(self.preferred_batch) or tuple(sorted({max(1, self.max_batch // 2), self.max_batch}))
-        if any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= self.max_batch for b in preferred):
-            raise InputError(f"--preferred-batch: expected sizes in 1..{self.max_batch}, got {list(preferred)}")
-        object.__setattr__(self, "preferred_batch", preferred)
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 1024
-        ):
-            raise InputError(f"--threads: expected an integer in 1..1024, got {self.threads!r}")
-        PostprocessOptions(conf=self.conf, max_det=self.max_det, clip=self.clip)  # validates them
 
 
 def is_repository(path: str | os.PathLike[str]) -> bool:
@@ -156,34 +88,6 @@ def _model_py(step: str, what: str) -> str:
     )
 
 
-def _engine_for(bundle: Bundle, precision: str) -> tuple[Path, dict[str, object]] | None:
-    """The newest engine of ``precision`` in the bundle and its sidecar (None if there is none)."""
-    from ..detector import engine_frame_size
-    from ..engine_format import load_sidecar
-    from ..errors import RtdetrEdgeError
-
-    found = []
-    for path in sorted(bundle.engines_dir.glob("*.engine")) if bundle.engines_dir.is_dir() else []:
-        try:
-            meta = load_sidecar(path)
-        except RtdetrEdgeError:
-            continue
-        if meta is None or meta.precision != precision:
-            continue
-        # the detector config takes the preprocessed tensor at batch 1..max: a frame-input engine
-        # (uint8 [N,H,W,3]), a DLA engine or a static batch above 1 would fail to load or to serve
-        batch = meta.to_dict().get("batch")
-        if engine_frame_size(meta.contract_json) is not None or meta.dla_core is not None:
-            continue
-        if not (isinstance(batch, list) and len(batch) == 3 and int(batch[0]) == 1):
-            continue
-        found.append((meta.created, path, meta.to_dict()))
-    if not found:
-        return None
-    _, newest, sidecar = max(found, key=lambda f: f[0])
-    return newest, sidecar
-
-
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
@@ -220,24 +124,34 @@ def _populate(root: Path, bundle: Bundle, precision: str, options: RepositoryOpt
 
     det = root / f"{name}_detector"
     engine_info: dict[str, object] | None = None
+    commands: list[BuildCommand] = []
     if options.detector == "tensorrt":
         # the plan must come from the TensorRT version of the Triton release that serves it, on
-        # that GPU: ship the ONNX to build it there (README), and the bundle's engine if it has one
+        # that GPU: ship the graphs the recipe builds it from on each TensorRT line with the
+        # trtexec commands (README), and the bundle's engine if the recipe made one
+        profile = BatchProfile(1, max(options.preferred_batch), options.max_batch)
+        commands = build_commands(
+            bundle,
+            precision,
+            profile,
+            io.input,
+            f"/models/{name}_detector/build",
+            f"/models/{name}_detector/1/model.plan",
+        )
         (det / "build").mkdir(parents=True)
-        shutil.copy2(onnx_path, det / "build" / "model.onnx")
-        trt8 = bundle.trt8_onnx_path() if precision == "int8" else None
-        if trt8 is not None:  # TensorRT 8.6 (JetPack 6.0) needs the int8 graph made for it
-            shutil.copy2(trt8, det / "build" / "model.trt8.onnx")
-        found = _engine_for(bundle, precision)
+        for source in sorted({c.source for c in commands if c.source}):
+            shutil.copy2(bundle.file(source), det / "build" / source)  # hash checked by build_commands
+        found = plan_engine(bundle, precision)
         (det / "1").mkdir()
         if found is not None:
-            shutil.copy2(found[0], det / "1" / "model.plan")
-            engine_info = found[1]
-            batch = engine_info.get("batch")
-            if isinstance(batch, list) and len(batch) == 3 and options.max_batch > int(batch[2]):
+            path, meta = found
+            shutil.copy2(path, det / "1" / "model.plan")
+            engine_info = meta.to_dict()
+            engine_info.pop(METADATA_KEY, None)
+            if options.max_batch > meta.batch.max:
                 raise InputError(
-                    f"--max-batch {options.max_batch} exceeds the batch profile of {found[0]} (max {batch[2]}); "
-                    f"pass --max-batch {batch[2]} or rebuild it with rtdetr-engine --batch 1,{options.max_batch},{options.max_batch}"
+                    f"--max-batch {options.max_batch} exceeds the batch profile of {path} (max {meta.batch.max}); "
+                    f"pass --max-batch {meta.batch.max} or rebuild it with rtdetr-engine --batch 1,{options.max_batch},{options.max_batch}"
                 )
     else:
         (det / "1").mkdir(parents=True)
@@ -272,8 +186,7 @@ def _populate(root: Path, bundle: Bundle, precision: str, options: RepositoryOpt
         "class_names": list(contract.class_names),
     }
     _write(root / MARKER, json.dumps(info, indent=2))
-    has_trt8 = (det / "build" / "model.trt8.onnx").is_file()
-    _write(root / "README.md", repository_readme(name, options, precision, io, contract, engine_info, has_trt8))
+    _write(root / "README.md", repository_readme(name, options, precision, io, contract, engine_info, commands))
     return info
 
 

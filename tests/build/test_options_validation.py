@@ -27,7 +27,7 @@ CASES: list[tuple[Callable[[], Any], str]] = [
     (lambda: BuildOptions(precision="int4"), "--precision: expected one of fp32, fp16, int8, best"),  # type: ignore[arg-type]
     (lambda: BuildOptions(precision="int8"), "--precision int8 needs --calib"),
     (lambda: BuildOptions(check_images=-1), "--check-images: expected an integer >= 0"),
-    (lambda: EngineBuildOptions(int8_mode="fast"), "--int8-mode"),
+    (lambda: EngineBuildOptions(dla_core=-1), "--dla-core"),
     (lambda: EngineBuildOptions(workspace_mib=0), "--workspace"),
     (lambda: TensorRTOptions(device=-1), "device: expected a CUDA device index >= 0"),
     (lambda: TensorRTOptions(memory="shared"), "memory: expected one of auto, mapped, pinned"),  # type: ignore[arg-type]

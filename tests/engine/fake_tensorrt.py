@@ -120,8 +120,11 @@ class FakeDriver(buffers._Driver):
 
     name = "fake-cuda"
 
-    def __init__(self, integrated: bool = True, fail_capture: bool = False) -> None:
+    def __init__(
+        self, integrated: bool = True, fail_capture: bool = False, sm_count: int = 16, memory_gib: int = 61
+    ) -> None:
         self.integrated, self.fail_capture = integrated, fail_capture
+        self.sm_count, self.memory = sm_count, memory_gib * 2**30  # an AGX Orin 64 GB reports "Orin", 16 SMs
         self.keep: dict[int, np.ndarray] = {}
         self.captures = 0
         self.launches = 0
@@ -130,7 +133,7 @@ class FakeDriver(buffers._Driver):
         return 1
 
     def properties(self, index: int) -> buffers.DeviceProperties:
-        return buffers.DeviceProperties(index, "Orin", 8, 7, self.integrated, True)
+        return buffers.DeviceProperties(index, "Orin", 8, 7, self.integrated, True, self.memory, self.sm_count)
 
     def set_device(self, index: int) -> None:
         pass
@@ -259,3 +262,23 @@ def install(monkeypatch: pytest.MonkeyPatch, version: str = "10.3.0.30", dynamic
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(trt_logging, "_LOGGER", None)
     return trt
+
+
+def builds_without_tensorrt(
+    monkeypatch: pytest.MonkeyPatch, version: str = "10.3.0.30", driver: FakeDriver | None = None
+) -> list[Any]:
+    """Make ``engine_for_bundle``/``build_from_recipe`` run here: a fake ``tensorrt`` of ``version``, the fake
+    CUDA driver (an AGX Orin unless ``driver`` says otherwise), and a builder that returns placeholder bytes
+    instead of calling Polygraphy. Returns the list the recipes handed to the builder are appended to."""
+    from rtdetr_edge.engine import builder
+
+    install(monkeypatch, version)
+    monkeypatch.setattr(buffers, "_DRIVER", driver or FakeDriver())
+    built: list[Any] = []
+
+    def build(r: Any, hints: Any, timing_cache: str | None = None) -> bytes:
+        built.append(r)
+        return f"plan from {r.source.file} ({r.tensorrt_version})".encode()
+
+    monkeypatch.setattr(builder, "build_serialized_engine", build)
+    return built

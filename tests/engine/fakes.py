@@ -25,6 +25,8 @@ def fake_meta(**kw: Any) -> EngineMetadata:
         tensorrt_version="10.3.0.30",
         gpu_name="Orin",
         compute_capability="8.7",
+        sm_count=16,
+        memory_gib=61,
         precision="fp16",
         int8_mode="none",
         batch=BatchProfile(1, 1, 8),
@@ -80,17 +82,43 @@ def tiny_onnx(path: Path, qdq: bool = False, fp16: bool = False) -> Path:
     return path
 
 
-def fake_bundle(tmp_path: Path, qdq: bool = True, ranges: bool = True) -> Bundle:
-    files: dict[str, Any] = {"model.onnx": b"fp32"}
-    int8: dict[str, Any] = {"file": "model.int8.qdq.onnx" if qdq else "model.onnx", "precision": "int8"}
-    if qdq:
-        files["model.int8.qdq.onnx"] = b"qdq"
-        files["model.int8.qdq.trt8.onnx"] = b"qdq-fp32-typed"
-        int8["trt8_file"] = "model.int8.qdq.trt8.onnx"
-    if ranges:
-        files["calib/ranges.json"] = json.dumps(
-            {"format": "rtdetr-edge-int8-ranges", "version": 1, "ranges": {"images": 1.0}}
-        ).encode()
-        int8["ranges"] = "calib/ranges.json"
-    meta = {"contract": CONTRACT.to_dict(), "artifacts": {"fp32": {"file": "model.onnx"}, "int8": int8}}
-    return Bundle(write_bundle(tmp_path / "bundle", meta, files))
+def fake_bundle(
+    tmp_path: Path,
+    fp16: bool = True,
+    int8: str | None = "qdq",
+    frames: tuple[tuple[int, int], ...] = ((1280, 720),),
+    name: str = "bundle",
+) -> Bundle:
+    """A bundle of placeholder graphs (bytes, not ONNX): what the engine recipe reads is the metadata.
+
+    Args:
+        fp16: with ``model.fp16.onnx``.
+        int8: ``"qdq"`` (the FP16-typed Q/DQ graph with its FP32-typed TensorRT 8.x sibling),
+            ``"legacy"`` (one FP32-typed Q/DQ graph, bundles made before the split) or None.
+        frames: frame sizes each precision also has a frame-input graph for.
+    """
+    files: dict[str, Any] = {}
+    artifacts: dict[str, Any] = {}
+    stems = {"fp32": "model", "fp16": "model.fp16", "int8": "model.int8.qdq"}
+    for precision in ("fp32", "fp16", "int8"):
+        if (precision == "fp16" and not fp16) or (precision == "int8" and int8 is None):
+            continue
+        stem = stems[precision]
+        art: dict[str, Any] = {"file": f"{stem}.onnx", "precision": precision, "frames": {}}
+        files[f"{stem}.onnx"] = stem.encode()
+        if precision == "int8" and int8 == "qdq":
+            art["trt8_file"] = f"{stem}.trt8.onnx"
+            files[f"{stem}.trt8.onnx"] = b"fp32-typed " + stem.encode()
+        for w, h in frames:
+            entry: dict[str, Any] = {"file": f"{stem}.frames-{w}x{h}.onnx", "frame": {"width": w, "height": h}}
+            files[entry["file"]] = f"{stem} {w}x{h}".encode()
+            if "trt8_file" in art:
+                entry["trt8_file"] = f"{stem}.trt8.frames-{w}x{h}.onnx"
+                files[entry["trt8_file"]] = f"fp32-typed {stem} {w}x{h}".encode()
+            art["frames"][f"{w}x{h}"] = entry
+        artifacts[precision] = art
+    files["calib/ranges.json"] = json.dumps(
+        {"format": "rtdetr-edge-int8-ranges", "version": 1, "ranges": {"images": 1.0}}
+    ).encode()
+    meta = {"contract": CONTRACT.to_dict(), "artifacts": artifacts}
+    return Bundle(write_bundle(tmp_path / name, meta, files))

@@ -10,60 +10,30 @@ import pytest
 
 from rtdetr_edge.contract import METADATA_KEY, ModelContract
 from rtdetr_edge.engine_format import (
-    BatchProfile,
     cache_key,
-    engine_file_name,
     load_sidecar,
     sidecar_path,
 )
 from rtdetr_edge.errors import EngineError
 from tests.engine.fakes import CONTRACT, engine_with_sidecar, fake_meta
 
-KEY_ARGS: dict[str, Any] = dict(
-    onnx_sha256="a" * 64,
-    precision="fp16",
-    trt_version="10.3.0.30",
-    gpu_name="Orin",
-    compute_capability="8.7",
-    batch=BatchProfile(1, 1, 8),
-    dla_core=None,
-    int8_mode="none",
-    extra=None,
-)
 
-
-@pytest.mark.parametrize(
-    "field, other",
-    [
-        ("onnx_sha256", "b" * 64),
-        ("precision", "int8"),
-        ("trt_version", "10.3.0.31"),
-        ("gpu_name", "Xavier"),
-        ("compute_capability", "7.2"),
-        ("batch", BatchProfile(1, 1, 4)),
-        ("dla_core", 0),
-        ("int8_mode", "qdq"),
-        ("extra", {"fp32_layers": ["Softmax"]}),
-    ],
-)
-def test_cache_key_changes_with_every_field(field: str, other: Any) -> None:
-    base = cache_key(**KEY_ARGS)
-    assert base == cache_key(**KEY_ARGS) and len(base) == 16
-    assert cache_key(**{**KEY_ARGS, field: other}) != base
-
-
-def test_engine_file_name_spells_out_precision_batch_version_and_gpu() -> None:
-    name = engine_file_name("fp16", BatchProfile(1, 1, 8), "10.3.0.30", "8.7", "0123456789abcdef")
-    assert name == "fp16_b1-1-8_trt10.3.0_sm87_0123456789abcdef.engine"
-    assert "_dla1_" in engine_file_name("int8", BatchProfile(1, 1, 1), "8.6.1.6", "7.2", "k", dla_core=1)
+def test_cache_key_is_the_hash_of_the_identity() -> None:
+    ident: dict[str, Any] = {"source_sha256": "a" * 64, "precision": "fp16", "device": {"sm_count": 16}}
+    base = cache_key(ident)
+    assert base == cache_key(dict(reversed(list(ident.items())))) and len(base) == 16  # key order does not matter
+    assert cache_key({**ident, "device": {"sm_count": 8}}) != base
+    # which decisions the identity holds: tests/engine/test_recipe.py (every row's key differs)
 
 
 def test_sidecar_round_trip_carries_the_contract(tmp_path: Path) -> None:
     engine = engine_with_sidecar(tmp_path, 100, precision="int8", int8_mode="qdq", dla_core=0)
     d = json.loads(sidecar_path(engine).read_text())
     assert d[METADATA_KEY] == CONTRACT.to_json() and d["batch"] == [1, 1, 8] and d["format"] == "rtdetr-edge-engine"
+    assert (d["sm_count"], d["memory_gib"], d["format_version"]) == (16, 61, 2)
     meta = load_sidecar(engine)
     assert meta is not None and meta.precision == "int8" and meta.int8_mode == "qdq" and meta.dla_core == 0
+    assert (meta.device.name, meta.device.sm_count, meta.device.memory_gib) == ("Orin", 16, 61)
     assert ModelContract.from_json(meta.contract_json or "").class_names == ("circle", "square")
     assert load_sidecar(tmp_path / "none.engine") is None
 
@@ -73,8 +43,10 @@ def test_sidecar_round_trip_carries_the_contract(tmp_path: Path) -> None:
     [
         ("{not json", "not valid JSON"),
         ('{"format": "other"}', "not an rtdetr-edge engine sidecar"),
-        ('{"format": "rtdetr-edge-engine", "format_version": 9}', "unknown engine sidecar version 9"),
-        ('{"format": "rtdetr-edge-engine", "format_version": 1}', "invalid engine sidecar"),
+        ('{"format": "rtdetr-edge-engine", "format_version": 9}', "engine sidecar version 9; this rtdetr-edge reads"),
+        # version 1: before the device identity and the recipe: rebuilt, never trusted
+        ('{"format": "rtdetr-edge-engine", "format_version": 1}', "version 1; .* Rebuild the engine"),
+        ('{"format": "rtdetr-edge-engine", "format_version": 2}', "invalid engine sidecar"),
     ],
 )
 def test_malformed_sidecars_are_refused_with_the_reason(tmp_path: Path, content: str, message: str) -> None:
@@ -83,6 +55,8 @@ def test_malformed_sidecars_are_refused_with_the_reason(tmp_path: Path, content:
         load_sidecar(tmp_path / "x.engine")
 
 
-def test_metadata_rejects_unknown_precision() -> None:
+def test_metadata_rejects_unknown_precision_and_the_implicit_int8_kind() -> None:
     with pytest.raises(EngineError, match="precision"):
         fake_meta(precision="int4")
+    with pytest.raises(EngineError, match="int8_mode 'implicit' is not one of none, qdq"):
+        fake_meta(precision="int8", int8_mode="implicit")

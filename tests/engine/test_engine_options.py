@@ -1,4 +1,4 @@
-"""EngineBuildOptions: defaults, validation, and the trtexec-like CLI flags that make them (cli/options.py).
+"""EngineBuildOptions: defaults, validation, and the CLI flags that make them (cli/options.py).
 
 Run-time flags (--cuda-graph, --memory, --device) are TensorRTOptions: tests/cli/test_runtime_flags_reach_backend.py."""
 
@@ -10,23 +10,22 @@ from typing import Any
 import pytest
 
 from rtdetr_edge.cli.options import add_engine_arguments, engine_build_options
-from rtdetr_edge.engine.options import DEFAULT_FP32_LAYERS, EngineBuildOptions
 from rtdetr_edge.engine_format import (
     BatchProfile,
 )
+from rtdetr_edge.engine_recipe import DEFAULT_FP32_LAYERS, EngineBuildOptions
 from rtdetr_edge.errors import InputError
 
 
 def test_engine_options_defaults_and_validation() -> None:
     o = EngineBuildOptions()
-    assert o.batch.as_tuple() == (1, 1, 8) and o.int8_mode == "auto" and o.fp32_layers == DEFAULT_FP32_LAYERS
+    assert o.batch.as_tuple() == (1, 1, 8) and o.fp32_layers == DEFAULT_FP32_LAYERS
     assert EngineBuildOptions(batch="1,4,16").batch.as_tuple() == (1, 4, 16)  # type: ignore[arg-type]
     assert EngineBuildOptions(fp32_layers="Softmax,post/*").fp32_layers == ("Softmax", "post/*")  # type: ignore[arg-type]
     bads: list[dict[str, Any]] = [
         dict(workspace_mib=0),
         dict(builder_optimization_level=6),
         dict(dla_core=-1),
-        dict(int8_mode="ptq"),
         dict(batch="4,2,1"),
     ]
     for bad in bads:
@@ -37,7 +36,7 @@ def test_engine_options_defaults_and_validation() -> None:
     assert EngineBuildOptions(**custom.to_dict()) == custom  # the dict form travels through build options / JSON
 
 
-def test_engine_arguments_follow_trtexec_habits() -> None:
+def test_engine_arguments() -> None:
     p = argparse.ArgumentParser()
     add_engine_arguments(p)
     args = p.parse_args(
@@ -52,8 +51,6 @@ def test_engine_arguments_follow_trtexec_habits() -> None:
             "5",
             "--dla-core",
             "0",
-            "--int8-mode",
-            "qdq",
             "--fp32-layers",
             "none",
         ]
@@ -65,12 +62,12 @@ def test_engine_arguments_follow_trtexec_habits() -> None:
         o.timing_cache,
         o.builder_optimization_level,
         o.dla_core,
-        o.int8_mode,
         o.fp32_layers,
-    ) == ((1, 4, 8), 512, "t.cache", 5, 0, "qdq", ())
+    ) == ((1, 4, 8), 512, "t.cache", 5, 0, ())
     assert engine_build_options(p.parse_args([])) == EngineBuildOptions()
     assert engine_build_options(p.parse_args(["--batch", "2"])).batch.as_tuple() == (2, 2, 2)
-    for bad in (["--batch", "8,1,1"], ["--builder-opt-level", "9"], ["--int8-mode", "minmax"]):
+    # the implicit INT8 route is gone: its flags are unknown now
+    for bad in (["--batch", "8,1,1"], ["--builder-opt-level", "9"], ["--int8-mode", "qdq"], ["--int8-dynamic-range"]):
         with pytest.raises(SystemExit):
             p.parse_args(bad)
     # rtdetr-detect/bench keep their own --batch (images per call)

@@ -1,6 +1,6 @@
 """TensorRT engines on a real GPU (``gpu``-marked; skipped without a CUDA device), beyond the
-self-test's checks (tests/selftest/test_selftest_gpu.py): engine caching and rebuilds, INT8
-calibrated on the device from data, the Detector on TensorRT, parser and truncation errors.
+self-test's checks (tests/selftest/test_selftest_gpu.py): engine caching and rebuilds, the
+recipe's INT8 engine on each TensorRT line, the Detector on TensorRT, parser and truncation errors.
 
 Everything here uses the self-test bundle shipped in the package (no torch, no export), so a
 Jetson or T4 with only the runtime installed runs it: ``python -m pytest -m gpu``. Never run by
@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,9 @@ from rtdetr_edge import selftest
 from rtdetr_edge._optional import available
 from rtdetr_edge.backends import trt_logging
 from rtdetr_edge.bundle import Bundle
-from rtdetr_edge.engine import BundleEngines, calibrators
-from rtdetr_edge.engine.options import EngineBuildOptions
-from rtdetr_edge.engine_format import BatchProfile, load_sidecar, sidecar_path, version_tuple
+from rtdetr_edge.engine import BundleEngines
+from rtdetr_edge.engine_format import BatchProfile, load_sidecar, sidecar_path
+from rtdetr_edge.engine_recipe import EngineBuildOptions, tensorrt_line
 from rtdetr_edge.errors import EngineError
 from tests.helpers import REPO
 
@@ -35,10 +34,6 @@ from tests.helpers import REPO
 def _need_tensorrt() -> None:
     if not trt_logging.tensorrt_usable():
         pytest.skip("needs TensorRT and a CUDA GPU")
-
-
-def _major() -> int:
-    return version_tuple(trt_logging.tensorrt_version())[0]
 
 
 @pytest.fixture()
@@ -90,37 +85,17 @@ def test_gpu_engine_is_cached_and_rebuilt_for_another_tensorrt(bundle: Bundle) -
 
 
 @pytest.mark.gpu
-def test_gpu_int8_calibrated_on_the_device_from_data(bundle: Bundle, images: np.ndarray, tmp_path: Path) -> None:
-    """Implicit INT8 from user batches (Polygraphy's Calibrator), then again from the cache it wrote."""
+def test_gpu_int8_engine_follows_the_recipe(bundle: Bundle) -> None:
+    """INT8 from the Q/DQ graph the recipe names for this TensorRT line; its sidecar records the decision."""
     _need_tensorrt()
-    if _major() >= 11:
-        pytest.skip("TensorRT 11 removed calibrators")
-    from rtdetr_edge.engine import build_engine
+    from rtdetr_edge.engine import engine_for_bundle
 
-    def batches() -> Iterator[dict[str, np.ndarray]]:
-        for i in range(0, 4, 2):
-            yield {"images": images[i : i + 2]}
-
-    cache = tmp_path / "calib.cache"
-    options = EngineBuildOptions(int8_mode="implicit", batch=BatchProfile(1, 1, 4))
-    out = build_engine(
-        bundle.onnx_path("fp32"),
-        tmp_path / "int8.engine",
-        "int8",
-        options,
-        calibrator=calibrators.make_calibrator(batches(), cache),
-    )
-    assert load_sidecar(out).int8_mode == "implicit"  # type: ignore[union-attr]
-    assert cache.read_text(errors="replace").startswith("TRT-")
-    # second build reads the cache: a batch of another shape would fail if TensorRT asked for data
-    again = build_engine(
-        bundle.onnx_path("fp32"),
-        tmp_path / "int8b.engine",
-        "int8",
-        options,
-        calibrator=calibrators.make_calibrator([{"images": images[:2]}], cache),
-    )
-    assert again.is_file()
+    path = engine_for_bundle(bundle, "int8", EngineBuildOptions(batch=BatchProfile(1, 1, 4)))
+    meta = load_sidecar(path)
+    assert meta is not None and meta.int8_mode == "qdq"
+    line = tensorrt_line(trt_logging.tensorrt_version())
+    want = "model.int8.qdq.trt8.onnx" if line == "8.6" else "model.int8.qdq.onnx"
+    assert meta.recipe["source"] == want and meta.recipe["strongly_typed"] == (line != "8.6")
 
 
 @pytest.mark.gpu

@@ -10,7 +10,7 @@ from rtdetr_edge.bundle import Bundle
 from rtdetr_edge.contract import ModelContract
 from rtdetr_edge.engine import builder
 from rtdetr_edge.engine.cache import inspect_onnx
-from rtdetr_edge.engine.options import DEFAULT_FP32_LAYERS
+from rtdetr_edge.engine_recipe import DEFAULT_FP32_LAYERS
 from rtdetr_edge.errors import EngineError
 from tests.engine.fakes import CONTRACT, tiny_onnx
 

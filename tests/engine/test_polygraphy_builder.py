@@ -1,9 +1,9 @@
-"""The builder on Polygraphy, without TensorRT: what each plan asks of Polygraphy's loaders, the steps
-Polygraphy lacks (FP32 layer ownership, DLA core, calibration profile, profile check), parser
-messages from Polygraphy's log, and the calibrators' data handling.
+"""The builder on Polygraphy, without TensorRT: what each recipe asks of Polygraphy's loaders, the steps
+Polygraphy lacks (FP32 layer ownership, DLA core and strongly typed DLA, profile check), and parser
+messages from Polygraphy's log.
 
 Polygraphy's loaders are replaced by recorders here (they would call TensorRT); Polygraphy's
-logger and ``Calibrator`` are the real ones. TensorRT itself is not run.
+logger is the real one. TensorRT itself is not run.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import types
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from rtdetr_edge.engine import builder, calibrators
-from rtdetr_edge.engine.options import EngineBuildOptions, plan_build
+from rtdetr_edge.engine import builder
 from rtdetr_edge.engine_format import BatchProfile
-from rtdetr_edge.errors import CalibrationError, EngineError
+from rtdetr_edge.engine_recipe import EngineBuildOptions, EngineRecipe, GraphSet, SourceGraph, recipe
+from rtdetr_edge.errors import EngineError
 from tests.engine import fake_tensorrt as fake
 
 
@@ -80,50 +79,114 @@ def test_parser_errors_are_read_from_polygraphy_lines_in_both_formats() -> None:
     ]
 
 
-def _plan(version: str, precision: str, **kw: Any) -> Any:
-    qdq, ranges, fp16 = kw.pop("qdq", False), kw.pop("ranges", False), kw.pop("fp16", False)
-    options = EngineBuildOptions(**kw)
-    return plan_build(version, precision, options, onnx_has_qdq=qdq, onnx_has_fp16=fp16, has_ranges=ranges), options
+GRAPHS = GraphSet(
+    "b",
+    tuple(
+        SourceGraph(f, Path(f), "0" * 64, t)  # type: ignore[arg-type]
+        for f, t in (
+            ("m.onnx", "fp32"),
+            ("m.fp16.onnx", "fp16"),
+            ("m.int8.qdq.onnx", "int8-fp16"),
+            ("m.int8.qdq.trt8.onnx", "int8-fp32"),
+        )
+    ),
+)
+
+
+def _recipe(version: str, precision: str, **kw: Any) -> EngineRecipe:
+    return recipe(GRAPHS, precision, version, EngineBuildOptions(**kw))
 
 
 @pytest.mark.parametrize(
     "version, precision, kw, expected",
     [
         ("10.3.0", "fp32", {}, dict(fp16=False, int8=False, tf32=False, precision_constraints=None)),
-        ("10.3.0", "fp16", {}, dict(fp16=True, int8=False, tf32=True, precision_constraints="prefer")),
-        ("10.3.0", "int8", {"qdq": True, "fp16": True}, dict(strongly_typed=True, fp16=False, int8=False, tf32=False)),
-        ("10.3.0", "int8", {"qdq": True}, dict(strongly_typed=False, fp16=True, int8=True)),
-        ("8.6.2", "int8", {"qdq": True}, dict(strongly_typed=False, fp16=True, int8=True, tf32=True)),
-        ("8.6.2", "int8", {"ranges": True}, dict(int8=True, precision_constraints="prefer")),
+        ("8.6.2", "fp16", {}, dict(fp16=True, int8=False, tf32=True, precision_constraints="prefer")),
+        ("10.3.0", "fp16", {}, dict(strongly_typed=True, fp16=False, int8=False, tf32=False)),
+        ("10.3.0", "int8", {}, dict(strongly_typed=True, fp16=False, int8=False, tf32=False)),
+        ("11.4.1", "int8", {}, dict(strongly_typed=False, fp16=False, int8=False, tf32=False)),  # 11: no flag needed
+        ("8.6.2", "int8", {}, dict(strongly_typed=False, fp16=True, int8=True, tf32=True)),
+        ("8.6.2", "int8", {"fp32_layers": ()}, dict(int8=True, precision_constraints=None)),
         (
             "10.3.0",
             "fp16",
-            {"dla_core": 1, "workspace_mib": 64, "builder_optimization_level": 2, "timing_cache": "t.cache"},
+            {"dla_core": 1, "workspace_mib": 64, "builder_optimization_level": 2, "batch": 1},
             dict(
                 use_dla=True,
+                direct_dla=False,
                 gpu_fallback=True,
                 dla_core=1,
                 workspace_bytes=64 << 20,
                 optimization_level=2,
-                timing_cache="t.cache",
             ),
+        ),
+        (
+            "11.4.1",
+            "int8",
+            {"dla_core": 0, "batch": 1},
+            dict(use_dla=False, direct_dla=True, gpu_fallback=True, precision_constraints=None, int8=False),
         ),
     ],
 )
-def test_each_plan_maps_to_polygraphy_arguments(
+def test_each_recipe_maps_to_polygraphy_arguments(
     version: str, precision: str, kw: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    plan, options = _plan(version, precision, **kw)
-    choice = builder.config_choice(plan, options)
+    choice = builder.config_choice(_recipe(version, precision, **kw))
     assert {k: getattr(choice, k) for k in expected} == expected
 
 
 def test_an_unmapped_flag_is_an_internal_error() -> None:
-    plan, options = _plan("10.3.0", "fp16")
     import dataclasses
 
+    r = _recipe("10.3.0", "fp16")
     with pytest.raises(EngineError, match="does not map: SPARSE_WEIGHTS"):
-        builder.config_choice(dataclasses.replace(plan, builder_flags=("SPARSE_WEIGHTS",)), options)
+        builder.config_choice(dataclasses.replace(r, builder_flags=("SPARSE_WEIGHTS",)))
+
+
+def test_fp32_pinning_on_a_fake_network(fake_trt: types.ModuleType) -> None:
+    """The matching rules of _pin_fp32, with a stand-in network."""
+    fake_trt.float32, fake_trt.float16, fake_trt.int32 = "f32", "f16", "i32"  # type: ignore[attr-defined]
+    fake_trt.LayerType = types.SimpleNamespace(CONSTANT="const", OTHER="other")  # type: ignore[attr-defined]
+
+    class T:
+        def __init__(self, name: str, dtype: str = "f32") -> None:
+            self.name, self.dtype = name, dtype
+
+    class L:
+        def __init__(self, name: str, outs: list[T], kind: str = "other", ins: tuple[T, ...] = ()) -> None:
+            self.name, self.outs, self.type, self.ins = name, outs, kind, ins
+            self.num_outputs, self.num_inputs = len(outs), len(ins)
+            self.precision: Any = None
+            self.types: dict[int, str] = {}
+
+        def get_output(self, j: int) -> T:
+            return self.outs[j]
+
+        def get_input(self, k: int) -> T:
+            return self.ins[k]
+
+        def set_output_type(self, j: int, dt: str) -> None:
+            self.types[j] = dt
+
+    layers = [
+        L("post/sigmoid", [T("post/probs")]),
+        L("post/sigmoid_1", [T("x")]),
+        L("conv", [T("c")]),
+        L("topk", [T("vals"), T("idx", "i32")]),
+        L("post/shape", [T("s", "i32")]),
+        L("w", [T("sm_out")]),
+        L("post/const", [T("k")], "const"),
+        L("frame/cast", [T("frame/x")], ins=(T("frames", "u8"),)),
+    ]
+    net = types.SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i])
+    hints = builder.NetworkHints(fp32_nodes=frozenset({"post/sigmoid", "topk"}), fp32_tensors=frozenset({"sm_out"}))
+    pinned = builder._pin_fp32(net, hints, ("post/*", "frame/*"))
+    assert pinned == 5  # post/sigmoid, post/sigmoid_1, topk (float output only), w (by tensor), frame/cast
+    # the uint8 -> float Cast gets its output type only: no float compute precision on a uint8 read
+    assert layers[7].precision is None and layers[7].types == {0: "f32"}
+    assert layers[0].precision == "f32" and layers[1].precision == "f32" and layers[2].precision is None
+    assert layers[3].types == {0: "f32"} and layers[4].precision is None and layers[6].precision is None
+    assert layers[5].precision == "f32"
 
 
 class Recorder:
@@ -133,8 +196,9 @@ class Recorder:
         self.calls: dict[str, Any] = {}
         self.profiles, self.dla_cores, self.fail = profiles, dla_cores, fail
         self.network = types.SimpleNamespace(name="net", num_layers=0)
-        self.cfg = types.SimpleNamespace(num_optimization_profiles=profiles, DLA_core=0, calibration=None)
-        self.cfg.set_calibration_profile = lambda p: setattr(self.cfg, "calibration", p)
+        self.cfg = types.SimpleNamespace(num_optimization_profiles=profiles, DLA_core=0, default_device_type="gpu")
+        self.cfg.flags = set()
+        self.cfg.set_flag = self.cfg.flags.add
         rec = self
 
         class NetworkFromOnnxPath:
@@ -204,9 +268,10 @@ class Recorder:
 def polygraphy(monkeypatch: pytest.MonkeyPatch) -> Any:
     import polygraphy.backend.trt as ptrt
 
-    fake.install(monkeypatch, "10.3.0.30")
-
-    def make(**kw: Any) -> Recorder:
+    def make(version: str = "10.3.0.30", **kw: Any) -> Recorder:
+        trt = fake.install(monkeypatch, version)
+        trt.DeviceType = types.SimpleNamespace(DLA="dla", GPU="gpu")  # type: ignore[attr-defined]
+        trt.BuilderFlag = types.SimpleNamespace(GPU_FALLBACK="GPU_FALLBACK")  # type: ignore[attr-defined]
         rec = Recorder(**kw)
         for name, cls in rec.classes.items():
             monkeypatch.setattr(ptrt, name, cls)
@@ -220,81 +285,64 @@ HINTS = builder.NetworkHints(
 )
 
 
-def test_builder_hands_polygraphy_the_profile_flags_and_cache_calibrator(polygraphy: Any, tmp_path: Path) -> None:
-    rec = polygraphy()
+def test_builder_hands_polygraphy_the_profile_flags_and_pins(polygraphy: Any, tmp_path: Path) -> None:
+    rec = polygraphy("8.6.2.3")
     cache = tmp_path / "engines" / "t.cache"  # a bundle's engines/ folder before its first engine
-    plan, options = _plan("10.3.0", "int8", ranges=True, timing_cache=str(cache))
-    blob = builder.build_serialized_engine("m.onnx", plan, options, BatchProfile(1, 2, 4), HINTS, {"images": 1.0})
+    r = _recipe("8.6.2.3", "int8", batch=BatchProfile(1, 2, 4))
+    blob = builder.build_serialized_engine(r, HINTS, str(cache))
     assert blob == b"serialized"
     assert cache.parent.is_dir()  # Polygraphy's lock file (t.cache.lock) is opened in that folder
     cfg = rec.calls["config"]
-    assert rec.calls["network"] == ("m.onnx", False)
+    assert rec.calls["network"] == ("m.int8.qdq.trt8.onnx", False)
     assert cfg["profiles"][0] == {"images": ((1, 3, 8, 8), (2, 3, 8, 8), (4, 3, 8, 8))}
-    assert cfg["int8"] and cfg["fp16"] and cfg["precision_constraints"] == "prefer"
+    assert cfg["int8"] and cfg["fp16"] and cfg["precision_constraints"] == "prefer" and cfg["tf32"]
     assert cfg["load_timing_cache"] is None  # no file yet: Polygraphy would only warn
+    assert "calibrator" not in cfg  # INT8 is the Q/DQ graph's on every line
     assert rec.calls["save_timing_cache"] == str(cache)
-    calib = cfg["calibrator"]  # the cache-only calibrator: every calibrator reaches CreateConfig
-    assert calib.read_calibration_cache().startswith(b"TRT-100300-EntropyCalibration2")
     assert rec.calls["network_steps"] == ["keep layers in FP32"]
 
+    rec = polygraphy("10.3.0.30")
+    builder.build_serialized_engine(_recipe("10.3.0.30", "int8", batch=BatchProfile(1, 2, 4)), HINTS)
+    assert rec.calls["network"] == ("m.int8.qdq.onnx", True)  # strongly typed, nothing pinned, no flags
+    assert not rec.calls["config"]["int8"] and not rec.calls["config"]["tf32"] and "network_steps" not in rec.calls
+    with pytest.raises(EngineError, match=r"a recipe for TensorRT 8\.6\.2\.3 given to TensorRT 10\.3\.0\.30"):
+        builder.build_serialized_engine(_recipe("8.6.2.3", "int8"), HINTS)
 
-def test_builder_checks_the_profile_sets_the_dla_core_and_the_calibration_profile(polygraphy: Any) -> None:
-    plan, options = _plan("10.3.0", "fp16")
+
+def test_builder_checks_the_profile_and_sets_the_dla_core(polygraphy: Any) -> None:
     polygraphy(profiles=0)  # a rejected profile: add_optimization_profile returned -1
     with pytest.raises(EngineError, match="rejected the optimisation profile 1,2,4 for \\['images'\\]"):
-        builder.build_serialized_engine("m.onnx", plan, options, BatchProfile(1, 2, 4), HINTS)
+        builder.build_serialized_engine(_recipe("10.3.0.30", "fp16", batch=BatchProfile(1, 2, 4)), HINTS)
     rec = polygraphy()
-    plan, options = _plan("10.3.0", "fp16", dla_core=1, batch=2)
-    builder.build_serialized_engine("m.onnx", plan, options, BatchProfile(2, 2, 2), HINTS)
+    r = _recipe("10.3.0.30", "fp16", dla_core=1, batch=2)
+    builder.build_serialized_engine(r, HINTS)
     assert rec.cfg.DLA_core == 1 and rec.calls["config"]["use_dla"] and rec.calls["config"]["allow_gpu_fallback"]
+    assert rec.cfg.default_device_type == "gpu"  # Polygraphy's use_dla sets it (not run here)
     polygraphy(dla_cores=1)
     with pytest.raises(EngineError, match="--dla-core 1: this device has 1 DLA core"):
-        builder.build_serialized_engine("m.onnx", plan, options, BatchProfile(2, 2, 2), HINTS)
+        builder.build_serialized_engine(r, HINTS)
 
-    rec = polygraphy()
-    plan, options = _plan("10.3.0", "int8", ranges=True, int8_mode="implicit")
-    feed = calibrators.make_calibrator([{"images": np.zeros((3, 3, 8, 8), np.float32)}], "calib.cache")
-    feed.calibrator.free = lambda: None  # nothing was copied to a GPU
-    builder.build_serialized_engine("m.onnx", plan, options, BatchProfile(1, 2, 4), HINTS, calibrator=feed)
-    assert rec.calls["config"]["calibrator"] is feed.calibrator
-    assert rec.cfg.calibration == {"images": ((3, 3, 8, 8),) * 3}  # calibrated at batch 3, not the OPT 2
+
+def test_strongly_typed_dla_is_set_without_polygraphys_precision_flag(polygraphy: Any) -> None:
+    """TensorRT >= 11.4.1: DLA on a strongly typed network: device type, core and GPU fallback set directly."""
+    rec = polygraphy("11.4.1")
+    builder.build_serialized_engine(_recipe("11.4.1", "int8", dla_core=0, batch=1), HINTS)
+    cfg = rec.calls["config"]
+    assert not cfg["use_dla"] and not cfg["allow_gpu_fallback"] and cfg["precision_constraints"] is None
+    assert not cfg["fp16"] and not cfg["int8"]
+    assert rec.cfg.default_device_type == "dla" and rec.cfg.DLA_core == 0 and rec.cfg.flags == {"GPU_FALLBACK"}
 
 
 def test_parser_failures_name_the_node_from_polygraphys_log(polygraphy: Any) -> None:
     polygraphy(fail="In node 1 (parseGraph): UNSUPPORTED_NODE: No importer registered for op: NoSuchOp")
-    plan, options = _plan("10.3.0", "fp32")
+    r = _recipe("10.3.0.30", "fp32", batch=1)
     with pytest.raises(EngineError) as info:
-        builder.build_serialized_engine("m.onnx", plan, options, BatchProfile(1, 1, 1), HINTS)
+        builder.build_serialized_engine(r, HINTS)
     text = str(info.value)
     assert "node 1 NoSuchOp '/m/b': No importer registered for op: NoSuchOp [UNSUPPORTED_NODE]" in text
     polygraphy(fail="some other failure")
     with pytest.raises(EngineError, match=r"could not build the fp32 engine from m\.onnx: some other failure"):
-        builder.build_serialized_engine("m.onnx", plan, options, BatchProfile(1, 1, 1), HINTS)
+        builder.build_serialized_engine(r, HINTS)
     from polygraphy.logger import G_LOGGER
 
     assert not G_LOGGER.use_python_logging_system  # restored after the build
-
-
-def test_cache_only_calibrator_serves_the_cache_and_no_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake.install(monkeypatch, "8.6.2")
-    text = calibrators.native_cache_text({"images": 1.0, "x": 2.0})
-    assert text.startswith("TRT-8602-EntropyCalibration2")  # JetPack 6.0's TensorRT reads only its own
-    calib = calibrators.cache_only_calibrator(text)
-    assert calib.read_calibration_cache() == text.encode()
-    assert calib.get_batch(["images"]) is None  # no data: TensorRT must take the cache
-    assert calib.get_batch_size() == 1  # what explicit-batch networks require
-
-
-def test_device_calibrator_checks_batches_and_keeps_the_first_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    fake.install(monkeypatch, "10.3.0")
-    good = {"images": np.ones((2, 3, 8, 8), np.float64)}
-    feed = calibrators.make_calibrator(iter([good, good, {"images": np.ones((1, 3, 8, 8))}, good]), tmp_path / "c")
-    batches = list(feed.calibrator.data_loader)
-    assert len(batches) == 2 and batches[0]["images"].dtype == np.float32 and feed.seen == 2
-    assert isinstance(
-        feed.error, CalibrationError
-    ) and "has shape (1, 3, 8, 8), the first batch had (2, 3, 8, 8)" in str(feed.error)
-    with pytest.raises(CalibrationError, match="empty"):
-        calibrators.make_calibrator([], tmp_path / "c")

@@ -1,4 +1,4 @@
-"""The static TensorRT ONNX-parser op check (``rtdetr_edge.trt_ops``) over whole graphs.
+"""The static TensorRT ONNX-parser op check (``rtdetr_edge.export.trt_ops``) over whole graphs.
 
 Table-driven: the bundles' graphs (fp32, fp16, int8 Q/DQ and its TensorRT 8.x sibling, frame-input
 graphs, the shipped reference model) pass for the lines they are for and the build records that;
@@ -21,7 +21,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rtdetr_edge.errors import InputError
-from rtdetr_edge.trt_ops import (
+from rtdetr_edge.export.trt_ops import (
     SUPPORTED_OPS,
     TENSORRT_LINES,
     all_op_faults,

@@ -16,7 +16,7 @@ from rtdetr_edge.bundle import Bundle
 from rtdetr_edge.contract import ModelContract
 from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.errors import BundleError
-from rtdetr_edge.frames import front_op_faults, pillow_resize_reference
+from rtdetr_edge.export.frames import front_op_faults, pillow_resize_reference
 from tests.frames.conftest import FRAME_SIZES
 
 
@@ -85,25 +85,26 @@ def test_missing_frame_artifact_makes_the_bundle_incomplete(frames_copy: Path) -
 
 
 @pytest.mark.parametrize(
-    "precision, major, mode, expected",
+    "precision, version, expected",
     [
-        ("fp32", 8, "auto", "model.frames-128x96.onnx"),
-        ("fp16", 10, "auto", "model.frames-128x96.onnx"),
-        ("fp16", 11, "auto", "model.fp16.frames-128x96.onnx"),
-        ("int8", 8, "qdq", "model.int8.qdq.trt8.frames-128x96.onnx"),
-        ("int8", 10, "qdq", "model.int8.qdq.frames-128x96.onnx"),
-        ("int8", 10, "implicit", "model.frames-128x96.onnx"),
+        ("fp32", "8.6.2", "model.frames-128x96.onnx"),
+        ("fp16", "8.6.2", "model.frames-128x96.onnx"),
+        ("fp16", "10.3.0", "model.fp16.frames-128x96.onnx"),
+        ("fp16", "11.4.1", "model.fp16.frames-128x96.onnx"),
+        ("int8", "8.6.2", "model.int8.qdq.trt8.frames-128x96.onnx"),
+        ("int8", "10.3.0", "model.int8.qdq.frames-128x96.onnx"),
     ],
 )
-def test_engine_builds_from_the_frame_graph_of_its_route(
-    frames_bundle: Path, precision: str, major: int, mode: str, expected: str
+def test_engine_builds_from_the_frame_graph_of_its_recipe(
+    frames_bundle: Path, precision: str, version: str, expected: str
 ) -> None:
-    """Which frame graph rtdetr_edge.engine builds a TensorRT engine from (TensorRT itself cannot run here)."""
-    from rtdetr_edge.engine.cache import frame_source
-    from rtdetr_edge.engine.options import DEFAULT_FP32_LAYERS
+    """Which frame graph the engine recipe builds from, on a real bundle (TensorRT itself cannot run here)."""
+    from rtdetr_edge.engine_recipe import EngineBuildOptions, bundle_graphs, recipe
 
-    assert frame_source(Bundle(frames_bundle), precision, major, mode, (128, 96)).name == expected
-    assert "frame/*" in DEFAULT_FP32_LAYERS  # the front stays FP32 under the FP16/INT8 builder flags
+    r = recipe(bundle_graphs(Bundle(frames_bundle), (128, 96)), precision, version, EngineBuildOptions())
+    assert r.source.file == expected and r.frame_size == (128, 96)
+    assert not r.tf32  # the front's FP32 resize stays exact: no TF32 on frame graphs
+    assert not r.fp32_pins or "frame/*" in r.fp32_pins  # weakly typed: the front pinned to FP32
 
 
 def test_int8_frame_graph_keeps_the_calibrated_scales(frames_bundle: Path) -> None:

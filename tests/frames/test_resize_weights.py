@@ -1,6 +1,6 @@
 """The frame front's resize against Pillow's own (what the model's Hugging Face processor runs).
 
-The numpy model of the front (:func:`rtdetr_edge.frames.pillow_resize_reference`) and the ONNX
+The numpy model of the front (:func:`rtdetr_edge.export.frames.pillow_resize_reference`) and the ONNX
 front itself (ONNX Runtime) are compared with ``PIL.Image.resize`` on noise (the hardest input
 for rounding), on the shipped sample scenes and on a smooth gradient, table-driven over sizes and
 filters.
@@ -15,7 +15,7 @@ from PIL import Image
 
 from rtdetr_edge.contract import FrameInput, ModelContract, Preprocessing
 from rtdetr_edge.errors import InputError
-from rtdetr_edge.frames import (
+from rtdetr_edge.export.frames import (
     front_op_faults,
     parse_frame_size,
     pillow_resize_reference,

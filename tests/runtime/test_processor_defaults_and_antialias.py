@@ -14,7 +14,7 @@ import pytest
 
 from rtdetr_edge.contract import FrameInput, ModelContract, Preprocessing, preprocessing_from_processor_config
 from rtdetr_edge.errors import InputError
-from rtdetr_edge.frames import prepend_front
+from rtdetr_edge.export.frames import prepend_front
 from rtdetr_edge.preprocess import Preprocessor, resize_interpolation
 
 MINIMAL = {"size": {"height": 64, "width": 64}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,74 +188,109 @@ def test_not_a_bundle_raises_bundle_error(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_the_bundles_engine_becomes_the_plan(reference_bundle: Path, tmp_path: Path) -> None:
-    """A bundle with an engine (faked here: no TensorRT) ships it as model.plan, named in the README."""
+def _copy(bundle: Path, tmp_path: Path) -> Path:
     import shutil
 
-    from rtdetr_edge.engine_format import BatchProfile, EngineMetadata, sidecar_path
+    shutil.copytree(bundle, tmp_path / "bundle")
+    return tmp_path / "bundle"
 
-    bundle = tmp_path / "bundle"
-    shutil.copytree(reference_bundle, bundle)
-    engine = bundle / "engines" / "fp32.engine"
-    engine.parent.mkdir()
-    engine.write_bytes(b"not a real plan")
-    EngineMetadata("10.3.0", "Tesla T4", "7.5", "fp32", "none", BatchProfile(1, 4, 4), "0" * 64).save(
-        sidecar_path(engine)
-    )
+
+def test_the_bundles_engine_becomes_the_plan(
+    reference_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine rtdetr-engine made (with the builder faked: no TensorRT here) ships as model.plan."""
+    from rtdetr_edge.bundle import Bundle
+    from rtdetr_edge.engine import EngineBuildOptions, engine_for_bundle
+    from rtdetr_edge.engine_format import BatchProfile
+    from tests.engine import fake_tensorrt
+
+    bundle = _copy(reference_bundle, tmp_path)
+    fake_tensorrt.builds_without_tensorrt(monkeypatch)
+    engine = engine_for_bundle(Bundle(bundle), "fp32", EngineBuildOptions(batch=BatchProfile(1, 4, 4)))
     repo = write_repository(bundle, tmp_path / "repo", RepositoryOptions(max_batch=4))
-    assert (repo / "rtdetr_detector" / "1" / "model.plan").read_bytes() == b"not a real plan"
+    assert (repo / "rtdetr_detector" / "1" / "model.plan").read_bytes() == engine.read_bytes()
     readme = (repo / "README.md").read_text()
-    assert "built for Tesla T4 (compute capability 7.5) with TensorRT 10.3.0" in readme
-    assert json.loads((repo / "rtdetr-repository.json").read_text())["engine"]["tensorrt_version"] == "10.3.0"
-    with pytest.raises(InputError, match=r"--max-batch 8 exceeds the batch profile of .*fp32.engine \(max 4\)"):
+    assert "built for Orin (compute capability 8.7, 16 SMs, 61 GiB) with TensorRT 10.3.0.30" in readme
+    assert json.loads((repo / "rtdetr-repository.json").read_text())["engine"]["tensorrt_version"] == "10.3.0.30"
+    with pytest.raises(InputError, match=r"--max-batch 8 exceeds the batch profile of .*\.engine \(max 4\)"):
         write_repository(bundle, tmp_path / "repo8", RepositoryOptions(max_batch=8))
     assert not (tmp_path / "repo8").exists()
 
 
 @pytest.mark.parametrize(
-    ("what", "frame", "dla", "profile"),
+    ("what", "options", "edit"),
     [
-        ("a frame-input engine (uint8 [N,H,W,3])", True, None, (1, 4, 4)),
-        ("a DLA engine", False, 0, (1, 4, 4)),
-        ("a static batch above 1", False, None, (4, 4, 4)),
+        ("a DLA engine", {"dla_core": 0, "batch": 1}, None),
+        ("a static batch above 1", {"batch": 4}, None),
+        # a frame-input engine, or one from an older recipe or another ONNX: its key is not today's recipe's
+        ("an engine of another recipe", {"batch": (1, 4, 4)}, ("cache_key", "0123456789abcdef")),
+        ("an engine whose options were edited", {"batch": (1, 4, 4)}, ("build_options", {"batch": [1, 2, 4]})),
     ],
 )
-def test_engines_the_detector_config_cannot_serve_are_not_the_plan(
-    reference_bundle: Path, tmp_path: Path, what: str, frame: bool, dla: int | None, profile: tuple[int, int, int]
+def test_engines_the_recipe_did_not_make_or_triton_cannot_serve_are_not_the_plan(
+    best_bundle: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    what: str,
+    options: dict[str, Any],
+    edit: tuple[str, Any] | None,
 ) -> None:
-    """The config takes the preprocessed tensor at batch 1..max: such an engine would fail in Triton."""
-    import dataclasses
-    import shutil
-
     from rtdetr_edge.bundle import Bundle
-    from rtdetr_edge.contract import FrameInput
-    from rtdetr_edge.engine_format import BatchProfile, EngineMetadata, sidecar_path
+    from rtdetr_edge.engine import EngineBuildOptions, engine_for_bundle
+    from rtdetr_edge.engine_format import sidecar_path
+    from tests.engine import fake_tensorrt
 
-    bundle = tmp_path / "bundle"
-    shutil.copytree(reference_bundle, bundle)
-    contract = Bundle(bundle).contract
-    if frame:
-        contract = dataclasses.replace(contract, frame=FrameInput(width=1280, height=720))
-    engine = bundle / "engines" / "fp32.engine"
-    engine.parent.mkdir()
-    engine.write_bytes(b"not a real plan")
-    EngineMetadata(
-        "10.3.0", "Tesla T4", "7.5", "fp32", "none", BatchProfile(*profile), "0" * 64,
-        contract_json=contract.to_json(), dla_core=dla,
-    ).save(sidecar_path(engine))  # fmt: skip
-    repo = write_repository(bundle, tmp_path / "repo", RepositoryOptions(max_batch=4))
+    bundle = _copy(best_bundle, tmp_path)
+    fake_tensorrt.builds_without_tensorrt(monkeypatch)
+    engine = engine_for_bundle(Bundle(bundle), "fp16", EngineBuildOptions(**options))
+    if edit is not None:
+        side = json.loads(sidecar_path(engine).read_text())
+        side[edit[0]] = {**side[edit[0]], **edit[1]} if isinstance(edit[1], dict) else edit[1]
+        sidecar_path(engine).write_text(json.dumps(side))
+    repo = write_repository(bundle, tmp_path / "repo", RepositoryOptions(max_batch=4, precision="fp16"))
     assert not (repo / "rtdetr_detector" / "1" / "model.plan").exists(), what
     assert "**not included**" in (repo / "README.md").read_text()
 
 
-def test_an_int8_plan_repository_ships_both_int8_graphs(best_bundle: Path, tmp_path: Path) -> None:
+def test_the_readme_commands_are_the_recipes_with_their_constraints(best_bundle: Path, tmp_path: Path) -> None:
+    """Each TensorRT line's trtexec command is the recipe's: its source graph, typing, flags, FP32 pins, TF32."""
+    from rtdetr_edge.bundle import Bundle
+    from rtdetr_edge.engine.trtexec import pinned_layers, trtexec_command
+    from rtdetr_edge.engine_format import BatchProfile
+    from rtdetr_edge.engine_recipe import EngineBuildOptions, bundle_graphs, recipe
+
     repo = write_repository(best_bundle, tmp_path / "repo", RepositoryOptions(precision="int8"))
     build = repo / "rtdetr_detector" / "build"
-    assert (build / "model.onnx").read_bytes() == (best_bundle / "model.int8.qdq.onnx").read_bytes()
-    assert (build / "model.trt8.onnx").is_file()
+    assert sorted(p.name for p in build.iterdir()) == ["model.int8.qdq.onnx", "model.int8.qdq.trt8.onnx"]
+    assert (build / "model.int8.qdq.onnx").read_bytes() == (best_bundle / "model.int8.qdq.onnx").read_bytes()
     readme = (repo / "README.md").read_text()
-    assert (
-        "--stronglyTyped" in readme and "`--int8 --fp16` instead, on `rtdetr_detector/build/model.trt8.onnx`" in readme
-    )
+    b = Bundle(best_bundle)
+    assert configs(repo)["rtdetr_detector"]  # parses
+    for version in ("8.6.2", "10.3.0", "11.4.1"):
+        r = recipe(bundle_graphs(b), "int8", version, EngineBuildOptions(batch=BatchProfile(1, 8, 8)))
+        pins = pinned_layers(best_bundle / r.source.file, r.fp32_pins)
+        shape = (3, b.contract.preprocessing.height, b.contract.preprocessing.width)
+        command = trtexec_command(
+            r,
+            f"/models/rtdetr_detector/build/{r.source.file}",
+            "/models/rtdetr_detector/1/model.plan",
+            "images",
+            shape,
+            pins,
+        )
+        assert command in readme, version
+    eight_six = next(line for line in readme.splitlines() if "model.int8.qdq.trt8.onnx --saveEngine" in line)
+    assert "--fp16 --int8 --precisionConstraints=prefer --layerPrecisions=" in eight_six
+    assert "--stronglyTyped" not in eight_six and "--noTF32" not in eight_six
+    pinned = pinned_layers(best_bundle / "model.int8.qdq.trt8.onnx", ("LayerNormalization", "Softmax", "post/*"))
+    assert pinned.precision and all(f"{n}:fp32" in eight_six for n in pinned.precision)
+    ten = next(line for line in readme.splitlines() if "build/model.int8.qdq.onnx --saveEngine" in line)
+    assert "--stronglyTyped" in ten and "--int8" not in ten and "--fp16" not in ten and "--noTF32" in ten
     assert json.loads((repo / "rtdetr-repository.json").read_text())["precision"] == "int8"
-    configs(repo)  # parses
+
+
+def test_an_fp32_plan_is_built_without_tf32_and_fp16_on_11_needs_its_graph(tiny_bundle: Path, tmp_path: Path) -> None:
+    repo = write_repository(tiny_bundle, tmp_path / "repo", RepositoryOptions(precision="fp32"))
+    readme = (repo / "README.md").read_text()
+    commands = [line for line in readme.splitlines() if line.lstrip().startswith("trtexec ")]
+    assert len(commands) == 3 and all("--noTF32" in c and "build/model.onnx" in c for c in commands)

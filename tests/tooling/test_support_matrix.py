@@ -1,5 +1,6 @@
 """docs/support.md's table agrees with the code: the minimum TensorRT, the minimum Python (from
-pyproject and, by vermin, from what the source uses), and that JetPack 5 is not claimed.
+pyproject and, by vermin, from what the source uses), the engine recipe of every supported row,
+the cuda-python extra per CUDA line, and that JetPack 5 is not claimed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rtdetr_edge.engine.options import MIN_TENSORRT, EngineBuildOptions, plan_build
+from rtdetr_edge.engine_recipe import MIN_TENSORRT, EngineBuildOptions, GraphSet, SourceGraph, recipe
 from rtdetr_edge.errors import EngineError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,8 +51,62 @@ def test_the_table_agrees_with_min_tensorrt_and_requires_python() -> None:
         ), r
     assert all("5." not in r["JetPack (L4T)"] for r in supported), "JetPack 5 is claimed as supported"
     with pytest.raises(EngineError, match="too old"):
-        plan_build("8.5.2", "fp16", EngineBuildOptions())
-    plan_build(".".join(map(str, MIN_TENSORRT)) + ".0", "fp16", EngineBuildOptions())
+        recipe(GRAPHS, "fp16", "8.5.2", EngineBuildOptions())
+    recipe(GRAPHS, "fp16", ".".join(map(str, MIN_TENSORRT)) + ".0", EngineBuildOptions())
+
+
+# every graph a new bundle has (file names are placeholders: the recipe reads no file)
+GRAPHS = GraphSet(
+    "bundle",
+    tuple(SourceGraph(t, Path(t), "0" * 64, t) for t in ("fp32", "fp16", "int8-fp16", "int8-fp32")),
+)
+
+
+def test_every_supported_tensorrt_has_a_recipe_for_every_precision() -> None:
+    """Each TensorRT version a supported row names builds fp32, fp16 and int8 (the JetPack 7.2 rows too)."""
+    rows = [r for r in _rows() if r["status"].startswith("supported")]
+    jetpacks = " ".join(r["JetPack (L4T)"] for r in rows)
+    assert "7.2 (r39.2)" in jetpacks and ">= 7.2.2" in jetpacks, "JetPack 7.2 and 7.2.2 rows"
+    versions = {".".join(map(str, v)) for r in rows for v in _versions(r["TensorRT"])}
+    assert {"8.6.2", "10.3", "10.16", "11.4.1"} <= versions
+    for version in sorted(versions):
+        for precision in ("fp32", "fp16", "int8"):
+            recipe(GRAPHS, precision, version, EngineBuildOptions())
+
+
+def test_each_cuda_line_names_its_cuda_python_extra() -> None:
+    """A row's cuda-python column names the extra that pins that CUDA major (pyproject.toml)."""
+    text = (REPO / "pyproject.toml").read_text()
+    extras = dict(re.findall(r'^([a-z0-9-]+) = \["cuda-python>=(\d+),<\d+"', text, re.M))
+    assert extras == {"trt": "12", "trt-cu13": "13"}, extras
+    for r in _rows():
+        m = re.search(r"`\[([a-z0-9-]+)\]`", r["cuda-python"])
+        if m is None:
+            continue
+        cuda_major = _versions(r["CUDA"])[0][0]
+        assert extras[m.group(1)] == str(cuda_major), r
+
+
+# removed from the standard library by Python 3.12 (PEP 594 and the distutils/imp removals):
+# JetPack 7.2 runs Python 3.12, so the package must import none of them
+REMOVED_IN_312 = {"distutils", "imp", "asynchat", "asyncore", "smtpd"}
+
+
+def test_nothing_python_3_12_removed_is_imported() -> None:
+    import ast
+
+    found = []
+    for path in [
+        *(REPO / "rtdetr_edge").rglob("*.py"),
+        *(REPO / "export").rglob("*.py"),
+        *(REPO / "calib").rglob("*.py"),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            found += [f"{path}: {n}" for n in names if n.split(".")[0] in REMOVED_IN_312]
+    assert not found, found
 
 
 @pytest.mark.parametrize("target", ["3.10"])

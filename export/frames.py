@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .contract import FrameInput, ModelContract, Preprocessing
-from .errors import BundleError, InputError
+from rtdetr_edge.contract import FrameInput, ModelContract, Preprocessing
+from rtdetr_edge.errors import BundleError, InputError
 
 if TYPE_CHECKING:
     import onnx
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 FRAME_PREFIX = "frame/"
 PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point coefficients for 8-bit images (Resample.c)
 
-# The ops the front is built from (all in TensorRT 8.6's parser matrix, rtdetr_edge.trt_ops, which
+# The ops the front is built from (all in TensorRT 8.6's parser matrix, rtdetr_edge.export.trt_ops, which
 # checks the rest). TensorRT takes UINT8 only as a network input/output cast right away to float,
 # which the front's first node does.
 FRONT_OPS = frozenset({"Cast", "Transpose", "MatMul", "Add", "Floor", "Clip", "Gather", "Mul"})
@@ -265,7 +265,7 @@ def prepend_front(
     import onnx
     from onnx import TensorProto, helper
 
-    from .contract import METADATA_KEY
+    from rtdetr_edge.contract import METADATA_KEY
 
     if not contract.preprocessing.antialias:
         # the front's weights are Pillow's (support widened when downscaling); a processor that
@@ -313,7 +313,7 @@ def front_op_faults(model: onnx.ModelProto, trt8: bool = True) -> list[str]:
     """Why TensorRT would not parse the frame front of ``model`` (empty: it would).
 
     Checks: the ``frame/`` nodes and the opset against TensorRT 8.6's parser matrix (with
-    ``trt8``, the default) or 10.x's (:func:`rtdetr_edge.trt_ops.op_faults`); every ``frame/``
+    ``trt8``, the default) or 10.x's (:func:`rtdetr_edge.export.trt_ops.op_faults`); every ``frame/``
     node's op is one the front is built from (:data:`FRONT_OPS`); the uint8 input is consumed only
     by a Cast to float (TensorRT's UINT8 rule).
     """
@@ -363,7 +363,7 @@ def write_frame_artifacts(
     """
     import onnx
 
-    from . import atomic
+    from rtdetr_edge import atomic
 
     root = Path(directory)
     report: dict[str, Any] = {}

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError
+from rtdetr_edge.errors import InputError
 
 if TYPE_CHECKING:
     import onnx

@@ -1,0 +1,100 @@
+"""The TensorRT plan of a Triton repository, from the engine recipe: which engine becomes ``model.plan``
+and the trtexec command that builds one on each TensorRT line.
+
+Both read :func:`rtdetr_edge.engine_recipe.recipe`, the decision every engine follows: an engine in
+``BUNDLE/engines`` is taken only if its cache key is the one the recipe gives today for the bundle's
+tensor-input graphs on the TensorRT version and GPU its sidecar names, and the README's trtexec
+commands are :func:`rtdetr_edge.engine.trtexec.trtexec_command` of the recipe for each line.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..bundle import Bundle
+from ..engine.trtexec import pinned_layers, trtexec_command
+from ..engine_format import BatchProfile, EngineMetadata, load_sidecar
+from ..engine_recipe import EngineBuildOptions, bundle_graphs, recipe
+from ..errors import RtdetrEdgeError
+from .configs import TensorSpec
+
+log = logging.getLogger("rtdetr_edge")
+
+# (label, a version of that line for the recipe, where it runs): each line's rules are one recipe row set
+TENSORRT_LINES: tuple[tuple[str, str, str], ...] = (
+    ("TensorRT 10.x", "10.3.0", "JetPack 6.1/6.2 (10.3), JetPack 7.2 (10.16), `tensorrt:24.05`-`25.xx` containers"),
+    ("TensorRT 11.x", "11.4.1", "JetPack >= 7.2.2 on AGX Orin, TensorRT 11 containers"),
+    ("TensorRT 8.6", "8.6.2", "JetPack 6.0, `tensorrt:23.xx` containers"),
+)
+
+
+@dataclass(frozen=True)
+class BuildCommand:
+    """How one TensorRT line builds the plan: the source file it reads and the command, or why it cannot."""
+
+    label: str
+    where: str
+    source: str | None  # the bundle's file name, copied into NAME_detector/build/
+    command: str | None
+    refused: str | None = None
+
+
+def build_commands(
+    bundle: Bundle, precision: str, profile: BatchProfile, model_input: TensorSpec, build_dir: str, plan: str
+) -> list[BuildCommand]:
+    """The trtexec command of ``precision``'s recipe on each TensorRT line.
+
+    Args:
+        build_dir: where the command finds the source graphs (the repository's ``build/`` folder).
+        plan: the plan file the command writes.
+    """
+    graphs = bundle_graphs(bundle)
+    options = EngineBuildOptions(batch=profile)
+    out: list[BuildCommand] = []
+    for label, version, where in TENSORRT_LINES:
+        try:
+            r = recipe(graphs, precision, version, options)
+        except RtdetrEdgeError as exc:
+            out.append(BuildCommand(label, where, None, None, str(exc)))
+            continue
+        source = bundle.checked_file(r.source.file, r.source.sha256, f"{precision} ({r.source.typing} graph)")
+        pins = pinned_layers(source, r.fp32_pins)
+        command = trtexec_command(
+            r, f"{build_dir}/{r.source.file}", plan, model_input.name, tuple(model_input.dims), pins
+        )
+        out.append(BuildCommand(label, where, r.source.file, command))
+    return out
+
+
+def plan_engine(bundle: Bundle, precision: str) -> tuple[Path, EngineMetadata] | None:
+    """The newest engine of ``precision`` in the bundle that the recipe makes and Triton can serve.
+
+    Served means: from the bundle's tensor-input graphs (a frame-input engine takes uint8 frames,
+    not the preprocessed tensor the detector config declares), on the GPU (not DLA), with a batch
+    profile starting at 1; made means: its cache key is the recipe's for the TensorRT version and
+    device its sidecar names, with the options it was built with.
+    """
+    if not bundle.engines_dir.is_dir():
+        return None
+    graphs = bundle_graphs(bundle)
+    found: list[tuple[str, Path, EngineMetadata]] = []
+    for path in sorted(bundle.engines_dir.glob("*.engine")):
+        try:
+            meta = load_sidecar(path)
+            if meta is None or meta.precision != precision or meta.dla_core is not None or meta.batch.min != 1:
+                continue
+            options = EngineBuildOptions.from_dict(meta.build_options, f"{path.with_suffix('.json')}: build_options")
+            wanted = recipe(graphs, precision, meta.tensorrt_version, options).cache_key(meta.device)
+        except RtdetrEdgeError as exc:
+            log.debug("%s: passed over (%s)", path.name, exc)
+            continue
+        if meta.cache_key != wanted:
+            log.info("%s: not the recipe's engine for this bundle today (rebuild it with rtdetr-engine)", path.name)
+            continue
+        found.append((meta.created, path, meta))
+    if not found:
+        return None
+    _, newest, meta = max(found, key=lambda f: f[0])
+    return newest, meta
