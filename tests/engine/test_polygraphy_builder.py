@@ -122,7 +122,7 @@ def _recipe(version: str, precision: str, **kw: Any) -> EngineRecipe:
         ),
         (
             "11.4.1",
-            "int8",
+            "fp16",
             {"dla_core": 0, "batch": 1},
             dict(use_dla=False, direct_dla=True, gpu_fallback=True, precision_constraints=None, int8=False),
         ),
@@ -326,7 +326,8 @@ def test_builder_checks_the_profile_and_sets_the_dla_core(polygraphy: Any) -> No
 def test_strongly_typed_dla_is_set_without_polygraphys_precision_flag(polygraphy: Any) -> None:
     """TensorRT >= 11.4.1: DLA on a strongly typed network: device type, core and GPU fallback set directly."""
     rec = polygraphy("11.4.1")
-    builder.build_serialized_engine(_recipe("11.4.1", "int8", dla_core=0, batch=1), HINTS)
+    builder.build_serialized_engine(_recipe("11.4.1", "fp16", dla_core=0, batch=1), HINTS)
+    assert rec.calls["network"] == ("m.fp16.onnx", False)  # 11: strongly typed without asking
     cfg = rec.calls["config"]
     assert not cfg["use_dla"] and not cfg["allow_gpu_fallback"] and cfg["precision_constraints"] is None
     assert not cfg["fp16"] and not cfg["int8"]

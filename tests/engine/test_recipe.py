@@ -45,13 +45,8 @@ ROWS: list[tuple[str, str, str, str, Any]] = [
     ),
     ("8.6.2", "fp32", "tensor", "dla", "DLA runs FP16 or INT8 only"),
     ("8.6.2", "fp16", "tensor", "dla", ("model.onnx", False, ("FP16", P, G), PINS, True, "polygraphy")),
-    (
-        "8.6.2",
-        "int8",
-        "tensor",
-        "dla",
-        ("model.int8.qdq.trt8.onnx", False, ("INT8", "FP16", P, G), PINS, True, "polygraphy"),
-    ),
+    ("8.6.2", "int8", "tensor", "dla", "INT8 on DLA needs implicit quantization"),
+    ("8.6.2", "fp16", "frames", "dla", (f"model.{F}.onnx", False, ("FP16", P, G), PINS, False, "polygraphy")),
     # TensorRT 10.3 (JetPack 6.1/6.2): strongly typed from the typed graphs; DLA weakly typed (<= 10.7)
     ("10.3.0", "fp32", "tensor", "gpu", ("model.onnx", False, (), (), False, None)),
     ("10.3.0", "fp16", "tensor", "gpu", ("model.fp16.onnx", True, (), (), False, None)),
@@ -61,27 +56,17 @@ ROWS: list[tuple[str, str, str, str, Any]] = [
     ("10.3.0", "int8", "frames", "gpu", (f"model.int8.qdq.{F}.onnx", True, (), (), False, None)),
     ("10.3.0", "fp32", "tensor", "dla", "DLA runs FP16 or INT8 only"),
     ("10.3.0", "fp16", "tensor", "dla", ("model.onnx", False, ("FP16", P, G), PINS, True, "polygraphy")),
-    (
-        "10.3.0",
-        "int8",
-        "tensor",
-        "dla",
-        ("model.int8.qdq.trt8.onnx", False, ("INT8", "FP16", P, G), PINS, True, "polygraphy"),
-    ),
-    (
-        "10.3.0",
-        "int8",
-        "frames",
-        "dla",
-        (f"model.int8.qdq.trt8.{F}.onnx", False, ("INT8", "FP16", P, G), PINS, False, "polygraphy"),
-    ),
+    ("10.3.0", "int8", "tensor", "dla", "INT8 on DLA needs implicit quantization"),
+    ("10.3.0", "int8", "frames", "dla", "INT8 on DLA needs implicit quantization"),
+    ("10.7.0", "fp16", "tensor", "dla", ("model.onnx", False, ("FP16", P, G), PINS, True, "polygraphy")),
+    ("10.8.0", "fp16", "tensor", "dla", "10.7 was the last 10.x release with DLA"),
     # TensorRT 10.16 (JetPack 7.2): as 10.3 on the GPU; no DLA after 10.7
     ("10.16.1", "fp32", "tensor", "gpu", ("model.onnx", False, (), (), False, None)),
     ("10.16.1", "fp16", "tensor", "gpu", ("model.fp16.onnx", True, (), (), False, None)),
     ("10.16.1", "int8", "tensor", "gpu", ("model.int8.qdq.onnx", True, (), (), False, None)),
     ("10.16.1", "int8", "frames", "gpu", (f"model.int8.qdq.{F}.onnx", True, (), (), False, None)),
     ("10.16.1", "fp16", "tensor", "dla", "10.7 was the last 10.x release with DLA"),
-    ("10.16.1", "int8", "tensor", "dla", "10.7 was the last 10.x release with DLA"),
+    ("10.16.1", "int8", "tensor", "dla", "INT8 on DLA needs implicit quantization"),
     # TensorRT 11.4.1 (JetPack >= 7.2.2): strongly typed always; DLA strongly typed, set directly
     ("11.4.1", "fp32", "tensor", "gpu", ("model.onnx", True, (), (), False, None)),
     ("11.4.1", "fp16", "tensor", "gpu", ("model.fp16.onnx", True, (), (), False, None)),
@@ -91,10 +76,11 @@ ROWS: list[tuple[str, str, str, str, Any]] = [
     ("11.4.1", "int8", "frames", "gpu", (f"model.int8.qdq.{F}.onnx", True, (), (), False, None)),
     ("11.4.1", "fp32", "tensor", "dla", "DLA runs FP16 or INT8 only"),
     ("11.4.1", "fp16", "tensor", "dla", ("model.fp16.onnx", True, (G,), (), False, "direct")),
-    ("11.4.1", "int8", "tensor", "dla", ("model.int8.qdq.onnx", True, (G,), (), False, "direct")),
-    ("11.4.1", "int8", "frames", "dla", (f"model.int8.qdq.{F}.onnx", True, (G,), (), False, "direct")),
-    ("11.4.0", "int8", "tensor", "dla", "11.0-11.4.0 have none"),
+    ("11.4.1", "int8", "tensor", "dla", "INT8 on DLA needs implicit quantization"),
+    ("11.4.1", "fp16", "frames", "dla", (f"model.fp16.{F}.onnx", True, (G,), (), False, "direct")),
+    ("11.4.0", "fp16", "tensor", "dla", "11.0-11.4.0 have none"),
     ("11.1.0", "fp16", "tensor", "dla", "11.0-11.4.0 have none"),
+    ("11.5.0", "fp16", "tensor", "dla", "11.5 supports no JetPack"),
     # lines that are not supported at all
     ("8.5.2", "fp16", "tensor", "gpu", "too old"),
     ("9.2.0", "fp16", "tensor", "gpu", "supports TensorRT 8.6, 10.x and 11.x"),
@@ -192,6 +178,12 @@ def test_what_the_user_chooses_reaches_the_key_and_the_pins(full_bundle: Any) ->
     assert recipe(graphs, "fp16", "8.6.2", again).cache_key(ORIN) == other_batch.cache_key(ORIN)
     with pytest.raises(EngineError, match="unknown build options int8_mode"):
         EngineBuildOptions.from_dict({**base.options.to_dict(), "int8_mode": "implicit"})
+
+
+def test_dla_needs_a_static_batch(full_bundle: Any) -> None:
+    """A dynamic profile on DLA would leave every layer to the GPU (GPU fallback on): refused in one line."""
+    with pytest.raises(EngineError, match="--dla-core needs a static batch \\(--batch N\\), got 1,1,8"):
+        recipe(bundle_graphs(full_bundle), "fp16", "10.3.0", EngineBuildOptions(dla_core=0))
 
 
 def test_the_batch_profile_is_clamped_to_the_graphs_range(full_bundle: Any) -> None:
