@@ -30,9 +30,11 @@ FP32 layers unless the flag is cleared, would not.
 DLA (``dla_core``), from NVIDIA's "Working with DLA" (TensorRT 11.4.1 documentation): TensorRT 10.7
 was the last 10.x release with DLA; DLA is back in 11.4.1 on Jetson AGX Orin with JetPack >= 7.2.2,
 strongly typed only (the FP16/INT8/precision-constraint flags are gone). So on 8.6 and 10.0-10.7
-a DLA engine is built weakly typed (the FP16 flag on model.onnx, or the FP32-typed Q/DQ graph with
-INT8+FP16) through Polygraphy's ``use_dla``; on >= 11.4.1 strongly typed with the device type, core
-and GPU fallback set on the config directly; every other version refuses DLA in one line.
+a DLA engine is built weakly typed (the FP16 flag on model.onnx) through Polygraphy's ``use_dla``;
+on 11.4.x strongly typed (model.fp16.onnx) with the device type, core and GPU fallback set on the
+config directly; every other version refuses DLA in one line. DLA needs a static batch ("DLA does
+not support dynamic dimensions"). INT8 on DLA is refused: DLA still takes INT8 only by implicit
+quantization (NVIDIA/Model-Optimizer#1661), and rtdetr-edge's engines take it from Q/DQ graphs.
 """
 
 from __future__ import annotations
@@ -56,18 +58,23 @@ if TYPE_CHECKING:
 # shape only and is what DLA needs; CUDA graphs work with either (one graph per batch size).
 DEFAULT_BATCH = "1,1,8"
 # Pinned to FP32 where FP16/INT8 come from builder flags (weakly typed builds): ONNX op types, and
-# node-name globs (anything with '/' or '*'). LayerNorm overflows in FP16 on RT-DETR's decoder
-# (lyuwenyu/RT-DETR#104, NVIDIA/TensorRT#3652); Softmax/Sigmoid feed the scores; ``post/*`` is
-# the in-graph postprocessing tail (sigmoid -> top-k -> boxes) that rtdetr-edge's exporter adds;
-# ``frame/*`` the frame front of frame-input artifacts (its resize MatMuls round to Pillow's grey
-# levels: FP16 would move them by up to 0.25, rtdetr_edge.export.frames). Strongly typed builds take the
-# same decisions from the graph itself (the FP16 and Q/DQ writers keep these nodes FP32).
-DEFAULT_FP32_LAYERS = ("LayerNormalization", "Softmax", "Sigmoid", "post/*", "frame/*")
+# node-name globs (anything with '/' or '*'). The same nodes the host's FP16 writer keeps FP32 in
+# model.fp16.onnx and the precision plan marks fp32 (calib.fp16.FP32_OPS and calib.precision_rules),
+# so a TensorRT 8.6 engine computes what a 10.x/11 strongly typed one does: LayerNorm overflows in
+# FP16 on RT-DETR's decoder (lyuwenyu/RT-DETR#104, NVIDIA/TensorRT#3652); Softmax's exp() of attention
+# logits; TopK's ranking of near-equal scores; ``post/*`` is the in-graph postprocessing tail (sigmoid
+# -> top-k -> boxes) that rtdetr-edge's exporter adds; ``frame/*`` the frame front of frame-input
+# artifacts (its resize MatMuls round to Pillow's grey levels: FP16 would move them by up to 0.25).
+# Other Sigmoids (every SiLU activation of the backbone and encoder) are FP16 in the plan and the
+# typed graphs, so they are not pinned here. tests/calib/test_precision_rules.py holds this list to
+# the host's (the per-family rules of calib.precision_rules are not pinned on the weak route yet).
+DEFAULT_FP32_LAYERS = ("LayerNormalization", "Softmax", "TopK", "post/*", "frame/*")
 # TensorRT 8.5 (JetPack 5) is not supported: it parses neither opset 17's LayerNormalization nor
 # the bundles' INT8 graphs, and JetPack 5's Python 3.8 is below requires-python (docs/support.md)
 MIN_TENSORRT = (8, 6)
 LAST_DLA_10 = (10, 7)  # "TensorRT 10.7 was the last 10.x release that supported DLA"
 FIRST_DLA_11 = (11, 4, 1)  # DLA on Jetson AGX Orin with JetPack >= 7.2.2 (TensorRT 11.4.1 release notes)
+END_DLA_11 = (11, 5, 0)  # 11.5 supports no JetPack: DLA on Orin "through TensorRT 11.4.1 rather than 11.5.0"
 
 TensorRTLine = Literal["8.6", "10", "11"]
 # How a graph computes: fp32; fp16 (model.fp16.onnx: float16 with FP32 islands); int8-fp16 (Q/DQ,
@@ -374,7 +381,7 @@ _QDQ_FLAGS = Route(
 )
 
 # (TensorRT line, precision, "gpu" or "dla") -> the routes in order of preference: the first whose
-# graph the bundle has is taken. No row: refused (fp32 on DLA: DLA runs FP16/INT8 only). 10.x takes
+# graph the bundle has is taken. fp32 and INT8 on DLA: refused (DLA_REFUSED). 10.x takes
 # the weakly typed route only where the bundle lacks the typed graph (bundles made before it) and
 # on DLA, which 10.x (<= 10.7) documents for weakly typed networks; 11 has no weak typing at all.
 ROUTES: dict[tuple[TensorRTLine, str, str], tuple[Route, ...]] = {
@@ -390,9 +397,20 @@ ROUTES: dict[tuple[TensorRTLine, str, str], tuple[Route, ...]] = {
     ("8.6", "fp16", "dla"): (_FP16_FLAG,),
     ("10", "fp16", "dla"): (_FP16_FLAG,),
     ("11", "fp16", "dla"): (_FP16_STRONG,),
-    ("8.6", "int8", "dla"): (_QDQ_FLAGS,),
-    ("10", "int8", "dla"): (_QDQ_FLAGS,),
-    ("11", "int8", "dla"): (_QDQ_STRONG,),
+}
+# No row, refused in one line: what DLA cannot take from rtdetr-edge's graphs
+DLA_REFUSED: dict[str, str] = {
+    "fp32": "DLA runs FP16 or INT8 only: use --precision fp16 with --dla-core",
+    # NVIDIA/Model-Optimizer#1661 (2026): "DLA still only supports IQ" (implicit quantization);
+    # NVIDIA/TensorRT#2222: explicit (Q/DQ) models need converting to implicit quantization for DLA.
+    # rtdetr-edge's engines take INT8 from Q/DQ graphs only, so INT8 on DLA is not one of them.
+    "int8": (
+        "INT8 on DLA needs implicit quantization (a calibration cache), which DLA still requires and "
+        "rtdetr-edge's engines no longer use (NVIDIA/Model-Optimizer#1661); a Q/DQ graph's INT8 would run on "
+        "the GPU or in FP16 there. Use --precision fp16 with --dla-core, or on TensorRT 8.6-10.7 build with "
+        "the bundle's native cache: trtexec --onnx=model.onnx --int8 --fp16 --calib=calib/trt-<version>.cache "
+        "--useDLACore=0 --allowGPUFallback (docs/int8.md)"
+    ),
 }
 _REBUILD_INT8 = "rebuild its INT8 on the host: rtdetr-build --model BUNDLE --precision int8 --calib ... --out BUNDLE"
 MISSING: dict[GraphTyping, str] = {
@@ -408,7 +426,7 @@ def _dla_route(line: TensorRTLine, version: str) -> DlaRoute:
     v = version_tuple(version)
     if line == "8.6" or (line == "10" and v[:2] <= LAST_DLA_10):
         return "polygraphy"
-    if line == "11" and v >= FIRST_DLA_11:
+    if line == "11" and FIRST_DLA_11 <= v < END_DLA_11:
         return "direct"
     if line == "10":
         raise EngineError(
@@ -417,7 +435,7 @@ def _dla_route(line: TensorRTLine, version: str) -> DlaRoute:
         )
     raise EngineError(
         f"--dla-core: TensorRT {version} has no DLA on Jetson (11.0-11.4.0 have none; 11.4.1 brings it back "
-        "on AGX Orin with JetPack >= 7.2.2)"
+        "on AGX Orin with JetPack >= 7.2.2; 11.5 supports no JetPack)"
     )
 
 
@@ -429,16 +447,23 @@ def recipe(graphs: GraphSet, precision: str, tensorrt_version: str, options: Eng
 
     Raises:
         EngineError: the combination cannot be built (too old a TensorRT, no DLA on this version,
-            fp32 on DLA, the graph that version needs is missing from the bundle), saying what to do.
+            fp32 or INT8 on DLA, a dynamic batch on DLA, the graph that version needs is missing from the bundle), saying what to do.
     """
     if precision not in PRECISIONS:
         raise EngineError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     line = tensorrt_line(tensorrt_version)
     dla: DlaRoute | None = None
     if options.dla_core is not None:
-        if precision == "fp32":
-            raise EngineError("DLA runs FP16 or INT8 only: use --precision fp16 or int8 with --dla-core")
+        if precision in DLA_REFUSED:
+            raise EngineError(DLA_REFUSED[precision])
         dla = _dla_route(line, tensorrt_version)
+        if not options.batch.static:
+            # "DLA does not support dynamic dimensions" (TensorRT, DLA Supported Layers and
+            # Restrictions): with GPU fallback on, a dynamic profile would quietly run on the GPU
+            raise EngineError(
+                f"--dla-core needs a static batch (--batch N), got {options.batch}: DLA does not support dynamic "
+                "dimensions and would leave every layer to the GPU"
+            )
     routes = ROUTES.get((line, precision, "gpu" if dla is None else "dla"))
     if not routes:
         raise EngineError(f"TensorRT {tensorrt_version}: no way to build {precision} here (internal: no recipe row)")

@@ -16,8 +16,10 @@ EXAMPLES = """\
 examples:
   # on the Jetson / T4: the engine for the bundle's default precision, cached in build/r18/engines/
   rtdetr-engine build/r18
-  # INT8 with a static batch of 1 (what DLA and the smallest latency want), on DLA core 0
-  rtdetr-engine build/r18 --precision int8 --batch 1 --dla-core 0
+  # INT8 with a static batch of 1 (the smallest latency)
+  rtdetr-engine build/r18 --precision int8 --batch 1
+  # FP16 on DLA core 0 (a static batch; INT8 on DLA is refused: DLA takes only calibrated INT8)
+  rtdetr-engine build/r18 --precision fp16 --batch 1 --dla-core 0
 """
 
 

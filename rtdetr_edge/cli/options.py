@@ -73,7 +73,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--b
         type=int,
         default=None,
         metavar="N",
-        help="build for DLA core N with GPU fallback (Jetson Orin; fp16/int8; TensorRT 8.6, 10.0-10.7, >= 11.4.1)",
+        help="build for DLA core N with GPU fallback (Jetson Orin; fp16 with a static --batch N; TensorRT 8.6, "
+        "10.0-10.7, 11.4.x)",
     )
     g.add_argument(
         "--fp32-layers",

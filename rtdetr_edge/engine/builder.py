@@ -301,11 +301,6 @@ def _build(
                 if choice.gpu_fallback:
                     cfg.set_flag(trt.BuilderFlag.GPU_FALLBACK)
             cfg.DLA_core = int(choice.dla_core)  # Polygraphy always picks core 0
-            if not r.profile.static:
-                log.warning(
-                    "DLA needs static shapes: layers see a dynamic batch %s and fall back to the GPU; use --batch N",
-                    r.profile,
-                )
 
     if timing_cache:  # Polygraphy locks the cache with a sibling .lock file: the folder must exist
         try:

@@ -8,10 +8,12 @@ server). :func:`trtexec_command` writes the same decisions as trtexec flags (trt
 the weak-typing flags, the FP32 pins as ``--precisionConstraints=prefer`` with ``--layerPrecisions``
 and ``--layerOutputTypes``, ``--noTF32`` and DLA.
 
-The pins name ONNX nodes (TensorRT names a node's first layer after it). trtexec applies one
-output type to every output of a listed layer, so, as the builder does, a node gets an FP32 output
-type only when all its outputs are float and an FP32 precision only when all its inputs are too
-(``--layerOutputTypes`` on a TopK would also retype its int32 indices).
+The pins name ONNX nodes: TensorRT's ONNX parser names a node's first layer after it, and trtexec
+matches layer names exactly, so a node that becomes several layers has only its first pinned there
+(``rtdetr-engine`` pins all of them, ``<node>_<k>`` too); the engines can differ in that. trtexec
+applies one output type to every output of a listed layer, so, as the builder does, a node gets an
+FP32 output type only when all its outputs are float and an FP32 precision only when all its inputs
+are too (``--layerOutputTypes`` on a TopK would also retype its int32 indices).
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ def pinned_layers(onnx_path: str | os.PathLike[str], patterns: tuple[str, ...]) 
     for node in g.node:
         if not node.name or not (node.op_type in ops or any(fnmatch.fnmatchcase(node.name, p) for p in globs)):
             continue
-        if "," in node.name or ":" in node.name:
-            continue  # trtexec's spec separators: such a name cannot be written on its command line
+        if "," in node.name or "'" in node.name:
+            continue  # trtexec splits specs at ',' and reads "'" as quoting (a ':' is fine: it splits at the last)
         outs = [o for o in node.output if o]
         if not outs or not all(types.get(o) in _FLOATS for o in outs):
             continue
@@ -104,7 +106,8 @@ def trtexec_command(
         args.append("--fp16")
     if "INT8" in flags:
         args.append("--int8")
-    if "PREFER_PRECISION_CONSTRAINTS" in flags:
+    if "PREFER_PRECISION_CONSTRAINTS" in flags and (pins.precision or pins.output_types):
+        # without pins the flag says nothing (trtexec sets it itself for DLA)
         args.append("--precisionConstraints=prefer")
         if pins.precision:
             args.append("--layerPrecisions=" + ",".join(f"{n}:fp32" for n in pins.precision))

@@ -124,3 +124,17 @@ def test_every_rule_says_why_and_names_known_families() -> None:
         assert len(rule.why) > 30
         assert all(f == precision_rules.ALL_FAMILIES or f in FAMILIES for f in rule.families)
         assert rule.prefixes or rule.components or rule.ops
+
+
+def test_the_devices_fp32_pins_are_the_hosts_fp32_rules_for_every_family() -> None:
+    """TensorRT 8.6 (and DLA) pin layers to FP32 by pattern (rtdetr_edge.engine_recipe.DEFAULT_FP32_LAYERS);
+    10.x/11 take FP32 from the typed graphs the host wrote. Both must keep the same ops and prefixes."""
+    from rtdetr_edge.calib.fp16 import FP32_OPS
+    from rtdetr_edge.engine_recipe import DEFAULT_FP32_LAYERS
+
+    ops = {p for p in DEFAULT_FP32_LAYERS if "/" not in p and "*" not in p}
+    globs = {p for p in DEFAULT_FP32_LAYERS if p not in ops}
+    assert ops == set(FP32_OPS)
+    shared = [r for r in precision_rules.RULES if r.families == (precision_rules.ALL_FAMILIES,) and r.fp16]
+    assert globs == {f"{prefix}*" for r in shared for prefix in r.prefixes}
+    assert all(not r.components and not r.ops for r in shared)  # nothing a pattern list cannot say
