@@ -10,8 +10,9 @@
   FP16 flags, so every layer outside the Q/DQ pairs may run FP16, and the builder pins the FP32
   layers with precision constraints (JetPack 6.0).
 
-The implicit route (calibration cache, ``ITensor.dynamic_range``) uses ``calib/ranges.json`` and
-the native caches, which cover every tensor the planned INT8 layers read and write
+The native caches (for tools that calibrate implicitly: DeepStream's ``int8-calib-file``, trtexec
+``--calib``; rtdetr-edge's own engines take INT8 from the Q/DQ graphs) come from
+``calib/ranges.json`` and cover every tensor the planned INT8 layers read and write
 (:func:`calib.collect.int8_layer_tensors`, :func:`weight_ranges`).
 """
 

@@ -1,8 +1,8 @@
 """Version-neutral INT8 calibration ranges, as stored in a bundle (``calib/ranges.json``).
 
 One set of per-tensor ``amax`` values (the symmetric range [-amax, amax]) feeds every INT8
-writer: TensorRT native caches for any 8.x-10.x version, ``ITensor.dynamic_range``, and the
-explicit Q/DQ ONNX. Tensor names are the fp32 ONNX's value names (TensorRT's parser keeps them).
+writer: the explicit Q/DQ ONNX (what rtdetr-edge's engines are built from) and TensorRT native
+caches for any 8.x-10.x version (for DeepStream / trtexec implicit INT8). Tensor names are the fp32 ONNX's value names (TensorRT's parser keeps them).
 """
 
 from __future__ import annotations

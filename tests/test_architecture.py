@@ -234,3 +234,48 @@ def test_export_and_calib_install_only_under_rtdetr_edge(tmp_path: Path) -> None
     code = "import importlib.util as u; print([m for m in ('export', 'calib') if u.find_spec(m)])"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", f"top-level modules importable outside the checkout: {out.stdout}"
+
+
+# The implicit INT8 route is gone from the device side (the engine recipe builds INT8 from Q/DQ graphs
+# on every TensorRT line): no calibrator, no dynamic ranges, no INT8-route switch may come back.
+IMPLICIT_INT8 = (
+    "IInt8EntropyCalibrator",
+    "IInt8Calibrator",
+    "int8_calibrator",
+    "set_calibration_profile",
+    "set_dynamic_range",
+    ".dynamic_range",
+    "--int8-mode",
+    "--int8-dynamic-range",
+    "Calibrator(",
+)
+
+
+def implicit_int8_uses(source: str) -> list[str]:
+    """The implicit-INT8 constructs in ``source``'s code (docstrings and comments aside)."""
+    import io
+    import tokenize
+
+    code = [
+        tok.string
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type not in (tokenize.COMMENT,) and not (tok.type == tokenize.STRING and tok.string.startswith('"""'))
+    ]
+    text = " ".join(code).replace(" . ", ".").replace(" (", "(")
+    return [c for c in IMPLICIT_INT8 if c in text]
+
+
+def test_no_implicit_int8_route_is_left_on_the_device_side() -> None:
+    found = {
+        module_name(p): uses
+        for p in source_files()
+        if layer_of(module_name(p)) in ("core", "runtime", "engine", "selftest", "serving", "cli")
+        and (uses := implicit_int8_uses(p.read_text()))
+    }
+    assert not found, found
+
+
+def test_the_implicit_int8_scan_finds_a_planted_calibrator() -> None:
+    planted = "import tensorrt as trt\nclass C(trt.IInt8EntropyCalibrator2):\n    pass\nt.set_dynamic_range(-1, 1)\n"
+    assert implicit_int8_uses(planted) == ["IInt8EntropyCalibrator", "set_dynamic_range"]
+    assert implicit_int8_uses('"""IInt8EntropyCalibrator2 in a docstring"""\n# set_dynamic_range\n') == []

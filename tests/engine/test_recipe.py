@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rtdetr_edge.engine_format import BatchProfile, DeviceIdentity
+from rtdetr_edge.engine_format import PRECISIONS, BatchProfile, DeviceIdentity
 from rtdetr_edge.engine_recipe import (
     DEFAULT_FP32_LAYERS,
     EngineBuildOptions,
@@ -81,6 +81,19 @@ ROWS: list[tuple[str, str, str, str, Any]] = [
     ("11.4.0", "fp16", "tensor", "dla", "11.0-11.4.0 have none"),
     ("11.1.0", "fp16", "tensor", "dla", "11.0-11.4.0 have none"),
     ("11.5.0", "fp16", "tensor", "dla", "11.5 supports no JetPack"),
+    # the rest of the 4 x 3 x 2 x 2 grid of the lines above
+    ("8.6.2", "fp32", "frames", "dla", "DLA runs FP16 or INT8 only"),
+    ("8.6.2", "int8", "frames", "dla", "INT8 on DLA needs implicit quantization"),
+    ("10.3.0", "fp32", "frames", "dla", "DLA runs FP16 or INT8 only"),
+    ("10.3.0", "fp16", "frames", "dla", (f"model.{F}.onnx", False, ("FP16", P, G), PINS, False, "polygraphy")),
+    ("10.16.1", "fp32", "tensor", "dla", "DLA runs FP16 or INT8 only"),
+    ("10.16.1", "fp32", "frames", "gpu", (f"model.{F}.onnx", False, (), (), False, None)),
+    ("10.16.1", "fp32", "frames", "dla", "DLA runs FP16 or INT8 only"),
+    ("10.16.1", "fp16", "frames", "gpu", (f"model.fp16.{F}.onnx", True, (), (), False, None)),
+    ("10.16.1", "fp16", "frames", "dla", "10.7 was the last 10.x release with DLA"),
+    ("10.16.1", "int8", "frames", "dla", "INT8 on DLA needs implicit quantization"),
+    ("11.4.1", "fp32", "frames", "dla", "DLA runs FP16 or INT8 only"),
+    ("11.4.1", "int8", "frames", "dla", "INT8 on DLA needs implicit quantization"),
     # lines that are not supported at all
     ("8.5.2", "fp16", "tensor", "gpu", "too old"),
     ("9.2.0", "fp16", "tensor", "gpu", "supports TensorRT 8.6, 10.x and 11.x"),
@@ -123,6 +136,13 @@ def _recorded_sha(bundle: Any, file: str) -> str:
                 if entry.get(name) == file:
                     return str(entry[sha])
     raise AssertionError(f"{file} is not in the bundle's metadata")
+
+
+def test_the_table_covers_every_combination_of_the_named_lines() -> None:
+    import itertools
+
+    grid = itertools.product(("8.6.2", "10.3.0", "10.16.1", "11.4.1"), PRECISIONS, ("tensor", "frames"), ("gpu", "dla"))
+    assert set(grid) <= {row[:4] for row in ROWS}
 
 
 def test_every_row_names_a_different_engine(full_bundle: Any) -> None:
