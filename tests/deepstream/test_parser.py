@@ -69,8 +69,8 @@ def images(shapes_data: Path) -> list[np.ndarray]:
     """4 shipped sample scenes + 12 generated ones (different sizes: boxes are rescaled per image)."""
     folder = (shapes_data.parent if shapes_data.is_file() else shapes_data) / "images"
     paths = sorted(SAMPLES.glob("*.jpg")) + sorted(folder.glob("*.jpg"))[:12]
-    out = [cv2.imread(str(p)) for p in paths]
-    assert len(out) == 16 and all(i is not None for i in out)
+    out = [im for p in paths if (im := cv2.imread(str(p))) is not None]
+    assert len(out) == 16
     return out
 
 
@@ -145,7 +145,7 @@ def expected(
     return [to_network(d, size, net) for d, size in zip(dets, sizes, strict=True)]
 
 
-def to_network(d, size: tuple[int, int], net: tuple[int, int]) -> list[tuple[int, float, float, float, float, float]]:  # type: ignore[no-untyped-def]
+def to_network(d, size: tuple[int, int], net: tuple[int, int]) -> list[tuple[int, float, float, float, float, float]]:
     """A Detector's detections of an image of ``size`` in ``net`` pixels, per-class thresholds applied."""
     scale = np.array([net[0] / size[0], net[1] / size[1]] * 2)
     keep = d.scores >= np.asarray(THRESHOLDS)[d.class_ids]
@@ -155,7 +155,7 @@ def to_network(d, size: tuple[int, int], net: tuple[int, int]) -> list[tuple[int
     ]
 
 
-def assert_same(got: list, want: list) -> None:  # type: ignore[type-arg]
+def assert_same(got: list, want: list) -> None:
     for frame, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g is not None, f"frame {frame}: the parser returned false"
         assert len(g) == len(w), f"frame {frame}: {len(g)} objects, the Detector has {len(w)}"
@@ -167,7 +167,7 @@ def assert_same(got: list, want: list) -> None:  # type: ignore[type-arg]
         assert score.size == 0 or score.max() <= 1e-6, f"frame {frame}: scores differ"
 
 
-def compare(exe: Path, tmp: Path, bundle: Bundle, raw_batches, images, batch: int, scores_t, labels_t, net=None):  # type: ignore[no-untyped-def]
+def compare(exe: Path, tmp: Path, bundle: Bundle, raw_batches, images, batch: int, scores_t, labels_t, net=None):
     """Run the parser on every batch and compare with the Detector; returns the number of objects.
 
     ``net``: the network size the parser is told (default the model's input size; a non-square
@@ -202,7 +202,7 @@ def compare(exe: Path, tmp: Path, bundle: Bundle, raw_batches, images, batch: in
 )
 def test_parser_objects_are_the_detectors(
     harness: Path, raw, images, reference_bundle: Path, tmp_path: Path, batch: int, scores_t, labels_t
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     bundle = Bundle(reference_bundle)
     total = compare(harness, tmp_path, bundle, raw(batch), images, batch, scores_t, labels_t)
     assert total >= 30, f"too few detections ({total}) for the comparison to mean anything"
@@ -233,7 +233,7 @@ def test_parser_objects_are_the_detectors(
 )
 def test_a_broken_parser_fails(
     broken, raw, images, reference_bundle: Path, tmp_path: Path, old: str, new: str, what: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     bundle = Bundle(reference_bundle)
     exe = broken(old, new)
     labels_t = np.int64 if "int64" in what else np.int32
@@ -244,7 +244,7 @@ def test_a_broken_parser_fails(
 
 def test_the_good_parser_passes_the_broken_parsers_check(
     harness: Path, raw, images, reference_bundle: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """What the broken parsers fail on, the parser passes (so they fail for their bug)."""
     for scores_t, labels_t in ((np.float32, np.int64), (np.float16, np.int32)):
         compare(harness, tmp_path, Bundle(reference_bundle), raw(4), images, 4, scores_t, labels_t, NON_SQUARE)
@@ -266,7 +266,7 @@ BAD_LAYER_SETS: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray
 
 
 @pytest.mark.parametrize("case", list(BAD_LAYER_SETS))
-def test_a_bad_layer_set_returns_false(harness: Path, raw, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_layer_set_returns_false(harness: Path, raw, tmp_path: Path, case: str) -> None:
     outputs = BAD_LAYER_SETS[case](raw(4)[0])
     assert run_parser(harness, tmp_path, outputs, (256, 256)) == [None] * 4
 
