@@ -29,8 +29,10 @@ parser; see rtdetr-edge's `docs/deepstream.md` for what to check on a Jetson.
 
 ## On the device (Jetson: JetPack 6.x + DeepStream 7.x, or JetPack 7.2 + DeepStream 9.2)
 
+In this folder:
+
 ```bash
-pip install rtdetr-edge                                   # torch-free; uses JetPack's TensorRT
+pip install rtdetr-edge                                   # torch-free, JetPack's TensorRT; JetPack 7.2: "rtdetr-edge[trt-cu13]"
 cp "$({engine.rtdetr_engine} -q)" {engine.engine_file}      # the recipe's engine for this GPU
 make CUDA_VER=12.6                                        # JetPack 6.x; JetPack 7.2: make CUDA_VER=13.2
 deepstream-app -c {APP_CONFIG}

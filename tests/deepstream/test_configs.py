@@ -204,3 +204,22 @@ def test_the_model_folder_is_a_bundle_the_recipe_builds(folders) -> None:
     assert "rtdetr-engine model --precision int8 --batch 1,4,4" in readme
     assert readme.count("trtexec --onnx=model/") == 3
     assert "--stronglyTyped" in readme and "--int8" in readme  # 10.x strongly typed Q/DQ; 8.6 with flags
+
+
+@pytest.mark.parametrize(
+    ("tensorrt", "header", "line"),
+    [("8.6.2", "TRT-8602-EntropyCalibration2", "8.6"), ("10.16.1", None, "10")],
+)
+def test_the_tensorrt_line_picks_the_cache_and_the_recipe_row(
+    best_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, tensorrt: str, header: str | None, line: str
+) -> None:
+    """The INT8 cache must name nvinfer's exact TensorRT (else TensorRT ignores it): none is written rather than a wrong one."""
+    folder = write_deepstream(best_bundle, tmp_path / "ds", DeepStreamOptions(precision="int8", tensorrt=tensorrt))
+    p = keys(load(folder / "config_infer_primary_rtdetr.txt"))["property"]
+    marker = json.loads((folder / "rtdetr-deepstream.json").read_text())
+    assert marker["engine"]["recipe"]["tensorrt_line"] == line
+    if header is None:
+        assert "int8-calib-file" not in p
+        assert "no calibration cache for TensorRT 10.16.1" in caplog.text
+    else:
+        assert (folder / p["int8-calib-file"]).read_text().startswith(header)

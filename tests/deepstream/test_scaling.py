@@ -120,3 +120,21 @@ def test_the_reference_models_deepstream_graph(reference_bundle: Path, tmp_path:
             da, db = a(image), b(image)
             assert len(da) == len(db) and (da.class_ids == db.class_ids).all()
             assert np.abs(da.xyxy - db.xyxy).max(initial=0.0) <= 1e-2
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_the_typed_graphs_keep_their_precision_behind_the_front(
+    best_bundle: Path, tmp_path: Path, precision: str
+) -> None:
+    """FP16 and Q/DQ graphs with the front (cast to their input type) detect what the bundle's do."""
+    folder = write_deepstream(best_bundle, tmp_path / "ds", DeepStreamOptions(precision=precision))
+    ds = Bundle(folder / "model")
+    assert set(ds.precisions) == {"fp32", precision}
+    with (
+        Detector(best_bundle, precision=precision, conf=0.05) as a,
+        Detector(folder / "model", precision=precision, conf=0.05) as b,
+    ):
+        for image in images()[:4]:
+            da, db = a(image), b(image)
+            assert len(da) == len(db) and (da.class_ids == db.class_ids).all()
+            assert np.abs(da.xyxy - db.xyxy).max(initial=0.0) <= 0.05
