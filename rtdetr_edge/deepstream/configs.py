@@ -21,8 +21,9 @@ PARSER_LIB = "libnvdsinfer_custom_impl_rtdetr.so"
 # Gst-nvinfer cluster-mode: 0 groupRectangles, 1 DBSCAN, 2 NMS, 3 DBSCAN+NMS, 4 none.
 # DETRs predict one box per object (set prediction): no clustering.
 CLUSTER_NONE = 4
-# Gst-nvinfer scaling-filter (NvBufSurfTransform_Inter): 0 nearest, 1 bilinear, 2 "Algo1" (GPU:
-# cubic), 3 "Algo2" (GPU: super sampling), 4 "Algo3" (GPU: Lanczos). The closest to the model
+# Gst-nvinfer scaling-filter takes an NvBufSurfTransform_Inter (DeepStream SDK API reference,
+# https://docs.nvidia.com/metropolis/deepstream/5.1/sdk-api/BufSurfTransform/BufSurfTransform.html):
+# 0 nearest, 1 bilinear, 2 Algo1 (GPU cubic), 3 Algo2 (GPU super sampling), 4 Algo3 (GPU Lanczos). The closest to the model
 # processor's Pillow filter on the GPU (scaling-compute-hw=1); none of them antialiases when it
 # downscales as Pillow does (docs/deepstream.md).
 SCALING_FILTER = {"nearest": 0, "bilinear": 1, "hamming": 1, "box": 3, "bicubic": 2, "lanczos": 4}
