@@ -284,3 +284,19 @@ def test_the_parser_builds_as_a_shared_library(tmp_path: Path) -> None:
     if nm:
         symbols = subprocess.run([nm, "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
         assert " NvDsInferParseRtdetr\n" in symbols + "\n" or "NvDsInferParseRtdetr" in symbols.split()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_makefile_builds_the_library(tmp_path: Path) -> None:
+    """The shipped Makefile, with DeepStream's include folder laid out as an install has it (our declarations)."""
+    ds_root = tmp_path / "deepstream-9.2"
+    shutil.copytree(HERE / "include", ds_root / "sources" / "includes")
+    work = tmp_path / "ds"
+    work.mkdir()
+    for name in ("nvdsparsebbox_rtdetr.cpp", "Makefile"):
+        shutil.copy(PARSER.parent / name, work / name)
+    res = subprocess.run(["make", "CUDA_VER=12.6", f"DS_ROOT={ds_root}"], cwd=work, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (work / "libnvdsinfer_custom_impl_rtdetr.so").is_file()
+    res = subprocess.run(["make"], cwd=work, capture_output=True, text=True)  # CUDA_VER is required, as in NVIDIA's
+    assert res.returncode != 0 and "CUDA_VER is not set" in res.stdout + res.stderr
