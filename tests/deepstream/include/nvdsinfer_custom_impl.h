@@ -22,15 +22,19 @@ typedef struct {
     std::vector<float>& perClassThreshold = perClassPreclusterThreshold;
 } NvDsInferParseDetectionParams;
 
-/* NvDsInferParseCustomFunc: the bounding-box parser prototype (extern "C", parse-bbox-func-name)
- * https://docs.nvidia.com/metropolis/deepstream/dev-guide/sdk-api/nvdsinfer__custom__impl_8h.html */
+/* NvDsInferParseCustomFunc: the bounding-box parser prototype (extern "C", named by parse-bbox-func-name):
+ * bool (std::vector<NvDsInferLayerInfo> const &outputLayersInfo, NvDsInferNetworkInfo const &networkInfo,
+ *       NvDsInferParseDetectionParams const &detectionParams, std::vector<NvDsInferObjectDetectionInfo> &objectList)
+ * as nvdsinfer_custom_impl.h declares it (DeepStream SDK API reference; the header itself was not read in full
+ * here: the signature is the one every custom parser implements, e.g. the NvDsInferParseCustomSSD-style
+ * declarations that nvinfer's parse-bbox-func-name resolves with dlsym) */
 typedef bool (*NvDsInferParseCustomFunc)(std::vector<NvDsInferLayerInfo> const& outputLayersInfo,
                                           NvDsInferNetworkInfo const& networkInfo,
                                           NvDsInferParseDetectionParams const& detectionParams,
                                           std::vector<NvDsInferObjectDetectionInfo>& objectList);
 
-/* CHECK_CUSTOM_PARSE_FUNC_PROTOTYPE: "Validates a custom parser function definition" against
- * NvDsInferParseCustomFunc (same page); here: the function converts to that pointer type. */
+/* CHECK_CUSTOM_PARSE_FUNC_PROTOTYPE: checks a parser's definition against NvDsInferParseCustomFunc (same
+ * header; NVIDIA's sample parsers end with it); here: the function converts to that pointer type. */
 #define CHECK_CUSTOM_PARSE_FUNC_PROTOTYPE(customParseFunc) \
     static NvDsInferParseCustomFunc const rtdetr_check_##customParseFunc __attribute__((unused)) = customParseFunc
 
