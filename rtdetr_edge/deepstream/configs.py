@@ -1,9 +1,9 @@
 """The nvinfer config, the deepstream-app config and the labels, as GLib key files.
 
 Every key is one NVIDIA documents: Gst-nvinfer's ``[property]`` and ``[class-attrs-*]`` keys
-(DeepStream developer guide, "Gst-nvinfer", and ``gstnvinfer_property_parser.h`` in the
-DeepStream SDK API reference) and deepstream-app's groups ("DeepStream Reference Application -
-deepstream-app", configuration groups). ``tests/deepstream/test_configs.py`` parses both files with
+(https://docs.nvidia.com/deepstream/text/DS_plugin_gst-nvinfer and ``gstnvinfer_property_parser.h``
+in the DeepStream SDK API reference) and deepstream-app's groups
+(https://docs.nvidia.com/deepstream/text/DS_ref_app_deepstream, "Configuration Groups"). ``tests/deepstream/test_configs.py`` parses both files with
 GLib's own ``GKeyFile`` and holds every key to those lists.
 """
 

@@ -1,12 +1,16 @@
 """The config keys DeepStream documents, with where each list comes from (read by the config tests).
 
-Gst-nvinfer: the "Gst-nvinfer Property Group Supported Keys" and "Class-attributes Group
-Supported Keys" tables of the DeepStream developer guide,
-https://docs.nvidia.com/metropolis/deepstream/dev-guide/text/DS_plugin_gst-nvinfer.html, and the
-CONFIG_GROUP_INFER_* macros of gstnvinfer_property_parser.h in the DeepStream SDK API reference,
-https://docs.nvidia.com/metropolis/deepstream/dev-guide/sdk-api/gstnvinfer__property__parser_8h.html
+Gst-nvinfer: the "Gst-nvinfer Property Group Supported Keys" and "Class-attributes Group Supported
+Keys" tables of the Gst-nvinfer plugin page (https://docs.nvidia.com/deepstream/text/DS_plugin_gst-nvinfer,
+source text e.g. https://docs.nvidia.com/metropolis/deepstream-nvaie31/dev-guide/_sources/text/DS_plugin_gst-nvinfer.rst.txt)
+and the CONFIG_GROUP_INFER_* key macros of gstnvinfer_property_parser.h in the DeepStream SDK API
+reference (8.0: https://docs.nvidia.com/metropolis/deepstream/dev-guide/sdk-api/gstnvinfer__property__parser_8h.html,
+9.2: https://docs.nvidia.com/metropolis/deepstream/dev-guide/sdk-api/9_82_2sources_2libs_2gst-nvdsinferbase_2gstnvinfer__property__parser_8h.html).
 deepstream-app: the "Configuration Groups" tables of "DeepStream Reference Application -
-deepstream-app", https://docs.nvidia.com/metropolis/deepstream/dev-guide/text/DS_ref_app_deepstream.html
+deepstream-app" (https://docs.nvidia.com/deepstream/text/DS_ref_app_deepstream; 4.0's group page:
+https://docs.nvidia.com/metropolis/deepstream/4.0/dev-guide/DeepStream_Development_Guide/deepstream_app_config.3.2.html).
+Only parts of these pages could be read from here (search excerpts); the lists hold the keys as those
+tables name them, and a key added here should be checked against the page it cites.
 """
 
 from __future__ import annotations
