@@ -112,3 +112,25 @@ def test_torch_free(best_bundle: Path, tmp_path: Path) -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_installed_with_its_parser_files_and_command() -> None:
+    """pyproject.toml lists the package, ships every file of parser/ and names the console script."""
+    import ast
+    import fnmatch
+    import re
+
+    import rtdetr_edge.deepstream as ds
+
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "pyproject.toml").read_text()  # (no tomllib on Python 3.10)
+    found = re.search(r"^packages = (\[.*?\])", text, re.S | re.M)
+    assert found is not None and "rtdetr_edge.deepstream" in ast.literal_eval(found.group(1))
+    line = re.search(r'^"rtdetr_edge\.deepstream" = (\[.*\])$', text, re.M)
+    assert line is not None, "pyproject.toml: no package-data for rtdetr_edge.deepstream"
+    patterns = ast.literal_eval(line.group(1))
+    root = Path(ds.__file__).parent
+    files = [p.relative_to(root).as_posix() for p in (root / "parser").rglob("*") if p.is_file()]
+    assert sorted(files) == sorted(f"parser/{n}" for n in ds.PARSER_FILES)
+    assert all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files)
+    assert re.search(r'^rtdetr-deepstream = "rtdetr_edge\.cli\.deepstream:main"$', text, re.M)
