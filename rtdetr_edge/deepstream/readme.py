@@ -32,7 +32,7 @@ parser; see rtdetr-edge's `docs/deepstream.md` for what to check on a Jetson.
 In this folder:
 
 ```bash
-pip install rtdetr-edge                                   # torch-free, JetPack's TensorRT; JetPack 7.2: "rtdetr-edge[trt-cu13]"
+pip install "rtdetr-edge[trt]"                            # the engine builder, torch-free; JetPack 7.2: "rtdetr-edge[trt-cu13]"
 cp "$({engine.rtdetr_engine} -q)" {engine.engine_file}      # the recipe's engine for this GPU
 make CUDA_VER=12.6                                        # JetPack 6.x; JetPack 7.2: make CUDA_VER=13.2
 deepstream-app -c {APP_CONFIG}
