@@ -17,6 +17,9 @@ Every node is named ``frame/...`` (the engine builder pins ``frame/*`` to FP32 o
 TensorRT networks; the host's FP16 and INT8 conversions never see the front, which is prepended
 to their finished graphs). Only numpy and onnx are needed (no torch), so the build adds frame
 artifacts to an existing bundle torch-free.
+
+:func:`prepend_scaling` is the same front without its resize, channel gather and uint8 cast: its
+input is the resized 0-255 float image DeepStream's nvinfer hands over (``rtdetr-deepstream``).
 """
 
 from __future__ import annotations
