@@ -17,10 +17,14 @@ Every node is named ``frame/...`` (the engine builder pins ``frame/*`` to FP32 o
 TensorRT networks; the host's FP16 and INT8 conversions never see the front, which is prepended
 to their finished graphs). Only numpy and onnx are needed (no torch), so the build adds frame
 artifacts to an existing bundle torch-free.
+
+:func:`prepend_scaling` is the same front without its resize, channel gather and uint8 cast: its
+input is the resized 0-255 float image DeepStream's nvinfer hands over (``rtdetr-deepstream``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -236,6 +240,18 @@ def front_nodes(
     if pre.channel_order == "RGB":  # frames are BGR
         inits.append(_const(f"{c}bgr_to_rgb", np.array([2, 1, 0], np.int32)))
         x = node("Gather", "rgb", [x, f"{c}bgr_to_rgb"], axis=1)
+    _scale_nodes(pre, x, node, inits, output_dtype)
+    nodes[-1].output[0] = output  # the last node writes the model's input tensor
+    return nodes, inits, order
+
+
+def _scale_nodes(
+    pre: Preprocessing, x: str, node: Callable[..., str], inits: list[onnx.TensorProto], output_dtype: int
+) -> str:
+    """The processor's rescale and normalisation (one ``Mul``, an ``Add`` if there is a mean), then the input type."""
+    from onnx import TensorProto
+
+    c = f"{FRAME_PREFIX}const/"
     mean = np.asarray(pre.mean, np.float32) if pre.do_normalize else np.zeros(3, np.float32)
     std = np.asarray(pre.std, np.float32) if pre.do_normalize else np.ones(3, np.float32)
     scale = (np.float32(pre.rescale_factor) / std).astype(np.float32).reshape(1, 3, 1, 1)
@@ -247,8 +263,82 @@ def front_nodes(
         x = node("Add", "bias", [x, f"{c}bias"])
     if output_dtype != TensorProto.FLOAT:
         x = node("Cast", "to_input_type", [x], to=output_dtype)
-    nodes[-1].output[0] = output  # the last node writes the model's input tensor
-    return nodes, inits, order
+    return x
+
+
+# the DeepStream scaling graph's input: the 0-255 network-input image nvinfer hands over after its
+# own resize (net-scale-factor=1, offsets 0), float32 NCHW in the model's channel order
+IMAGE_INPUT_NAME = "image"
+
+
+def scaling_front_nodes(
+    pre: Preprocessing, input_name: str, output: str, output_dtype: int = 1
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """(nodes, initializers) of the front without a resize: 0-255 ``[N,3,H,W]`` float32 -> the model's input.
+
+    The processor's rescale and per-channel normalisation (what nvinfer's single
+    ``net-scale-factor`` cannot express for ImageNet mean/std), named ``frame/...`` like the frame front.
+    """
+    from onnx import helper
+
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def node(op: str, name: str, inputs: list[str], **attrs: Any) -> str:
+        out = f"{FRAME_PREFIX}{name}"
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    _scale_nodes(pre, input_name, node, inits, output_dtype)
+    nodes[-1].output[0] = output
+    return nodes, inits
+
+
+def prepend_scaling(
+    model: onnx.ModelProto, contract: ModelContract, input_name: str = IMAGE_INPUT_NAME
+) -> tuple[onnx.ModelProto, ModelContract]:
+    """A copy of ``model`` whose input is the 0-255 image ``input_name`` (float32 ``[N,3,H,W]``).
+
+    The model's own input becomes the output of :func:`scaling_front_nodes`; outputs, opset and
+    weights are unchanged. The returned contract (also embedded in the copy) says what the graph
+    now takes: ``input_name``, rescale factor 1, no normalisation, so a host that preprocesses by
+    it (the :class:`~rtdetr_edge.Detector`) feeds the graph what DeepStream does.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rtdetr_edge.contract import METADATA_KEY
+
+    if contract.frame is not None:
+        raise InputError("scaling front: the graph already takes camera frames; use the tensor-input graph")
+    g = model.graph
+    inputs = [i for i in g.input if i.name == contract.input_name]
+    if not inputs:
+        raise BundleError(f"scaling front: the graph has no input {contract.input_name!r}")
+    model_in = inputs[0].type.tensor_type
+    nodes, inits = scaling_front_nodes(contract.preprocessing, input_name, contract.input_name, model_in.elem_type)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    og = out.graph
+    keep = [i for i in og.input if i.name != contract.input_name]
+    del og.input[:]
+    dims: list[str | int] = [d.dim_param or d.dim_value for d in model_in.shape.dim]
+    og.input.append(helper.make_tensor_value_info(input_name, TensorProto.FLOAT, dims))
+    og.input.extend(keep)
+    body = list(og.node)
+    del og.node[:]
+    og.node.extend(nodes + body)
+    og.initializer.extend(inits)
+    pre = dataclasses.replace(
+        contract.preprocessing, rescale_factor=1.0, do_normalize=False, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)
+    )
+    scaled = dataclasses.replace(contract, preprocessing=pre, input_name=input_name)
+    props = {m.key: m.value for m in out.metadata_props}
+    props[METADATA_KEY] = scaled.to_json()
+    del out.metadata_props[:]
+    for k, v in props.items():
+        out.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    return out, scaled
 
 
 def prepend_front(
@@ -427,6 +517,7 @@ def downscale(frame: FrameInput, pre: Preprocessing) -> float:
 __all__ = [
     "FILTERS",
     "FRAME_PREFIX",
+    "IMAGE_INPUT_NAME",
     "FrontReport",
     "cheaper_order",
     "downscale",
@@ -435,8 +526,10 @@ __all__ = [
     "parse_frame_size",
     "pillow_resize_reference",
     "prepend_front",
+    "prepend_scaling",
     "resample_weights",
     "resize_macs",
     "resize_order",
+    "scaling_front_nodes",
     "write_frame_artifacts",
 ]

@@ -64,6 +64,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("check", ("rtdetr_edge.check",)),
     ("calib", ("rtdetr_edge.calib",)),
     ("export", ("rtdetr_edge.export",)),
+    # rtdetr-deepstream: host tooling above export (its scaling graph is the frame front's, export.frames),
+    # reading the engine recipe and the engine layer's trtexec rendering as serving does; torch-free
+    ("deepstream", ("rtdetr_edge.deepstream",)),
     ("build", ("rtdetr_edge.build",)),
     ("cli", ("rtdetr_edge.cli",)),
 ]
@@ -213,6 +216,15 @@ def _file(rel: str) -> tuple[str, str, bool]:
         ("rtdetr_edge/engine_recipe.py", "from .engine.builder import NetworkHints", "layer core may not import"),
         # the frame front is host tooling now: the runtime only copies frames
         ("rtdetr_edge/detector.py", "from .export.frames import parse_frame_size", "host tooling"),
+        # the DeepStream writer sits below the build pipeline and imports no torch
+        (
+            "rtdetr_edge/deepstream/graphs.py",
+            "from ..build import BuildOptions",
+            "layer deepstream may not import layer build",
+        ),
+        ("rtdetr_edge/deepstream/routes.py", "import torch", "only rtdetr_edge.export may import torch"),
+        # and nothing on the device side reaches up into it
+        ("rtdetr_edge/serving/plan.py", "from ..deepstream import write_deepstream", "layer serving may not import"),
     ],
 )
 def test_a_planted_violation_fails(rel: str, planted: str, rule: str) -> None:

@@ -1,0 +1,167 @@
+"""``rtdetr-deepstream``: a bundle -> a DeepStream setup (nvinfer config, parser, app config).
+
+::
+
+    DIR/
+      README.md                         how to build the engine and the parser, and run it
+      rtdetr-deepstream.json            what made it: bundle, options, rtdetr-edge version
+      config_infer_primary_rtdetr.txt   Gst-nvinfer config (:mod:`.configs`)
+      deepstream_app_config.txt         deepstream-app, N streams
+      labels.txt
+      nvdsparsebbox_rtdetr.cpp          the bounding-box parser; Makefile builds
+      Makefile                          libnvdsinfer_custom_impl_rtdetr.so
+      model/                            a bundle whose graphs take the 0-255 image (:mod:`.graphs`)
+
+The engine and nvinfer's own build route come from the engine recipe (:mod:`.routes`). The
+folder is assembled in a temporary sibling and renamed into place. Host tooling (it writes ONNX
+graphs with :mod:`rtdetr_edge.export.frames`), torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+from .. import __version__
+from ..atomic import is_our_bundle
+from ..bundle import METADATA, Bundle
+from ..contract import OUTPUT_TOPK
+from ..errors import BundleError, InputError
+from . import configs
+from .graphs import write_model_folder
+from .options import DeepStreamOptions
+from .readme import deepstream_readme
+from .routes import engine_route, onnx_route
+
+__all__ = ["DeepStreamOptions", "is_deepstream_folder", "write_deepstream"]
+
+log = logging.getLogger("rtdetr_edge")
+
+MARKER = "rtdetr-deepstream.json"
+MARKER_FORMAT = "rtdetr-edge-deepstream"
+MODEL_DIR = "model"
+PARSER_FILES = ("nvdsparsebbox_rtdetr.cpp", "Makefile")
+# the parser reads these outputs by name (nvdsparsebbox_rtdetr.cpp)
+PARSER_OUTPUTS = ("scores", "labels", "boxes")
+
+
+def is_deepstream_folder(path: str | os.PathLike[str]) -> bool:
+    """``path`` is a folder :func:`write_deepstream` made."""
+    try:
+        obj = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and obj.get("format") == MARKER_FORMAT
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _populate(root: Path, bundle: Bundle, precision: str, options: DeepStreamOptions) -> dict[str, object]:
+    contract = bundle.contract
+    if contract.output_kind != OUTPUT_TOPK or tuple(contract.output_names) != PARSER_OUTPUTS:
+        raise BundleError(
+            f"{bundle.path}: the DeepStream parser reads the top-k outputs {', '.join(PARSER_OUTPUTS)}; this bundle "
+            f"has {contract.output_kind} outputs {', '.join(contract.output_names)} (rebuild it without --raw-outputs)"
+        )
+    if contract.max_batch and options.streams > contract.max_batch:
+        raise InputError(f"--streams {options.streams}: the model takes batches of at most {contract.max_batch}")
+    ds = write_model_folder(bundle, precision, root / MODEL_DIR)
+    engine = engine_route(ds, MODEL_DIR, precision, options.streams, options.tensorrt)
+    onnx = onnx_route(ds, MODEL_DIR, precision, options.tensorrt)
+    if precision == "int8" and onnx.int8_calib_file is None:
+        log.warning("%s", onnx.note)
+    _write(root / configs.LABELS, configs.labels_text(contract))
+    _write(
+        root / configs.NVINFER_CONFIG,
+        configs.nvinfer_config(ds.contract, options.streams, options.conf, engine, onnx, precision),
+    )
+    _write(root / configs.APP_CONFIG, configs.app_config(ds.contract, options.streams))
+    parser_dir = resources.files(__package__) / "parser"
+    for name in PARSER_FILES:
+        _write(root / name, (parser_dir / name).read_text(encoding="utf-8"))
+    _write(root / "README.md", deepstream_readme(ds.contract, precision, options.streams, engine, onnx, MODEL_DIR))
+    info: dict[str, object] = {
+        "format": MARKER_FORMAT,
+        "format_version": 1,
+        "rtdetr_edge_version": __version__,
+        "bundle": str(bundle.path),
+        "precision": precision,
+        "options": asdict(options),
+        "engine": {"file": engine.engine_file, "recipe": engine.recipe.decision(), "tensorrt": options.tensorrt},
+        "onnx_route": asdict(onnx),
+        "class_names": list(contract.class_names),
+        "input": [contract.preprocessing.height, contract.preprocessing.width],
+    }
+    _write(root / MARKER, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def write_deepstream(
+    bundle: str | os.PathLike[str], out: str | os.PathLike[str], options: DeepStreamOptions, force: bool = False
+) -> Path:
+    """Write a DeepStream setup for ``bundle`` at ``out`` (see the module docstring).
+
+    Args:
+        bundle: a bundle folder (rtdetr-build).
+        out: the folder to write: new or empty; with ``force`` also one this function wrote
+            (anything else is refused, nothing deleted).
+        options: see :class:`DeepStreamOptions`.
+
+    Raises:
+        InputError, BundleError, EngineError: one line naming the argument or file and what was expected.
+    """
+    src = Path(bundle)
+    if not (src / METADATA).is_file() or not is_our_bundle(src):
+        raise BundleError(
+            f"{src}: not a bundle ({METADATA} of an rtdetr-edge bundle is missing); build one with rtdetr-build"
+        )
+    target = Path(out)
+    if target.resolve() == src.resolve() or target.resolve().is_relative_to(src.resolve()):
+        raise InputError(f"--out {out}: is or is inside the bundle {src}; choose another folder")
+    if src.resolve().is_relative_to(target.resolve()):
+        raise InputError(f"--out {out}: contains the bundle {src}; choose another folder")
+    b = Bundle(src)
+    precision = str(b.metadata.get("default_precision", "fp32")) if options.precision == "auto" else options.precision
+    if precision not in b.precisions:
+        raise InputError(
+            f"--precision {precision}: the bundle {src} has {', '.join(b.precisions)} "
+            f"(add it with rtdetr-build --model {src} --precision {precision} --out {src})"
+        )
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        if not target.is_dir():
+            raise InputError(f"--out {out}: exists and is not a folder")
+        if not force:
+            raise InputError(f"--out {out}: already exists; pass --force to replace it")
+        if not is_deepstream_folder(target):
+            raise InputError(
+                f"--out {out}: is not a folder rtdetr-deepstream wrote ({MARKER} missing); nothing was deleted"
+            )
+    parent = target.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write in {parent} ({exc.strerror or exc})") from exc
+    try:
+        os.chmod(tmp, 0o755)
+        _populate(tmp, b, precision, options)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+            os.replace(target, old / "x")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote the DeepStream setup %s (%s, %d stream(s))", target, precision, options.streams)
+    return target
