@@ -231,7 +231,11 @@ class Detector:
         conf: default score threshold (0.3).
         classes: default class-id filter (None = all).
         max_det: default max detections per image (300).
-        clip: clip boxes to the image (default False: boxes as the model predicts them).
+        clip: clip boxes to the image (default True; False: boxes as the model predicts them,
+            which may reach slightly outside).
+        all_labels: keep every label the model's top-k gives one query (default False: each
+            query's best label only, one detection per object; True: what transformers'
+            post-processing and COCO AP use, as ``rtdetr-eval`` does).
         backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``.
         precision: ``"auto"`` (the bundle's default), ``"fp32"``, ``"fp16"`` or ``"int8"``.
         max_batch: largest batch sent to the backend (default: the model's limit, else 8).
@@ -255,7 +259,8 @@ class Detector:
         conf: float = 0.3,
         classes: Sequence[int] | None = None,
         max_det: int = 300,
-        clip: bool = False,
+        clip: bool = True,
+        all_labels: bool = False,
         backend: str = "auto",
         precision: str = "auto",
         max_batch: int | None = None,
@@ -265,7 +270,7 @@ class Detector:
         frames: bool = True,
     ) -> None:
         # options first: a bad value fails before any model is loaded
-        self.options = PostprocessOptions(conf=conf, classes=classes, max_det=max_det, clip=clip)
+        self.options = PostprocessOptions(conf=conf, classes=classes, max_det=max_det, clip=clip, all_labels=all_labels)
         if max_batch is not None and (
             isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1
         ):
@@ -415,6 +420,7 @@ class Detector:
             classes=self.options.classes if classes is None else classes,
             max_det=self.options.max_det if max_det is None else max_det,
             clip=self.options.clip,
+            all_labels=self.options.all_labels,
         )
         results = self.detect_batch([self._load(img, rgb, i) for i, img in enumerate(batch)], opts)
         return results[0] if single else results
