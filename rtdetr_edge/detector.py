@@ -46,7 +46,7 @@ from .bundle import METADATA, Bundle
 from .contract import METADATA_KEY, OUTPUT_RAW, FrameInput, ModelContract
 from .detections import Detections
 from .errors import BundleError, EngineError, InputError, RtdetrEdgeError
-from .postprocess import PostprocessOptions, from_raw, from_topk
+from .postprocess import PostprocessOptions, class_ids_of, from_raw, from_topk
 from .preprocess import Preprocessor
 
 log = logging.getLogger("rtdetr_edge")
@@ -229,7 +229,8 @@ class Detector:
     Args:
         model: bundle directory, ``.onnx`` (exported by rtdetr-edge) or ``.engine`` file.
         conf: default score threshold (0.3).
-        classes: default class-id filter (None = all).
+        classes: default class filter: class ids or names (None = all; one the model does not
+            have is an InputError).
         max_det: default max detections per image (300).
         clip: clip boxes to the image (default True; False: boxes as the model predicts them,
             which may reach slightly outside).
@@ -257,7 +258,7 @@ class Detector:
         self,
         model: str | os.PathLike[str],
         conf: float = 0.3,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int = 300,
         clip: bool = True,
         all_labels: bool = False,
@@ -293,6 +294,11 @@ class Detector:
             model, backend, precision, onnxruntime, tensorrt or TensorRTOptions(), engines
         )
         self.model_path = Path(model)
+        try:
+            self.options = dataclasses.replace(self.options, classes=class_ids_of(classes, self.class_names))
+        except RtdetrEdgeError:
+            self.backend.close()
+            raise
         self.preprocessor = Preprocessor(self.contract.preprocessing)
         lo, hi = self.backend.batch_range
         self.min_batch = lo
@@ -380,7 +386,7 @@ class Detector:
         images: list[Any] | tuple[Any, ...],
         rgb: bool = False,
         conf: float | None = None,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int | None = None,
     ) -> list[Detections]: ...
 
@@ -390,7 +396,7 @@ class Detector:
         images: str | os.PathLike[str] | np.ndarray | object,
         rgb: bool = False,
         conf: float | None = None,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int | None = None,
     ) -> Detections: ...
 
@@ -399,7 +405,7 @@ class Detector:
         images: Any,
         rgb: bool = False,
         conf: float | None = None,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int | None = None,
     ) -> Detections | list[Detections]:
         """Detect on one image (returns :class:`Detections`) or a list (returns a list).
@@ -417,7 +423,7 @@ class Detector:
         self._check_open()
         opts = PostprocessOptions(
             conf=self.options.conf if conf is None else conf,
-            classes=self.options.classes if classes is None else classes,
+            classes=self.options.classes if classes is None else class_ids_of(classes, self.class_names),
             max_det=self.options.max_det if max_det is None else max_det,
             clip=self.options.clip,
             all_labels=self.options.all_labels,

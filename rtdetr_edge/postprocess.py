@@ -81,6 +81,38 @@ def _class_ids(classes: object) -> tuple[int, ...] | None:
     return tuple(int(c) for c in ids)
 
 
+def class_ids_of(classes: Sequence[int | str] | None, class_names: Sequence[str]) -> tuple[int, ...] | None:
+    """``classes`` (class ids, or names of ``class_names``) as ids the model has (None: all classes).
+
+    Raises InputError naming the first id beyond the model's classes or name it does not have
+    (a filter that can never match would silently drop every detection).
+    """
+    if classes is None or isinstance(classes, (str, bytes)):
+        return _class_ids(classes)
+    if not isinstance(classes, (Sequence, set, frozenset, np.ndarray)):
+        return _class_ids(classes)
+    ids: list[object] = []
+    for c in classes:
+        if isinstance(c, str):
+            text = c.strip()
+            if text.isdigit():
+                ids.append(int(text))
+            elif text in class_names:
+                ids.append(list(class_names).index(text))
+            else:
+                shown = ", ".join(class_names[:20]) + (", ..." if len(class_names) > 20 else "")
+                raise InputError(f"classes: {c!r} is not one of the model's classes ({shown})")
+        else:
+            ids.append(c)
+    out = _class_ids(ids)
+    n = len(class_names)
+    if out is not None and n:
+        beyond = [c for c in out if c >= n]
+        if beyond:
+            raise InputError(f"classes: class id {beyond[0]}: expected 0..{n - 1} (the model has {n} classes)")
+    return out
+
+
 def _finish(
     scores: np.ndarray,
     labels: np.ndarray,

@@ -16,7 +16,7 @@ from .. import atomic
 from .. import images as image_io
 from ..errors import InputError, RtdetrEdgeError
 from ..outputs import JsonlWriter, OutputError, VideoWriter, write_image
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_verbosity, int_at_least, run, setup_logging
 from .options import add_runtime_arguments, open_detector
 
 if TYPE_CHECKING:
@@ -99,9 +99,24 @@ def parser() -> argparse.ArgumentParser:
         "--exist-ok", action="store_true", help="write into an existing non-empty --out instead of a new numbered one"
     )
     p.add_argument("--conf", type=float, default=0.3, help="score threshold (default 0.3)")
-    p.add_argument("--classes", type=int, nargs="*", default=None, help="keep only these class ids")
-    p.add_argument("--max-det", type=int, default=300, help="max detections per image (default 300)")
-    p.add_argument("--batch", type=int, default=1, help="images per inference batch (default 1)")
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        default=None,
+        metavar="CLASS",
+        help="keep only these classes, by id or name (e.g. --classes 0 star)",
+    )
+    p.add_argument(
+        "--all-labels",
+        action="store_true",
+        help="keep every label the model gives one object (default: its best label only; COCO AP and "
+        "transformers' post-processing keep them all)",
+    )
+    p.add_argument(
+        "--no-clip", action="store_true", help="keep boxes as the model predicts them (default: clipped to the image)"
+    )
+    p.add_argument("--max-det", type=int_at_least(1), default=300, help="max detections per image (default 300)")
+    p.add_argument("--batch", type=int_at_least(1), default=1, help="images per inference batch (default 1)")
     p.add_argument("--no-save", action="store_true", help="write only detections.jsonl, no annotated media")
     add_runtime_arguments(p)
     add_verbosity(p)
@@ -154,7 +169,14 @@ def _open(args: argparse.Namespace) -> Detector | TritonDetector:
             args.server, model=args.server_model, conf=args.conf, classes=args.classes, max_det=args.max_det
         )
     return open_detector(
-        args, args.model, conf=args.conf, classes=args.classes, max_det=args.max_det, max_batch=max(args.batch, 1)
+        args,
+        args.model,
+        conf=args.conf,
+        classes=args.classes,
+        max_det=args.max_det,
+        max_batch=args.batch,
+        clip=not args.no_clip,
+        all_labels=args.all_labels,
     )
 
 

@@ -166,9 +166,11 @@ def open_detector(
     args: argparse.Namespace,
     model: str | Path,
     conf: float = 0.3,
-    classes: list[int] | None = None,
+    classes: list[int | str] | None = None,
     max_det: int = 300,
     max_batch: int | None = None,
+    clip: bool = True,
+    all_labels: bool = False,
 ) -> Detector:
     """A Detector from :func:`add_runtime_arguments`' flags; bundle engines are built on first use."""
     from ..detector import Detector
@@ -179,6 +181,8 @@ def open_detector(
         conf=conf,
         classes=classes,
         max_det=max_det,
+        clip=clip,
+        all_labels=all_labels,
         backend=args.backend,
         precision=args.precision,
         max_batch=max_batch,

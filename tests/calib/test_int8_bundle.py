@@ -116,4 +116,9 @@ def test_build_prints_the_plan_and_why_of_the_default(best_bundle: Path) -> None
     assert any(ln.split()[:1] == ["int8"] and "calibrated" in ln for ln in lines)
     assert any(ln.split()[:1] == ["fp16"] and "score heads" in ln for ln in lines)
     assert any(ln.split()[:1] == ["fp32"] and "LayerNormalization" in ln for ln in lines)
-    assert lines[-1].startswith("default precision: fp16 (int8 not kept: check: ")
+    assert lines[-2].startswith("default precision: fp16 (int8 not kept: check: ")
+    # the summary: each precision's AP on the held-out report images and its check
+    rows = {ln.split()[0]: ln for ln in lines if ln.startswith("  ") and ln.split()[0] in ("fp32", "fp16", "int8")}
+    assert set(rows) == {"fp32", "fp16", "int8"} and all(" AP 0." in r or " AP 1." in r for r in rows.values())
+    assert "check FAILED" in rows["int8"] and "check passed" in rows["fp16"]
+    assert any(ln.startswith("  AP on ") and "held-out images" in ln for ln in lines)

@@ -40,6 +40,54 @@ def test_readme_opens_with_exactly_two_commands_and_ci_runs_the_second() -> None
     assert extracted.stdout.strip() == commands[1]
 
 
+def _extras_closure(extras: set[str]) -> set[str]:
+    """Distribution names the editable install of ``.[extras]`` brings in (pyproject, recursively;
+    read with a regex: there is no tomllib on Python 3.10)."""
+    import re
+
+    text = (REPO / "pyproject.toml").read_text()
+    section = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    section = re.sub(r"#.*", "", section)
+    optional = {
+        name: re.findall(r'"([^"]+)"', body)
+        for name, body in re.findall(r"^([\w-]+) = \[(.*?)\]$", section, re.S | re.M)
+    }
+    deps = text.split("\ndependencies = [", 1)[1].split("]", 1)[0]
+    names: set[str] = set()
+    todo, seen = list(extras), set()
+    for req in re.findall(r'"([^"]+)"', deps):
+        names.add(re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower())
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for req in optional[extra]:
+            name = re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower()
+            if name == "rtdetr-edge":
+                todo += req.split("[", 1)[1].split("]", 1)[0].split(",")
+            else:
+                names.add(name)
+    return names
+
+
+def test_first_command_installs_what_an_int8_default_needs() -> None:
+    """The first command's bundle defaults to INT8 only when its rtdetr-check runs and passes, so
+    its install must bring Polygraphy (the check), faster-coco-eval (the AP report),
+    onnxconverter-common (FP16) and the exporter; without Polygraphy the check is skipped and the
+    bundle silently defaults to fp16 (issue 24)."""
+    import re
+
+    first = _opening_commands()[0]
+    install = first.split("&&")[0]
+    match = re.search(r'-e "\.\[([a-z,]+)\]"', install)
+    assert match, install
+    installed = _extras_closure(set(match.group(1).split(",")))
+    needed = {"polygraphy", "faster-coco-eval", "onnxconverter-common", "torch", "transformers", "onnxsim"}
+    assert needed <= installed, f"README's first command does not install {sorted(needed - installed)}"
+    assert "--precision int8" in first
+
+
 @pytest.mark.slow
 def test_first_command_builds_and_detects_offline(tmp_path: Path) -> None:
     """The first command minus its pip install, run in a scratch copy of the paths it uses."""
@@ -49,9 +97,14 @@ def test_first_command_builds_and_detects_offline(tmp_path: Path) -> None:
     (tmp_path / "models").symlink_to(REPO / "models")
     (tmp_path / "samples").symlink_to(REPO / "samples")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    outputs = {}
     for step in steps:
         proc = subprocess.run(shlex.split(step), capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
         assert proc.returncode == 0, f"{step}\n{proc.stderr[-3000:]}"
+        outputs[shlex.split(step)[0]] = proc.stdout
+    # the build ends by saying what it made and why the default is what it is
+    last = outputs["rtdetr-build"].strip().splitlines()[-4:]
+    assert "default precision: int8 (INT8 passed its check)" in last, last
     meta = json.loads((tmp_path / "build" / "shapes" / "metadata.json").read_text())
     report = json.loads((tmp_path / "build" / "shapes" / "report.json").read_text())
     # int8 by default only because its check passed (else the bundle would default to fp16)
