@@ -172,6 +172,7 @@ def build_bundle(
     """
     opts = options or BuildOptions()
     announce = step or (lambda name: None)
+    check_revision(model, opts.export.revision)
     if is_bundle(model):
         raise InputError(
             f"--model {model}: is already a bundle; add precisions to it with add_precisions() "
@@ -205,6 +206,15 @@ def build_bundle(
     return out_path
 
 
+def check_revision(model: Any, revision: str | None) -> None:
+    """``--revision`` names a hub revision: with a local folder or a bundle it would be ignored."""
+    if revision is not None and isinstance(model, (str, Path)) and Path(model).exists():
+        raise InputError(
+            f"--revision {revision}: --model {model} is a local folder, not a hub id; a revision applies "
+            "only to models downloaded from the Hugging Face hub"
+        )
+
+
 def options_record(opts: BuildOptions) -> dict[str, Any]:
     """The options as recorded in ``metadata.json`` (nested like the dataclasses)."""
     return json.loads(json.dumps(asdict(opts)))
@@ -215,6 +225,7 @@ def add_precisions(
 ) -> Path:
     """Add ``options``' precisions to an existing bundle (torch-free), in place or as a new bundle ``out``."""
     src, out_path = Path(bundle_dir), Path(out)
+    check_revision(src, options.export.revision)
     bundle = Bundle(src)
     announce = step or (lambda name: None)
     if out_path.resolve() != src.resolve():

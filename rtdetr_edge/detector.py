@@ -176,6 +176,8 @@ def _resolve(
 ) -> tuple[Backend, ModelContract, Bundle | None]:
     check_choice(backend, BACKEND_CHOICES, "backend")
     check_choice(precision, RUNTIME_PRECISIONS, "precision")
+    if not isinstance(model, (str, os.PathLike)):
+        raise InputError(f"model: expected a bundle folder, .onnx or .engine path, got {type(model).__name__}")
     path = Path(model)
     if not path.exists():
         raise InputError(f"{path}: no such bundle, .onnx or .engine file")
@@ -271,7 +273,8 @@ class Detector:
         frames: bool = True,
     ) -> None:
         # options first: a bad value fails before any model is loaded
-        self.options = PostprocessOptions(conf=conf, classes=classes, max_det=max_det, clip=clip, all_labels=all_labels)
+        # classes (ids or names) are checked against the model's classes once it is open
+        self.options = PostprocessOptions(conf=conf, max_det=max_det, clip=clip, all_labels=all_labels)
         if max_batch is not None and (
             isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1
         ):
