@@ -43,7 +43,7 @@ from .backends.options import (
     check_choice,
 )
 from .bundle import METADATA, Bundle
-from .contract import METADATA_KEY, OUTPUT_RAW, FrameInput, ModelContract
+from .contract import METADATA_KEY, OUTPUT_RAW, FrameInput, ModelContract, check_same_contract
 from .detections import Detections
 from .errors import BundleError, EngineError, InputError, RtdetrEdgeError
 from .postprocess import PostprocessOptions, class_ids_of, from_raw, from_topk
@@ -193,10 +193,22 @@ def _resolve(
         name = backend_for(path) if backend == "auto" else backend
         be = open_backend(name, path, onnxruntime=onnxruntime, tensorrt=tensorrt)
     try:
+        if bundle is not None:
+            _check_embedded_contract(be, bundle)
         return be, _checked_io(be, bundle.contract if bundle is not None else _contract_of(be, path)), bundle
     except RtdetrEdgeError:
         be.close()
         raise
+
+
+def _check_embedded_contract(be: Backend, bundle: Bundle) -> None:
+    """The bundle's ``metadata.json`` contract matches the one inside the opened artifact (where
+    the backend can read it: ONNX Runtime's ``metadata_props``)."""
+    meta_fn = getattr(be, "metadata", None)
+    text = (meta_fn() if callable(meta_fn) else {}).get(METADATA_KEY)
+    if text:
+        where = be.describe().get("file", be.name)
+        check_same_contract(bundle.contract, text, str(bundle.path / METADATA), str(where))
 
 
 def _checked_io(be: Backend, contract: ModelContract) -> ModelContract:
