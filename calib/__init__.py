@@ -31,7 +31,14 @@ from .subset import DEFAULT_CALIB_SIZE, Subset, select_subset
 
 log = logging.getLogger("rtdetr_edge")
 
-__all__ = ["DEFAULT_CALIB_SIZE", "CalibrationOptions", "CalibrationRanges", "CalibrationResult", "calibrate"]
+__all__ = [
+    "DEFAULT_CALIB_SIZE",
+    "CalibrationOptions",
+    "CalibrationRanges",
+    "CalibrationResult",
+    "calibrate",
+    "check_source",
+]
 
 Algorithm = Literal["auto", "entropy2", "percentile", "max"]
 Scope = Literal["int8", "all"]
@@ -104,6 +111,18 @@ class CalibrationResult:
         """Make ``algorithm``'s candidate ranges the result's ranges."""
         self.ranges.ranges = self.candidates[algorithm]
         self.ranges.algorithm = algorithm
+
+
+def check_source(opts: CalibrationOptions) -> ImageSource:
+    """Open ``opts.calib`` and check it has ``opts.size`` images, in seconds, before an export or
+    calibration starts (a missing file, a dataset folder instead of its json, too few images)."""
+    source = open_source(opts.calib, "--calib", opts.images_dir, opts.coco_root, opts.allow_download)
+    if len(source) < opts.size:
+        raise InputError(
+            f"--calib {opts.calib}: {len(source)} images, fewer than --calib-size {opts.size}; "
+            "lower --calib-size or add images"
+        )
+    return source
 
 
 def _usable_subset(source: ImageSource, opts: CalibrationOptions) -> Subset:

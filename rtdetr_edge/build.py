@@ -65,6 +65,13 @@ class Int8Options:
             raise InputError(f"--int8-target: expected a fraction in (0, 1], got {self.target}")
         object.__setattr__(self, "keep", tuple(self.keep))
         object.__setattr__(self, "trt_cache_versions", tuple(self.trt_cache_versions))
+        from .trt_cache import version_code
+
+        for version in self.trt_cache_versions:
+            try:
+                version_code(str(version))
+            except RtdetrEdgeError as exc:
+                raise InputError(f"--trt-cache-version {version}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,7 @@ def build_bundle(
             "(rtdetr-build does that for a bundle), build engines with rtdetr-engine"
         )
     out_path = check_out(out, opts.force)
+    check_inputs(opts)  # seconds now, not after minutes of export
     require("torch", "exporting a PyTorch model (on the host)")
     from .export import export_onnx
 
@@ -277,6 +285,14 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst, follow_symlinks=False)
 
 
+def check_inputs(opts: BuildOptions) -> None:
+    """Before any work: the calibration source opens and has enough images (for int8)."""
+    if opts.calibration is not None and "int8" in opts.precisions:
+        from .calib import check_source
+
+        check_source(opts.calibration)
+
+
 def check_revision(model: Any, revision: str | None) -> None:
     """``--revision`` names a hub revision: with a local folder or a bundle it would be ignored."""
     if revision is not None and isinstance(model, (str, Path)) and Path(model).exists():
@@ -302,6 +318,7 @@ def add_precisions(
     # into the new metadata as if the build had made it
     bundle.verify()
     _check_fp32_contract(bundle)
+    check_inputs(options)
     announce = step or (lambda name: None)
     if out_path.resolve() != src.resolve():
         check_out(out_path, options.force)
