@@ -16,7 +16,7 @@ from tests.helpers import Cli
 
 @pytest.fixture()
 def export_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    import rtdetr_edge.export as export
+    from rtdetr_edge import export
 
     calls: list[object] = []
 

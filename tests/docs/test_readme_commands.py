@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,37 @@ def test_first_command_builds_and_detects_offline(tmp_path: Path) -> None:
     lines = (tmp_path / "runs" / "demo" / "detections.jsonl").read_text().splitlines()
     assert len(lines) == len(list((REPO / "samples" / "images").glob("*.jpg")))
     assert sum(len(json.loads(ln)["detections"]) for ln in lines) > 0
+
+
+def test_the_default_lane_installs_nothing() -> None:
+    """The serve environment (pip from PyPI) is made by .ci/run before the serving tests, never by a
+    test fixture, so README's test command runs offline (issue 24, item 12)."""
+    import ast
+
+    conftest = REPO / "tests" / "serving" / "conftest.py"
+    called = {
+        node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        for node in ast.walk(ast.parse(conftest.read_text()))
+        if isinstance(node, ast.Call)
+    }
+    assert "setup_environment" not in called
+    ci = (REPO / ".ci" / "run").read_text()
+    setup, serving = ci.find("\nrtdetr-serve --setup-env"), ci.find("\npython -m pytest -q -m serving")
+    assert 0 < setup < serving, "`.ci/run` makes the serve environment, then runs the serving tests"
+
+
+def test_readme_states_the_exit_codes_the_commands_use(tmp_path: Path) -> None:
+    """README: user errors exit 1 with one line, usage errors exit 2 (argparse's convention)."""
+    text = " ".join((REPO / "README.md").read_text().split())
+    assert "print one line (`error: ...`) and exit 1" in text
+    assert "usage errors" in text and "exit 2 (argparse's convention)" in text
+    user = subprocess.run(
+        [sys.executable, "-m", "rtdetr_edge.cli.detect", str(tmp_path / "none.jpg"), "--model", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    usage = subprocess.run(
+        [sys.executable, "-m", "rtdetr_edge.cli.detect", "x.jpg", "--model", "m", "--batch", "0"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert user.returncode == 1 and user.stderr.startswith("error: ")
+    assert usage.returncode == 2 and "error: argument --batch" in usage.stderr

@@ -28,6 +28,10 @@ from rtdetr_edge.serving.client import ServerRequestError, TritonDetector
 from tests.helpers import REPO, SAMPLES
 from tests.serving.conftest import TIMINGS, Served, alive, free_port, start_serve
 
+# a real Triton server: the serve environment (rtdetr-serve --setup-env; .ci/run makes it) or
+# tritonserver on PATH; the tests that need one skip without it
+pytestmark = pytest.mark.serving
+
 THREADS = 4
 PER_THREAD = 8
 
