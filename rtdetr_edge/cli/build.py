@@ -108,6 +108,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--calib-cache-dir", default=c.cache_dir, help=f"preprocessed-batch cache (default {c.cache_dir})")
     g.add_argument("--no-calib-cache", action="store_true", help="do not cache preprocessed calibration batches")
     g.add_argument(
+        "--calib-cache-max-mb",
+        type=int,
+        default=c.cache_max_mb,
+        metavar="MiB",
+        help=f"size limit of the batch cache (default {c.cache_max_mb}); least recently used subsets go first",
+    )
+    g.add_argument(
         "--calib-samples",
         type=int,
         default=c.samples_per_image,
@@ -176,6 +183,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
             images_dir=args.calib_images,
             algorithm=args.calib_algorithm,
             cache_dir=None if args.no_calib_cache else args.calib_cache_dir,
+            cache_max_mb=args.calib_cache_max_mb,
             allow_download=not args.no_download,
             samples_per_image=args.calib_samples,
             scope=args.calib_tensors,

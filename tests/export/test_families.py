@@ -208,8 +208,11 @@ def test_verification_fails_on_a_perturbed_weight() -> None:
         # the last decoder layer's class head 5% off: a graph exported before no longer matches
         heads = [w for name, w in model.named_parameters() if "decoder.class_embed." in name and w.dim() == 2]
         heads[-1].mul_(1.05)
-    with pytest.raises(VerificationError, match="ONNX Runtime disagrees with PyTorch: FAIL"):
+    with pytest.raises(VerificationError, match="ONNX Runtime disagrees with PyTorch: FAIL") as info:
         verify(model, res.model.SerializeToString(), res.contract)
+    # the message says what was allowed and why, and names the flag that allows more
+    assert "the larger of --tolerance 0.0001 and 16 x the model's float32 rounding noise" in str(info.value)
+    assert "pass a larger --tolerance" in str(info.value)
 
 
 @pytest.mark.slow
