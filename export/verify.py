@@ -20,6 +20,7 @@ differences are 4e-7 to 8e-7), so it still fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -176,6 +177,11 @@ class VerificationReport:
         )
 
 
+def verification_runs(images: int = 4, batch_sizes: tuple[int, ...] = (1, 4)) -> int:
+    """Model runs :func:`verify` makes: PyTorch twice (reference, jittered), ONNX Runtime per batch."""
+    return 2 + sum(-(-images // bs) for bs in batch_sizes)
+
+
 def verify(
     model: Any,
     onnx_bytes: bytes,
@@ -184,6 +190,7 @@ def verify(
     tolerance: float = DEFAULT_TOLERANCE,
     batch_sizes: tuple[int, ...] = (1, 4),
     raise_on_fail: bool = True,
+    progress: Callable[[int], object] | None = None,
 ) -> VerificationReport:
     """Compare the ONNX graph on ONNX Runtime with the PyTorch model.
 
@@ -197,15 +204,19 @@ def verify(
             larger (:func:`float32_noise`).
         batch_sizes: ONNX Runtime runs the images in batches of each of these sizes.
         raise_on_fail: raise :class:`VerificationError` instead of returning a failed report.
+        progress: called with 1 after each model run (:func:`verification_runs` of them).
     """
+    done = progress or (lambda n: None)
     ort = require("onnxruntime", "verifying the ONNX graph")
     images = images if images is not None else verification_images()
     pixels, _ = Preprocessor(contract.preprocessing).batch(images)
     k = contract.top_k
     k = min(k, contract.num_queries * contract.num_classes)
     reference = torch_reference(model, pixels, k)
+    done(1)
     logits, pred_boxes, t_scores, t_labels, t_boxes = reference
     noise = float32_noise(model, pixels, k, reference, raw=contract.output_kind == OUTPUT_RAW)
+    done(1)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
@@ -215,6 +226,7 @@ def verify(
         for start in range(0, len(images), bs):
             chunk = pixels[start : start + bs]
             outs = session.run(None, {contract.input_name: chunk})
+            done(1)
             if contract.output_kind == OUTPUT_RAW:
                 sl = slice(start, start + len(chunk))
                 worst_raw = max(
