@@ -223,3 +223,15 @@ def test_detector_and_detections_refuse_wrong_types() -> None:
         dets.to_coco(7, "ab")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="image_id: expected an integer"):
         dets.to_coco("7", None)  # type: ignore[arg-type]
+
+
+def test_the_served_preprocessing_refuses_a_bomb_before_decoding(reference_bundle: Path) -> None:
+    """The Triton preprocess step decodes with the same guard (it decoded 2.7 GB before)."""
+    from rtdetr_edge.bundle import Bundle
+    from rtdetr_edge.errors import InputError
+    from rtdetr_edge.preprocess import Preprocessor
+    from rtdetr_edge.serving import steps
+
+    pre = Preprocessor(Bundle(reference_bundle).contract.preprocessing)
+    with pytest.raises(InputError, match=r"request\.png: 30000x30000 is 900,000,000 pixels, above the limit"):
+        steps.preprocess(_png_header_only(30000, 30000), pre, "request.png")
