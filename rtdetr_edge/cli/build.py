@@ -261,7 +261,9 @@ def bundle_summary(bundle_dir: Path) -> str:
         if isinstance(check, dict) and "passed" in check:
             parts.append("check " + ("passed" if check["passed"] else "FAILED"))
         lines.append(", ".join(parts))
-    if accuracy.get("images"):
+    if accuracy.get("skipped"):
+        lines.append(f"  no AP: {accuracy['skipped']}")
+    elif accuracy.get("images"):
         lines.append(f"  AP on {accuracy['images']} held-out images of {accuracy.get('data', 'the --calib source')}")
     elif len(bundle.precisions) > 1:
         lines.append("  no AP: the build had no annotated held-out images (--calib COCO json, --check-images)")

@@ -118,7 +118,9 @@ def test_build_prints_the_plan_and_why_of_the_default(best_bundle: Path) -> None
     assert any(ln.split()[:1] == ["fp32"] and "LayerNormalization" in ln for ln in lines)
     assert lines[-2].startswith("default precision: fp16 (int8 not kept: check: ")
     # the summary: each precision's AP on the held-out report images and its check
-    rows = {ln.split()[0]: ln for ln in lines if ln.startswith("  ") and ln.split()[0] in ("fp32", "fp16", "int8")}
-    assert set(rows) == {"fp32", "fp16", "int8"} and all(" AP 0." in r or " AP 1." in r for r in rows.values())
+    start = lines.index(next(ln for ln in lines if ln.startswith("summary of ")))
+    rows = {ln.split()[0]: ln for ln in lines[start + 1 :] if ".onnx" in ln}
+    assert set(rows) == {"fp32", "fp16", "int8"}
     assert "check FAILED" in rows["int8"] and "check passed" in rows["fp16"]
-    assert any(ln.startswith("  AP on ") and "held-out images" in ln for ln in lines)
+    # this tiny model's class names are not the data's: the summary says why there is no AP
+    assert any(ln.startswith("  no AP: ") and "match the model's class names" in ln for ln in lines)
