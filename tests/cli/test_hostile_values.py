@@ -216,7 +216,7 @@ def test_detector_and_detections_refuse_wrong_types() -> None:
 
     with pytest.raises(InputError, match=r"model: expected a bundle folder, \.onnx or \.engine path, got int"):
         Detector(123)  # type: ignore[arg-type]
-    dets = Detections(np.array([[1, 2, 5, 6]], np.float32), [0.9], [1], ("a", "b"))
+    dets = Detections(np.array([[1, 2, 5, 6]], np.float32), np.array([0.9]), np.array([1]), ("a", "b"))
     assert dets.to_coco(7, [10, 20]) == dets.to_coco(7, {0: 10, 1: 20})  # a list in class order
     assert dets.to_coco(7, [10, 20])[0]["category_id"] == 20
     with pytest.raises(InputError, match="category_ids: expected a dict"):

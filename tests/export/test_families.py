@@ -116,7 +116,7 @@ def test_rtdetr_build_fp16_then_detector_detects_with_fp32_and_fp16(
     image = str(SAMPLES / "images" / "scene_0.jpg")
     found = {}
     for precision in ("fp32", "fp16"):
-        with Detector(out, conf=0.0, precision=precision, backend="onnxruntime") as det:
+        with Detector(out, conf=0.0, precision=precision, backend="onnxruntime", all_labels=True) as det:
             dets = det(image)
         assert len(dets) == 40 and np.all(np.isfinite(dets.xyxy))
         found[precision] = dets

@@ -73,6 +73,7 @@ def test_detector_default_is_one_label_per_query_clipped(reference_bundle: Path)
     assert sum(_duplicate_pairs(d) for d in raw) > 0  # the model does give one query several labels
     assert sum(_duplicate_pairs(d) for d in seen) == 0
     for d in seen:
+        assert d.image_size is not None
         w, h = d.image_size
         assert (d.xyxy >= 0).all() and (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all()
     assert any((d.xyxy < 0).any() for d in raw)  # the quick start's y = -2.2, kept only on request
@@ -86,7 +87,7 @@ def test_evaluation_keeps_every_label_and_the_model_boxes() -> None:
 
 def test_draw_puts_the_best_label_on_top() -> None:
     box = [10, 30, 60, 80]
-    dets = Detections(np.array([box, box], np.float32), np.array([0.78, 0.53], np.float32), [1, 0], NAMES)
+    dets = Detections(np.array([box, box], np.float32), np.array([0.78, 0.53], np.float32), np.array([1, 0]), NAMES)
     canvas = dets.draw(np.zeros((100, 100, 3), np.uint8))
     # the label patch sits just above the box's top-left corner, filled with the class colour
     patch = canvas[20:29, 12:40].reshape(-1, 3)
@@ -105,13 +106,13 @@ def test_draw_puts_the_best_label_on_top() -> None:
 def test_draw_refuses_what_is_not_a_bgr_image(image: object, match: str) -> None:
     from rtdetr_edge.errors import InputError
 
-    dets = Detections(np.array([[1, 1, 5, 5]], np.float32), [0.9], [0], NAMES)
+    dets = Detections(np.array([[1, 1, 5, 5]], np.float32), np.array([0.9]), np.array([0]), NAMES)
     with pytest.raises(InputError, match=match):
         dets.draw(image)  # type: ignore[arg-type]
 
 
 def test_draw_skips_boxes_it_cannot_place() -> None:
     xyxy = np.array([[np.nan, 0, 5, 5], [-1e12, -1e12, 1e12, 1e12]], np.float32)
-    out = Detections(xyxy, [0.9, 0.8], [0, 1], NAMES).draw(np.zeros((10, 10, 3), np.uint8))
+    out = Detections(xyxy, np.array([0.9, 0.8]), np.array([0, 1]), NAMES).draw(np.zeros((10, 10, 3), np.uint8))
     assert out.shape == (10, 10, 3)
     assert cv2.countNonZero(out[..., 0]) > 0
