@@ -10,9 +10,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from ..backends.options import BACKEND_CHOICES, RUNTIME_PRECISIONS, MemoryKind, OnnxRuntimeOptions, TensorRTOptions
+from ..backends.options import (
+    BACKEND_CHOICES,
+    RUNTIME_PRECISIONS,
+    MemoryKind,
+    OnnxRuntimeOptions,
+    TensorRTOptions,
+    usable_cores,
+)
 from ..engine_format import BatchProfile
 from ..errors import InputError
+from ._common import int_at_least
 
 if TYPE_CHECKING:
     from ..detector import Detector
@@ -157,7 +165,13 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
         choices=RUNTIME_PRECISIONS,
         help="bundle artifact to run (auto: the bundle's default)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int_at_least(1, usable_cores()),
+        default=None,
+        help=f"ONNX Runtime (or, for a PyTorch folder, torch) intra-op threads, at most the {usable_cores()} "
+        "usable cores (default: all cores)",
+    )
     add_tensorrt_arguments(parser)
     add_engine_arguments(parser, batch_flag="--engine-batch")
 

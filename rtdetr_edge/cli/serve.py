@@ -8,13 +8,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..backends.options import usable_cores
 from ..bundle import METADATA
 from ..errors import InputError
 from ..serving import environment
 from ..serving.environment import ServerBinary
 from ..serving.repository import RepositoryOptions, is_repository, write_repository
 from ..serving.server import ServerOptions, TritonServer
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_verbosity, int_at_least, run, setup_logging
 
 EXAMPLES = """\
 examples:
@@ -65,7 +66,12 @@ def parser() -> argparse.ArgumentParser:
         choices=["auto", "fp32", "fp16", "int8"],
         help="a bundle's artifact to serve (default auto: the bundle's default precision, as rtdetr-detect runs)",
     )
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per detector instance")
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1, usable_cores()),
+        default=None,
+        help=f"ONNX Runtime threads per detector instance (at most the {usable_cores()} usable cores)",
+    )
     p.add_argument("--tritonserver", default=None, help="the tritonserver binary to run (default: see below)")
     p.add_argument("--env", default=None, help="the serve environment's folder (default: see below)")
     p.add_argument(

@@ -66,12 +66,20 @@ def test_every_command_has_version(cli: Cli, command: str) -> None:
     assert run.code == 0 and f"rtdetr-edge {__version__}" in run.out
 
 
-def test_threads_beyond_the_cores_are_refused(cli: Cli, reference_bundle: Path, tmp_path: Path) -> None:
-    run = cli(
-        "rtdetr-detect", SCENE, "--model", str(reference_bundle), "--threads", "100000", "--out", str(tmp_path / "o")
-    )
-    assert "threads: expected an integer in 1.." in run.one_line_error()
-    assert not (tmp_path / "o").exists()
+@pytest.mark.parametrize("command", ["rtdetr-detect", "rtdetr-eval", "rtdetr-bench"])
+def test_threads_beyond_the_cores_are_a_usage_error(cli: Cli, command: str, tmp_path: Path) -> None:
+    argv = {"rtdetr-detect": [SCENE, "--model", "M"], "rtdetr-eval": ["M", "--data", "a.json"], "rtdetr-bench": ["M"]}
+    line = cli(command, *argv[command], "--threads", "100000").usage_error()
+    assert "argument --threads: expected an integer in 1.." in line
+
+
+def test_threads_beyond_the_cores_are_refused_by_the_api(reference_bundle: Path) -> None:
+    from rtdetr_edge.backends.options import OnnxRuntimeOptions, usable_cores
+    from rtdetr_edge.errors import InputError
+
+    assert OnnxRuntimeOptions(threads=usable_cores()).threads == usable_cores()
+    with pytest.raises(InputError, match=r"threads: expected an integer in 1\.\."):
+        OnnxRuntimeOptions(threads=100000)
 
 
 def test_bench_image_size_above_the_pixel_limit_is_refused_before_work(cli: Cli) -> None:
