@@ -285,7 +285,8 @@ class Detector:
         frames: bool = True,
     ) -> None:
         # options first: a bad value fails before any model is loaded
-        # classes (ids or names) are checked against the model's classes once it is open
+        # classes (ids or names): their form now, against the model's classes once it is open
+        class_ids_of(classes, None)
         self.options = PostprocessOptions(conf=conf, max_det=max_det, clip=clip, all_labels=all_labels)
         if max_batch is not None and (
             isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1

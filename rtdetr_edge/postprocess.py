@@ -81,11 +81,12 @@ def _class_ids(classes: object) -> tuple[int, ...] | None:
     return tuple(int(c) for c in ids)
 
 
-def class_ids_of(classes: Sequence[int | str] | None, class_names: Sequence[str]) -> tuple[int, ...] | None:
+def class_ids_of(classes: Sequence[int | str] | None, class_names: Sequence[str] | None) -> tuple[int, ...] | None:
     """``classes`` (class ids, or names of ``class_names``) as ids the model has (None: all classes).
 
     Raises InputError naming the first id beyond the model's classes or name it does not have
-    (a filter that can never match would silently drop every detection).
+    (a filter that can never match would silently drop every detection). ``class_names`` None
+    (the model not open yet) checks only the form: names stand in as id 0.
     """
     if classes is None or isinstance(classes, (str, bytes)):
         return _class_ids(classes)
@@ -97,6 +98,8 @@ def class_ids_of(classes: Sequence[int | str] | None, class_names: Sequence[str]
             text = c.strip()
             if text.isdigit():
                 ids.append(int(text))
+            elif class_names is None:
+                ids.append(0)
             elif text in class_names:
                 ids.append(list(class_names).index(text))
             else:
@@ -105,7 +108,7 @@ def class_ids_of(classes: Sequence[int | str] | None, class_names: Sequence[str]
         else:
             ids.append(c)
     out = _class_ids(ids)
-    n = len(class_names)
+    n = len(class_names or ())
     if out is not None and n:
         beyond = [c for c in out if c >= n]
         if beyond:
