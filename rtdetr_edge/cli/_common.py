@@ -126,6 +126,9 @@ def os_error_line(exc: OSError) -> str:
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run ``main``; user and OS errors print one ``error: ...`` line and exit 1, Ctrl-C exits 130.
 
+    Usage errors (a missing or malformed flag, an integer out of range: :func:`int_at_least`) are
+    argparse's: the usage and ``PROG: error: ...``, exit 2.
+
     SIGTERM is handled like Ctrl-C (exit 143): what the command was writing is cleaned up or, for
     results that are complete up to that point (``detections.jsonl``), kept.
     """
