@@ -261,7 +261,7 @@ def test_int8_bundle_of_a_family(
         assert any(r.startswith("DEIMv2 RMSNorm") for r in reasons)
     if model_type == "lw_detr":
         assert any(r.startswith("two-stage encoder heads") for r in reasons)
-    with Detector(out, conf=0.0, precision="int8", backend="onnxruntime") as det:
+    with Detector(out, conf=0.0, precision="int8", backend="onnxruntime", all_labels=True) as det:
         dets = det(str(SAMPLES / "images" / "scene_0.jpg"))
     assert len(dets) == 40 and np.all(np.isfinite(dets.xyxy))
 
