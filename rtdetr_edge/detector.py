@@ -202,13 +202,18 @@ def _resolve(
 
 
 def _check_embedded_contract(be: Backend, bundle: Bundle) -> None:
-    """The bundle's ``metadata.json`` contract matches the one inside the opened artifact (where
-    the backend can read it: ONNX Runtime's ``metadata_props``)."""
+    """The bundle's ``metadata.json`` contract matches the one the opened artifact carries: ONNX
+    Runtime's ``metadata_props``, or a TensorRT engine's sidecar (its ONNX's contract)."""
     meta_fn = getattr(be, "metadata", None)
     text = (meta_fn() if callable(meta_fn) else {}).get(METADATA_KEY)
+    where = str(be.describe().get("file", be.name))
+    if not text and be.name == "tensorrt" and Path(where).is_file():
+        from .engine_format import load_sidecar
+
+        sidecar = load_sidecar(where)
+        text = sidecar.contract_json if sidecar is not None else None
     if text:
-        where = be.describe().get("file", be.name)
-        check_same_contract(bundle.contract, text, str(bundle.path / METADATA), str(where))
+        check_same_contract(bundle.contract, text, str(bundle.path / METADATA), where)
 
 
 def _checked_io(be: Backend, contract: ModelContract) -> ModelContract:

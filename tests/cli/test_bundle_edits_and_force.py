@@ -106,3 +106,34 @@ def test_force_keeps_what_the_build_does_not_write(
     text = caplog.text
     assert "kept what the build does not write" in text and "NOTES.md" in text and "engines/" in text
     assert "left out 1 TensorRT engine(s)" in text and "old.engine" in text
+
+
+@pytest.mark.parametrize(("edited", "fails"), [(False, False), (True, True)])
+def test_an_edited_contract_fails_against_an_engine_sidecar(bundle: Path, edited: bool, fails: bool) -> None:
+    """On TensorRT the opened artifact is an engine: its sidecar carries its ONNX's contract."""
+    from rtdetr_edge.bundle import Bundle
+    from rtdetr_edge.detector import _check_embedded_contract
+    from rtdetr_edge.engine_format import BatchProfile, EngineMetadata, sidecar_path
+    from rtdetr_edge.errors import BundleError
+
+    engine = bundle / "engines" / "x.engine"
+    engine.parent.mkdir()
+    engine.write_bytes(b"plan")
+    contract = Bundle(bundle).contract.to_json()
+    EngineMetadata("10.3.0", "Orin", "8.7", "fp32", "none", BatchProfile(1, 1, 1), "0", contract).save(
+        sidecar_path(engine)
+    )
+    if edited:
+        _edit_contract(bundle, lambda c: c["class_names"].__setitem__(0, "dragon"))
+
+    class StubEngine:
+        name = "tensorrt"
+
+        def describe(self) -> dict[str, str]:
+            return {"file": str(engine)}
+
+    if fails:
+        with pytest.raises(BundleError, match=r"differs from the one inside .*x\.engine \(class_names: "):
+            _check_embedded_contract(StubEngine(), Bundle(bundle))  # type: ignore[arg-type]
+    else:
+        _check_embedded_contract(StubEngine(), Bundle(bundle))  # type: ignore[arg-type]
