@@ -26,12 +26,19 @@ from rtdetr_edge.errors import CalibrationError, InputError
 from rtdetr_edge.ranges import CalibrationRanges
 
 from .collect import DEFAULT_SAMPLES_PER_IMAGE
-from .stream import default_cache_dir
+from .stream import DEFAULT_CACHE_MAX_BYTES, default_cache_dir
 from .subset import DEFAULT_CALIB_SIZE, Subset, select_subset
 
 log = logging.getLogger("rtdetr_edge")
 
-__all__ = ["DEFAULT_CALIB_SIZE", "CalibrationOptions", "CalibrationRanges", "CalibrationResult", "calibrate"]
+__all__ = [
+    "DEFAULT_CALIB_SIZE",
+    "CalibrationOptions",
+    "CalibrationRanges",
+    "CalibrationResult",
+    "calibrate",
+    "check_source",
+]
 
 Algorithm = Literal["auto", "entropy2", "percentile", "max"]
 Scope = Literal["int8", "all"]
@@ -54,6 +61,8 @@ class CalibrationOptions:
             starts as entropy2's); or one of ``entropy2`` (TensorRT's), ``percentile`` (99.999%),
             ``max``.
         cache_dir: preprocessed-batch cache (default ``~/.cache/rtdetr-edge/calib-batches``; None: no cache).
+        cache_max_mb: the cache's size limit in MiB (1024): older subsets' batches are removed,
+            least recently used first, once a new one is cached.
         allow_download: fetch COCO files when missing.
         holdout: held-out images (disjoint from the subset) kept for accuracy checks.
         samples_per_image: activation values histogrammed per tensor and image (0: all).
@@ -72,6 +81,7 @@ class CalibrationOptions:
     holdout: int = 200
     samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE
     scope: Scope = "int8"
+    cache_max_mb: int = DEFAULT_CACHE_MAX_BYTES >> 20
 
     def __post_init__(self) -> None:
         if not isinstance(self.calib, str) or not self.calib:
@@ -85,6 +95,7 @@ class CalibrationOptions:
             ("--calib-batch", self.batch_size, 1),
             ("--calib-samples", self.samples_per_image, 0),
             ("holdout", self.holdout, 0),
+            ("--calib-cache-max-mb", self.cache_max_mb, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"{flag}: expected an integer >= {low}, got {value!r}")
@@ -104,6 +115,18 @@ class CalibrationResult:
         """Make ``algorithm``'s candidate ranges the result's ranges."""
         self.ranges.ranges = self.candidates[algorithm]
         self.ranges.algorithm = algorithm
+
+
+def check_source(opts: CalibrationOptions) -> ImageSource:
+    """Open ``opts.calib`` and check it has ``opts.size`` images, in seconds, before an export or
+    calibration starts (a missing file, a dataset folder instead of its json, too few images)."""
+    source = open_source(opts.calib, "--calib", opts.images_dir, opts.coco_root, opts.allow_download)
+    if len(source) < opts.size:
+        raise InputError(
+            f"--calib {opts.calib}: {len(source)} images, fewer than --calib-size {opts.size}; "
+            "lower --calib-size or add images"
+        )
+    return source
 
 
 def _usable_subset(source: ImageSource, opts: CalibrationOptions) -> Subset:
@@ -162,7 +185,12 @@ def calibrate(
         subset.coverage,
     )
     batches = CalibrationBatches(
-        [p for _, p in subset.images], contract, opts.batch_size, opts.cache_dir, manifest["sha256"]
+        [p for _, p in subset.images],
+        contract,
+        opts.batch_size,
+        opts.cache_dir,
+        manifest["sha256"],
+        cache_max_bytes=opts.cache_max_mb << 20,
     )
     t1 = time.perf_counter()
     collector = ActivationCollector(fp32_onnx, samples_per_image=opts.samples_per_image, scope=opts.scope)

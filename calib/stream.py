@@ -13,10 +13,13 @@ discarded with a warning naming its file, and the batches are made again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +39,49 @@ _DONE = "complete.json"
 def default_cache_dir() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "rtdetr-edge" / "calib-batches"
+
+
+DEFAULT_CACHE_MAX_BYTES = 1 << 30  # a few builds' subsets (256 images at 640x640: ~315 MB each)
+
+
+def _entry_bytes(entry: Path) -> int:
+    return sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+
+
+def prune_cache(cache_dir: str | os.PathLike[str], max_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used entries of ``cache_dir`` (never ``keep``) until it holds at
+    most ``max_bytes``; returns the removed entries. Errors (a read-only cache) only log."""
+    root = Path(cache_dir)
+    try:
+        entries = []
+        for entry in root.iterdir():
+            if entry.is_dir():
+                done = entry / _DONE
+                used = done.stat().st_mtime if done.is_file() else entry.stat().st_mtime
+                entries.append((used, entry, _entry_bytes(entry)))
+    except OSError as exc:
+        log.warning("calibration cache: cannot read %s to keep it under its size limit (%s)", root, exc)
+        return []
+    total = sum(size for _, _, size in entries)
+    removed: list[Path] = []
+    freed = 0
+    for _, entry, size in sorted(entries, key=lambda e: e[0]):
+        if total - freed <= max_bytes:
+            break
+        if keep is not None and entry.resolve() == keep.resolve():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+        freed += size
+    if removed:
+        log.info(
+            "calibration cache: removed %d least recently used entries (%.0f MB) to stay under %.0f MB (%s)",
+            len(removed),
+            freed / 2**20,
+            max_bytes / 2**20,
+            root,
+        )
+    return removed
 
 
 def cache_key(contract: ModelContract, manifest_sha256: str, batch_size: int, files_sha256: str = "") -> str:
@@ -81,6 +127,8 @@ class CalibrationBatches:
         batch_size: images per batch (default 8; the last batch may be smaller).
         cache_dir: where preprocessed batches are kept (None disables the cache).
         manifest_sha256: identifies the subset in the cache key.
+        cache_max_bytes: the cache folder's size limit: once an entry is complete, the least
+            recently used other entries are removed until the folder fits (default 1 GiB).
     """
 
     def __init__(
@@ -90,7 +138,10 @@ class CalibrationBatches:
         batch_size: int = 8,
         cache_dir: str | os.PathLike[str] | None = None,
         manifest_sha256: str = "",
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
     ) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache_max_bytes = int(cache_max_bytes)
         self.images = list(images)
         self.contract = contract
         self.batch_size = max(1, int(batch_size))
@@ -149,6 +200,10 @@ class CalibrationBatches:
             self.cache, entry = None, None
         if entry is not None:
             assert self.cache is not None
+            with contextlib.suppress(OSError):
+                # recently used: pruned last (the clock's own nanoseconds: file times are coarser)
+                now = time.time_ns()
+                os.utime(self.cache / _DONE, ns=(now, now))
             count, self.used, self.skipped = entry
             for k in range(count):
                 path = self.cache / f"batch_{k:05d}.npy"
@@ -180,6 +235,8 @@ class CalibrationBatches:
             yield {name: batch}
         if self.cache is not None and written:
             atomic.write_json(self.cache / _DONE, {"batches": written, "used": self.used, "skipped": self.skipped})
+            if self.cache_dir is not None:
+                prune_cache(self.cache_dir, self.cache_max_bytes, keep=self.cache)
 
     def _save(self, batch: np.ndarray, index: int) -> None:
         assert self.cache is not None

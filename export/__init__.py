@@ -7,8 +7,12 @@ small module: :mod:`.source` (load), :mod:`.onnx_export` (trace), :mod:`.graph_p
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +24,38 @@ from . import graph_passes
 from .onnx_export import RAW_OUTPUTS, export_raw
 from .options import DEFAULT_OPSET, ExportOptions
 from .source import LoadedModel, load_model
-from .verify import VerificationReport, verify
+from .verify import VerificationReport, verification_runs, verify
 
 log = logging.getLogger("rtdetr_edge")
 
+# the export's steps that can take minutes on a large model (tracing, onnxsim), and their bars
+LONG_STEPS = {"export": "exporting (torch.onnx)", "simplify": "simplifying (onnxsim)"}
+
 __all__ = ["DEFAULT_OPSET", "ExportOptions", "ExportResult", "LoadedModel", "export_onnx", "load_model"]
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, total: int | None = None) -> Iterator[Any]:
+    """A tqdm bar on stderr for a long step, like the calibration and evaluation bars: counting
+    ``total`` units, or (None) showing the time spent so far, refreshed twice a second."""
+    from tqdm import tqdm
+
+    fmt = None if total is not None else "{desc}: {elapsed} elapsed"
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, bar_format=fmt, unit="run", leave=True)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()
 
 
 @dataclass
@@ -65,7 +96,11 @@ def export_onnx(
     def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         announce(name)
         t0 = time.perf_counter()
-        result = fn(*args, **kwargs)
+        if name in LONG_STEPS:  # minutes on large models: show that it is moving
+            with progress_bar(LONG_STEPS[name]):
+                result = fn(*args, **kwargs)
+        else:
+            result = fn(*args, **kwargs)
         timings[name] = round(time.perf_counter() - t0, 3)
         log.info("%s: %.2f s", name, timings[name])
         return result
@@ -111,7 +146,13 @@ def export_onnx(
         log.info("nodes %s: %d", name, n)
     verification = None
     if verify_export:
-        verification = timed("verify", verify, loaded.model, graph.SerializeToString(), contract, tolerance=tolerance)
+        announce("verify")
+        t0 = time.perf_counter()
+        with progress_bar("verifying", verification_runs()) as bar:
+            verification = verify(
+                loaded.model, graph.SerializeToString(), contract, tolerance=tolerance, progress=bar.update
+            )
+        timings["verify"] = round(time.perf_counter() - t0, 3)
         log.info("verification %s", verification.summary())
     return ExportResult(graph, contract, loaded.source, report, verification, loaded)
 

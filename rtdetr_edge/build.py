@@ -27,11 +27,11 @@ from typing import Any, Literal, get_args
 from . import __version__, atomic
 from ._optional import require
 from .backends.options import check_choice
-from .bundle import METADATA, Bundle, finalize_bundle
+from .bundle import ENGINES, METADATA, Bundle, finalize_bundle
 from .calib import CalibrationOptions, CalibrationResult
 from .contract import ModelContract
 from .data.coco import CocoDataset
-from .errors import CalibrationError, InputError
+from .errors import BundleError, CalibrationError, InputError, RtdetrEdgeError
 from .export.options import ExportOptions
 
 log = logging.getLogger("rtdetr_edge")
@@ -65,6 +65,13 @@ class Int8Options:
             raise InputError(f"--int8-target: expected a fraction in (0, 1], got {self.target}")
         object.__setattr__(self, "keep", tuple(self.keep))
         object.__setattr__(self, "trt_cache_versions", tuple(self.trt_cache_versions))
+        from .trt_cache import version_code
+
+        for version in self.trt_cache_versions:
+            try:
+                version_code(str(version))
+            except RtdetrEdgeError as exc:
+                raise InputError(f"--trt-cache-version {version}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -172,12 +179,14 @@ def build_bundle(
     """
     opts = options or BuildOptions()
     announce = step or (lambda name: None)
+    check_revision(model, opts.export.revision)
     if is_bundle(model):
         raise InputError(
             f"--model {model}: is already a bundle; add precisions to it with add_precisions() "
             "(rtdetr-build does that for a bundle), build engines with rtdetr-engine"
         )
     out_path = check_out(out, opts.force)
+    check_inputs(opts)  # seconds now, not after minutes of export
     require("torch", "exporting a PyTorch model (on the host)")
     from .export import export_onnx
 
@@ -200,9 +209,97 @@ def build_bundle(
         _record_tensorrt_ops(tmp, metadata, report)
         report["total_s"] = round(time.perf_counter() - t0, 2)
         announce("write bundle")
-        finalize_bundle(tmp, metadata, report)
+        meta = finalize_bundle(tmp, metadata, report)
+        keep_what_is_not_ours(out_path, tmp, meta)
     log.info("bundle written: %s", out_path)
     return out_path
+
+
+# what a build writes at the top of a bundle besides the artifacts metadata.json lists
+BUILD_OUTPUTS = frozenset({METADATA, "report.json", "calib"})
+
+
+def keep_what_is_not_ours(old: Path, new: Path, metadata: dict[str, Any]) -> None:
+    """``--force`` replaces only what a build writes: copy the rest of the bundle ``old`` into ``new``.
+
+    A build writes ``metadata.json``, ``report.json``, ``calib/`` and the artifact files that
+    ``metadata.json`` lists (the old bundle's artifacts too: a rebuild replaces them). Everything
+    else (a user's notes, ``engines/``) is kept, and said so; engines built from an ONNX that the
+    new bundle no longer has would run the old model, so those are left out, and said so.
+    """
+    if not old.is_dir():
+        return
+    from .engine_format import load_sidecar, sidecar_path
+
+    ours = set(BUILD_OUTPUTS)
+    with contextlib.suppress(RtdetrEdgeError, OSError, ValueError):
+        for art in Bundle(old, verify_hashes="never").artifacts.values():
+            for entry in [art, *(art.get("frames") or {}).values()]:
+                ours.update(str(entry[k]).split("/")[0] for k in ("file", "trt8_file") if entry.get(k))
+    kept: list[str] = []
+    for entry in sorted(old.iterdir()):
+        if entry.name in ours or (new / entry.name).exists():
+            continue
+        if entry.name == ENGINES and entry.is_dir():
+            hashes = {
+                str(e.get(k))
+                for a in metadata["artifacts"].values()
+                for e in [a, *(a.get("frames") or {}).values()]
+                for k in ("sha256", "trt8_sha256")
+                if e.get(k)
+            }
+            stale: list[str] = []
+            (new / ENGINES).mkdir()
+            for item in sorted(entry.iterdir()):
+                engine = item if item.suffix == ".engine" else item.with_suffix(".engine")
+                if engine.is_file() and item in (engine, sidecar_path(engine)):
+                    try:
+                        meta = load_sidecar(engine)
+                    except RtdetrEdgeError:
+                        meta = None
+                    if meta is None or meta.onnx_sha256 not in hashes:
+                        if item == engine:
+                            stale.append(item.name)
+                        continue
+                _copy(item, new / ENGINES / item.name)
+            if stale:
+                log.warning(
+                    "--force: left out %d TensorRT engine(s) of %s built from an ONNX this build replaced "
+                    "(they would run the old model): %s; rtdetr-engine builds new ones",
+                    len(stale),
+                    old,
+                    ", ".join(stale),
+                )
+            kept.append(f"{ENGINES}/ ({len(list((new / ENGINES).iterdir()))} of {len(list(entry.iterdir()))} files)")
+            continue
+        _copy(entry, new / entry.name)
+        kept.append(entry.name + ("/" if entry.is_dir() else ""))
+    if kept:
+        log.warning("--force: kept what the build does not write in %s: %s", old, ", ".join(kept))
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True)
+    else:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def check_inputs(opts: BuildOptions) -> None:
+    """Before any work: the calibration source opens and has enough images (for int8)."""
+    if opts.calibration is not None and "int8" in opts.precisions:
+        from .calib import check_source
+
+        check_source(opts.calibration)
+
+
+def check_revision(model: Any, revision: str | None) -> None:
+    """``--revision`` names a hub revision: with a local folder or a bundle it would be ignored."""
+    if revision is not None and isinstance(model, (str, Path)) and Path(model).exists():
+        raise InputError(
+            f"--revision {revision}: --model {model} is a local folder, not a hub id; a revision applies "
+            "only to models downloaded from the Hugging Face hub"
+        )
 
 
 def options_record(opts: BuildOptions) -> dict[str, Any]:
@@ -215,7 +312,13 @@ def add_precisions(
 ) -> Path:
     """Add ``options``' precisions to an existing bundle (torch-free), in place or as a new bundle ``out``."""
     src, out_path = Path(bundle_dir), Path(out)
+    check_revision(src, options.export.revision)
     bundle = Bundle(src)
+    # what is added is derived from these files: a swapped or damaged one must not be re-hashed
+    # into the new metadata as if the build had made it
+    bundle.verify()
+    _check_fp32_contract(bundle)
+    check_inputs(options)
     announce = step or (lambda name: None)
     if out_path.resolve() != src.resolve():
         check_out(out_path, options.force)
@@ -235,8 +338,26 @@ def add_precisions(
         _record_tensorrt_ops(tmp, metadata, report)
         report["added_s"] = round(time.perf_counter() - t0, 2)
         announce("write bundle")
-        finalize_bundle(tmp, metadata, report)
+        meta = finalize_bundle(tmp, metadata, report)
+        if out_path.resolve() != src.resolve():
+            keep_what_is_not_ours(out_path, tmp, meta)
     return out_path
+
+
+def _check_fp32_contract(bundle: Bundle) -> None:
+    """``metadata.json``'s contract is the one inside the fp32 ONNX (what every new artifact copies)."""
+    import onnx
+
+    from .contract import METADATA_KEY, check_same_contract
+
+    path = bundle.onnx_path("fp32")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends: an unreadable file
+        raise BundleError(f"{path}: cannot read the fp32 ONNX ({type(exc).__name__}: {exc})") from None
+    text = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY)
+    if text:
+        check_same_contract(bundle.contract, text, str(bundle.path / METADATA), str(path))
 
 
 def _frame_sizes(metadata: dict[str, Any], precision: str) -> list[tuple[int, int]]:

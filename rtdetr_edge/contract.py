@@ -7,6 +7,7 @@ runtime preprocesses and postprocesses from this alone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -226,6 +227,26 @@ class ModelContract:
             return cls.from_dict(json.loads(text), source)
         except json.JSONDecodeError as exc:
             raise BundleError(f"{source}: not valid JSON ({exc})") from exc
+
+
+def check_same_contract(recorded: ModelContract, embedded_json: str, recorded_in: str, artifact: str) -> None:
+    """BundleError unless ``recorded`` (a bundle's ``metadata.json``) matches the contract the
+    artifact carries in its own ``metadata_props`` (the frame input aside).
+
+    The artifact's copy is written with the graph and covered by its sha256; the one in
+    ``metadata.json`` is not, so an edit there (class names, input size) would give silently
+    wrong labels or fail only at the first inference.
+    """
+    embedded = ModelContract.from_json(embedded_json, artifact)
+    mine = dataclasses.replace(recorded, frame=None).to_dict()
+    theirs = dataclasses.replace(embedded, frame=None).to_dict()
+    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differ:
+        detail = "; ".join(f"{k}: {mine.get(k)!r} there, {theirs.get(k)!r} in the artifact" for k in differ)
+        raise BundleError(
+            f"{recorded_in}: the model contract differs from the one inside {artifact} ({detail[:400]}); "
+            "it was edited after the build: restore it or rebuild the bundle"
+        )
 
 
 def _known(klass: type, d: dict[str, Any]) -> dict[str, Any]:

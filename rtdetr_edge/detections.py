@@ -9,7 +9,7 @@ A small, validated dataclass: ``xyxy`` boxes in pixels, ``scores``, ``class_ids`
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -157,9 +157,13 @@ class Detections:
         )
 
     def to_coco(
-        self, image_id: int, category_ids: dict[int, int] | None = None, unmapped: Literal["raise", "skip"] = "raise"
+        self,
+        image_id: int,
+        category_ids: Mapping[int, int] | Sequence[int] | None = None,
+        unmapped: Literal["raise", "skip"] = "raise",
     ) -> list[dict[str, Any]]:
-        """COCO results entries (``bbox`` xywh); ``category_ids`` maps class id -> COCO category id.
+        """COCO results entries (``bbox`` xywh); ``category_ids`` maps class id -> COCO category id
+        (a dict, or a list whose item ``i`` is class ``i``'s category id).
 
         A detection whose class has no entry in ``category_ids`` raises InputError naming the
         classes (``unmapped="raise"``, default) or is left out (``unmapped="skip"``). Detections
@@ -167,6 +171,19 @@ class Detections:
         """
         if unmapped not in ("raise", "skip"):
             raise InputError(f"to_coco: unmapped: expected 'raise' or 'skip', got {unmapped!r}")
+        if isinstance(image_id, (bool, np.bool_)) or not isinstance(image_id, (int, np.integer)):
+            raise InputError(f"to_coco: image_id: expected an integer, got {image_id!r}")
+        if category_ids is not None and not isinstance(category_ids, Mapping):
+            if isinstance(category_ids, (str, bytes)) or not isinstance(category_ids, (Sequence, np.ndarray)):
+                raise InputError(
+                    f"to_coco: category_ids: expected a dict class id -> category id or a list of category "
+                    f"ids in class order, got {type(category_ids).__name__}"
+                )
+            category_ids = dict(enumerate(category_ids))
+        if category_ids is not None:
+            bad = [v for v in category_ids.values() if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
+            if bad:
+                raise InputError(f"to_coco: category_ids: expected integer category ids, got {bad[0]!r}")
         if category_ids is not None and unmapped == "raise":
             missing = sorted({c for c in self.class_ids.tolist() if c not in category_ids})
             if missing:
@@ -210,11 +227,26 @@ class Detections:
         return sv.Detections(**self.supervision_kwargs())
 
     def draw(self, image: np.ndarray, thickness: int = 2, font_scale: float = 0.5, copy: bool = True) -> np.ndarray:
-        """Draw boxes, labels and scores on a BGR uint8 image (a copy unless ``copy=False``)."""
+        """Draw boxes, labels and scores on a BGR uint8 image (a copy unless ``copy=False``).
+
+        The best detection is drawn last, so where boxes overlap its label is the one on top.
+        """
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            got = (
+                f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            )
+            raise InputError(f"Detections.draw: expected an HxWx3 BGR uint8 image, got {got}")
         canvas = image.copy() if copy else image
-        for d in self:
+        items = list(self)
+        for i in np.argsort(-self.scores, kind="stable")[::-1]:  # worst first, best last (on top)
+            d = items[int(i)]
+            if not all(np.isfinite(d.xyxy)):
+                continue  # a NaN/inf box has nowhere to be drawn
             colour = _colour(d.class_id)
-            x0, y0, x1, y1 = (round(float(v)) for v in d.xyxy)
+            h, w = canvas.shape[:2]
+            # far-outside coordinates would overflow OpenCV's int: a pixel outside the edge is enough
+            x0, x1 = (int(np.clip(round(v), -1, w)) for v in (d.xyxy[0], d.xyxy[2]))
+            y0, y1 = (int(np.clip(round(v), -1, h)) for v in (d.xyxy[1], d.xyxy[3]))
             cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
             text = f"{d.label} {d.score:.2f}"
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)

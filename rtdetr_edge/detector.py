@@ -45,10 +45,10 @@ from .backends.options import (
     check_choice,
 )
 from .bundle import METADATA, Bundle
-from .contract import METADATA_KEY, OUTPUT_RAW, FrameInput, ModelContract
+from .contract import METADATA_KEY, OUTPUT_RAW, FrameInput, ModelContract, check_same_contract
 from .detections import Detections
 from .errors import BundleError, EngineError, InputError, RtdetrEdgeError
-from .postprocess import PostprocessOptions, from_raw, from_topk
+from .postprocess import PostprocessOptions, class_ids_of, from_raw, from_topk
 from .preprocess import Preprocessor
 
 log = logging.getLogger("rtdetr_edge")
@@ -184,6 +184,8 @@ def _resolve(
 ) -> tuple[Backend, ModelContract, Bundle | None]:
     check_choice(backend, BACKEND_CHOICES, "backend")
     check_choice(precision, RUNTIME_PRECISIONS, "precision")
+    if not isinstance(model, (str, os.PathLike)):
+        raise InputError(f"model: expected a bundle folder, .onnx or .engine path, got {type(model).__name__}")
     path = Path(model)
     if not path.exists():
         raise InputError(f"{path}: no such bundle, .onnx or .engine file")
@@ -199,10 +201,27 @@ def _resolve(
         name = backend_for(path) if backend == "auto" else backend
         be = open_backend(name, path, onnxruntime=onnxruntime, tensorrt=tensorrt)
     try:
+        if bundle is not None:
+            _check_embedded_contract(be, bundle)
         return be, _checked_io(be, bundle.contract if bundle is not None else _contract_of(be, path)), bundle
     except RtdetrEdgeError:
         be.close()
         raise
+
+
+def _check_embedded_contract(be: Backend, bundle: Bundle) -> None:
+    """The bundle's ``metadata.json`` contract matches the one the opened artifact carries: ONNX
+    Runtime's ``metadata_props``, or a TensorRT engine's sidecar (its ONNX's contract)."""
+    meta_fn = getattr(be, "metadata", None)
+    text = (meta_fn() if callable(meta_fn) else {}).get(METADATA_KEY)
+    where = str(be.describe().get("file", be.name))
+    if not text and be.name == "tensorrt" and Path(where).is_file():
+        from .engine_format import load_sidecar
+
+        sidecar = load_sidecar(where)
+        text = sidecar.contract_json if sidecar is not None else None
+    if text:
+        check_same_contract(bundle.contract, text, str(bundle.path / METADATA), where)
 
 
 def _checked_io(be: Backend, contract: ModelContract) -> ModelContract:
@@ -237,9 +256,14 @@ class Detector:
     Args:
         model: bundle directory, ``.onnx`` (exported by rtdetr-edge) or ``.engine`` file.
         conf: default score threshold (0.3).
-        classes: default class-id filter (None = all).
+        classes: default class filter: class ids or names (None = all; one the model does not
+            have is an InputError).
         max_det: default max detections per image (300).
-        clip: clip boxes to the image (default False: boxes as the model predicts them).
+        clip: clip boxes to the image (default True; False: boxes as the model predicts them,
+            which may reach slightly outside).
+        all_labels: keep every label the model's top-k gives one query (default False: each
+            query's best label only, one detection per object; True: what transformers'
+            post-processing and COCO AP use, as ``rtdetr-eval`` does).
         backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``.
         precision: ``"auto"`` (the bundle's default), ``"fp32"``, ``"fp16"`` or ``"int8"``.
         max_batch: largest batch sent to the backend (default: the model's limit, else 8).
@@ -261,9 +285,10 @@ class Detector:
         self,
         model: str | os.PathLike[str],
         conf: float = 0.3,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int = 300,
-        clip: bool = False,
+        clip: bool = True,
+        all_labels: bool = False,
         backend: str = "auto",
         precision: str = "auto",
         max_batch: int | None = None,
@@ -273,7 +298,9 @@ class Detector:
         frames: bool = True,
     ) -> None:
         # options first: a bad value fails before any model is loaded
-        self.options = PostprocessOptions(conf=conf, classes=classes, max_det=max_det, clip=clip)
+        # classes (ids or names): their form now, against the model's classes once it is open
+        class_ids_of(classes, None)
+        self.options = PostprocessOptions(conf=conf, max_det=max_det, clip=clip, all_labels=all_labels)
         if max_batch is not None and (
             isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1
         ):
@@ -296,6 +323,11 @@ class Detector:
             model, backend, precision, onnxruntime, tensorrt or TensorRTOptions(), engines
         )
         self.model_path = Path(model)
+        try:
+            self.options = dataclasses.replace(self.options, classes=class_ids_of(classes, self.class_names))
+        except RtdetrEdgeError:
+            self.backend.close()
+            raise
         self.preprocessor = Preprocessor(self.contract.preprocessing)
         lo, hi = self.backend.batch_range
         self.min_batch = lo
@@ -383,7 +415,7 @@ class Detector:
         images: list[Any] | tuple[Any, ...],
         rgb: bool = False,
         conf: float | None = None,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int | None = None,
     ) -> list[Detections]: ...
 
@@ -393,7 +425,7 @@ class Detector:
         images: str | os.PathLike[str] | np.ndarray | object,
         rgb: bool = False,
         conf: float | None = None,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int | None = None,
     ) -> Detections: ...
 
@@ -402,7 +434,7 @@ class Detector:
         images: Any,
         rgb: bool = False,
         conf: float | None = None,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int | None = None,
     ) -> Detections | list[Detections]:
         """Detect on one image (returns :class:`Detections`) or a list (returns a list).
@@ -420,9 +452,10 @@ class Detector:
         self._check_open()
         opts = PostprocessOptions(
             conf=self.options.conf if conf is None else conf,
-            classes=self.options.classes if classes is None else classes,
+            classes=self.options.classes if classes is None else class_ids_of(classes, self.class_names),
             max_det=self.options.max_det if max_det is None else max_det,
             clip=self.options.clip,
+            all_labels=self.options.all_labels,
         )
         results = self.detect_batch([self._load(img, rgb, i) for i, img in enumerate(batch)], opts)
         return results[0] if single else results

@@ -3,6 +3,11 @@
 * In-graph top-k (``scores``/``labels``/``boxes``, boxes normalised xyxy): threshold, keep the
   top ``max_det``, scale to each image's size, optional clip. K is small (300) and already sorted
   by the graph, so this is a few vector ops.
+* One label per query: the model's top-k runs over queries x classes, so one query (one object)
+  can come out several times with different labels. ``all_labels=False`` keeps only its best
+  label, as Ultralytics does; ``all_labels=True`` keeps them all, as transformers'
+  post-processing and COCO AP do. The in-graph top-k gathers each entry's box from its query, so
+  the entries of one query carry bit-identical boxes: that is how they are recognised there.
 * Raw outputs (``logits``/``pred_boxes`` cxcywh): sigmoid + top-k over queries x classes as the
   official RT-DETR postprocessor does, with ``argpartition`` (no full sort) on the logits (sigmoid
   is monotonic, so it is applied to the K survivors only).
@@ -27,13 +32,18 @@ class PostprocessOptions:
         conf: keep detections with score >= conf (default 0.3).
         classes: keep only these class ids (None = all).
         max_det: keep at most this many per image, best first (default 300).
-        clip: clip boxes to the image (the model's boxes may reach slightly outside).
+        clip: clip boxes to the image (the model's boxes may reach slightly outside; default
+            False here, the model's own boxes; the :class:`~rtdetr_edge.Detector` clips by default).
+        all_labels: keep every label the top-k gives a query (default True here, the model's own
+            output: what transformers' post-processing and COCO AP use); False keeps each query's
+            best label only, one detection per object (the Detector's default).
     """
 
     conf: float = 0.3
     classes: Sequence[int] | None = None
     max_det: int = 300
     clip: bool = False
+    all_labels: bool = True
 
     def __post_init__(self) -> None:
         conf = self.conf
@@ -48,6 +58,10 @@ class PostprocessOptions:
         object.__setattr__(self, "max_det", int(max_det))
         if not isinstance(self.clip, (bool, np.bool_)):
             raise InputError(f"clip: expected True or False, got {self.clip!r}")
+        if not isinstance(self.all_labels, (bool, np.bool_)):
+            raise InputError(f"all_labels: expected True or False, got {self.all_labels!r}")
+        object.__setattr__(self, "clip", bool(self.clip))
+        object.__setattr__(self, "all_labels", bool(self.all_labels))
         object.__setattr__(self, "classes", _class_ids(self.classes))
 
 
@@ -67,6 +81,41 @@ def _class_ids(classes: object) -> tuple[int, ...] | None:
     return tuple(int(c) for c in ids)
 
 
+def class_ids_of(classes: Sequence[int | str] | None, class_names: Sequence[str] | None) -> tuple[int, ...] | None:
+    """``classes`` (class ids, or names of ``class_names``) as ids the model has (None: all classes).
+
+    Raises InputError naming the first id beyond the model's classes or name it does not have
+    (a filter that can never match would silently drop every detection). ``class_names`` None
+    (the model not open yet) checks only the form: names stand in as id 0.
+    """
+    if classes is None or isinstance(classes, (str, bytes)):
+        return _class_ids(classes)
+    if not isinstance(classes, (Sequence, set, frozenset, np.ndarray)):
+        return _class_ids(classes)
+    ids: list[object] = []
+    for c in classes:
+        if isinstance(c, str):
+            text = c.strip()
+            if text.isdigit():
+                ids.append(int(text))
+            elif class_names is None:
+                ids.append(0)
+            elif text in class_names:
+                ids.append(list(class_names).index(text))
+            else:
+                shown = ", ".join(class_names[:20]) + (", ..." if len(class_names) > 20 else "")
+                raise InputError(f"classes: {c!r} is not one of the model's classes ({shown})")
+        else:
+            ids.append(c)
+    out = _class_ids(ids)
+    n = len(class_names or ())
+    if out is not None and n:
+        beyond = [c for c in out if c >= n]
+        if beyond:
+            raise InputError(f"classes: class id {beyond[0]}: expected 0..{n - 1} (the model has {n} classes)")
+    return out
+
+
 def _finish(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -74,14 +123,24 @@ def _finish(
     size: tuple[int, int],
     opts: PostprocessOptions,
     class_names: tuple[str, ...],
+    queries: np.ndarray | None = None,
 ) -> Detections:
-    keep = scores >= opts.conf
-    if opts.classes is not None:
-        keep &= np.isin(labels, opts.classes)
-    idx = np.flatnonzero(keep)
+    """Threshold, one label per query unless ``opts.all_labels``, class filter, sort, ``max_det``, scale.
+
+    ``queries`` names each entry's query (raw outputs); None (in-graph top-k) recognises a query
+    by its box, which the graph gathered from that query (bit-identical for its entries).
+    """
+    idx = np.flatnonzero(scores >= opts.conf)
     if idx.size > 1:
         # the graph's top-k is sorted, but keep the contract for raw/other producers too
         idx = idx[np.argsort(-scores[idx], kind="stable")]
+    if not opts.all_labels and idx.size > 1:
+        # the first entry of each query in score order is its best label; keep those, in order
+        keys = queries[idx] if queries is not None else np.ascontiguousarray(boxes_norm_xyxy[idx])
+        _, first = np.unique(keys, axis=0, return_index=True)
+        idx = idx[np.sort(first)]
+    if opts.classes is not None:
+        idx = idx[np.isin(labels[idx], opts.classes)]
     idx = idx[: opts.max_det]
     w, h = size
     xyxy = boxes_norm_xyxy[idx] * np.array([w, h, w, h], np.float32)
@@ -137,5 +196,5 @@ def from_raw(
     for i in range(len(sizes)):
         scores, labels, queries = topk_raw(logits[i], top_k)
         boxes = cxcywh_to_xyxy(pred_boxes[i][queries].astype(np.float32))
-        out.append(_finish(scores, labels, boxes, sizes[i], opts, class_names))
+        out.append(_finish(scores, labels, boxes, sizes[i], opts, class_names, queries))
     return out

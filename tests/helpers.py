@@ -21,6 +21,9 @@ CLI_MODULES = {
     "rtdetr-check": "rtdetr_edge.cli.check",
     "rtdetr-data": "rtdetr_edge.cli.data",
     "rtdetr-selftest": "rtdetr_edge.selftest",
+    "rtdetr-engine": "rtdetr_edge.cli.engine",
+    "rtdetr-triton": "rtdetr_edge.cli.triton",
+    "rtdetr-serve": "rtdetr_edge.cli.serve",
 }
 
 
@@ -56,6 +59,12 @@ class CliResult:
         errors = [line for line in self.err.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1, self.err
         return errors[0]
+
+    def usage_error(self) -> str:
+        """argparse's usage error (exit 2, ``PROG: error: ...`` after the usage, no traceback)."""
+        assert self.code == 2, (self.code, self.err)
+        assert "Traceback" not in self.err
+        return self.err.strip().splitlines()[-1]
 
 
 Cli = Callable[..., CliResult]

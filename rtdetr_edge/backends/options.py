@@ -7,6 +7,7 @@ kind); how a TensorRT engine is *built* (batch profile, workspace, INT8 route) i
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -27,13 +28,20 @@ def check_choice(value: object, choices: tuple[str, ...], what: str) -> None:
         raise InputError(f"{what}: expected one of {', '.join(choices)}, got {value!r}")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else the CPU count)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class OnnxRuntimeOptions:
     """ONNX Runtime session options.
 
     Attributes:
         providers: execution providers, best first (None: TensorRT EP, CUDA EP, CPU, as available).
-        threads: intra-op threads (None: ONNX Runtime's choice, one per core).
+        threads: intra-op threads, at most the usable CPU cores (None: ONNX Runtime's choice, one
+            per core).
         optimization: graph optimisation level: ``all`` (default), ``extended``, ``basic`` or
             ``disable`` (tools that need the ONNX's own tensor names).
     """
@@ -43,8 +51,15 @@ class OnnxRuntimeOptions:
     optimization: Optimization = "all"
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
-            raise InputError(f"threads: expected an integer >= 1 or None, got {self.threads!r}")
+        threads, cores = self.threads, usable_cores()
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores
+        ):
+            # more threads than cores only adds contention (and 100000 of them exhaust memory)
+            raise InputError(
+                f"threads: expected an integer in 1..{cores} (the CPU cores this process may use) or None, "
+                f"got {threads!r}"
+            )
         check_choice(self.optimization, get_args(Optimization), "optimization")
         if self.providers is not None:
             object.__setattr__(self, "providers", tuple(self.providers))

@@ -21,8 +21,46 @@ log = logging.getLogger("rtdetr_edge")
 
 
 def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """-v/-vv, -q, and --version (every command that logs has these)."""
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add_version(parser)
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version``: argparse's own action, printing ``PROG rtdetr-edge X.Y.Z`` and exiting 0."""
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s (rtdetr-edge {__version__})")
+
+
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``low..high`` (a usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            want = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its own messages
+    return parse
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """An argparse ``type``: ``WxH`` with both sides >= 1 (a usage error, exit 2, otherwise)."""
+    parts = text.lower().split("x")
+    try:
+        w, h = (int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 1280x720, got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"expected WxH with both sides >= 1, got {text!r}")
+    return w, h
 
 
 def setup_logging(args: argparse.Namespace) -> None:
@@ -87,6 +125,9 @@ def os_error_line(exc: OSError) -> str:
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run ``main``; user and OS errors print one ``error: ...`` line and exit 1, Ctrl-C exits 130.
+
+    Usage errors (a missing or malformed flag, an integer out of range: :func:`int_at_least`) are
+    argparse's: the usage and ``PROG: error: ...``, exit 2.
 
     SIGTERM is handled like Ctrl-C (exit 143): what the command was writing is cleaned up or, for
     results that are complete up to that point (``detections.jsonl``), kept.

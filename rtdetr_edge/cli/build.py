@@ -108,6 +108,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--calib-cache-dir", default=c.cache_dir, help=f"preprocessed-batch cache (default {c.cache_dir})")
     g.add_argument("--no-calib-cache", action="store_true", help="do not cache preprocessed calibration batches")
     g.add_argument(
+        "--calib-cache-max-mb",
+        type=int,
+        default=c.cache_max_mb,
+        metavar="MiB",
+        help=f"size limit of the batch cache (default {c.cache_max_mb}); least recently used subsets go first",
+    )
+    g.add_argument(
         "--calib-samples",
         type=int,
         default=c.samples_per_image,
@@ -176,6 +183,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
             images_dir=args.calib_images,
             algorithm=args.calib_algorithm,
             cache_dir=None if args.no_calib_cache else args.calib_cache_dir,
+            cache_max_mb=args.calib_cache_max_mb,
             allow_download=not args.no_download,
             samples_per_image=args.calib_samples,
             scope=args.calib_tensors,
@@ -222,15 +230,14 @@ def _main(argv: Sequence[str] | None) -> int:
         out = add_precisions(args.model, args.out, opts, step)
     else:
         out = build_bundle(args.model, args.out, opts, step)
-    summary = bundle_summary(out)
-    if summary:
-        print(summary)
-    print(out)
+    print(bundle_summary(out))
     return 0
 
 
 def bundle_summary(bundle_dir: Path) -> str:
-    """The INT8 precision plan (when there is one) and the default precision with its reason."""
+    """What a build ends with: the INT8 precision plan (when there is one), then a short summary:
+    each precision's file and AP on the held-out report images, the default precision and why,
+    the checks, and where things are."""
     from ..bundle import Bundle
     from ..calib.plan import PrecisionPlan
 
@@ -240,9 +247,34 @@ def bundle_summary(bundle_dir: Path) -> str:
     if art.get("plan") and bundle.file(art["plan"]).is_file():
         lines.append(f"{art['file']}: " + PrecisionPlan.load(bundle.file(art["plan"])).table())
     report_path = bundle.file("report.json")
-    chosen = json.loads(report_path.read_text()).get("default_precision") if report_path.is_file() else None
-    if isinstance(chosen, dict) and chosen.get("reason") != "requested":
-        lines.append(f"default precision: {chosen.get('chosen')} ({chosen.get('reason')})")
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    accuracy = report.get("accuracy") or bundle.metadata.get("accuracy") or {}
+    checks = report.get("check") or {}
+    lines.append(f"summary of {bundle_dir}:")
+    for precision in bundle.precisions:
+        ap = (accuracy.get(precision) or {}).get("AP")
+        ratio = (accuracy.get(precision) or {}).get("AP_vs_fp32")
+        check = checks.get(precision)
+        parts = [f"  {precision:<5} {bundle.artifacts[precision]['file']}"]
+        if ap is not None:
+            parts.append(f"AP {ap:.3f}" + (f" ({ratio:.3f} x fp32)" if ratio is not None else ""))
+        if isinstance(check, dict) and "passed" in check:
+            parts.append("check " + ("passed" if check["passed"] else "FAILED"))
+        lines.append(", ".join(parts))
+    if accuracy.get("skipped"):
+        lines.append(f"  no AP: {accuracy['skipped']}")
+    elif accuracy.get("images"):
+        lines.append(f"  AP on {accuracy['images']} held-out images of {accuracy.get('data', 'the --calib source')}")
+    elif len(bundle.precisions) > 1:
+        lines.append("  no AP: the build had no annotated held-out images (--calib COCO json, --check-images)")
+    chosen = report.get("default_precision")
+    default = bundle.metadata.get("default_precision", "fp32")
+    why = chosen.get("reason") if isinstance(chosen, dict) else None
+    lines.append(f"default precision: {default}" + (f" ({why})" if why else ""))
+    lines.append(
+        f"details: {bundle.file('report.json')}; next: rtdetr-detect IMAGES --model {bundle_dir}, "
+        f"rtdetr-engine {bundle_dir} on the device"
+    )
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import InputError
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_verbosity, add_version, int_at_least, run, setup_logging, size_arg
 
 EXAMPLES = """\
 examples:
@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rtdetr-data", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    add_version(p)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser(
         "synth",
@@ -35,10 +36,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write over an existing dataset (a folder with annotations.json and images/; nothing else is replaced)",
     )
-    s.add_argument("--num-images", type=int, required=True, help="number of images")
-    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset; default 0)")
-    s.add_argument("--size", default="320x240", help="image size WxH (default 320x240)")
-    s.add_argument("--max-objects", type=int, default=8, help="max objects per image (default 8)")
+    s.add_argument("--num-images", type=int_at_least(1), required=True, help="number of images")
+    s.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="random seed >= 0 (same seed, same dataset; default 0)"
+    )
+    s.add_argument("--size", type=size_arg, default=(320, 240), metavar="WxH", help="image size WxH (default 320x240)")
+    s.add_argument("--max-objects", type=int_at_least(1), default=8, help="max objects per image (default 8)")
     add_verbosity(s)
     return p
 
@@ -49,11 +52,10 @@ def _main(argv: Sequence[str] | None) -> int:
     from tqdm import tqdm
 
     from ..data import synth
+    from ..images import check_pixels
 
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size {args.size!r}: expected WxH, e.g. 320x240") from None
+    w, h = args.size
+    check_pixels(w, h, f"--size {w}x{h}")
     check_out(Path(args.out), args.force)
     with tqdm(total=args.num_images, desc="generating", unit="img", disable=args.quiet, file=sys.stderr) as bar:
         ann = synth.generate(args.out, args.num_images, args.seed, (w, h), args.max_objects, progress=bar.update)
@@ -68,7 +70,8 @@ def check_out(out: Path, force: bool) -> None:
         return
     if not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    entries = {p.name for p in out.iterdir()}
+    # staging folders of earlier runs that were killed outright are removed by the next run
+    entries = {p.name for p in out.iterdir() if not (p.name.startswith(".images.") and p.name.endswith(".partial"))}
     if not entries:
         return
     if not force:

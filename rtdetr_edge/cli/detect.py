@@ -16,7 +16,7 @@ from .. import atomic
 from .. import images as image_io
 from ..errors import InputError, RtdetrEdgeError
 from ..outputs import JsonlWriter, OutputError, VideoWriter, write_image
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_verbosity, int_at_least, run, setup_logging
 from .options import add_runtime_arguments, open_detector
 
 if TYPE_CHECKING:
@@ -42,7 +42,14 @@ to a new numbered folder next to it (runs/detect -> runs/detect2, runs/detect3, 
 the end); --exist-ok writes into --out itself instead, replacing files of the same names once
 their new content is complete. An --out that is or contains one of the sources is refused.
 Output names are unique: a second x.jpg (from another folder) is written as x_2.jpg, a second
-clip (clip.avi after clip.mp4) as clip_2.mp4.
+clip (clip.avi after clip.mp4) as clip_2.mp4; each line of detections.jsonl names its "source"
+and its "output" (the annotated file in --out; null with --no-save). An --out that is, contains
+or lies inside --model is refused too.
+
+detections: one per object, its best label (the model can give one object several labels;
+--all-labels keeps them all, as COCO AP does), boxes clipped to the image (--no-clip keeps them
+as predicted); the best detection is drawn on top. Images above the pixel limit (89,478,485,
+Pillow's; $RTDETR_EDGE_MAX_IMAGE_PIXELS changes it) are skipped before they are decoded.
 """
 
 
@@ -99,9 +106,24 @@ def parser() -> argparse.ArgumentParser:
         "--exist-ok", action="store_true", help="write into an existing non-empty --out instead of a new numbered one"
     )
     p.add_argument("--conf", type=float, default=0.3, help="score threshold (default 0.3)")
-    p.add_argument("--classes", type=int, nargs="*", default=None, help="keep only these class ids")
-    p.add_argument("--max-det", type=int, default=300, help="max detections per image (default 300)")
-    p.add_argument("--batch", type=int, default=1, help="images per inference batch (default 1)")
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        default=None,
+        metavar="CLASS",
+        help="keep only these classes, by id or name (e.g. --classes 0 star)",
+    )
+    p.add_argument(
+        "--all-labels",
+        action="store_true",
+        help="keep every label the model gives one object (default: its best label only; COCO AP and "
+        "transformers' post-processing keep them all)",
+    )
+    p.add_argument(
+        "--no-clip", action="store_true", help="keep boxes as the model predicts them (default: clipped to the image)"
+    )
+    p.add_argument("--max-det", type=int_at_least(1), default=300, help="max detections per image (default 300)")
+    p.add_argument("--batch", type=int_at_least(1), default=1, help="images per inference batch (default 1)")
     p.add_argument("--no-save", action="store_true", help="write only detections.jsonl, no annotated media")
     add_runtime_arguments(p)
     add_verbosity(p)
@@ -113,8 +135,10 @@ def _main(argv: Sequence[str] | None) -> int:
     setup_logging(args)
     items = expand_sources(args.sources)
     atomic.refuse_overlap(args.out, args.sources, "--out", inside=False)
+    atomic.refuse_overlap(args.out, [args.model], "--out")  # results never go into the model's folder
     out = run_folder(Path(args.out), args.exist_ok)
     atomic.refuse_overlap(out, args.sources, "--out", inside=False)
+    atomic.refuse_overlap(out, [args.model], "--out")
     atomic.check_writable_dir(out, "--out")
     names = OutputNames()
     det = _open(args)
@@ -154,7 +178,14 @@ def _open(args: argparse.Namespace) -> Detector | TritonDetector:
             args.server, model=args.server_model, conf=args.conf, classes=args.classes, max_det=args.max_det
         )
     return open_detector(
-        args, args.model, conf=args.conf, classes=args.classes, max_det=args.max_det, max_batch=max(args.batch, 1)
+        args,
+        args.model,
+        conf=args.conf,
+        classes=args.classes,
+        max_det=args.max_det,
+        max_batch=args.batch,
+        clip=not args.no_clip,
+        all_labels=args.all_labels,
     )
 
 
@@ -164,9 +195,10 @@ def run_folder(out: Path, exist_ok: bool) -> Path:
         raise InputError(f"--out {out}: exists and is not a folder")
     if exist_ok or not out.exists() or not any(out.iterdir()):
         return out
+    base = out if out.name else out.resolve()  # "." and "..": number the folder they name
     k = 2
     while True:
-        candidate = out.with_name(f"{out.name}{k}")
+        candidate = base.with_name(f"{base.name}{k}")
         if not candidate.exists() or (candidate.is_dir() and not any(candidate.iterdir())):
             log.info("--out %s exists; writing to %s (--exist-ok writes into %s)", out, candidate, out)
             return candidate
@@ -212,12 +244,18 @@ def _detect_all(
                         failed.append(str(exc))
                         bar.write(f"skipped: {exc}", file=sys.stderr)
                 for (p, img), d in zip(loaded, det.detect_batch([im for _, im in loaded])):
+                    target = None if args.no_save else names.take(p.stem, p.suffix)
                     jsonl.write(
-                        {"source": str(p), "image_size": [img.shape[1], img.shape[0]], "detections": d.to_list()}
+                        {
+                            "source": str(p),
+                            "output": target,  # the annotated copy in --out (None with --no-save)
+                            "image_size": [img.shape[1], img.shape[0]],
+                            "detections": d.to_list(),
+                        }
                     )
-                    if not args.no_save:
+                    if target is not None:
                         try:
-                            write_image(out / names.take(p.stem, p.suffix), d.draw(img))
+                            write_image(out / target, d.draw(img))
                         except OutputError as exc:
                             if exc.__cause__ is not None:  # the disk (full, read-only): stop here
                                 raise
@@ -229,7 +267,7 @@ def _detect_all(
             bar.close()
             for v in videos:
                 try:
-                    _video(v, det, out / names.take(v.stem, ".mp4"), jsonl, args, counts)
+                    _video(v, det, out / names.take(v.stem, ".mp4") if not args.no_save else None, jsonl, args, counts)
                 except OutputError:
                     raise
                 except RtdetrEdgeError as exc:
@@ -242,7 +280,7 @@ def _detect_all(
 def _video(
     path: Path,
     det: Detector | TritonDetector,
-    target: Path,
+    target: Path | None,
     jsonl: JsonlWriter,
     args: argparse.Namespace,
     counts: dict[str, int],
@@ -264,12 +302,13 @@ def _video(
                 jsonl.write(
                     {
                         "source": str(path),
+                        "output": target.name if target is not None else None,
                         "frame": i,
                         "image_size": [frame.shape[1], frame.shape[0]],
                         "detections": d.to_list(),
                     }
                 )
-                if not args.no_save:
+                if target is not None:
                     if writer is None:
                         writer = VideoWriter(target, fps, (frame.shape[1], frame.shape[0]))
                     writer.write(d.draw(frame))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._common import add_verbosity, check_json_out, run, setup_logging, write_json_out
+from ._common import add_verbosity, check_json_out, int_at_least, run, setup_logging, write_json_out
 from .options import add_runtime_arguments, open_detector
 
 EXAMPLES = """\
@@ -26,8 +26,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="bundle directory, .onnx, .engine, or a save_pretrained folder (PyTorch)")
     p.add_argument("--data", required=True, help="COCO-format annotations json")
     p.add_argument("--images", default=None, help="image folder (default: next to the json, or its images/)")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
-    p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
+    p.add_argument("--max-images", type=int_at_least(1), default=None, help="evaluate only the first N images")
+    p.add_argument("--batch", type=int_at_least(1), default=1, help="images per inference call (default 1)")
     add_runtime_arguments(p)
     p.add_argument("--json", default=None, help="write metrics as JSON here")
     add_verbosity(p)

@@ -10,9 +10,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from ..backends.options import BACKEND_CHOICES, RUNTIME_PRECISIONS, MemoryKind, OnnxRuntimeOptions, TensorRTOptions
+from ..backends.options import (
+    BACKEND_CHOICES,
+    RUNTIME_PRECISIONS,
+    MemoryKind,
+    OnnxRuntimeOptions,
+    TensorRTOptions,
+    usable_cores,
+)
 from ..engine_format import BatchProfile
 from ..errors import InputError
+from ._common import int_at_least
 
 if TYPE_CHECKING:
     from ..detector import Detector
@@ -144,7 +152,13 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
         choices=RUNTIME_PRECISIONS,
         help="bundle artifact to run (auto: the bundle's default)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int_at_least(1, usable_cores()),
+        default=None,
+        help=f"ONNX Runtime (or, for a PyTorch folder, torch) intra-op threads, at most the {usable_cores()} "
+        "usable cores (default: all cores)",
+    )
     add_tensorrt_arguments(parser)
     add_engine_arguments(parser, batch_flag="--engine-batch")
 
@@ -153,9 +167,11 @@ def open_detector(
     args: argparse.Namespace,
     model: str | Path,
     conf: float = 0.3,
-    classes: list[int] | None = None,
+    classes: list[int | str] | None = None,
     max_det: int = 300,
     max_batch: int | None = None,
+    clip: bool = True,
+    all_labels: bool = False,
 ) -> Detector:
     """A Detector from :func:`add_runtime_arguments`' flags; bundle engines are built on first use."""
     from ..detector import Detector
@@ -166,6 +182,8 @@ def open_detector(
         conf=conf,
         classes=classes,
         max_det=max_det,
+        clip=clip,
+        all_labels=all_labels,
         backend=args.backend,
         precision=args.precision,
         max_batch=max_batch,

@@ -8,13 +8,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..backends.options import usable_cores
 from ..bundle import METADATA
 from ..errors import InputError
 from ..serving import environment
 from ..serving.environment import ServerBinary
 from ..serving.repository import RepositoryOptions, is_repository, write_repository
 from ..serving.server import ServerOptions, TritonServer
-from ._common import add_verbosity, run, setup_logging
+from ._common import add_verbosity, int_at_least, run, setup_logging
 
 EXAMPLES = """\
 examples:
@@ -59,7 +60,18 @@ def parser() -> argparse.ArgumentParser:
         default=RepositoryOptions().queue_delay_us,
         help="a bundle's dynamic batching queue delay (default 2000)",
     )
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per detector instance")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "int8"],
+        help="a bundle's artifact to serve (default auto: the bundle's default precision, as rtdetr-detect runs)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1, usable_cores()),
+        default=None,
+        help=f"ONNX Runtime threads per detector instance (at most the {usable_cores()} usable cores)",
+    )
     p.add_argument("--tritonserver", default=None, help="the tritonserver binary to run (default: see below)")
     p.add_argument("--env", default=None, help="the serve environment's folder (default: see below)")
     p.add_argument(
@@ -116,9 +128,27 @@ def _repository_for(model: Path, binary: ServerBinary, args: argparse.Namespace,
         model,
         scratch / "repository",
         RepositoryOptions(
-            detector=kind, max_batch=args.max_batch, queue_delay_us=args.queue_delay_us, threads=args.threads
+            detector=kind,
+            precision=serve_precision(model, args.precision),
+            max_batch=args.max_batch,
+            queue_delay_us=args.queue_delay_us,
+            threads=args.threads,
+            clip=True,  # the local Detector's default: served and local results agree
         ),
     )
+
+
+def serve_precision(bundle: Path, precision: str) -> str:
+    """The bundle artifact to serve: ``precision``, or for ``auto`` the bundle's default precision
+    (what ``rtdetr-detect`` runs locally, so that ``rtdetr-detect --server`` gives the same results)."""
+    from ..bundle import Bundle
+
+    b = Bundle(bundle)
+    chosen = str(b.metadata.get("default_precision", "fp32")) if precision == "auto" else precision
+    if chosen not in b.precisions:
+        have = ", ".join(b.precisions)
+        raise InputError(f"--precision {chosen}: {bundle} has no {chosen} artifact (it has {have})")
+    return chosen
 
 
 def _main(argv: Sequence[str] | None) -> int:

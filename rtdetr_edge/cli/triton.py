@@ -69,7 +69,12 @@ def parser() -> argparse.ArgumentParser:
         "--conf", type=float, default=d.conf, help=f"score threshold applied in the server (default {d.conf})"
     )
     p.add_argument("--max-det", type=int, default=d.max_det, help=f"max detections per image (default {d.max_det})")
-    p.add_argument("--clip", action="store_true", help="clip boxes to the image")
+    p.add_argument(
+        "--clip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="clip boxes to the image (default; --no-clip: the model's own boxes), as the Detector does",
+    )
     add_verbosity(p)
     return p
 

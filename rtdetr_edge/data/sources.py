@@ -67,7 +67,11 @@ def open_source(
         try:
             files = list_images(path)
         except InputError:
-            raise InputError(f"{flag} {spec}: the folder has no images ({', '.join(IMAGE_SUFFIXES)})") from None
+            found = sorted(p.name for p in path.glob("*.json"))
+            hint = f"; it holds {found[0]}: pass {path / found[0]} (a COCO json) instead" if found else ""
+            raise InputError(
+                f"{flag} {spec}: the folder has no images ({', '.join(IMAGE_SUFFIXES)}) directly inside{hint}"
+            ) from None
         return ImageSource(spec, list(enumerate(files, start=1)))
     if path.is_file() and path.suffix.lower() == ".json":
         ds = CocoDataset(path, images_dir)

@@ -19,6 +19,9 @@ drawing is deterministic).
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,14 +271,55 @@ def generate(
         The path of ``annotations.json`` (written last and atomically, so a complete file means
         a complete dataset).
     """
-    if num_images < 1:
-        raise InputError(f"--num-images must be >= 1, got {num_images}")
+    for flag, value, low in (("--num-images", num_images, 1), ("--seed", seed, 0), ("--max-objects", max_objects, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise InputError(f"{flag}: expected an integer >= {low}, got {value!r}")
     width, height = size
     if width < 32 or height < 32:
         raise InputError(f"--size must be at least 32x32, got {width}x{height}")
     out = Path(out_dir)
-    images_dir = out / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    # images go to a hidden staging folder first: an interrupted run leaves neither new images nor
+    # a damaged earlier dataset behind (the staging folder is removed on the way out)
+    atomic.remove_stale_partials(out / "images")  # those of runs that were killed outright
+    staging = Path(tempfile.mkdtemp(prefix=f".images.{os.getpid()}.", suffix=".partial", dir=out))
+    try:
+        images, annotations = _render_all(staging, num_images, seed, size, max_objects, jpeg_quality, progress)
+        ann_path = out / "annotations.json"
+        ann_path.unlink(missing_ok=True)  # no complete-dataset marker while images/ is swapped
+        if (out / "images").exists():
+            shutil.rmtree(out / "images")
+        os.replace(staging, out / "images")
+        atomic.write_json(
+            ann_path,
+            {
+                "info": {"description": "rtdetr-edge synthetic shapes", "seed": seed, "version": 1},
+                "images": images,
+                "annotations": annotations,
+                "categories": coco_categories(),
+            },
+            indent=None,
+        )
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    return ann_path
+
+
+def _render_all(
+    images_dir: Path,
+    num_images: int,
+    seed: int,
+    size: tuple[int, int],
+    max_objects: int,
+    jpeg_quality: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Render and save the scenes into ``images_dir``; their COCO images and annotations entries."""
+    width, height = size
     rng = np.random.default_rng(seed)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
@@ -285,7 +329,7 @@ def generate(
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
-        atomic.write_bytes(images_dir / name, buf.tobytes())
+        (images_dir / name).write_bytes(buf.tobytes())
         image_id = i + 1
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         for obj in objects:
@@ -301,15 +345,4 @@ def generate(
             )
         if progress is not None:
             progress(1)
-    ann_path = out / "annotations.json"
-    atomic.write_json(
-        ann_path,
-        {
-            "info": {"description": "rtdetr-edge synthetic shapes", "seed": seed, "version": 1},
-            "images": images,
-            "annotations": annotations,
-            "categories": coco_categories(),
-        },
-        indent=None,
-    )
-    return ann_path
+    return images, annotations

@@ -25,8 +25,9 @@ from .coco_map import ImagePrediction, coco_map
 
 log = logging.getLogger("rtdetr_edge")
 
-# COCO scores the 100 best detections per image; no threshold, as in RT-DETR's own evaluation.
-EVAL_OPTIONS = PostprocessOptions(conf=0.0, max_det=100)
+# COCO scores the 100 best detections per image; no threshold, every label of each query and the
+# model's own boxes, as in RT-DETR's own evaluation and transformers' post-processing (AP parity).
+EVAL_OPTIONS = PostprocessOptions(conf=0.0, max_det=100, clip=False, all_labels=True)
 
 
 class Predictor(Protocol):

@@ -30,7 +30,7 @@ from .. import images as image_io
 from .._optional import require
 from ..detections import Detections
 from ..errors import InputError, RtdetrEdgeError
-from ..postprocess import PostprocessOptions
+from ..postprocess import PostprocessOptions, class_ids_of
 
 
 class ServerRequestError(RtdetrEdgeError):
@@ -75,7 +75,7 @@ class TritonDetector:
         url: str = "http://localhost:8000",
         model: str = "rtdetr",
         conf: float | None = None,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int = 300,
         timeout: float = 60.0,
     ) -> None:
@@ -96,8 +96,12 @@ class TritonDetector:
             ) from None
         self.options = self._options(conf, classes, max_det)
 
-    def _options(self, conf: float | None, classes: Sequence[int] | None, max_det: int) -> PostprocessOptions:
-        opts = PostprocessOptions(conf=self.server_conf if conf is None else conf, classes=classes, max_det=max_det)
+    def _options(self, conf: float | None, classes: Sequence[int | str] | None, max_det: int) -> PostprocessOptions:
+        opts = PostprocessOptions(
+            conf=self.server_conf if conf is None else conf,
+            classes=class_ids_of(classes, self.class_names),
+            max_det=max_det,
+        )
         if opts.conf < self.server_conf:
             raise InputError(
                 f"conf {opts.conf}: the server at {self.url} already dropped scores below {self.server_conf}; "
@@ -197,7 +201,7 @@ class TritonDetector:
         images: Any,
         rgb: bool = False,
         conf: float | None = None,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
         max_det: int | None = None,
     ) -> Any:
         """As :meth:`rtdetr_edge.Detector.__call__`: one image -> Detections, a list -> a list."""

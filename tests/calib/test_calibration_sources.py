@@ -65,3 +65,27 @@ def test_batch_stream_uses_runtime_preprocessing_and_caches(
     assert all(np.array_equal(x["images"], y) for x, y in zip(again, batches))
     other = CalibrationBatches(images, contract, batch_size=3, cache_dir=tmp_path, manifest_sha256="m")
     assert not other.cached  # batch size is part of the key
+
+
+def test_batch_cache_keeps_under_its_size_limit(tiny_bundle: Path, shapes_data: Path, tmp_path: Path) -> None:
+    """The cache grew by one subset per build, without bound (issue 24, item 11): now the least
+    recently used entries go once a new one is complete, never the one just used."""
+    contract = Bundle(tiny_bundle).contract
+    images = sorted((shapes_data.parent / "images").iterdir())[:4]
+
+    def run(sha: str, limit: int) -> CalibrationBatches:
+        batches = CalibrationBatches(images, contract, 2, tmp_path, sha, cache_max_bytes=limit)
+        list(batches)
+        return batches
+
+    one = run("a", 1 << 30)
+    assert one.cache is not None
+    size = sum(f.stat().st_size for f in one.cache.iterdir())
+    run("b", 1 << 30)
+    run("a", 1 << 30)  # a cache hit: "a" is now the most recently used
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2
+    newest = run("c", 2 * size + size // 2)  # room for two entries: "b", the least recently used, goes
+    left = {p for p in tmp_path.iterdir() if p.is_dir()}
+    assert left == {one.cache, newest.cache}
+    run("d", 1)  # a limit below one entry keeps only the entry just made
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 1

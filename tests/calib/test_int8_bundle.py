@@ -116,4 +116,11 @@ def test_build_prints_the_plan_and_why_of_the_default(best_bundle: Path) -> None
     assert any(ln.split()[:1] == ["int8"] and "calibrated" in ln for ln in lines)
     assert any(ln.split()[:1] == ["fp16"] and "score heads" in ln for ln in lines)
     assert any(ln.split()[:1] == ["fp32"] and "LayerNormalization" in ln for ln in lines)
-    assert lines[-1].startswith("default precision: fp16 (int8 not kept: check: ")
+    assert lines[-2].startswith("default precision: fp16 (int8 not kept: check: ")
+    # the summary: each precision's AP on the held-out report images and its check
+    start = lines.index(next(ln for ln in lines if ln.startswith("summary of ")))
+    rows = {ln.split()[0]: ln for ln in lines[start + 1 :] if ".onnx" in ln}
+    assert set(rows) == {"fp32", "fp16", "int8"}
+    assert "check FAILED" in rows["int8"] and "check passed" in rows["fp16"]
+    # this tiny model's class names are not the data's: the summary says why there is no AP
+    assert any(ln.startswith("  no AP: ") and "match the model's class names" in ln for ln in lines)

@@ -16,7 +16,14 @@ def test_build_cli_succeeds_and_shows_progress(cli: Cli, tiny_model_dir: Path, t
     run = cli("rtdetr-build", "--model", str(tiny_model_dir), "--precision", "fp32", "--out", str(out), "--top-k", "20")
     assert run.code == 0, run.err
     assert "[1] load" in run.err and "verification PASS" in run.err
-    assert run.out.strip() == str(out)
+    # the export and its verification show progress like the other long steps (issue 24, item 11)
+    assert "exporting (torch.onnx): " in run.err and " elapsed" in run.err
+    assert "verifying: 100%" in run.err and "7/7" in run.err  # PyTorch twice, ONNX Runtime 4 + 1
+    # it ends with a short summary: each precision, the default and why, where things are
+    lines = run.out.strip().splitlines()
+    assert lines[0] == f"summary of {out}:" and lines[1].split() == ["fp32", "model.onnx"]
+    assert lines[-2] == "default precision: fp32 (requested)"
+    assert lines[-1].startswith(f"details: {out / 'report.json'}; next: rtdetr-detect IMAGES --model {out}")
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["contract"]["top_k"] == 20
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary directories left behind"

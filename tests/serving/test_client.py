@@ -14,7 +14,6 @@ import pytest
 from rtdetr_edge import Detector
 from rtdetr_edge.errors import InputError, MissingDependencyError
 from rtdetr_edge.images import decode_image, read_image
-from rtdetr_edge.postprocess import PostprocessOptions
 from rtdetr_edge.serving import client as client_module
 from rtdetr_edge.serving import steps
 from rtdetr_edge.serving.client import TritonDetector
@@ -71,7 +70,7 @@ def test_the_model_steps_compute_what_detector_computes(reference_bundle: Path) 
         step = steps.TensorStep.open(reference_bundle / "model.onnx", threads=1, max_batch=1)  # two chunks
         outputs = step(np.concatenate(tensors))
         step.close()
-        got = steps.postprocess(outputs, np.concatenate(sizes), det.contract, PostprocessOptions())
+        got = steps.postprocess(outputs, np.concatenate(sizes), det.contract, det.options)
     assert got == want
     assert [d.image_size for d in got] == [(read_image(p).shape[1], read_image(p).shape[0]) for p in files]
     with pytest.raises(InputError, match="cannot decode as an image"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,7 @@ def test_ensemble_wiring(repos: dict[str, Path]) -> None:
     assert (repos["python"] / "rtdetr" / "labels.txt").read_text().split() == json.loads(params["class_names"])
 
 
+@pytest.mark.serving
 @pytest.mark.parametrize("kind", ["tensorrt", "onnxruntime"])
 def test_tritonserver_loads_everything_but_the_missing_backend(
     kind: str, repos: dict[str, Path], serve_env: ServerBinary, tmp_path: Path
@@ -133,10 +135,12 @@ def test_tritonserver_loads_everything_but_the_missing_backend(
         with pytest.raises(ServerError) as info:
             server.start()  # stops the server's process group when it fails
         text = (tmp_path / "server.log").read_text()
-    assert str(info.value).startswith(
-        "tritonserver exited (1) before it was ready: failed to load 'rtdetr_detector' version 1: Invalid argument: "
-        f"unable to find backend library for backend '{kind}'"
-    ), text
+    # the load lines, not the exit status: the wheel's server sometimes segfaults on its way out (-11)
+    assert re.match(
+        r"tritonserver exited \(-?\d+\) before it was ready: failed to load 'rtdetr_detector' version 1: "
+        rf"Invalid argument: unable to find backend library for backend '{kind}'",
+        str(info.value),
+    ), (str(info.value), text)
     assert "successfully loaded 'rtdetr_preprocess'" in text and "successfully loaded 'rtdetr_postprocess'" in text, (
         text
     )
@@ -287,6 +291,7 @@ def test_the_readme_commands_are_the_recipes_with_their_constraints(best_bundle:
     ten = next(line for line in readme.splitlines() if "build/model.int8.qdq.onnx --saveEngine" in line)
     assert "--stronglyTyped" in ten and "--int8" not in ten and "--fp16" not in ten and "--noTF32" in ten
     assert json.loads((repo / "rtdetr-repository.json").read_text())["precision"] == "int8"
+    configs(repo)  # parses
 
 
 def test_an_fp32_plan_is_built_without_tf32_and_fp16_on_11_needs_its_graph(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -294,3 +299,22 @@ def test_an_fp32_plan_is_built_without_tf32_and_fp16_on_11_needs_its_graph(tiny_
     readme = (repo / "README.md").read_text()
     commands = [line for line in readme.splitlines() if line.lstrip().startswith("trtexec ")]
     assert len(commands) == 3 and all("--noTF32" in c and "build/model.onnx" in c for c in commands)
+
+
+def test_rtdetr_serve_serves_the_bundles_default_precision(best_bundle: Path, tmp_path: Path) -> None:
+    """rtdetr-serve serves what local rtdetr-detect runs (the bundle's default), not fp32 (issue 24, item 9)."""
+    import argparse
+
+    from rtdetr_edge.bundle import Bundle
+    from rtdetr_edge.cli.serve import _repository_for
+    from rtdetr_edge.serving.environment import ServerBinary
+    from rtdetr_edge.serving.repository import MARKER
+
+    default = Bundle(best_bundle).metadata["default_precision"]
+    assert default != "fp32"
+    binary = ServerBinary(Path("/usr/bin/tritonserver"), None, (), (), ("python",), "system")
+    for precision, expected in (("auto", default), ("fp32", "fp32")):
+        args = argparse.Namespace(detector="auto", precision=precision, max_batch=8, queue_delay_us=2000, threads=1)
+        repo = _repository_for(best_bundle, binary, args, tmp_path / precision)
+        info = json.loads((repo / MARKER).read_text())
+        assert info["precision"] == expected and info["options"]["clip"] is True

@@ -2,6 +2,8 @@
 
 Thresholds with the repository's ``conf`` / ``max_det`` / ``clip`` parameters (rtdetr-edge's
 defaults unless ``rtdetr-triton`` was told otherwise); boxes are pixels (xyxy) of the original image.
+Each query keeps its best label, as the local ``Detector`` does by default (an ``all_labels``
+parameter of ``true`` keeps every label, as COCO AP uses), so served and local results agree.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class TritonPythonModel:
             conf=float(margs.parameter("conf", "0.3")),
             max_det=int(margs.parameter("max_det", "300")),
             clip=margs.parameter("clip", "false") == "true",
+            all_labels=margs.parameter("all_labels", "false") == "true",
         )
         self.pb = backend_utils()
 
