@@ -25,8 +25,8 @@ class RepositoryOptions:
             container on a GPU), ``"onnxruntime"`` (``platform: "onnxruntime_onnx"``, CPU servers)
             or ``"python"`` (Triton's Python backend running rtdetr-edge's Detector: servers without
             those backends, such as the ``nvidia-pytriton`` wheel's).
-        precision: ``"auto"`` (the bundle's default for ``tensorrt``; fp32 for the CPU detectors
-            ``onnxruntime`` and ``python``), ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        precision: ``"auto"`` (the bundle's default, for every detector: what a local ``Detector``
+            runs, so served and local results agree), ``"fp32"``, ``"fp16"`` or ``"int8"``.
         name: the ensemble's name (``"rtdetr"``); the steps are ``NAME_preprocess`` and so on.
         max_batch: the detector's ``max_batch_size`` (8).
         preferred_batch: dynamic batching's preferred sizes (default: half of ``max_batch`` and
@@ -36,7 +36,8 @@ class RepositoryOptions:
         preprocess_instances: preprocessing (decode + resize) instances on the CPU (2).
         cuda_graphs: TensorRT: ``optimization { cuda { graphs: true } }`` (True).
         threads: ONNX Runtime intra-op threads per instance (None: ONNX Runtime's choice).
-        conf, max_det, clip: what the postprocess step keeps (rtdetr-edge's defaults: 0.3, 300, False).
+        conf, max_det, clip: what the postprocess step keeps (rtdetr-edge's Detector defaults: 0.3, 300,
+            boxes clipped to the image).
     """
 
     detector: DetectorKind = "tensorrt"
@@ -51,7 +52,7 @@ class RepositoryOptions:
     threads: int | None = None
     conf: float = 0.3
     max_det: int = 300
-    clip: bool = False
+    clip: bool = True
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTOR_KINDS:

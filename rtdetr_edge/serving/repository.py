@@ -209,8 +209,8 @@ def write_repository(
     b = Bundle(src)
     precision = options.precision
     if precision == "auto":
-        # the bundle's default was chosen for GPUs; FP16 and Q/DQ graphs are slow on ONNX Runtime's CPU kernels
-        precision = str(b.metadata.get("default_precision", "fp32")) if options.detector == "tensorrt" else "fp32"
+        # what a local Detector runs, so that served and local results agree (pass fp32 for speed on CPU servers)
+        precision = str(b.metadata.get("default_precision", "fp32"))
     if precision not in b.precisions:
         raise InputError(f"precision {precision}: the bundle {src} has {', '.join(b.precisions)}")
     target = Path(out)

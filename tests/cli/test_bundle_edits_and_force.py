@@ -120,9 +120,18 @@ def test_an_edited_contract_fails_against_an_engine_sidecar(bundle: Path, edited
     engine.parent.mkdir()
     engine.write_bytes(b"plan")
     contract = Bundle(bundle).contract.to_json()
-    EngineMetadata("10.3.0", "Orin", "8.7", "fp32", "none", BatchProfile(1, 1, 1), "0", contract).save(
-        sidecar_path(engine)
-    )
+    EngineMetadata(
+        tensorrt_version="10.3.0",
+        gpu_name="Orin",
+        compute_capability="8.7",
+        sm_count=16,
+        memory_gib=61,
+        precision="fp32",
+        int8_mode="none",
+        batch=BatchProfile(1, 1, 1),
+        onnx_sha256="0",
+        contract_json=contract,
+    ).save(sidecar_path(engine))
     if edited:
         _edit_contract(bundle, lambda c: c["class_names"].__setitem__(0, "dragon"))
 

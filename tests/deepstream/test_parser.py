@@ -138,7 +138,8 @@ def expected(
     rtdetr-edge's top-k postprocessing (the Detector's) on ``outputs`` as given (float16-rounded
     ones too), boxes from image pixels to ``net`` (width, height) pixels.
     """
-    opts = PostprocessOptions(conf=min(THRESHOLDS), max_det=10_000)
+    # one label per query (its best), as the Detector shows by default and the parser writes
+    opts = PostprocessOptions(conf=min(THRESHOLDS), max_det=10_000, all_labels=False, clip=True)
     dets = from_topk(
         outputs["scores"].astype(np.float32),
         outputs["labels"].astype(np.int64),
@@ -215,8 +216,10 @@ def test_parser_objects_are_the_detectors(
 @pytest.mark.parametrize(
     ("old", "new", "what"),
     [
-        ("obj.left = box[0] * net_w;", "obj.left = box[0];", "boxes not scaled to network pixels"),
-        ("obj.width = (box[2] - box[0]) * net_w;", "obj.width = (box[2] - box[0]) * net_h;", "width scaled by height"),
+        ("clamp(box[0] * net_w, net_w)", "clamp(box[0], net_w)", "boxes not scaled to network pixels"),
+        ("clamp(box[2] * net_w, net_w)", "clamp(box[2] * net_h, net_w)", "width scaled by height"),
+        ("        if (seen) {", "        if (seen && k == 0) {", "every label of a query kept"),
+        ("return v < 0.0f ? 0.0f : (v > hi ? hi : v);", "return hi >= 0.0f ? v : v;", "boxes not clipped"),
         (
             "if (!(score >= thresholds[static_cast<size_t>(label)])) {",
             "if (!(score >= thresholds[0])) {",

@@ -6,13 +6,18 @@
  *   labels [K]    int32 or int64       class id
  *   boxes  [K, 4] float or half        x1, y1, x2, y2 relative to the network input (0..1, unclipped)
  * nvinfer calls the parser once per frame with that frame's slice of each output (inferDims
- * exclude the batch). Objects are written in network-input pixels, as nvinfer expects, for every
- * row whose score is >= its class's pre-cluster-threshold (NvDsInferParseDetectionParams).
+ * exclude the batch). The top-k runs over queries x classes, so one query can come out on several
+ * rows with different labels; its rows carry bit-identical boxes (the graph gathers them from the
+ * query). As rtdetr-edge's Detector does, each query keeps its best label: the first of its rows
+ * (rows are in descending score order), shown when its score is >= that class's
+ * pre-cluster-threshold (NvDsInferParseDetectionParams). Objects are in network-input pixels, as
+ * nvinfer expects, clipped to the network input as the Detector clips to the image.
  *
  * Interface: NvDsInferParseCustomFunc in nvdsinfer_custom_impl.h, types in nvdsinfer.h (DeepStream
  * SDK API reference). Any layer set that is not the one above (a missing output, other dims, an
  * unsupported data type) makes the function return false; it never reads past a buffer.
  */
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -98,6 +103,11 @@ unsigned int elements(const NvDsInferDims& dims) {
 bool is_float_type(NvDsInferDataType t) { return t == FLOAT || t == HALF; }
 bool is_label_type(NvDsInferDataType t) { return t == INT32 || t == INT64; }
 
+/* ``v`` inside [0, hi]; NaN stays NaN (fmin/fmax would hide it). */
+float clamp(float v, float hi) {
+    return v < 0.0f ? 0.0f : (v > hi ? hi : v);
+}
+
 }  // namespace
 
 extern "C" bool NvDsInferParseRtdetr(std::vector<NvDsInferLayerInfo> const& outputLayersInfo,
@@ -122,12 +132,30 @@ extern "C" bool NvDsInferParseRtdetr(std::vector<NvDsInferLayerInfo> const& outp
     const float net_h = static_cast<float>(networkInfo.height);
     const std::vector<float>& thresholds = detectionParams.perClassPreclusterThreshold;
     objectList.clear();
+    std::vector<std::array<float, 4>> queries;  // the box of every query seen so far (its best row came first)
     for (unsigned int i = 0; i < k; ++i) {
         float score = 0.0f;
         int64_t label = 0;
         if (!read_float(*scores, i, score) || !read_label(*labels, i, label)) {
             return false;
         }
+        std::array<float, 4> box{};
+        for (unsigned int j = 0; j < 4; ++j) {
+            if (!read_float(*boxes, i * 4 + j, box[j])) {
+                return false;
+            }
+        }
+        bool seen = false;
+        for (const auto& q : queries) {
+            if (std::memcmp(q.data(), box.data(), sizeof(float) * 4) == 0) {
+                seen = true;
+                break;
+            }
+        }
+        if (seen) {
+            continue;  // a lower-scored label of a query already decided
+        }
+        queries.push_back(box);
         if (label < 0 || label >= static_cast<int64_t>(detectionParams.numClassesConfigured) ||
             label >= static_cast<int64_t>(thresholds.size())) {
             continue;  // "Parsing functions may only output objects with class ID less than" numClassesConfigured
@@ -135,18 +163,15 @@ extern "C" bool NvDsInferParseRtdetr(std::vector<NvDsInferLayerInfo> const& outp
         if (!(score >= thresholds[static_cast<size_t>(label)])) {
             continue;  // also drops NaN scores
         }
-        float box[4];
-        for (unsigned int j = 0; j < 4; ++j) {
-            if (!read_float(*boxes, i * 4 + j, box[j])) {
-                return false;
-            }
-        }
         NvDsInferObjectDetectionInfo obj{};  // value-initialised: fields newer headers add stay zero
         obj.classId = static_cast<unsigned int>(label);
-        obj.left = box[0] * net_w;
-        obj.top = box[1] * net_h;
-        obj.width = (box[2] - box[0]) * net_w;
-        obj.height = (box[3] - box[1]) * net_h;
+        // clipped to the network input, as the Detector clips to the image (a stretch resize maps one to the other)
+        const float x1 = clamp(box[0] * net_w, net_w), y1 = clamp(box[1] * net_h, net_h);
+        const float x2 = clamp(box[2] * net_w, net_w), y2 = clamp(box[3] * net_h, net_h);
+        obj.left = x1;
+        obj.top = y1;
+        obj.width = x2 - x1;
+        obj.height = y2 - y1;
         obj.detectionConfidence = score;
         objectList.push_back(obj);
     }
