@@ -1,10 +1,11 @@
 """The nvinfer config, the deepstream-app config and the labels, as GLib key files.
 
-Every key is one NVIDIA documents: Gst-nvinfer's ``[property]`` and ``[class-attrs-*]`` keys
-(https://docs.nvidia.com/deepstream/text/DS_plugin_gst-nvinfer and ``gstnvinfer_property_parser.h``
-in the DeepStream SDK API reference) and deepstream-app's groups
-(https://docs.nvidia.com/deepstream/text/DS_ref_app_deepstream, "Configuration Groups"). ``tests/deepstream/test_configs.py`` parses both files with
-GLib's own ``GKeyFile`` and holds every key to those lists.
+Every key is one DeepStream's own config parsers accept: Gst-nvinfer's ``[property]`` and
+``[class-attrs-*]`` keys (the ``CONFIG_GROUP_INFER_*`` macros of ``gstnvinfer_property_parser.h``)
+and deepstream-app's groups (``deepstream_config_file_parser.c``, ``deepstream_app_config_parser.c``);
+``tests/deepstream/keys.py`` cites the DeepStream 8.0 source line for each key, and
+``tests/deepstream/test_configs.py`` parses both files with GLib's own ``GKeyFile`` and holds every
+key to those lists.
 """
 
 from __future__ import annotations

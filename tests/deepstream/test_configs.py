@@ -1,5 +1,5 @@
 """The DeepStream folder's configs, read with GLib's own key-file parser (GKeyFile, as nvinfer and
-deepstream-app read them): every key is one DeepStream documents (``keys.py`` names the pages),
+deepstream-app read them): every key is one DeepStream's own parsers accept (``keys.py`` cites each),
 and the values agree with the bundle (classes, input size, precision, batch, files) and with the
 engine recipe. A planted undocumented key, or a value that disagrees, fails the same checks."""
 
@@ -223,3 +223,9 @@ def test_the_tensorrt_line_picks_the_cache_and_the_recipe_row(
         assert "no calibration cache for TensorRT 10.16.1" in caplog.text
     else:
         assert (folder / p["int8-calib-file"]).read_text().startswith(header)
+
+
+def test_keys_deepstream_8_does_not_parse_are_undocumented() -> None:
+    """[streammux] takes config-file-path, not config-file; parse_osd never reads border-color (keys.py)."""
+    cfg = {"streammux": {"config-file": "x", "config-file-path": "x"}, "osd": {"border-color": "x"}}
+    assert undocumented_app(cfg) == ["[streammux] config-file", "[osd] border-color"]
