@@ -86,6 +86,7 @@ class _Driver:
     """The few CUDA calls rtdetr-edge makes; pointers are ints, streams/events are opaque."""
 
     name = "none"
+    load_failure = ""  # why the bindings could not load the NVIDIA driver library ("" if they could)
 
     def device_count(self) -> int:
         raise NotImplementedError
@@ -186,11 +187,21 @@ class _CudaPython(_Driver):
             return str(err)
 
     def device_count(self) -> int:
-        # errors come back as codes, not exceptions. Only "no device" and "no driver at all" mean
-        # zero devices; a driver older than these bindings (a CUDA 13 cuda-python on a CUDA 12
-        # driver: cudaErrorInsufficientDriver with a driver present) or any other error is a broken
-        # setup the user must hear about, not "no GPU"
-        err, count = self.rt.cudaGetDeviceCount()
+        # Only "no device" and "no driver at all" mean zero devices; a driver older than these
+        # bindings (a CUDA 13 cuda-python on a CUDA 12 driver: cudaErrorInsufficientDriver with a
+        # driver present) or any other error is a broken setup the user must hear about, not "no GPU"
+        try:
+            err, count = self.rt.cudaGetDeviceCount()
+        except RuntimeError as exc:
+            # No driver library: 12.9 and later return cudaErrorInsufficientDriver with driver version
+            # 0 (below), but 12.6.x raises (reproduced with 12.6.2.post1, the version Dockerfile.jetson
+            # pins). Its cuda/bindings/_bindings/cydriver.pyx, cuPythonInit (lines 470-490): the
+            # first driver call raises RuntimeError('Failed to dlopen libcuda.so.1'), and as the
+            # init flag is already set, every later one raises 'Function "cuInit" not found'
+            # (_cuInit, lines 2682-2687). cudaGetDeviceCount needs only cuInit and cuDeviceGetCount,
+            # which every driver has, so this RuntimeError means the driver cannot be loaded.
+            self.load_failure = self.load_failure or str(exc)
+            return 0
         code = int(err)
         if code == 0:
             return int(count)
@@ -210,6 +221,9 @@ class _CudaPython(_Driver):
     def _version(self, call: Callable[[], Any]) -> int:
         try:
             err, value = call()
+        except RuntimeError as exc:  # cuda-python 12.6.x without a loadable driver (see device_count)
+            self.load_failure = self.load_failure or str(exc)
+            return 0  # CUDA's "no driver installed"
         except Exception:  # noqa: BLE001 - a version query must never raise
             return -1
         return int(value) if int(err) == 0 else -1
@@ -538,6 +552,8 @@ def cuda_status() -> CudaStatus:
     except EngineError as exc:
         return CudaStatus(versions, 0, str(exc))
     reason = "" if count else f"no CUDA device (NVIDIA driver: {versions.get('driver', '?')})"
+    if not count and drv.load_failure:
+        reason = f"no CUDA device (NVIDIA driver: none; cuda-python: {drv.load_failure})"
     return CudaStatus(versions, count, reason)
 
 
