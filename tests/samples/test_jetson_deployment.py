@@ -216,3 +216,55 @@ def test_guide_commands_match_the_tools(samples: SimpleNamespace) -> None:
     text = GUIDE.read_text()
     assert "--runtime nvidia --device /dev/video0" in text
     assert "rtdetr-engine /bundle --precision fp16" in text
+
+
+APT_RUN_SHELL = ["bash", "-o", "pipefail", "-c"]  # Dockerfile.jetson's SHELL instruction
+
+
+@pytest.mark.parametrize(
+    "present, expected",
+    [
+        # NVIDIA's OpenCV in the image, Ubuntu's python3-opencv unknown to dpkg: keep NVIDIA's
+        ({"libopencv-python", "python3-libnvinfer"}, []),
+        ({"python3-opencv", "python3-libnvinfer"}, []),
+        (set(), ["python3-opencv", "python3-libnvinfer"]),
+        ({"libopencv-python"}, ["python3-libnvinfer"]),
+    ],
+)
+def test_dockerfile_apt_step_installs_only_what_is_missing(
+    present: set[str], expected: list[str], tmp_path: Path
+) -> None:
+    """The apt RUN step, under the image's ``pipefail`` shell, with the real dpkg-query of this machine.
+
+    dpkg-query(1), EXIT STATUS: 1 when the query "failed either fully or partially, due to no file
+    or package being found", so a query of two names where one is unknown exits 1 even when the
+    other is installed. A stub maps each Dockerfile package name to a package this machine has
+    (``bash``) or an unknown name, then runs the real dpkg-query; apt-get and rm are recorders.
+    """
+    real = shutil.which("dpkg-query")
+    if real is None:
+        pytest.skip("dpkg-query is not installed here (not a Debian/Ubuntu machine)")
+    if Path("/usr/lib/python3.10/dist-packages/tensorrt").is_dir():
+        pytest.skip("this machine has TensorRT's Python bindings where the step looks for them")
+    run = next(a for w, a in dockerfile_instructions() if w == "RUN" and "apt-get install" in a)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    (bin_dir / "dpkg-query").write_text(
+        "#!/usr/bin/env bash\n"
+        f"declare -A have=({' '.join(f'[{n}]=1' for n in sorted(present))})\n"
+        'args=(); for a in "$@"; do\n'
+        '  case "$a" in -*) args+=("$a");; *) if [ -n "${have[$a]:-}" ]; then args+=(bash); '
+        'else args+=("no-such-package-$a"); fi;; esac\n'
+        f'done\nexec {real} "${{args[@]}}"\n'
+    )
+    (bin_dir / "apt-get").write_text(f'#!/usr/bin/env bash\necho "$@" >> {log}\n')
+    (bin_dir / "rm").write_text("#!/usr/bin/env bash\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([*APT_RUN_SHELL, run], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = log.read_text().splitlines()
+    installed = [line.split()[-1] for line in lines if line.startswith("install") and "python3 python3-pip" not in line]
+    assert installed == expected, lines
