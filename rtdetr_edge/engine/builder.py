@@ -240,7 +240,6 @@ def _build(
         PostprocessNetwork,
         Profile,
     )
-    from polygraphy.backend.trt import util as polygraphy_trt_util
     from polygraphy.exception import PolygraphyException
 
     version = str(trt.__version__)
@@ -251,9 +250,13 @@ def _build(
         raise EngineError(f"internal: no input shapes for {onnx_path} (read them with inspect_onnx)")
     choice = config_choice(r)
     dynamic = batch_shapes(hints.inputs, r.profile)
-    # one process-wide TensorRT logger: Polygraphy's loaders use ours (TensorRT keeps the first one)
-    if hasattr(polygraphy_trt_util, "TRT_LOGGER"):
-        polygraphy_trt_util.TRT_LOGGER = logger()
+    # Polygraphy's builder and parser log through Polygraphy's own TensorRT logger, whose lines reach
+    # `poly` (polygraphy_log); ours stays with our runtimes. Two loggers are fine: "The logger used to
+    # create an instance of IBuilder, IRuntime or IRefitter is used for all objects created through
+    # that interface" (NvInferRuntimeBase.h, release/8.6:502, release/10.3:675); only the global
+    # logger of standalone functions keeps the first one given (getLogger(), NvInferRuntime.h,
+    # release/8.6:3743-3747, release/10.3:4612-4617), which TensorRT notes in one INFO line
+    logger()  # ours first, with the plugin library initialised (trt_logging.logger)
     counts: dict[str, int] = {}
 
     network: Callable[[], Any] = NetworkFromOnnxPath(os.fspath(onnx_path), strongly_typed=choice.strongly_typed)
@@ -288,7 +291,7 @@ def _build(
         if cfg.num_optimization_profiles != 1:
             raise EngineError(
                 f"TensorRT rejected the optimisation profile {r.profile} for {sorted(dynamic) or 'the inputs'}: "
-                f"{cap.summary()}"
+                f"{'; '.join(poly.errors[-6:]) or cap.summary()}"
             )
         if choice.dla_core is not None:
             if builder.num_DLA_cores <= choice.dla_core:
