@@ -266,7 +266,8 @@ class BatchRunner:
     inputs: list[IOTensor]
     capture: Callable[[Any, Callable[[], None]], Graph] | None = None
     source: str = "engine"
-    replays: int = 0
+    captures: int = 0  # CUDA graphs captured (a rebind drops them; the next ones count too)
+    launches: int = 0  # graph launches: the one right after each capture, then every replay
     _main: Context | None = None
     _batch: int = 0
     _slots: dict[int, _Slot] = field(default_factory=dict)
@@ -312,7 +313,7 @@ class BatchRunner:
             slot.graph = self._capture(slot, batch, stream)
         if slot.graph is not None:
             slot.graph.launch(stream)
-            self.replays += 1
+            self.launches += 1
         else:
             ctx.execute_async(stream.handle)
         return ctx
@@ -370,6 +371,7 @@ class BatchRunner:
                 exc,
             )
             return None
+        self.captures += 1
         log.debug("%s: captured a CUDA graph for batch %d", self.source, batch)
         return graph
 

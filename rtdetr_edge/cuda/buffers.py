@@ -518,6 +518,21 @@ def driver() -> _Driver:
     return _DRIVER
 
 
+@contextlib.contextmanager
+def bindings(drv: _Driver) -> Iterator[None]:
+    """Make ``drv`` the runtime's CUDA bindings inside the block (the self-test runs TensorRT on pycuda).
+
+    Not for concurrent use: it swaps the process-wide choice. Buffers, streams and events made inside
+    keep ``drv`` for their whole life.
+    """
+    global _DRIVER
+    saved, _DRIVER = _DRIVER, drv
+    try:
+        yield
+    finally:
+        _DRIVER = saved
+
+
 def device_count() -> int:
     """Number of CUDA devices: 0 without CUDA bindings, driver or GPU.
 

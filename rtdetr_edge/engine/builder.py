@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._optional import require
 from ..backends.trt_logging import LogCapture, capture, load_tensorrt, logger
-from ..engine_format import BatchProfile
+from ..engine_format import BatchProfile, version_tuple
 from ..engine_recipe import BUILDER_FLAGS, EngineRecipe
 from ..errors import EngineError
 from .polygraphy_log import PolygraphyLines, polygraphy_log
@@ -209,13 +209,20 @@ def batch_shapes(
     return out
 
 
-def build_serialized_engine(r: EngineRecipe, hints: NetworkHints, timing_cache: str | None = None) -> bytes:
+def build_serialized_engine(
+    r: EngineRecipe, hints: NetworkHints, timing_cache: str | None = None, cache_hits_only: bool = False
+) -> bytes:
     """Parse the recipe's source ONNX and build a serialized engine as the recipe says.
 
     Args:
         r: from :func:`~rtdetr_edge.engine_recipe.recipe` for the running TensorRT.
         hints: the ONNX's inputs, node names/ops (error messages, FP32 pinning).
         timing_cache: the timing-cache file to load (if it exists) and save (None: none).
+        cache_hits_only: the self-test's proof that a rebuild reads the timing cache: TensorRT's
+            ``ERROR_ON_TIMING_CACHE_MISS`` ("Emit error when a tactic being timed is not present in
+            the timing cache", NvInfer.h, release/10.3:8368-8370; absent from 8.6) is set, and any
+            error line TensorRT or Polygraphy logs during the build fails it. Needs TensorRT >= 10
+            and an existing ``timing_cache``.
 
     Raises:
         EngineError: parser errors (with node names), unsupported options, or a failed build
@@ -225,12 +232,27 @@ def build_serialized_engine(r: EngineRecipe, hints: NetworkHints, timing_cache: 
     require("polygraphy", "building TensorRT engines")
     import tensorrt as trt
 
+    if cache_hits_only:
+        if version_tuple(str(trt.__version__))[0] < 10:
+            raise EngineError(f"TensorRT {trt.__version__} has no ERROR_ON_TIMING_CACHE_MISS flag (added in 10.x)")
+        if not timing_cache or not Path(timing_cache).is_file():
+            raise EngineError(f"cache_hits_only needs an existing timing cache, got {timing_cache!r}")
     with capture() as cap, polygraphy_log() as poly:
-        return _build(trt, r, hints, timing_cache, cap, poly)
+        blob = _build(trt, r, hints, timing_cache, cap, poly, cache_hits_only)
+        if cache_hits_only and (cap.errors or poly.errors):
+            lines = "; ".join([*cap.errors, *poly.errors][-6:])
+            raise EngineError(f"the rebuild missed the timing cache {timing_cache}: {lines}")
+        return blob
 
 
 def _build(
-    trt: Any, r: EngineRecipe, hints: NetworkHints, timing_cache: str | None, cap: LogCapture, poly: PolygraphyLines
+    trt: Any,
+    r: EngineRecipe,
+    hints: NetworkHints,
+    timing_cache: str | None,
+    cap: LogCapture,
+    poly: PolygraphyLines,
+    cache_hits_only: bool = False,
 ) -> bytes:
     from polygraphy.backend.trt import (
         CreateConfig,
@@ -283,6 +305,7 @@ def _build(
         builder_optimization_level=choice.optimization_level,
         use_dla=choice.use_dla,
         allow_gpu_fallback=choice.gpu_fallback and choice.use_dla,
+        **({"error_on_timing_cache_miss": True} if cache_hits_only else {}),
     )
 
     def finish_config(builder: tensorrt.Builder, network: tensorrt.INetworkDefinition, cfg: Any) -> None:

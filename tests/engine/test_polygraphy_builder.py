@@ -347,3 +347,40 @@ def test_parser_failures_name_the_node_from_polygraphys_log(polygraphy: Any) -> 
     from polygraphy.logger import G_LOGGER
 
     assert not G_LOGGER.use_python_logging_system  # restored after the build
+
+
+def test_cache_hits_only_sets_the_miss_flag_and_fails_on_an_error_line(polygraphy: Any, tmp_path: Path) -> None:
+    """The self-test's timing-cache proof: ERROR_ON_TIMING_CACHE_MISS (TensorRT >= 10) via Polygraphy's
+    ``error_on_timing_cache_miss``; an error line logged during the build fails it."""
+    cache = tmp_path / "t.cache"
+    r = _recipe("10.3.0.30", "fp16", batch=BatchProfile(1, 2, 4))
+    rec = polygraphy("10.3.0.30")
+    with pytest.raises(EngineError, match="needs an existing timing cache"):
+        builder.build_serialized_engine(r, HINTS, str(cache), cache_hits_only=True)
+    cache.write_bytes(b"tactics")
+    assert builder.build_serialized_engine(r, HINTS, str(cache), cache_hits_only=True) == b"serialized"
+    assert rec.calls["config"]["error_on_timing_cache_miss"] is True
+    builder.build_serialized_engine(r, HINTS, str(cache))
+    assert "error_on_timing_cache_miss" not in rec.calls["config"]  # ordinary builds: Polygraphy's default
+
+    from polygraphy.logger import G_LOGGER
+
+    def finish(builder_: Any, network: Any, cfg: Any) -> None:
+        G_LOGGER.error("Timing cache miss for tactic 0x12")
+
+    rec = polygraphy("10.3.0.30")
+    inner = rec.classes["PostprocessConfig"]
+
+    class Missing(inner):  # type: ignore[misc, valid-type]
+        def __call__(self, builder_: Any, network: Any) -> Any:
+            finish(builder_, network, rec.cfg)
+            return super().__call__(builder_, network)
+
+    import polygraphy.backend.trt as ptrt
+
+    ptrt.PostprocessConfig = Missing  # restored by the fixture's monkeypatch on teardown
+    with pytest.raises(EngineError, match=r"missed the timing cache .*Timing cache miss for tactic 0x12"):
+        builder.build_serialized_engine(r, HINTS, str(cache), cache_hits_only=True)
+    polygraphy("8.6.2.3")
+    with pytest.raises(EngineError, match=r"TensorRT 8\.6\.2\.3 has no ERROR_ON_TIMING_CACHE_MISS"):
+        builder.build_serialized_engine(_recipe("8.6.2.3", "fp16"), HINTS, str(cache), cache_hits_only=True)
