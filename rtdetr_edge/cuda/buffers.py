@@ -728,6 +728,21 @@ class HostDeviceBuffer:
         return f"HostDeviceBuffer({self.shape}, {self.dtype}, kind={self.kind!r})"
 
 
+class DeviceMemory:
+    """A plain device allocation of ``nbytes`` (e.g. the activation memory execution contexts share)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self._drv = driver()
+        self.nbytes = int(nbytes)
+        self.ptr, self._owner = self._drv.malloc(max(self.nbytes, 1))
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._drv.free(self.ptr, self._owner)
+
+
 class CudaGraph:
     """Work captured once on a stream and replayed with one launch (cuda-python only).
 

@@ -60,10 +60,15 @@ class FakeEngineObject:
     def get_tensor_dtype(self, name: str) -> str:
         return "float32"
 
-    def create_execution_context(self) -> FakeContext:
+    # ICudaEngine::getDeviceMemorySizeV2 (NvInferRuntime.h release/10.3:2725): any size; recorded only
+    device_memory_size_v2 = 4096
+
+    def create_execution_context(self, strategy: str = "STATIC") -> FakeContext:
         self.contexts += 1
         shares = int(self.version.split(".")[0]) >= 10 or not self.dynamic
-        return FakeContext(self, profile=0 if (self.contexts == 1 or shares) else None)
+        ctx = FakeContext(self, profile=0 if (self.contexts == 1 or shares) else None)
+        ctx.strategy = strategy  # recorded: what the runtime asked for (kSTATIC is the default, 10.3:2612-2622)
+        return ctx
 
 
 class FakeContext:
@@ -75,6 +80,12 @@ class FakeContext:
         self.state = next(self.ids)  # changes on every shape change
         self.addresses: dict[str, int] = {}
         self.shape_sets = 0
+        self.strategy = "STATIC"
+        self.device_memory: tuple[int, int] | None = None  # (pointer, size) given by set_device_memory
+
+    def set_device_memory(self, memory: int, size: int) -> None:
+        # IExecutionContext::setDeviceMemoryV2 (NvInferRuntime.h release/10.3:3691): recorded only
+        self.device_memory = (memory, size)
 
     def set_input_shape(self, name: str, dims: list[int]) -> bool:
         if self.profile is None:
@@ -222,6 +233,10 @@ def install(monkeypatch: pytest.MonkeyPatch, version: str = "10.3.0.30", dynamic
     trt.TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")  # type: ignore[attr-defined]
     trt.nptype = lambda dt: np.float32  # type: ignore[attr-defined]
     trt.Dims = list  # type: ignore[attr-defined]
+    # ExecutionContextAllocationStrategy (NvInferRuntime.h release/10.3:2523-2525; 10.x only)
+    trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(  # type: ignore[attr-defined]
+        STATIC="STATIC", ON_PROFILE_CHANGE="ON_PROFILE_CHANGE", USER_MANAGED="USER_MANAGED"
+    )
 
     class ILogger:
         INTERNAL_ERROR, ERROR, WARNING, INFO = range(4)

@@ -229,3 +229,37 @@ def test_backend_mapped_and_pinned_give_the_same_outputs(monkeypatch: pytest.Mon
         got, want = _infer(be, 3, 5)
         np.testing.assert_allclose(got, want, rtol=1e-6)
     assert mapped.describe()["zero_copy"] and not pinned.describe()["zero_copy"]
+
+
+@pytest.mark.parametrize(
+    "version, graphs, shared",
+    [
+        ("10.3.0.30", True, True),  # a context per batch size, one block for all
+        ("10.3.0.30", False, False),  # one context: TensorRT's own STATIC block
+        ("10.0.1.6", True, False),  # no setDeviceMemoryV2 before 10.1
+        ("8.6.1.6", True, False),  # no allocation strategies on 8.6
+    ],
+)
+def test_a_graph_backends_contexts_share_one_device_memory_block(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str, graphs: bool, shared: bool
+) -> None:
+    """createExecutionContext(kUSER_MANAGED) + setDeviceMemoryV2(block, getDeviceMemorySizeV2()) on
+    TensorRT >= 10.1 (NvInferRuntime.h release/10.3:2523-2525, 2725, 3691), as Polygraphy's TrtRunner does."""
+    be = _backend(monkeypatch, tmp_path, version, cuda_graph=graphs)
+    for i, batch in enumerate((1, 2, 3, 1)):
+        got, want = _infer(be, batch, i)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    contexts = [_fake_context(s.context) for s in be._runner._slots.values()] or [
+        _fake_context(be._runner._main)  # type: ignore[arg-type]
+    ]
+    assert len(contexts) == (3 if graphs else 1)
+    if shared:
+        block = be.describe()["shared_context_memory"]
+        assert block == 4096  # the engine's device_memory_size_v2, allocated once
+        assert {c.strategy for c in contexts} == {"USER_MANAGED"}
+        assert len({c.device_memory for c in contexts}) == 1 and contexts[0].device_memory is not None
+        assert contexts[0].device_memory[1] == 4096
+    else:
+        assert be.describe()["shared_context_memory"] is None
+        assert {c.strategy for c in contexts} == {"STATIC"} and all(c.device_memory is None for c in contexts)
+    be.close()
