@@ -102,6 +102,7 @@ def test_plain_enqueues_set_shapes_only_on_a_batch_change(monkeypatch: pytest.Mo
     for i, batch in enumerate((*BATCHES, 2)):
         want = mem.fill(batch, i)
         ctx = runner.run(batch, stream)
+        fake.run_queued(stream.handle)  # the outputs are there only after the stream ran
         np.testing.assert_allclose(mem.total[:batch, 0], want, rtol=1e-6)
         assert ctx.tensor_shape("total") == (batch, 1)
     assert runner.contexts == 1 and runner._main is not None
@@ -116,6 +117,7 @@ def test_graphs_replay_after_batch_switches_and_stay_correct(monkeypatch: pytest
     for i, batch in enumerate(BATCHES):
         want = mem.fill(batch, i)
         runner.run(batch, stream)
+        stream.synchronize()
         np.testing.assert_allclose(mem.total[:batch, 0], want, rtol=1e-6)  # NaN if a stale graph ran
     # one context and one graph per batch size; calls 3-6 replayed (the first per size is plain,
     # the second captures and launches)
@@ -129,6 +131,7 @@ def test_graphs_replay_after_batch_switches_and_stay_correct(monkeypatch: pytest
     assert runner.graphs == 0
     want = mem2.fill(1, 99)
     runner.run(1, stream)
+    stream.synchronize()
     np.testing.assert_allclose(mem2.total[:1, 0], want, rtol=1e-6)
     runner.close()
 
@@ -150,6 +153,7 @@ def test_the_simulation_catches_a_graph_replayed_after_a_shape_change(monkeypatc
     ctx.set_input_shape("images", (1, *SHAPE))
     mem.fill(1, 0)
     graphs[1].launch(stream)
+    stream.synchronize()
     assert np.isnan(mem.total[0, 0])
 
 
@@ -163,6 +167,7 @@ def test_a_failed_capture_falls_back_to_plain_enqueues(
         for i, batch in enumerate(BATCHES):
             want = mem.fill(batch, i)
             runner.run(batch, stream)
+            stream.synchronize()
             np.testing.assert_allclose(mem.total[:batch, 0], want, rtol=1e-6)
     failures = [r for r in caplog.records if "CUDA graph capture for batch" in r.getMessage()]
     assert len(failures) == 2 and "stream is capturing" in failures[0].getMessage()  # once per batch size

@@ -46,6 +46,9 @@ class FakeRuntime:
         return (0,)
 
     def cudaStreamEndCapture(self, stream: Any) -> tuple[int, Any]:
+        # on an error cuda-python 12.9+ returns (err, None) (runtime.pyx of 12.9.10, cudaStreamEndCapture:
+        # `return (_cudaError_t(err), None)`); 12.6.2.post1 returns the NULL graph object instead
+        # (runtime.pyx:15805-15806): graph_capture touches the graph only when err is 0, so both are fine
         self.calls.append("end")
         return (self.end_error, None if self.end_error else "graph")
 

@@ -189,8 +189,33 @@ def test_fp32_pinning_on_a_fake_network(fake_trt: types.ModuleType) -> None:
     assert layers[5].precision == "f32"
 
 
+def _real_polygraphy() -> dict[str, Any]:
+    import polygraphy.backend.trt as ptrt
+
+    names = ("NetworkFromOnnxPath", "PostprocessNetwork", "CreateConfig", "PostprocessConfig", "EngineBytesFromNetwork")
+    return {name: getattr(ptrt, name) for name in names}
+
+
+REAL = _real_polygraphy()  # the installed Polygraphy's loaders, before any test replaces them
+
+
+def _accepted(name: str, *args: Any, **kwargs: Any) -> None:
+    """What the builder passes must bind to the installed Polygraphy's own signature (0.47.x's
+    NetworkFromOnnxPath had no ``strongly_typed``: that is a TypeError here too)."""
+    import inspect
+
+    inspect.signature(REAL[name].__init__).bind(None, *args, **kwargs)
+
+
 class Recorder:
-    """Stand-ins for Polygraphy's loaders: record what the builder passes, run its callbacks."""
+    """Stand-ins for Polygraphy's loaders: record what the builder passes, run its callbacks.
+
+    Each takes only what the installed Polygraphy's loader accepts (:func:`_accepted`), and calls
+    its callbacks as Polygraphy does (0.53.6: a ``PostprocessNetwork`` func gets ``network=``,
+    ``backend/trt/loader.py:466``; a ``PostprocessConfig`` func gets ``(builder, network, config)``,
+    ``config.py:719``; ``EngineBytesFromNetwork`` makes the network, then the config with
+    ``(builder, network)``, ``loader.py:751, 759``). TensorRT is not run.
+    """
 
     def __init__(self, profiles: int = 1, dla_cores: int = 2, fail: str = "") -> None:
         self.calls: dict[str, Any] = {}
@@ -203,6 +228,7 @@ class Recorder:
 
         class NetworkFromOnnxPath:
             def __init__(self, path: str, strongly_typed: bool = False) -> None:
+                _accepted("NetworkFromOnnxPath", path, strongly_typed=strongly_typed)
                 rec.calls["network"] = (path, strongly_typed)
 
             def __call__(self) -> Any:
@@ -210,6 +236,7 @@ class Recorder:
 
         class PostprocessNetwork:
             def __init__(self, network: Any, func: Any, name: str = "") -> None:
+                _accepted("PostprocessNetwork", network, func, name)
                 self.inner, self.func = network, func
                 rec.calls.setdefault("network_steps", []).append(name)
 
@@ -220,10 +247,12 @@ class Recorder:
 
         class CreateConfig:
             def __init__(self, **kwargs: Any) -> None:
+                _accepted("CreateConfig", **kwargs)
                 rec.calls["config"] = kwargs
 
         class PostprocessConfig:
             def __init__(self, config: Any, func: Any) -> None:
+                _accepted("PostprocessConfig", config, func)
                 self.func = func
 
             def __call__(self, builder: Any, network: Any) -> Any:
@@ -240,6 +269,7 @@ class Recorder:
 
         class EngineBytesFromNetwork:
             def __init__(self, network: Any, config: Any, save_timing_cache: Any = None) -> None:
+                _accepted("EngineBytesFromNetwork", network, config, save_timing_cache=save_timing_cache)
                 self.network, self.config = network, config
                 rec.calls["save_timing_cache"] = save_timing_cache
 
