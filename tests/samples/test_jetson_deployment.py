@@ -92,6 +92,27 @@ def test_dockerfile_installs_no_torch_and_copies_existing_files() -> None:
     assert ENTRYPOINT.stat().st_mode & 0o111, "entrypoint.sh must be executable"
 
 
+def test_dockerfile_has_an_unbuilt_jetpack72_target_with_the_cu13_extra() -> None:
+    """``--build-arg JETPACK=72``: NVIDIA's arm64 (SBSA) TensorRT container, cuda-python as ``[trt-cu13]``
+    pins it; marked unbuilt. The default stays JetPack 6."""
+    instructions = dockerfile_instructions()
+    first_from = [w for w, _ in instructions].index("FROM")
+    args = dict(re.findall(r"ARG (\w+)=(\S+)", " ".join(f"{w} {a}" for w, a in instructions[:first_from])))
+    assert args["JETPACK"] == "6"
+    assert re.fullmatch(r"nvcr\.io/nvidia/tensorrt:\d\d\.\d\d-py3", args["JP72_BASE_IMAGE"])
+    froms = [a for w, a in instructions if w == "FROM"]
+    assert froms == [
+        "${BASE_IMAGE} AS base-jetpack6",
+        "${JP72_BASE_IMAGE} AS base-jetpack72",
+        "${JETPACK} AS runtime".join(["base-jetpack", ""]),
+    ]
+    text = DOCKERFILE.read_text()
+    assert "UNBUILT" in text and "wyoming-whisper-trt PR #1047" in text
+    pyproject = (REPO / "pyproject.toml").read_text()
+    cu13 = re.search(r'^trt-cu13 = \["(cuda-python[^"]+)"', pyproject, re.M)
+    assert cu13 is not None and f'"{cu13.group(1)}"' in text
+
+
 def test_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint")
     if hadolint is None:
