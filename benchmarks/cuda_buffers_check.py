@@ -11,6 +11,7 @@ Checks, each printed as PASS/FAIL with what ran:
   4. stream ordering: event recorded after a copy completes before the data is read; the
      elapsed time between events is positive; H2D bandwidth from event timing
   5. CUDA graph (cuda-python only): a captured copy replays and moves new data
+  6. a plain device block (what a CUDA-graph backend's execution contexts share): written, read back
 
 Exit status 0 when every check passed, 1 when one failed; without a GPU it prints SKIP and exits
 0 (2 with --require-gpu).
@@ -62,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     except MissingDependencyError as exc:
         print(f"SKIP: {exc}")
         return 2 if args.require_gpu else 0
-    count = buffers.device_count()
+    status = buffers.cuda_status()  # never raises: no driver, no GPU or a broken setup is a reason
+    count = status.devices
     if count <= args.device:
-        print(f"SKIP: no CUDA device {args.device} ({count} found; bindings: {drv.name}). Nothing was run.")
+        why = status.reason or f"{count} found"
+        print(f"SKIP: no CUDA device {args.device} ({why}; bindings: {drv.name}). Nothing was run.")
         return 2 if args.require_gpu else 0
     buffers.set_device(args.device)
     print(f"bindings: {drv.name}; CUDA devices: {count}; checking device {args.device}")
@@ -160,6 +163,26 @@ def main(argv: list[str] | None = None) -> int:
         return "captured one device copy, replayed twice with new data"
 
     check("CUDA graph capture/replay", graph_replay)
+
+    def device_block() -> str:
+        # the kind of block a CUDA-graph backend's execution contexts share (buffers.DeviceMemory)
+        data = rng.standard_normal(4096).astype(np.float32)
+        block = buffers.DeviceMemory(data.nbytes)
+        try:
+            with buffers.HostDeviceBuffer(data.shape, np.float32, "pinned") as a:
+                a.host[...] = data
+                a.to_device(stream)
+                buffers.copy_device(block.ptr, a.device_ptr, a.nbytes, stream)
+                a.host[...] = 0
+                buffers.copy_device(a.device_ptr, block.ptr, a.nbytes, stream)
+                a.to_host(stream)
+                stream.synchronize()
+                assert np.array_equal(a.host, data), "bytes differ after a round trip through the block"
+        finally:
+            block.close()
+        return f"{data.nbytes}-byte device block written and read back"
+
+    check("device memory block", device_block)
     stream.close()
 
     failed = [r for r in results if not r["ok"]]

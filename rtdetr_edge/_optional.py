@@ -33,6 +33,23 @@ _ROUTES: dict[str, str] = {
 }
 
 
+# The oldest version rtdetr-edge works with, where it matters; pyproject's extras name the same floor
+# (tests/tooling/test_support_matrix.py holds them together). Polygraphy: `strongly_typed` network
+# loaders came in 0.48.0 and the Python-logging switch (`G_LOGGER.use_python_logging_system`) in
+# 0.49.13 (tools/Polygraphy/CHANGELOG.md in NVIDIA/TensorRT); 0.47.x failed with a TypeError.
+MIN_VERSIONS: dict[str, str] = {"polygraphy": "0.49.13"}
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.49.13"`` -> (0, 49, 13); stops at the first part that is not a number (``"0.53.6.dev1"``)."""
+    parts: list[int] = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
 def route_for(name: str) -> str:
     """How a user gets the top-level package ``name`` (used in error messages)."""
     return _ROUTES.get(name.split(".", maxsplit=1)[0], f"pip install {name.split('.', maxsplit=1)[0]}")
@@ -45,13 +62,22 @@ def require(module: str, purpose: str = "") -> ModuleType:
         module: dotted module name, e.g. ``"tensorrt"`` or ``"cuda.bindings.runtime"``.
         purpose: what it is needed for, shown in the message (e.g. ``"exporting to ONNX"``).
     """
+    why = f" for {purpose}" if purpose else ""
     try:
-        return importlib.import_module(module)
+        mod = importlib.import_module(module)
     except ImportError as exc:
-        why = f" for {purpose}" if purpose else ""
         raise MissingDependencyError(
             f"'{module}' is needed{why} but cannot be imported ({exc}). Install it: {route_for(module)}"
         ) from exc
+    floor = MIN_VERSIONS.get(module)
+    if floor is not None:
+        found = str(getattr(mod, "__version__", "?"))
+        if _release(found) < _release(floor):
+            raise MissingDependencyError(
+                f"'{module}' {found} is too old{why}: rtdetr-edge needs {module} >= {floor}. "
+                f'Upgrade it: pip install "{module}>={floor}"'
+            )
+    return mod
 
 
 def available(module: str) -> bool:

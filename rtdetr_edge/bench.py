@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,3 +135,135 @@ def benchmark(
     if not isinstance(model, Detector):
         det.close()
     return result
+
+
+# --- rtdetr-engine --precision best --------------------------------------------------------------
+
+# INT8 becomes a device's default only this much faster than FP16 (and only when the host's INT8
+# check passed): DETR INT8 engines are often no faster than FP16 (roboflow/rf-detr#955, #1024;
+# NVIDIA/TensorRT#4554), and a default that costs accuracy must buy real speed
+INT8_MIN_SPEEDUP = 0.10
+
+# Timer: (engine file, batch) -> {"gpu_compute_ms": p50 or None, "host_latency_ms": p50, ...}
+Timer = Callable[[Path, int], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BestPrecision:
+    """What ``rtdetr-engine BUNDLE --precision best`` built, measured and chose on this device."""
+
+    chosen: str
+    reason: str
+    metric: str  # "gpu_compute_ms" (CUDA events) or "host_latency_ms" when the backend has no events
+    batch: int
+    engines: dict[str, Path]
+    timings: dict[str, dict[str, Any]]
+
+    def table(self) -> str:
+        lines = [f"{'precision':<10}{'batch':>6}{'GPU ms p50':>12}{'host ms p50':>13}  engine"]
+        for precision, t in self.timings.items():
+            gpu = t.get("gpu_compute_ms")
+            lines.append(
+                f"{precision:<10}{t['batch']:>6}{'-' if gpu is None else f'{gpu:.2f}':>12}"
+                f"{t['host_latency_ms']:>13.2f}  {self.engines[precision].name}"
+            )
+        lines.append(f"default on this device: {self.chosen} ({self.reason})")
+        return "\n".join(lines)
+
+
+def host_int8_check(bundle: Any) -> str | None:
+    """None when the bundle's host INT8 check passed (``report.json``: ``check.int8.passed``), else why not."""
+    import json
+
+    report = bundle.path / "report.json"
+    try:
+        check = (json.loads(report.read_text()).get("check") or {}).get("int8")
+    except (OSError, ValueError) as exc:
+        return f"the bundle's report.json cannot be read ({exc})"
+    if not isinstance(check, dict):
+        return "the host INT8 check did not run (rtdetr-build --check-images)"
+    if check.get("passed") is not True:
+        failures = [str(f) for f in check.get("failures", [])]
+        return "the host INT8 check failed" + (f": {'; '.join(failures)}" if failures else "")
+    return None
+
+
+def choose_precision(int8_check: str | None, fp16_ms: float, int8_ms: float) -> tuple[str, str]:
+    """(fp16 or int8, why): INT8 only when its host check passed and it is >= 10 % faster than FP16."""
+    gain = 1.0 - int8_ms / fp16_ms if fp16_ms > 0 else 0.0
+    speed = f"INT8 {int8_ms:.2f} ms vs FP16 {fp16_ms:.2f} ms ({100 * gain:+.1f} %)"
+    if int8_check is not None:
+        return "fp16", f"{int8_check}; {speed}"
+    if not int8_ms <= (1.0 - INT8_MIN_SPEEDUP) * fp16_ms:  # (not gain < 0.1: 1 - 9/10 is 0.0999...)
+        return "fp16", f"{speed}: INT8 is not at least {100 * INT8_MIN_SPEEDUP:.0f} % faster"
+    return "int8", f"{speed}, and the host INT8 check passed"
+
+
+def time_engine(path: Path, batch: int, device: int = 0, iterations: int = 50, warmup: int = 10) -> dict[str, Any]:
+    """One engine timed as ``rtdetr-bench`` does: :func:`benchmark` of a TensorRT Detector at ``batch``."""
+    from .backends.options import TensorRTOptions
+
+    det = Detector(path, backend="tensorrt", tensorrt=TensorRTOptions(device=device), max_batch=batch)
+    try:
+        r = benchmark(det, batch=batch, iterations=iterations, warmup=warmup)
+    finally:
+        det.close()
+    gpu = r.stages_ms.get("gpu_compute", {}).get("p50")
+    return {
+        "batch": batch,
+        "iterations": iterations,
+        "gpu_compute_ms": None if gpu is None else round(gpu, 4),
+        "host_latency_ms": round(r.latency_ms["p50"], 4),
+    }
+
+
+def best_precision(
+    bundle: Any,
+    options: Any = None,
+    device: int = 0,
+    rebuild: bool = False,
+    timer: Timer | None = None,
+) -> BestPrecision:
+    """Build the FP16 and INT8 engines from the recipe, time both at the profile's opt batch, choose.
+
+    INT8 becomes the default only when the bundle's host INT8 check passed and INT8 is at least
+    10 % faster than FP16 (:func:`choose_precision`); the timings and the choice are written into
+    both engines' sidecars, where ``Detector(bundle)`` (``precision="auto"``) finds the choice.
+
+    Args:
+        bundle: an open :class:`~rtdetr_edge.bundle.Bundle` with fp16 and int8 artifacts.
+        options: :class:`~rtdetr_edge.engine_recipe.EngineBuildOptions` for both engines.
+        device: CUDA device.
+        rebuild: rebuild engines even if valid ones are cached.
+        timer: ``(engine, batch) -> timings`` (default :func:`time_engine`; tests inject numbers).
+    """
+    from dataclasses import replace
+
+    from .engine import engine_for_bundle
+    from .engine_format import load_sidecar, sidecar_path
+    from .errors import EngineError, InputError
+
+    missing = [p for p in ("fp16", "int8") if p not in bundle.precisions]
+    if missing:
+        raise InputError(
+            f"--precision best compares FP16 and INT8 engines, and {bundle.path} has no {' or '.join(missing)} "
+            f"graph (it has {', '.join(bundle.precisions)}); build one precision with --precision"
+        )
+    engines = {p: engine_for_bundle(bundle, p, options, device, rebuild) for p in ("fp16", "int8")}
+    metas = {p: load_sidecar(path) for p, path in engines.items()}
+    fp16_meta = metas["fp16"]
+    if fp16_meta is None:
+        raise EngineError(f"internal: {engines['fp16']} was built without its sidecar")
+    batch = fp16_meta.batch.opt  # the profile's opt batch: what TensorRT tuned the kernels for
+    measure = timer or (lambda path, n: time_engine(path, n, device))
+    timings = {p: measure(path, batch) for p, path in engines.items()}
+    metric = "gpu_compute_ms" if all(t.get("gpu_compute_ms") for t in timings.values()) else "host_latency_ms"
+    chosen, reason = choose_precision(
+        host_int8_check(bundle), float(timings["fp16"][metric]), float(timings["int8"][metric])
+    )
+    best = {"chosen": chosen, "reason": reason, "metric": metric, **{p: t[metric] for p, t in timings.items()}}
+    for p, path in engines.items():
+        meta = metas[p]
+        if meta is not None:
+            replace(meta, timings=timings[p], best=best).save(sidecar_path(path))
+    return BestPrecision(chosen, reason, metric, batch, engines, timings)

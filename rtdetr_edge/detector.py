@@ -129,6 +129,34 @@ def prebuilt_engine(
     return max(found)[1] if found else None
 
 
+def device_precision(bundle: Bundle, device: int = 0) -> str | None:
+    """The precision ``rtdetr-engine --precision best`` chose for this TensorRT and GPU (None if none).
+
+    Read from the ``best`` entry of the engines' sidecars in ``BUNDLE/engines``; only sidecars that
+    name this TensorRT version and this GPU count (:func:`rtdetr_edge.engine_format.incompatibility`).
+    """
+    from .backends.trt_logging import tensorrt_version
+    from .cuda import buffers
+    from .engine_format import DeviceIdentity, incompatibility, load_sidecar
+
+    if not bundle.engines_dir.is_dir():
+        return None
+    chosen: list[tuple[str, str]] = []
+    here: DeviceIdentity | None = None
+    for path in bundle.engines_dir.glob("*.engine"):
+        try:
+            meta = load_sidecar(path)
+            if meta is None or meta.best.get("chosen") not in ("fp16", "int8"):
+                continue
+            if here is None:  # TensorRT and the GPU are asked only when a choice was recorded
+                version, here = tensorrt_version(), DeviceIdentity.of(buffers.device_properties(device))
+            if incompatibility(meta, version, here) is None:
+                chosen.append((meta.created, str(meta.best["chosen"])))
+        except RtdetrEdgeError as exc:
+            log.debug("%s: passed over (%s)", path.name, exc)
+    return max(chosen)[1] if chosen else None
+
+
 def engine_frame_size(contract_json: str | None) -> tuple[int, int] | None:
     """The frame size an engine's sidecar contract takes (None: the preprocessed tensor, or unreadable)."""
     if not contract_json:
@@ -181,7 +209,9 @@ def _resolve(
     onnxruntime: OnnxRuntimeOptions | None,
     tensorrt: TensorRTOptions,
     engines: EngineSource | None,
-) -> tuple[Backend, ModelContract, Bundle | None]:
+) -> tuple[Backend, ModelContract, Bundle | None, str]:
+    """The opened backend, its contract, the bundle (None for a file) and the precision (``auto`` resolved
+    for a bundle: this device's ``--precision best`` choice on TensorRT, else the bundle's default)."""
     check_choice(backend, BACKEND_CHOICES, "backend")
     check_choice(precision, RUNTIME_PRECISIONS, "precision")
     if not isinstance(model, (str, os.PathLike)):
@@ -194,8 +224,11 @@ def _resolve(
         if not (path / METADATA).is_file():
             raise BundleError(f"{path}: not a bundle ({METADATA} is missing); build one with rtdetr-build")
         bundle = Bundle(path)
+        if backend == "auto" and not _tensorrt_usable(tensorrt.device):
+            backend = "onnxruntime"
         if precision == "auto":
-            precision = str(bundle.metadata.get("default_precision", "fp32"))
+            on_device = device_precision(bundle, tensorrt.device) if backend != "onnxruntime" else None
+            precision = on_device or str(bundle.metadata.get("default_precision", "fp32"))
         be = _bundle_backend(bundle, backend, precision, onnxruntime, tensorrt, engines)
     else:
         name = backend_for(path) if backend == "auto" else backend
@@ -203,7 +236,7 @@ def _resolve(
     try:
         if bundle is not None:
             _check_embedded_contract(be, bundle)
-        return be, _checked_io(be, bundle.contract if bundle is not None else _contract_of(be, path)), bundle
+        return be, _checked_io(be, bundle.contract if bundle is not None else _contract_of(be, path)), bundle, precision
     except RtdetrEdgeError:
         be.close()
         raise
@@ -319,7 +352,7 @@ class Detector:
                     f"(this machine has {count} CUDA device{'s' if count != 1 else ''})"
                 )
         self._closed = False
-        self.backend, self.contract, self.bundle = _resolve(
+        self.backend, self.contract, self.bundle, resolved = _resolve(
             model, backend, precision, onnxruntime, tensorrt or TensorRTOptions(), engines
         )
         self.model_path = Path(model)
@@ -340,11 +373,7 @@ class Detector:
         self._engines = engines
         self._onnxruntime = onnxruntime
         self._tensorrt = tensorrt or TensorRTOptions()
-        self.precision = (
-            str(self.bundle.metadata.get("default_precision", "fp32"))
-            if self.bundle is not None and precision == "auto"
-            else precision
-        )
+        self.precision = resolved
         # frame size -> the backend running that frame-input graph (None: the host path, logged once)
         self._frame_backends: dict[tuple[int, int], Backend | None] = {}
         self.frame_sizes: tuple[tuple[int, int], ...] = ()

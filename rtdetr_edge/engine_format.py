@@ -238,6 +238,12 @@ class EngineMetadata:
         recipe: what the recipe decided (source, typing, flags, pins, TF32, DLA), for reports.
         cache_key: see :func:`cache_key`.
         created: ISO time.
+        timings: what ``rtdetr-engine --precision best`` measured for this engine on its device
+            (batch, iterations, p50 GPU compute and host latency in ms); empty until then.
+        best: that command's choice, the same in both engines' sidecars: ``chosen`` (fp16 or int8),
+            ``reason``, ``metric``, and each precision's time; the Detector's ``precision="auto"``
+            takes ``chosen`` on a device whose engines carry it. Both keys are optional: sidecars of
+            format version 2 without them read as before.
     """
 
     tensorrt_version: str
@@ -257,6 +263,8 @@ class EngineMetadata:
     recipe: dict[str, Any] = field(default_factory=dict)
     cache_key: str = ""
     created: str = field(default_factory=now_iso)
+    timings: dict[str, Any] = field(default_factory=dict)
+    best: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -289,6 +297,10 @@ class EngineMetadata:
             "cache_key": self.cache_key,
             "created": self.created,
         }
+        if self.timings:
+            d["timings"] = self.timings
+        if self.best:
+            d["best"] = self.best
         if self.contract_json is not None:
             d[METADATA_KEY] = self.contract_json
         return d
@@ -322,6 +334,8 @@ class EngineMetadata:
                 recipe=dict(d.get("recipe") or {}),
                 cache_key=str(d.get("cache_key", "")),
                 created=str(d.get("created", "")),
+                timings=dict(d.get("timings") or {}),
+                best=dict(d.get("best") or {}),
             )
         except (KeyError, TypeError, ValueError, InputError) as exc:
             raise EngineError(f"{source}: invalid engine sidecar ({exc})") from exc

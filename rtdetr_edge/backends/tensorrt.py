@@ -106,8 +106,13 @@ class TensorRTBackend(Backend):
             self._outputs = [t for t in self._io if not t.is_input]
             if not self._inputs:
                 raise EngineError(f"{self.path}: the engine has no inputs")
+            # with CUDA graphs a context per batch size (up to 8 with the default 1,1,8 profile): they
+            # never run at once (one stream), so on TensorRT >= 10.1 they share one activation block
+            # instead of each reserving its own (trt_runtime.ExecutionContext)
+            self._shared: buffers.DeviceMemory | None = None
+            shared = self.cuda_graph and trt_runtime.shares_memory(self._engine.version)
             self._runner = trt_runtime.BatchRunner(
-                self._engine.create_context,
+                (lambda: self._engine.create_context(self._shared_memory)) if shared else self._engine.create_context,
                 self._inputs,
                 self._capture if self.cuda_graph else None,
                 str(self.path),
@@ -182,10 +187,12 @@ class TensorRTBackend(Backend):
             "memory": self.memory,
             "zero_copy": self.memory == "mapped",
             "cuda_graph": self.cuda_graph,
-            "cuda_graphs_captured": self._runner.graphs,
-            "cuda_graph_replays": self._runner.replays,
+            "cuda_graphs": self._runner.graphs,
+            "cuda_graph_captures": self._runner.captures,
+            "cuda_graph_launches": self._runner.launches,
             "execution_contexts": self._runner.contexts,
             "engine_copies": self._engine.copies,
+            "shared_context_memory": self._shared.nbytes if self._shared is not None else None,
             "cuda": buffers.driver().name,
             "batch_range": list(self.batch_range),
         }
@@ -208,6 +215,8 @@ class TensorRTBackend(Backend):
         self._closed = True
         with buffers.on_device(self.device):
             self._runner.close()
+            if self._shared is not None:  # after the contexts that ran in it
+                self._shared.close()
             self._release()
             for ev in (self._start, self._end):
                 ev.close()
@@ -262,6 +271,16 @@ class TensorRTBackend(Backend):
             t.name: self._buffers[t.name].host.reshape(-1)[: volume(shapes[t.name])].reshape(shapes[t.name]).copy()
             for t in self._outputs
         }
+
+    def _shared_memory(self, nbytes: int) -> int:
+        """The device block this backend's contexts share (allocated for the first, the same size for all)."""
+        if self._shared is None:
+            self._shared = buffers.DeviceMemory(nbytes)
+        elif nbytes > self._shared.nbytes:  # every context comes from the same plan
+            raise EngineError(
+                f"internal: a context of {self.path.name} needs {nbytes} bytes, the shared block has {self._shared.nbytes}"
+            )
+        return self._shared.ptr
 
     def _capture(self, stream: buffers.Stream, body: Callable[[], None]) -> buffers.CudaGraph:
         return buffers.CudaGraph(stream, body)

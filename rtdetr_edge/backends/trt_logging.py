@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._optional import require, route_for
-from ..errors import EngineError, MissingDependencyError
+from ..errors import MissingDependencyError
 
 if TYPE_CHECKING:
     import tensorrt
@@ -50,18 +50,23 @@ def tensorrt_version() -> str:
 
 
 def tensorrt_usable(device: int = 0) -> bool:
-    """True if real TensorRT imports and CUDA device ``device`` exists (for ``backend="auto"``)."""
+    """True if real TensorRT imports and CUDA device ``device`` exists (for ``backend="auto"``).
+
+    Where TensorRT is installed but CUDA device ``device`` is not usable (no driver: a container
+    started without ``--runtime nvidia``; no GPU; a broken CUDA setup), one warning says why.
+    """
     try:
         load_tensorrt()
     except MissingDependencyError:
         return False
     from ..cuda import buffers
 
-    try:
-        return buffers.device_count() > device
-    except EngineError as exc:  # a broken CUDA setup: say so, then run elsewhere
-        log.warning("TensorRT is installed but CUDA is not usable: %s", exc)
-        return False
+    status = buffers.cuda_status()  # never raises
+    if status.devices > device:
+        return True
+    why = status.reason or f"{status.devices} CUDA device(s)"
+    log.warning("TensorRT is installed but CUDA device %d is not usable (%s): running ONNX Runtime", device, why)
+    return False
 
 
 @dataclass

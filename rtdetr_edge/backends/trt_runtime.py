@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtdetr_edge")
 
 
+def shares_memory(trt_version: str) -> bool:
+    """Whether contexts can run in a caller's device-memory block here (TensorRT >= 10.1; see ExecutionContext)."""
+    return version_tuple(trt_version) >= (10, 1)
+
+
 def shares_profiles(trt_version: str, dynamic: bool) -> bool:
     """Whether a second execution context of one engine can use optimisation profile 0 (see module doc)."""
     return not dynamic or version_tuple(trt_version)[0] >= 10
@@ -135,8 +140,14 @@ class Engine:
             return (first.shape[0], first.shape[0])
         return (first.profile[0][0], first.profile[2][0])
 
-    def create_context(self) -> ExecutionContext:
-        """A new execution context with optimisation profile 0 (see the module doc for how)."""
+    def create_context(self, memory: Callable[[int], int] | None = None) -> ExecutionContext:
+        """A new execution context with optimisation profile 0 (see the module doc for how).
+
+        Args:
+            memory: ``memory(nbytes) -> device pointer``: the context runs in that block instead of
+                reserving its own (contexts that never run at once share one; see
+                :class:`ExecutionContext`). None: TensorRT's default STATIC allocation.
+        """
         with self._lock:
             if self._engine is None:
                 raise EngineError(f"{self.source}: engine is closed")
@@ -147,7 +158,7 @@ class Engine:
                 log.debug("%s: TensorRT %s context %d on its own engine copy", self.source, self.version, self.copies)
             else:
                 self._contexts += 1
-            return ExecutionContext(engine, self.source)
+            return ExecutionContext(engine, self.source, memory, self.version)
 
     def retain(self) -> Engine:
         """One more user (a clone); each user calls :meth:`close` once."""
@@ -167,15 +178,44 @@ class Engine:
 
 
 class ExecutionContext:
-    """One ``IExecutionContext``: shapes, addresses, enqueue. Use from one thread at a time."""
+    """One ``IExecutionContext``: shapes, addresses, enqueue. Use from one thread at a time.
 
-    def __init__(self, engine: tensorrt.ICudaEngine, source: str) -> None:
+    Activation memory: by default TensorRT's STATIC strategy, one block per context sized for all
+    profiles ("pre-allocate a block of device memory that is sufficient for all profiles",
+    NvInferRuntime.h release/10.3:2610-2622). With ``memory`` (TensorRT >= 10.1) the context gets
+    none of its own and runs in the caller's block, which contexts that never run at once may
+    share: "using it in another execution context running in parallel ... will result in undefined
+    behavior" (setDeviceMemoryV2, release/10.3:3677-3691); one stream orders them. The calls are
+    those of NVIDIA's Polygraphy ``TrtRunner`` (``backend/trt/runner.py`` 0.53.6, lines 236-247 and
+    472-505): ``create_execution_context(USER_MANAGED)`` (kUSER_MANAGED "The user supplies custom
+    allocation", release/10.3:2523-2525), then ``set_device_memory(ptr, device_memory_size_v2)``
+    (setDeviceMemoryV2 and getDeviceMemorySizeV2 came in 10.1: release/10.3:2725, 3691). TensorRT
+    8.6 and 10.0 would need ``createExecutionContextWithoutDeviceMemory`` and the ``device_memory``
+    attribute, which the 10.13 type stubs do not declare: there each context keeps its own block.
+    """
+
+    def __init__(
+        self,
+        engine: tensorrt.ICudaEngine,
+        source: str,
+        memory: Callable[[int], int] | None = None,
+        trt_version: str = "10.1",
+    ) -> None:
+        import tensorrt as trt
+
+        shared = memory is not None and shares_memory(trt_version)
         with capture() as cap:
-            ctx = engine.create_execution_context()
+            if shared:
+                ctx = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+            else:
+                ctx = engine.create_execution_context()
         if ctx is None:
             raise EngineError(
                 f"{source}: TensorRT could not create an execution context (out of GPU memory?): {cap.summary()}"
             )
+        if shared and memory is not None:
+            size = int(engine.device_memory_size_v2)
+            ctx.set_device_memory(memory(size), size)
         self._ctx: tensorrt.IExecutionContext | None = ctx
         self._engine = engine  # the context must not outlive the engine it came from
         self.source = source
@@ -266,7 +306,8 @@ class BatchRunner:
     inputs: list[IOTensor]
     capture: Callable[[Any, Callable[[], None]], Graph] | None = None
     source: str = "engine"
-    replays: int = 0
+    captures: int = 0  # CUDA graphs captured (a rebind drops them; the next ones count too)
+    launches: int = 0  # graph launches: the one right after each capture, then every replay
     _main: Context | None = None
     _batch: int = 0
     _slots: dict[int, _Slot] = field(default_factory=dict)
@@ -312,7 +353,7 @@ class BatchRunner:
             slot.graph = self._capture(slot, batch, stream)
         if slot.graph is not None:
             slot.graph.launch(stream)
-            self.replays += 1
+            self.launches += 1
         else:
             ctx.execute_async(stream.handle)
         return ctx
@@ -370,6 +411,7 @@ class BatchRunner:
                 exc,
             )
             return None
+        self.captures += 1
         log.debug("%s: captured a CUDA graph for batch %d", self.source, batch)
         return graph
 

@@ -20,6 +20,9 @@ examples:
   rtdetr-engine build/r18 --precision int8 --batch 1
   # FP16 on DLA core 0 (a static batch; INT8 on DLA is refused: DLA takes only calibrated INT8)
   rtdetr-engine build/r18 --precision fp16 --batch 1 --dla-core 0
+  # FP16 and INT8 engines, both timed at the profile's opt batch; INT8 becomes this device's default
+  # only if the host's INT8 check passed and it is at least 10 % faster (a table says why)
+  rtdetr-engine build/r18 --precision best
 """
 
 
@@ -31,8 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         default="auto",
-        choices=RUNTIME_PRECISIONS,
-        help="engine precision (auto: the bundle's default)",
+        choices=(*RUNTIME_PRECISIONS, "best"),
+        help="engine precision (auto: the bundle's default; best: build and time FP16 and INT8, keep the faster "
+        "as this device's default)",
     )
     device = TensorRTOptions().device
     p.add_argument("--device", type=int, default=device, help=f"CUDA device index (default {device})")
@@ -52,6 +56,12 @@ def _main(argv: Sequence[str] | None) -> int:
     bundle = Bundle(args.bundle)
     options = engine_build_options(args)
     load_tensorrt("rtdetr-engine (building TensorRT engines)")  # says what to install, before any other work
+    if args.precision == "best":
+        from ..bench import best_precision
+
+        best = best_precision(bundle, options, args.device, rebuild=args.force)
+        print(best.table())  # its last line: the choice and why
+        return 0
     precision = str(bundle.metadata.get("default_precision", "fp32")) if args.precision == "auto" else args.precision
     print(engine_for_bundle(bundle, precision, options, args.device, rebuild=args.force))
     return 0

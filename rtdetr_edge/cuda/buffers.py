@@ -86,6 +86,7 @@ class _Driver:
     """The few CUDA calls rtdetr-edge makes; pointers are ints, streams/events are opaque."""
 
     name = "none"
+    load_failure = ""  # why the bindings could not load the NVIDIA driver library ("" if they could)
 
     def device_count(self) -> int:
         raise NotImplementedError
@@ -186,11 +187,21 @@ class _CudaPython(_Driver):
             return str(err)
 
     def device_count(self) -> int:
-        # errors come back as codes, not exceptions. Only "no device" and "no driver at all" mean
-        # zero devices; a driver older than these bindings (a CUDA 13 cuda-python on a CUDA 12
-        # driver: cudaErrorInsufficientDriver with a driver present) or any other error is a broken
-        # setup the user must hear about, not "no GPU"
-        err, count = self.rt.cudaGetDeviceCount()
+        # Only "no device" and "no driver at all" mean zero devices; a driver older than these
+        # bindings (a CUDA 13 cuda-python on a CUDA 12 driver: cudaErrorInsufficientDriver with a
+        # driver present) or any other error is a broken setup the user must hear about, not "no GPU"
+        try:
+            err, count = self.rt.cudaGetDeviceCount()
+        except RuntimeError as exc:
+            # No driver library: 12.9 and later return cudaErrorInsufficientDriver with driver version
+            # 0 (below), but 12.6.x raises (reproduced with 12.6.2.post1, the version Dockerfile.jetson
+            # pins). Its cuda/bindings/_bindings/cydriver.pyx, cuPythonInit (lines 470-490): the
+            # first driver call raises RuntimeError('Failed to dlopen libcuda.so.1'), and as the
+            # init flag is already set, every later one raises 'Function "cuInit" not found'
+            # (_cuInit, lines 2682-2687). cudaGetDeviceCount needs only cuInit and cuDeviceGetCount,
+            # which every driver has, so this RuntimeError means the driver cannot be loaded.
+            self.load_failure = self.load_failure or str(exc)
+            return 0
         code = int(err)
         if code == 0:
             return int(count)
@@ -210,6 +221,9 @@ class _CudaPython(_Driver):
     def _version(self, call: Callable[[], Any]) -> int:
         try:
             err, value = call()
+        except RuntimeError as exc:  # cuda-python 12.6.x without a loadable driver (see device_count)
+            self.load_failure = self.load_failure or str(exc)
+            return 0  # CUDA's "no driver installed"
         except Exception:  # noqa: BLE001 - a version query must never raise
             return -1
         return int(value) if int(err) == 0 else -1
@@ -504,6 +518,21 @@ def driver() -> _Driver:
     return _DRIVER
 
 
+@contextlib.contextmanager
+def bindings(drv: _Driver) -> Iterator[None]:
+    """Make ``drv`` the runtime's CUDA bindings inside the block (the self-test runs TensorRT on pycuda).
+
+    Not for concurrent use: it swaps the process-wide choice. Buffers, streams and events made inside
+    keep ``drv`` for their whole life.
+    """
+    global _DRIVER
+    saved, _DRIVER = _DRIVER, drv
+    try:
+        yield
+    finally:
+        _DRIVER = saved
+
+
 def device_count() -> int:
     """Number of CUDA devices: 0 without CUDA bindings, driver or GPU.
 
@@ -538,6 +567,8 @@ def cuda_status() -> CudaStatus:
     except EngineError as exc:
         return CudaStatus(versions, 0, str(exc))
     reason = "" if count else f"no CUDA device (NVIDIA driver: {versions.get('driver', '?')})"
+    if not count and drv.load_failure:
+        reason = f"no CUDA device (NVIDIA driver: none; cuda-python: {drv.load_failure})"
     return CudaStatus(versions, count, reason)
 
 
@@ -695,6 +726,21 @@ class HostDeviceBuffer:
 
     def __repr__(self) -> str:
         return f"HostDeviceBuffer({self.shape}, {self.dtype}, kind={self.kind!r})"
+
+
+class DeviceMemory:
+    """A plain device allocation of ``nbytes`` (e.g. the activation memory execution contexts share)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self._drv = driver()
+        self.nbytes = int(nbytes)
+        self.ptr, self._owner = self._drv.malloc(max(self.nbytes, 1))
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._drv.free(self.ptr, self._owner)
 
 
 class CudaGraph:

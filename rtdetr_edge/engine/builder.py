@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._optional import require
 from ..backends.trt_logging import LogCapture, capture, load_tensorrt, logger
-from ..engine_format import BatchProfile
+from ..engine_format import BatchProfile, version_tuple
 from ..engine_recipe import BUILDER_FLAGS, EngineRecipe
 from ..errors import EngineError
 from .polygraphy_log import PolygraphyLines, polygraphy_log
@@ -209,13 +209,20 @@ def batch_shapes(
     return out
 
 
-def build_serialized_engine(r: EngineRecipe, hints: NetworkHints, timing_cache: str | None = None) -> bytes:
+def build_serialized_engine(
+    r: EngineRecipe, hints: NetworkHints, timing_cache: str | None = None, cache_hits_only: bool = False
+) -> bytes:
     """Parse the recipe's source ONNX and build a serialized engine as the recipe says.
 
     Args:
         r: from :func:`~rtdetr_edge.engine_recipe.recipe` for the running TensorRT.
         hints: the ONNX's inputs, node names/ops (error messages, FP32 pinning).
         timing_cache: the timing-cache file to load (if it exists) and save (None: none).
+        cache_hits_only: the self-test's proof that a rebuild reads the timing cache: TensorRT's
+            ``ERROR_ON_TIMING_CACHE_MISS`` ("Emit error when a tactic being timed is not present in
+            the timing cache", NvInfer.h, release/10.3:8368-8370; absent from 8.6) is set, and any
+            error line TensorRT or Polygraphy logs during the build fails it. Needs TensorRT >= 10
+            and an existing ``timing_cache``.
 
     Raises:
         EngineError: parser errors (with node names), unsupported options, or a failed build
@@ -225,12 +232,27 @@ def build_serialized_engine(r: EngineRecipe, hints: NetworkHints, timing_cache: 
     require("polygraphy", "building TensorRT engines")
     import tensorrt as trt
 
+    if cache_hits_only:
+        if version_tuple(str(trt.__version__))[0] < 10:
+            raise EngineError(f"TensorRT {trt.__version__} has no ERROR_ON_TIMING_CACHE_MISS flag (added in 10.x)")
+        if not timing_cache or not Path(timing_cache).is_file():
+            raise EngineError(f"cache_hits_only needs an existing timing cache, got {timing_cache!r}")
     with capture() as cap, polygraphy_log() as poly:
-        return _build(trt, r, hints, timing_cache, cap, poly)
+        blob = _build(trt, r, hints, timing_cache, cap, poly, cache_hits_only)
+        if cache_hits_only and (cap.errors or poly.errors):
+            lines = "; ".join([*cap.errors, *poly.errors][-6:])
+            raise EngineError(f"the rebuild missed the timing cache {timing_cache}: {lines}")
+        return blob
 
 
 def _build(
-    trt: Any, r: EngineRecipe, hints: NetworkHints, timing_cache: str | None, cap: LogCapture, poly: PolygraphyLines
+    trt: Any,
+    r: EngineRecipe,
+    hints: NetworkHints,
+    timing_cache: str | None,
+    cap: LogCapture,
+    poly: PolygraphyLines,
+    cache_hits_only: bool = False,
 ) -> bytes:
     from polygraphy.backend.trt import (
         CreateConfig,
@@ -240,7 +262,6 @@ def _build(
         PostprocessNetwork,
         Profile,
     )
-    from polygraphy.backend.trt import util as polygraphy_trt_util
     from polygraphy.exception import PolygraphyException
 
     version = str(trt.__version__)
@@ -251,9 +272,13 @@ def _build(
         raise EngineError(f"internal: no input shapes for {onnx_path} (read them with inspect_onnx)")
     choice = config_choice(r)
     dynamic = batch_shapes(hints.inputs, r.profile)
-    # one process-wide TensorRT logger: Polygraphy's loaders use ours (TensorRT keeps the first one)
-    if hasattr(polygraphy_trt_util, "TRT_LOGGER"):
-        polygraphy_trt_util.TRT_LOGGER = logger()
+    # Polygraphy's builder and parser log through Polygraphy's own TensorRT logger, whose lines reach
+    # `poly` (polygraphy_log); ours stays with our runtimes. Two loggers are fine: "The logger used to
+    # create an instance of IBuilder, IRuntime or IRefitter is used for all objects created through
+    # that interface" (NvInferRuntimeBase.h, release/8.6:502, release/10.3:675); only the global
+    # logger of standalone functions keeps the first one given (getLogger(), NvInferRuntime.h,
+    # release/8.6:3743-3747, release/10.3:4612-4617), which TensorRT notes in one INFO line
+    logger()  # ours first, with the plugin library initialised (trt_logging.logger)
     counts: dict[str, int] = {}
 
     network: Callable[[], Any] = NetworkFromOnnxPath(os.fspath(onnx_path), strongly_typed=choice.strongly_typed)
@@ -280,6 +305,7 @@ def _build(
         builder_optimization_level=choice.optimization_level,
         use_dla=choice.use_dla,
         allow_gpu_fallback=choice.gpu_fallback and choice.use_dla,
+        **({"error_on_timing_cache_miss": True} if cache_hits_only else {}),
     )
 
     def finish_config(builder: tensorrt.Builder, network: tensorrt.INetworkDefinition, cfg: Any) -> None:
@@ -288,7 +314,7 @@ def _build(
         if cfg.num_optimization_profiles != 1:
             raise EngineError(
                 f"TensorRT rejected the optimisation profile {r.profile} for {sorted(dynamic) or 'the inputs'}: "
-                f"{cap.summary()}"
+                f"{'; '.join(poly.errors[-6:]) or cap.summary()}"
             )
         if choice.dla_core is not None:
             if builder.num_DLA_cores <= choice.dla_core:

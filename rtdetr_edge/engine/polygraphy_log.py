@@ -14,6 +14,8 @@ import logging
 import threading
 from collections.abc import Iterator
 
+from .._optional import require
+
 log = logging.getLogger("rtdetr_edge")
 
 # G_LOGGER is process-wide: one switch at a time (re-entrant: rtdetr-check builds engines inside its own block)
@@ -47,6 +49,7 @@ def polygraphy_log(warnings: int = logging.WARNING) -> Iterator[PolygraphyLines]
         warnings: the level Polygraphy's warnings are logged at (``logging.DEBUG`` hides them
             unless ``-vv``).
     """
+    require("polygraphy", "routing Polygraphy's log")  # present and new enough (MIN_VERSIONS)
     from polygraphy.logger import G_LOGGER
 
     handler = PolygraphyLines(warnings)

@@ -11,10 +11,13 @@ images recorded on the host. The checks (``rtdetr_edge.selftest.checks.CHECKS``)
 * CPU: the bundle and recordings are intact; ONNX Runtime reproduces the recordings (when
   installed); INT8 caches are written for the TensorRT versions; every precision and INT8 route
   has a build plan;
-* CUDA: pinned and mapped buffer round trips; the pycuda fallback from two threads (when installed);
-* TensorRT: fp32 and FP16 engines, INT8 by each route (Q/DQ; calibration cache and dynamic
-  ranges on TensorRT < 11), each compared with the recordings; mapped vs pinned memory; CUDA
-  graph replay over batches 1,2,1,2; clones in parallel threads; timing-cache reuse; DLA.
+* CUDA: pinned and mapped buffer round trips; the pycuda fallback from two threads, and the fp32
+  engine run on pycuda's buffers, stream and events (when pycuda is installed);
+* TensorRT: fp32, FP16 and INT8 (the Q/DQ graph) engines, each compared with the recordings; mapped
+  vs pinned memory; CUDA graphs over batches 1,2,1,2,1,2 (2 captures, 4 launches: graphs replayed
+  after batch switches); clones in parallel threads; timing-cache reuse (on TensorRT >= 10 the
+  rebuild fails on any timing-cache miss); FP16 on DLA, and the recipe's refusal of INT8 on DLA
+  (DLA takes INT8 only by implicit quantization).
 
 A check that cannot run here is skipped with the reason (no GPU, no TensorRT, no DLA); without a
 GPU the CPU checks run and the command exits 0. ``--json`` writes one entry per check (name,

@@ -1,17 +1,28 @@
 """A simulated TensorRT runtime and CUDA driver, for running the backend's own logic on a CPU.
 
-The simulation keeps the rules that matter to the runtime code and that we cannot run here:
+Each rule is the cited source's, nothing more; where a source leaves a result undefined the model
+picks something a test can see, and says so. Passing here says our Python logic follows these
+rules, nothing about TensorRT itself.
 
-* TensorRT 8.x: only the first execution context of an engine with dynamic shapes gets
-  optimisation profile 0; a later context's ``set_input_shape`` fails (no profile sharing).
-  10.x: every context gets profile 0.
-* A context has internal state that changes whenever its input shapes change; a CUDA graph
-  captured on it is only valid while that state is the one it was captured with
-  (NVIDIA/TensorRT#3798). A stale replay writes NaN, so a test sees the wrong result.
+* Profiles (TensorRT 8.6, NvInferRuntime.h release/8.6:1752-1757): a new context "will call
+  setOptimizationProfile(0) implicitly if there are no other execution contexts assigned to
+  optimization profile 0"; a context without a profile fails ``set_input_shape`` here. 10.x: every
+  context gets profile 0 (release/10.3:2610-2616, "will be assigned optimization profile 0").
+* Streams (CUDA runtime API: cudaMemcpyAsync "is asynchronous with respect to the host",
+  cudaStreamSynchronize "Blocks until stream has completed all operations"; TensorRT
+  ``enqueueV3`` "Enqueue inference on a stream", release/10.3 NvInferRuntime.h): copies, kernels
+  and graph launches are queued per stream and run, in order, only at a synchronisation of that
+  stream (or an event recorded on it). A missing sync leaves host buffers stale.
+* Capture (samples/common/sampleInference.cpp release/10.3:961-975: "Avoid capturing
+  initialization calls by executing the enqueue function at least once before starting CUDA graph
+  capture", "the enqueue call may return false if the current CUDA graph capture fails"): the first
+  enqueue after a shape change returns False while the stream is capturing.
+* Stale graphs (NVIDIA/TensorRT#3798): a graph captured before its context's shapes changed must
+  not be replayed after; TensorRT does not say what such a replay computes: here it writes NaN,
+  this model's marker for "undefined", so a test sees it.
 * Memory: host and "device" allocations are numpy arrays; mapped memory has one address for both.
-
-It is a model of documented behaviour, not TensorRT: passing here says our Python logic follows
-those rules, nothing about TensorRT itself.
+* Not modelled (no test may rest on them): event times (a constant), data types other than
+  float32 (the toy engine has one float input and one float output), DLA, multiple devices.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import ctypes
 import itertools
 import sys
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +55,7 @@ class FakeEngineObject:
         self.version, self.dynamic = version, dynamic
         self.contexts = 0
         self.num_io_tensors = 2
+        self.live: weakref.WeakSet[FakeContext] = weakref.WeakSet()  # contexts not yet destroyed
 
     def get_tensor_name(self, i: int) -> str:
         return ("images", "total")[i]
@@ -60,10 +73,18 @@ class FakeEngineObject:
     def get_tensor_dtype(self, name: str) -> str:
         return "float32"
 
-    def create_execution_context(self) -> FakeContext:
+    # ICudaEngine::getDeviceMemorySizeV2 (NvInferRuntime.h release/10.3:2725): any size; recorded only
+    device_memory_size_v2 = 4096
+
+    def create_execution_context(self, strategy: str = "STATIC") -> FakeContext:
         self.contexts += 1
         shares = int(self.version.split(".")[0]) >= 10 or not self.dynamic
-        return FakeContext(self, profile=0 if (self.contexts == 1 or shares) else None)
+        # 8.6: profile 0 only if no live context holds it (release/8.6:1752-1757)
+        free = not any(c.profile == 0 for c in self.live)
+        ctx = FakeContext(self, profile=0 if (shares or free) else None)
+        self.live.add(ctx)
+        ctx.strategy = strategy  # recorded: what the runtime asked for (kSTATIC is the default, 10.3:2612-2622)
+        return ctx
 
 
 class FakeContext:
@@ -75,6 +96,13 @@ class FakeContext:
         self.state = next(self.ids)  # changes on every shape change
         self.addresses: dict[str, int] = {}
         self.shape_sets = 0
+        self.initialised = -1  # the state the last plain enqueue ran in (sampleInference.cpp:961-975)
+        self.strategy = "STATIC"
+        self.device_memory: tuple[int, int] | None = None  # (pointer, size) given by set_device_memory
+
+    def set_device_memory(self, memory: int, size: int) -> None:
+        # IExecutionContext::setDeviceMemoryV2 (NvInferRuntime.h release/10.3:3691): recorded only
+        self.device_memory = (memory, size)
 
     def set_input_shape(self, name: str, dims: list[int]) -> bool:
         if self.profile is None:
@@ -94,9 +122,12 @@ class FakeContext:
     def execute_async_v3(self, stream: int) -> bool:
         work = self.enqueue()
         if CAPTURING:
+            if self.initialised != self.state:  # initialisation work cannot be captured
+                return False
             CAPTURING[-1].append(work)
         else:
-            work()
+            self.initialised = self.state
+            queue(stream, work)
         return True
 
     def enqueue(self) -> Callable[[], None]:
@@ -113,6 +144,20 @@ class FakeContext:
 
 
 CAPTURING: list[list[Callable[[], None]]] = []
+STREAMS: dict[int, list[Callable[[], object]]] = {}  # handle -> work queued and not yet run
+HANDLES = itertools.count(1000)
+
+
+def queue(stream: int, work: Callable[[], object]) -> None:
+    """Queue ``work`` on stream ``stream`` (runs at the stream's next synchronisation)."""
+    STREAMS.setdefault(int(stream), []).append(work)
+
+
+def run_queued(stream: int) -> None:
+    """Run what stream ``stream`` has queued, in order (cudaStreamSynchronize)."""
+    pending = STREAMS.get(int(stream), [])
+    while pending:
+        pending.pop(0)()
 
 
 class FakeDriver(buffers._Driver):
@@ -160,19 +205,20 @@ class FakeDriver(buffers._Driver):
         self.keep.pop(ptr, None)
 
     def htod(self, dst: int, src: int, src_owner: Any, nbytes: int, stream: Any) -> None:
-        ctypes.memmove(dst, src, nbytes)
+        queue(stream, lambda: ctypes.memmove(dst, src, nbytes))
 
     def dtoh(self, dst: int, dst_owner: Any, src: int, nbytes: int, stream: Any) -> None:
-        ctypes.memmove(dst, src, nbytes)
+        queue(stream, lambda: ctypes.memmove(dst, src, nbytes))
 
     def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        ctypes.memmove(dst, src, nbytes)
+        queue(stream, lambda: ctypes.memmove(dst, src, nbytes))
 
     def stream_create(self) -> tuple[Any, int]:
-        return object(), 7
+        handle = next(HANDLES)  # one handle per stream, as cudaStreamCreate gives
+        return handle, handle
 
     def stream_sync(self, stream: Any) -> None:
-        pass
+        run_queued(stream)
 
     def stream_destroy(self, stream: Any) -> None:
         pass
@@ -181,10 +227,10 @@ class FakeDriver(buffers._Driver):
         return [0.0]
 
     def event_record(self, event: Any, stream: Any) -> None:
-        event[0] = float(self.launches + len(self.keep))
+        event[0] = stream  # the event completes when the work queued on its stream before it has run
 
     def event_sync(self, event: Any) -> None:
-        pass
+        run_queued(event[0])
 
     def event_elapsed_ms(self, start: Any, end: Any) -> float:
         return 0.5
@@ -208,7 +254,7 @@ class FakeDriver(buffers._Driver):
     def graph_launch(self, graph_exec: Any, stream: Any) -> None:
         self.launches += 1
         for kernel in graph_exec:
-            kernel()
+            queue(stream, kernel)
 
     def graph_destroy(self, graph: Any, graph_exec: Any) -> None:
         pass
@@ -222,6 +268,10 @@ def install(monkeypatch: pytest.MonkeyPatch, version: str = "10.3.0.30", dynamic
     trt.TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")  # type: ignore[attr-defined]
     trt.nptype = lambda dt: np.float32  # type: ignore[attr-defined]
     trt.Dims = list  # type: ignore[attr-defined]
+    # ExecutionContextAllocationStrategy (NvInferRuntime.h release/10.3:2523-2525; 10.x only)
+    trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(  # type: ignore[attr-defined]
+        STATIC="STATIC", ON_PROFILE_CHANGE="ON_PROFILE_CHANGE", USER_MANAGED="USER_MANAGED"
+    )
 
     class ILogger:
         INTERNAL_ERROR, ERROR, WARNING, INFO = range(4)

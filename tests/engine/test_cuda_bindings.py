@@ -28,6 +28,8 @@ class FakeRuntime:
         self.end_error = 0
 
     def cudaGetDeviceCount(self) -> tuple[int, int | None]:
+        # cuda-python >= 12.9 returns codes here; without a driver (35, None) with driver version 0
+        # (run on this machine with 12.9.10 and 13.4.4). 12.6.x raises instead: Cuda1262NoDriver
         return (self.count_error, None if self.count_error else self.count)
 
     def cudaDriverGetVersion(self) -> tuple[int, int]:
@@ -44,6 +46,9 @@ class FakeRuntime:
         return (0,)
 
     def cudaStreamEndCapture(self, stream: Any) -> tuple[int, Any]:
+        # on an error cuda-python 12.9+ returns (err, None) (runtime.pyx of 12.9.10, cudaStreamEndCapture:
+        # `return (_cudaError_t(err), None)`); 12.6.2.post1 returns the NULL graph object instead
+        # (runtime.pyx:15805-15806): graph_capture touches the graph only when err is 0, so both are fine
         self.calls.append("end")
         return (self.end_error, None if self.end_error else "graph")
 
@@ -88,6 +93,86 @@ def test_cuda_status_reports_a_broken_setup_without_raising(monkeypatch: pytest.
 
     monkeypatch.setattr(trt_logging, "load_tensorrt", lambda purpose="": None)
     assert trt_logging.tensorrt_usable() is False  # auto backend: warned, then ONNX Runtime
+
+
+class Cuda1262NoDriver:
+    """cuda-python 12.6.2.post1's runtime module on a host whose ``libcuda.so.1`` cannot be loaded.
+
+    Its ``cuda/bindings/_bindings/cydriver.pyx`` (the wheel ships the .pyx): ``cuPythonInit``
+    (lines 470-490) sets its init flag, then raises ``RuntimeError('Failed to dlopen libcuda.so.1')``;
+    every later driver call finds its function pointer NULL and raises
+    ``RuntimeError('Function "cuInit" not found')`` (``_cuInit``, lines 2682-2687; the same for
+    each driver function). ``cudaRuntimeGetVersion`` returns the bindings' own CUDART_VERSION
+    without the driver (``_lib/cyruntime/cyruntime.pyx``). Reproduced on this machine: the first
+    call raised the dlopen error, the later ones "not found".
+    """
+
+    def __init__(self) -> None:
+        self.initialised = False
+
+    def _driver_call(self, function: str) -> Any:
+        if not self.initialised:
+            self.initialised = True
+            raise RuntimeError("Failed to dlopen libcuda.so.1")
+        raise RuntimeError(f'Function "{function}" not found')
+
+    def cudaGetDeviceCount(self) -> Any:
+        return self._driver_call("cuInit")  # lazyInitDriver: cuInit first
+
+    def cudaDriverGetVersion(self) -> Any:
+        return self._driver_call("cuDriverGetVersion")
+
+    def cudaRuntimeGetVersion(self) -> tuple[int, int]:
+        return (0, 12060)
+
+
+@pytest.mark.parametrize("first", ["cudaGetDeviceCount", "cudaDriverGetVersion"])
+def test_cuda_python_12_6_without_a_driver_counts_no_device(first: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """12.6.2.post1 raises where 12.9+ return cudaErrorInsufficientDriver: still "no CUDA device"."""
+    rt = Cuda1262NoDriver()
+    drv = buffers._CudaPython(rt)
+    if first == "cudaDriverGetVersion":
+        assert drv.versions()["driver"] == "none"
+    assert drv.device_count() == 0 and drv.device_count() == 0  # the first and the later error
+    monkeypatch.setattr(buffers, "_DRIVER", drv)
+    status = buffers.cuda_status()
+    assert status.devices == 0 and status.versions["driver"] == "none" and status.versions["runtime"] == "12.6"
+    assert status.reason == "no CUDA device (NVIDIA driver: none; cuda-python: Failed to dlopen libcuda.so.1)"
+    assert buffers.device_count() == 0
+    with pytest.raises(EngineError, match="CUDA device 0 is not available: found no CUDA device"):
+        buffers.device_properties(0)
+
+
+def test_auto_detector_falls_back_to_onnxruntime_with_one_warning_under_cuda_python_12_6(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TensorRT installed, no driver (a container without ``--runtime nvidia``): ONNX Runtime, one warning."""
+    from rtdetr_edge import Detector, detector, selftest
+    from rtdetr_edge.backends import trt_logging
+    from rtdetr_edge.backends.onnxruntime import OnnxRuntimeBackend
+
+    monkeypatch.setattr(buffers, "_DRIVER", buffers._CudaPython(Cuda1262NoDriver()))
+    monkeypatch.setattr(detector, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(trt_logging, "load_tensorrt", lambda purpose="": None)
+    with caplog.at_level("WARNING", logger="rtdetr_edge"):
+        det = Detector(selftest.DATA / "bundle")
+    assert isinstance(det.backend, OnnxRuntimeBackend)
+    assert [r.getMessage() for r in caplog.records] == [
+        "TensorRT is installed but CUDA device 0 is not usable (no CUDA device (NVIDIA driver: none; "
+        "cuda-python: Failed to dlopen libcuda.so.1)): running ONNX Runtime"
+    ]
+    det.close()
+
+
+def test_selftest_exits_0_under_cuda_python_12_6_without_a_driver(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rtdetr_edge import selftest
+
+    monkeypatch.setattr(buffers, "_DRIVER", buffers._CudaPython(Cuda1262NoDriver()))
+    assert selftest.main(["--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed" in out and "SKIP  cuda_pinned_round_trip" in out and "Failed to dlopen libcuda.so.1" in out
 
 
 def test_a_failed_capture_is_ended_its_graph_dropped_and_the_body_error_kept() -> None:

@@ -189,8 +189,33 @@ def test_fp32_pinning_on_a_fake_network(fake_trt: types.ModuleType) -> None:
     assert layers[5].precision == "f32"
 
 
+def _real_polygraphy() -> dict[str, Any]:
+    import polygraphy.backend.trt as ptrt
+
+    names = ("NetworkFromOnnxPath", "PostprocessNetwork", "CreateConfig", "PostprocessConfig", "EngineBytesFromNetwork")
+    return {name: getattr(ptrt, name) for name in names}
+
+
+REAL = _real_polygraphy()  # the installed Polygraphy's loaders, before any test replaces them
+
+
+def _accepted(name: str, *args: Any, **kwargs: Any) -> None:
+    """What the builder passes must bind to the installed Polygraphy's own signature (0.47.x's
+    NetworkFromOnnxPath had no ``strongly_typed``: that is a TypeError here too)."""
+    import inspect
+
+    inspect.signature(REAL[name].__init__).bind(None, *args, **kwargs)
+
+
 class Recorder:
-    """Stand-ins for Polygraphy's loaders: record what the builder passes, run its callbacks."""
+    """Stand-ins for Polygraphy's loaders: record what the builder passes, run its callbacks.
+
+    Each takes only what the installed Polygraphy's loader accepts (:func:`_accepted`), and calls
+    its callbacks as Polygraphy does (0.53.6: a ``PostprocessNetwork`` func gets ``network=``,
+    ``backend/trt/loader.py:466``; a ``PostprocessConfig`` func gets ``(builder, network, config)``,
+    ``config.py:719``; ``EngineBytesFromNetwork`` makes the network, then the config with
+    ``(builder, network)``, ``loader.py:751, 759``). TensorRT is not run.
+    """
 
     def __init__(self, profiles: int = 1, dla_cores: int = 2, fail: str = "") -> None:
         self.calls: dict[str, Any] = {}
@@ -203,6 +228,7 @@ class Recorder:
 
         class NetworkFromOnnxPath:
             def __init__(self, path: str, strongly_typed: bool = False) -> None:
+                _accepted("NetworkFromOnnxPath", path, strongly_typed=strongly_typed)
                 rec.calls["network"] = (path, strongly_typed)
 
             def __call__(self) -> Any:
@@ -210,6 +236,7 @@ class Recorder:
 
         class PostprocessNetwork:
             def __init__(self, network: Any, func: Any, name: str = "") -> None:
+                _accepted("PostprocessNetwork", network, func, name)
                 self.inner, self.func = network, func
                 rec.calls.setdefault("network_steps", []).append(name)
 
@@ -220,10 +247,12 @@ class Recorder:
 
         class CreateConfig:
             def __init__(self, **kwargs: Any) -> None:
+                _accepted("CreateConfig", **kwargs)
                 rec.calls["config"] = kwargs
 
         class PostprocessConfig:
             def __init__(self, config: Any, func: Any) -> None:
+                _accepted("PostprocessConfig", config, func)
                 self.func = func
 
             def __call__(self, builder: Any, network: Any) -> Any:
@@ -240,6 +269,7 @@ class Recorder:
 
         class EngineBytesFromNetwork:
             def __init__(self, network: Any, config: Any, save_timing_cache: Any = None) -> None:
+                _accepted("EngineBytesFromNetwork", network, config, save_timing_cache=save_timing_cache)
                 self.network, self.config = network, config
                 rec.calls["save_timing_cache"] = save_timing_cache
 
@@ -347,3 +377,40 @@ def test_parser_failures_name_the_node_from_polygraphys_log(polygraphy: Any) -> 
     from polygraphy.logger import G_LOGGER
 
     assert not G_LOGGER.use_python_logging_system  # restored after the build
+
+
+def test_cache_hits_only_sets_the_miss_flag_and_fails_on_an_error_line(polygraphy: Any, tmp_path: Path) -> None:
+    """The self-test's timing-cache proof: ERROR_ON_TIMING_CACHE_MISS (TensorRT >= 10) via Polygraphy's
+    ``error_on_timing_cache_miss``; an error line logged during the build fails it."""
+    cache = tmp_path / "t.cache"
+    r = _recipe("10.3.0.30", "fp16", batch=BatchProfile(1, 2, 4))
+    rec = polygraphy("10.3.0.30")
+    with pytest.raises(EngineError, match="needs an existing timing cache"):
+        builder.build_serialized_engine(r, HINTS, str(cache), cache_hits_only=True)
+    cache.write_bytes(b"tactics")
+    assert builder.build_serialized_engine(r, HINTS, str(cache), cache_hits_only=True) == b"serialized"
+    assert rec.calls["config"]["error_on_timing_cache_miss"] is True
+    builder.build_serialized_engine(r, HINTS, str(cache))
+    assert "error_on_timing_cache_miss" not in rec.calls["config"]  # ordinary builds: Polygraphy's default
+
+    from polygraphy.logger import G_LOGGER
+
+    def finish(builder_: Any, network: Any, cfg: Any) -> None:
+        G_LOGGER.error("Timing cache miss for tactic 0x12")
+
+    rec = polygraphy("10.3.0.30")
+    inner = rec.classes["PostprocessConfig"]
+
+    class Missing(inner):  # type: ignore[misc, valid-type]
+        def __call__(self, builder_: Any, network: Any) -> Any:
+            finish(builder_, network, rec.cfg)
+            return super().__call__(builder_, network)
+
+    import polygraphy.backend.trt as ptrt
+
+    ptrt.PostprocessConfig = Missing  # restored by the fixture's monkeypatch on teardown
+    with pytest.raises(EngineError, match=r"missed the timing cache .*Timing cache miss for tactic 0x12"):
+        builder.build_serialized_engine(r, HINTS, str(cache), cache_hits_only=True)
+    polygraphy("8.6.2.3")
+    with pytest.raises(EngineError, match=r"TensorRT 8\.6\.2\.3 has no ERROR_ON_TIMING_CACHE_MISS"):
+        builder.build_serialized_engine(_recipe("8.6.2.3", "fp16"), HINTS, str(cache), cache_hits_only=True)

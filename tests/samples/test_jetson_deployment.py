@@ -92,6 +92,27 @@ def test_dockerfile_installs_no_torch_and_copies_existing_files() -> None:
     assert ENTRYPOINT.stat().st_mode & 0o111, "entrypoint.sh must be executable"
 
 
+def test_dockerfile_has_an_unbuilt_jetpack72_target_with_the_cu13_extra() -> None:
+    """``--build-arg JETPACK=72``: NVIDIA's arm64 (SBSA) TensorRT container, cuda-python as ``[trt-cu13]``
+    pins it; marked unbuilt. The default stays JetPack 6."""
+    instructions = dockerfile_instructions()
+    first_from = [w for w, _ in instructions].index("FROM")
+    args = dict(re.findall(r"ARG (\w+)=(\S+)", " ".join(f"{w} {a}" for w, a in instructions[:first_from])))
+    assert args["JETPACK"] == "6"
+    assert re.fullmatch(r"nvcr\.io/nvidia/tensorrt:\d\d\.\d\d-py3", args["JP72_BASE_IMAGE"])
+    froms = [a for w, a in instructions if w == "FROM"]
+    assert froms == [
+        "${BASE_IMAGE} AS base-jetpack6",
+        "${JP72_BASE_IMAGE} AS base-jetpack72",
+        "${JETPACK} AS runtime".join(["base-jetpack", ""]),
+    ]
+    text = DOCKERFILE.read_text()
+    assert "UNBUILT" in text and "wyoming-whisper-trt PR #1047" in text
+    pyproject = (REPO / "pyproject.toml").read_text()
+    cu13 = re.search(r'^trt-cu13 = \["(cuda-python[^"]+)"', pyproject, re.M)
+    assert cu13 is not None and f'"{cu13.group(1)}"' in text
+
+
 def test_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint")
     if hadolint is None:
@@ -216,3 +237,55 @@ def test_guide_commands_match_the_tools(samples: SimpleNamespace) -> None:
     text = GUIDE.read_text()
     assert "--runtime nvidia --device /dev/video0" in text
     assert "rtdetr-engine /bundle --precision fp16" in text
+
+
+APT_RUN_SHELL = ["bash", "-o", "pipefail", "-c"]  # Dockerfile.jetson's SHELL instruction
+
+
+@pytest.mark.parametrize(
+    "present, expected",
+    [
+        # NVIDIA's OpenCV in the image, Ubuntu's python3-opencv unknown to dpkg: keep NVIDIA's
+        ({"libopencv-python", "python3-libnvinfer"}, []),
+        ({"python3-opencv", "python3-libnvinfer"}, []),
+        (set(), ["python3-opencv", "python3-libnvinfer"]),
+        ({"libopencv-python"}, ["python3-libnvinfer"]),
+    ],
+)
+def test_dockerfile_apt_step_installs_only_what_is_missing(
+    present: set[str], expected: list[str], tmp_path: Path
+) -> None:
+    """The apt RUN step, under the image's ``pipefail`` shell, with the real dpkg-query of this machine.
+
+    dpkg-query(1), EXIT STATUS: 1 when the query "failed either fully or partially, due to no file
+    or package being found", so a query of two names where one is unknown exits 1 even when the
+    other is installed. A stub maps each Dockerfile package name to a package this machine has
+    (``bash``) or an unknown name, then runs the real dpkg-query; apt-get and rm are recorders.
+    """
+    real = shutil.which("dpkg-query")
+    if real is None:
+        pytest.skip("dpkg-query is not installed here (not a Debian/Ubuntu machine)")
+    if Path("/usr/lib/python3.10/dist-packages/tensorrt").is_dir():
+        pytest.skip("this machine has TensorRT's Python bindings where the step looks for them")
+    run = next(a for w, a in dockerfile_instructions() if w == "RUN" and "apt-get install" in a)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    (bin_dir / "dpkg-query").write_text(
+        "#!/usr/bin/env bash\n"
+        f"declare -A have=({' '.join(f'[{n}]=1' for n in sorted(present))})\n"
+        'args=(); for a in "$@"; do\n'
+        '  case "$a" in -*) args+=("$a");; *) if [ -n "${have[$a]:-}" ]; then args+=(bash); '
+        'else args+=("no-such-package-$a"); fi;; esac\n'
+        f'done\nexec {real} "${{args[@]}}"\n'
+    )
+    (bin_dir / "apt-get").write_text(f'#!/usr/bin/env bash\necho "$@" >> {log}\n')
+    (bin_dir / "rm").write_text("#!/usr/bin/env bash\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([*APT_RUN_SHELL, run], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = log.read_text().splitlines()
+    installed = [line.split()[-1] for line in lines if line.startswith("install") and "python3 python3-pip" not in line]
+    assert installed == expected, lines
