@@ -43,10 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, atomic
 from ..bundle import Bundle
 from ..cuda import buffers
 from ..errors import InputError, MissingDependencyError, RtdetrEdgeError
+from ..outputs import check_output_file
 from .checks import CHECKS, Check, Session, Skipped, describe_error
 
 log = logging.getLogger("rtdetr_edge")
@@ -307,6 +308,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="NAMES", default="", help="comma-separated check names to run (default: all)")
     p.add_argument("--data", metavar="DIR", help="self-test data folder (default: the one shipped in the package)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what each check does (INFO) to stderr")
+    p.add_argument("--version", action="version", version=f"%(prog)s (rtdetr-edge {__version__})")
     return p
 
 
@@ -317,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.addHandler(handler)
     level, log.level = log.level, logging.INFO if args.verbose else logging.WARNING
     try:
+        if args.json:  # before the checks run: a report that cannot be written is known at once
+            check_output_file(args.json, "--json")
         options = SelftestOptions(args.device, args.work, args.data, tuple(n for n in args.only.split(",") if n))
         report = run_selftest(options)
     except RtdetrEdgeError as exc:
@@ -327,7 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setLevel(level)
     print(format_report(report))
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        try:
+            atomic.write_text(args.json, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        except OSError as exc:
+            print(f"error: --json {args.json}: cannot write the report ({exc.strerror or exc})", file=sys.stderr)
+            return 1
         print(f"report written to {args.json}")
     return 0 if report.ok else 1
 

@@ -82,9 +82,17 @@ def _engine(engines: Path, name: str, onnx_sha256: str) -> None:
 
     engines.mkdir(exist_ok=True)
     (engines / name).write_bytes(b"plan")
-    EngineMetadata("10.3.0", "Orin", "8.7", "fp32", "none", BatchProfile(1, 1, 1), onnx_sha256).save(
-        sidecar_path(engines / name)
-    )
+    EngineMetadata(
+        tensorrt_version="10.3.0",
+        gpu_name="Orin",
+        compute_capability="8.7",
+        sm_count=16,
+        memory_gib=61,
+        precision="fp32",
+        int8_mode="none",
+        batch=BatchProfile(1, 1, 1),
+        onnx_sha256=onnx_sha256,
+    ).save(sidecar_path(engines / name))
 
 
 @pytest.mark.slow

@@ -155,3 +155,25 @@ def test_python_module_entry_point_matches_the_script() -> None:
         [sys.executable, "-m", "rtdetr_edge.selftest", "--only", "bundle"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "PASS  bundle" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_an_unwritable_json_report_is_one_line_before_the_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json under a file (or a read-only mount): one line and exit 1 before any check runs, no traceback."""
+    from rtdetr_edge import selftest
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert selftest.main(["--json", str(blocker / "report.json"), "--only", "bundle"]) == 1
+    err = capsys.readouterr()
+    assert err.err.startswith("error: --json ") and "report.json" in err.err and "Traceback" not in err.err
+    assert "PASS" not in err.out  # refused before the checks ran
+
+
+def test_selftest_has_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from rtdetr_edge import selftest
+
+    with pytest.raises(SystemExit) as exc:
+        selftest.main(["--version"])
+    assert exc.value.code == 0 and "rtdetr-selftest (rtdetr-edge " in capsys.readouterr().out
