@@ -35,7 +35,8 @@ from rtdetr_edge.calib import CalibrationOptions
 from rtdetr_edge.export import testing
 from rtdetr_edge.export.options import ExportOptions
 from rtdetr_edge.export.source import FAMILIES, load_model
-from rtdetr_edge.export.verify import match_topk, merge, verification_images, verify
+from rtdetr_edge.export.verify import verification_images, verify
+from rtdetr_edge.matching import match_topk, merge
 from rtdetr_edge.preprocess import Preprocessor
 
 from _common import CALIB_SEED, shapes_set, table, write_json

@@ -30,7 +30,7 @@ from rtdetr_edge._optional import require
 from rtdetr_edge.contract import OUTPUT_RAW, ModelContract
 from rtdetr_edge.data.synth import render_scene
 from rtdetr_edge.errors import VerificationError
-from rtdetr_edge.matching import greedy_match
+from rtdetr_edge.matching import SetMatch, match_topk, merge
 from rtdetr_edge.preprocess import Preprocessor
 
 from .options import DEFAULT_TOLERANCE
@@ -47,56 +47,6 @@ def verification_images(count: int = 4, seed: int = 20240601) -> list[np.ndarray
     """``count`` deterministic BGR scenes of varied sizes and aspect ratios."""
     rng = np.random.default_rng(seed)
     return [render_scene(rng, *_IMAGE_SIZES[i % len(_IMAGE_SIZES)])[0] for i in range(count)]
-
-
-@dataclass
-class SetMatch:
-    """How well candidate top-k detections reproduce reference ones (per image, or merged)."""
-
-    compared: int  # reference detections outside the tied tail
-    matched: int
-    max_abs_score: float
-    max_abs_box: float
-
-    @property
-    def label_agreement(self) -> float:
-        return self.matched / self.compared if self.compared else 1.0
-
-
-def match_topk(
-    ref: tuple[np.ndarray, np.ndarray, np.ndarray],
-    cand: tuple[np.ndarray, np.ndarray, np.ndarray],
-    tail_margin: float = 1e-4,
-    gate: float = 0.05,
-) -> SetMatch:
-    """Match one image's candidate (scores [K], labels [K], boxes [K,4]) to the reference as sets.
-
-    A reference detection is *compared* unless its score is within ``tail_margin`` of the
-    reference's K-th score (a near-tie there can push it out of the candidate's top-k). Pairs
-    need the same label; they are taken greedily by cost = max(|score diff|, max |box diff|),
-    and a pair costing more than ``gate`` counts as unmatched.
-    """
-    rs, rl, rb = ref
-    cs, cl, cb = cand
-    compared = np.flatnonzero(rs > rs.min() + tail_margin) if rs.size else np.zeros(0, int)
-    if compared.size == 0:
-        return SetMatch(0, 0, 0.0, 0.0)
-    box_d = np.abs(rb[compared, None, :] - cb[None, :, :]).max(-1)
-    score_d = np.abs(rs[compared, None] - cs[None, :])
-    cost = np.where(rl[compared, None] == cl[None, :], np.maximum(box_d, score_d), np.inf)
-    pairs = greedy_match(cost, gate)
-    worst_s = max((float(score_d[i, j]) for i, j in pairs), default=0.0)
-    worst_b = max((float(box_d[i, j]) for i, j in pairs), default=0.0)
-    return SetMatch(int(compared.size), len(pairs), worst_s, worst_b)
-
-
-def merge(matches: list[SetMatch]) -> SetMatch:
-    return SetMatch(
-        sum(m.compared for m in matches),
-        sum(m.matched for m in matches),
-        max((m.max_abs_score for m in matches), default=0.0),
-        max((m.max_abs_box for m in matches), default=0.0),
-    )
 
 
 def torch_reference(model: Any, pixels: np.ndarray, top_k: int) -> tuple[np.ndarray, ...]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..matching import greedy_match
+from ..matching import match_topk, merge
 
 OUTPUTS = ("scores", "labels", "boxes")
 
@@ -40,24 +40,30 @@ class Agreement:
 def agreement(
     reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], box_tol: float, top: int = 10
 ) -> Agreement:
-    """Compare ``{scores [N,K], labels [N,K], boxes [N,K,4]}`` of the same N images."""
+    """Compare ``{scores [N,K], labels [N,K], boxes [N,K,4]}`` of the same N images.
+
+    Per image, the reference's ``top`` detections are matched (:func:`rtdetr_edge.matching.match_topk`,
+    box distance only, within ``box_tol``) among the candidate's ``2 x top``.
+    """
     for name in OUTPUTS:
         if name not in candidate:
             raise ValueError(f"the candidate has no output {name!r} (it has {sorted(candidate)})")
         if candidate[name].shape[0] != reference[name].shape[0]:
             raise ValueError(f"{name}: {candidate[name].shape[0]} images, the reference has {reference[name].shape[0]}")
-    fractions, scores, boxes = [], [0.0], [0.0]
+    matches = []
     for i in range(reference["scores"].shape[0]):
-        ref_order = np.argsort(-reference["scores"][i], kind="stable")[:top]
-        cand_order = np.argsort(-candidate["scores"][i], kind="stable")[: 2 * top]
-        ref_boxes, cand_boxes = reference["boxes"][i][ref_order], candidate["boxes"][i][cand_order]
-        dist = np.abs(ref_boxes[:, None, :].astype(np.float64) - cand_boxes[None, :, :]).max(-1)
-        same = reference["labels"][i][ref_order][:, None] == candidate["labels"][i][cand_order][None, :]
-        pairs = greedy_match(np.where(same, dist, np.inf), max_cost=box_tol)
-        fractions.append(len(pairs) / max(len(ref_order), 1))
-        for a, b in pairs:
-            scores.append(
-                abs(float(reference["scores"][i][ref_order[a]]) - float(candidate["scores"][i][cand_order[b]]))
+        ref = tuple(reference[name][i] for name in OUTPUTS)
+        cand = tuple(candidate[name][i] for name in OUTPUTS)
+        matches.append(
+            match_topk(
+                ref,
+                cand,
+                gate=box_tol,
+                compared=np.argsort(-ref[0], kind="stable")[:top],
+                candidates=np.argsort(-cand[0], kind="stable")[: 2 * top],
+                score_in_cost=False,
             )
-            boxes.append(float(dist[a, b]))
-    return Agreement(float(np.mean(fractions)), float(np.min(fractions)), max(scores), max(boxes))
+        )
+    fractions = [m.label_agreement for m in matches] or [0.0]
+    total = merge(matches)
+    return Agreement(float(np.mean(fractions)), float(np.min(fractions)), total.max_abs_score, total.max_abs_box)

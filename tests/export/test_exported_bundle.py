@@ -12,7 +12,8 @@ import pytest
 
 from rtdetr_edge.bundle import Bundle
 from rtdetr_edge.contract import METADATA_KEY, ModelContract
-from rtdetr_edge.export.verify import match_topk, verification_images
+from rtdetr_edge.export.verify import verification_images
+from rtdetr_edge.matching import match_topk
 from rtdetr_edge.preprocess import Preprocessor
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from rtdetr_edge.export.verify import NOISE_FACTOR, SetMatch, allowed_difference, verdict
+from rtdetr_edge.export.verify import NOISE_FACTOR, allowed_difference, verdict
+from rtdetr_edge.matching import SetMatch
 
 
 @pytest.mark.parametrize(
