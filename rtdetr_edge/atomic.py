@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,30 @@ def refuse_overlap(
             raise InputError(f"{what} {out}: is inside the input {item}; choose another folder")
 
 
-def check_replaceable(out: str | os.PathLike[str], force: bool, what: str = "--out") -> None:
-    """The one ``--out`` policy for folders: new or empty; with ``force`` also one of our bundles."""
+@dataclass(frozen=True)
+class OutputKind:
+    """What ``--force`` may replace at an ``--out`` folder: an empty folder, or one this kind recognises.
+
+    Attributes:
+        is_ours: whether an existing folder is one of ours (a bundle, a Triton repository, ...).
+        refusal: the end of the one-line error for a folder that is not ("is not ...; nothing was deleted").
+    """
+
+    is_ours: Callable[[Path], bool]
+    refusal: str
+
+
+BUNDLES = OutputKind(
+    is_our_bundle,
+    "is not an rtdetr-edge bundle (no bundle metadata.json); --force only replaces bundles and empty folders, "
+    "so nothing was deleted",
+)
+
+
+def check_replaceable(
+    out: str | os.PathLike[str], force: bool, what: str = "--out", kind: OutputKind = BUNDLES
+) -> None:
+    """The one ``--out`` policy for folders: new or empty; with ``force`` also one of ``kind``'s."""
     p = Path(out)
     if not p.exists() and not p.is_symlink():
         return
@@ -138,11 +161,8 @@ def check_replaceable(out: str | os.PathLike[str], force: bool, what: str = "--o
         return
     if not force:
         raise InputError(f"{what} {out}: already exists; pass --force to replace it")
-    if not is_our_bundle(p):
-        raise InputError(
-            f"{what} {out}: is not an rtdetr-edge bundle (no bundle metadata.json); --force only "
-            "replaces bundles and empty folders, so nothing was deleted"
-        )
+    if not kind.is_ours(p):
+        raise InputError(f"{what} {out}: {kind.refusal}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -182,18 +202,22 @@ def remove_stale_partials(target: str | os.PathLike[str]) -> list[Path]:
 
 
 @contextlib.contextmanager
-def replacing_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+def replacing_dir(
+    path: str | os.PathLike[str], overwrite: bool = False, kind: OutputKind = BUNDLES, what: str = "--out"
+) -> Iterator[Path]:
     """Yield an empty temporary directory that becomes ``path`` when the block succeeds.
 
     Args:
         path: the final directory.
-        overwrite: replace an existing ``path``, which must be empty or one of our bundles
+        overwrite: replace an existing ``path``, which must be empty or one of ``kind``'s
             (:func:`check_replaceable`); otherwise an existing non-empty directory raises
             :class:`InputError`, before anything is written and again at the final rename (a
             ``path`` that appeared while the block ran is never replaced).
+        kind: what may be replaced (default: rtdetr-edge bundles).
+        what: the flag named in errors.
     """
     target = Path(path)
-    check_replaceable(target, overwrite)
+    check_replaceable(target, overwrite, what, kind)
     existed = target.exists()
     parent = target.parent
     try:
@@ -202,12 +226,12 @@ def replacing_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iter
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 directories
     except OSError as exc:
-        raise InputError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
+        raise InputError(f"{what} {path}: cannot write in {parent} ({exc.strerror or exc})") from exc
     try:
         yield tmp
         # again at the end: another process may have written ``path`` while this one built
         try:
-            check_replaceable(target, overwrite)
+            check_replaceable(target, overwrite, what, kind)
         except InputError as exc:
             if existed:
                 raise

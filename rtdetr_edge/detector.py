@@ -103,30 +103,22 @@ def prebuilt_engine(
     """
     from .backends.trt_logging import tensorrt_version
     from .cuda import buffers
-    from .engine_format import DeviceIdentity, incompatibility, load_sidecar
-    from .engine_recipe import EngineBuildOptions, bundle_graphs, recipe
+    from .engine_format import DeviceIdentity, incompatibility
+    from .engine_recipe import bundle_graphs, recipe_engines
 
     if not bundle.engines_dir.is_dir():
         return None
     version = tensorrt_version()
     here = DeviceIdentity.of(buffers.device_properties(device))
-    graphs = bundle_graphs(bundle, frame_size)
-    found: list[tuple[str, Path]] = []
-    for path in bundle.engines_dir.glob("*.engine"):
-        try:
-            meta = load_sidecar(path)
-            if meta is None or meta.precision != precision or incompatibility(meta, version, here):
-                continue
-            options = EngineBuildOptions.from_dict(meta.build_options, f"{path.with_suffix('.json')}: build_options")
-            wanted = recipe(graphs, precision, version, options).cache_key(here)
-        except RtdetrEdgeError as exc:
-            log.debug("%s: passed over (%s)", path.name, exc)
-            continue
-        if meta.cache_key != wanted:
-            log.info("%s: built from another recipe or source than this bundle's today; rebuild it", path.name)
-            continue
-        found.append((meta.created, path))
-    return max(found)[1] if found else None
+    found = recipe_engines(
+        bundle.engines_dir,
+        bundle_graphs(bundle, frame_size),
+        precision,
+        accept=lambda meta: incompatibility(meta, version, here) is None,
+        tensorrt_version=version,
+        device=here,
+    )
+    return found[0][0] if found else None
 
 
 def device_precision(bundle: Bundle, device: int = 0) -> str | None:

@@ -40,13 +40,24 @@ quantization (NVIDIA/Model-Optimizer#1661), and rtdetr-edge's engines take it fr
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .engine_format import PRECISIONS, BatchProfile, DeviceIdentity, cache_key, sm_tag, version_tuple
-from .errors import EngineError, InputError
+from .engine_format import (
+    PRECISIONS,
+    BatchProfile,
+    DeviceIdentity,
+    EngineMetadata,
+    cache_key,
+    load_sidecar,
+    sm_tag,
+    version_tuple,
+)
+from .errors import EngineError, InputError, RtdetrEdgeError
 
 if TYPE_CHECKING:
     from .bundle import Bundle
@@ -507,6 +518,44 @@ def recipe(graphs: GraphSet, precision: str, tensorrt_version: str, options: Eng
     )
 
 
+def recipe_engines(
+    engines_dir: str | os.PathLike[str],
+    graphs: GraphSet,
+    precision: str,
+    accept: Callable[[EngineMetadata], bool] = lambda meta: True,
+    tensorrt_version: str | None = None,
+    device: DeviceIdentity | None = None,
+) -> list[tuple[Path, EngineMetadata]]:
+    """The engines in ``engines_dir`` that the recipe makes today for ``graphs``, newest first.
+
+    An engine counts when its sidecar is of ``precision``, passes ``accept`` and its cache key is
+    :func:`recipe`'s for ``graphs`` with the options the sidecar recorded, on ``tensorrt_version``
+    and ``device`` (default: the ones its sidecar names). An engine from an older recipe, a replaced
+    ONNX or other frames is passed over (with a log line saying to rebuild it). Reads the sidecars;
+    :func:`recipe` itself stays pure.
+    """
+    log = logging.getLogger("rtdetr_edge")
+    found: list[tuple[str, Path, EngineMetadata]] = []
+    folder = Path(engines_dir)
+    for path in sorted(folder.glob("*.engine")) if folder.is_dir() else []:
+        try:
+            meta = load_sidecar(path)
+            if meta is None or meta.precision != precision or not accept(meta):
+                continue
+            options = EngineBuildOptions.from_dict(meta.build_options, f"{path.with_suffix('.json')}: build_options")
+            r = recipe(graphs, precision, tensorrt_version or meta.tensorrt_version, options)
+            wanted = r.cache_key(device or meta.device)
+        except RtdetrEdgeError as exc:
+            log.debug("%s: passed over (%s)", path.name, exc)
+            continue
+        if meta.cache_key != wanted:
+            log.info("%s: not the engine today's recipe makes for this bundle; rtdetr-engine rebuilds it", path.name)
+            continue
+        found.append((meta.created, path, meta))
+    found.sort(key=lambda f: f[0], reverse=True)
+    return [(path, meta) for _, path, meta in found]
+
+
 __all__ = [
     "BUILDER_FLAGS",
     "DEFAULT_BATCH",
@@ -521,6 +570,7 @@ __all__ = [
     "bundle_graphs",
     "onnx_graphs",
     "recipe",
+    "recipe_engines",
     "tensorrt_line",
     "typing_of",
 ]

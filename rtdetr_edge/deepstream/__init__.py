@@ -22,14 +22,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
-from .. import __version__
-from ..atomic import is_our_bundle
+from .. import __version__, atomic
+from ..atomic import OutputKind, is_our_bundle
 from ..bundle import METADATA, Bundle
 from ..contract import OUTPUT_TOPK
 from ..errors import BundleError, InputError
@@ -58,6 +56,12 @@ def is_deepstream_folder(path: str | os.PathLike[str]) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(obj, dict) and obj.get("format") == MARKER_FORMAT
+
+
+# what rtdetr-deepstream --force may replace: an empty folder or a folder it wrote
+DEEPSTREAM_FOLDERS = OutputKind(
+    is_deepstream_folder, f"is not a folder rtdetr-deepstream wrote ({MARKER} missing); nothing was deleted"
+)
 
 
 def _write(path: Path, text: str) -> None:
@@ -135,33 +139,7 @@ def write_deepstream(
             f"--precision {precision}: the bundle {src} has {', '.join(b.precisions)} "
             f"(add it with rtdetr-build --model {src} --precision {precision} --out {src})"
         )
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        if not target.is_dir():
-            raise InputError(f"--out {out}: exists and is not a folder")
-        if not force:
-            raise InputError(f"--out {out}: already exists; pass --force to replace it")
-        if not is_deepstream_folder(target):
-            raise InputError(
-                f"--out {out}: is not a folder rtdetr-deepstream wrote ({MARKER} missing); nothing was deleted"
-            )
-    parent = target.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot write in {parent} ({exc.strerror or exc})") from exc
-    try:
-        os.chmod(tmp, 0o755)
+    with atomic.replacing_dir(target, overwrite=force, kind=DEEPSTREAM_FOLDERS) as tmp:
         _populate(tmp, b, precision, options)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote the DeepStream setup %s (%s, %d stream(s))", target, precision, options.streams)
     return target

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..bundle import Bundle
 from ..engine.trtexec import pinned_layers, trtexec_command
-from ..engine_format import BatchProfile, EngineMetadata, load_sidecar
-from ..engine_recipe import EngineBuildOptions, bundle_graphs, recipe
+from ..engine_format import BatchProfile, EngineMetadata
+from ..engine_recipe import EngineBuildOptions, bundle_graphs, recipe, recipe_engines
 from ..errors import RtdetrEdgeError
 from .configs import TensorSpec
 
@@ -76,25 +76,7 @@ def plan_engine(bundle: Bundle, precision: str) -> tuple[Path, EngineMetadata] |
     profile starting at 1; made means: its cache key is the recipe's for the TensorRT version and
     device its sidecar names, with the options it was built with.
     """
-    if not bundle.engines_dir.is_dir():
-        return None
-    graphs = bundle_graphs(bundle)
-    found: list[tuple[str, Path, EngineMetadata]] = []
-    for path in sorted(bundle.engines_dir.glob("*.engine")):
-        try:
-            meta = load_sidecar(path)
-            if meta is None or meta.precision != precision or meta.dla_core is not None or meta.batch.min != 1:
-                continue
-            options = EngineBuildOptions.from_dict(meta.build_options, f"{path.with_suffix('.json')}: build_options")
-            wanted = recipe(graphs, precision, meta.tensorrt_version, options).cache_key(meta.device)
-        except RtdetrEdgeError as exc:
-            log.debug("%s: passed over (%s)", path.name, exc)
-            continue
-        if meta.cache_key != wanted:
-            log.info("%s: not the recipe's engine for this bundle today (rebuild it with rtdetr-engine)", path.name)
-            continue
-        found.append((meta.created, path, meta))
-    if not found:
-        return None
-    _, newest, meta = max(found, key=lambda f: f[0])
-    return newest, meta
+    found = recipe_engines(
+        bundle.engines_dir, bundle_graphs(bundle), precision, accept=lambda m: m.dla_core is None and m.batch.min == 1
+    )
+    return found[0] if found else None

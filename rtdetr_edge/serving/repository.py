@@ -22,11 +22,10 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, atomic
 from ..atomic import is_our_bundle
 from ..bundle import METADATA, Bundle
 from ..contract import METADATA_KEY, ModelContract
@@ -36,10 +35,10 @@ from . import configs
 from .configs import DetectorIO, TensorSpec
 from .options import DETECTOR_KINDS, RepositoryOptions
 from .pbtxt import render
-
-__all__ = ["DETECTOR_KINDS", "RepositoryOptions", "is_repository", "write_repository"]
 from .plan import BuildCommand, build_commands, plan_engine
 from .readme import repository_readme
+
+__all__ = ["DETECTOR_KINDS", "RepositoryOptions", "is_repository", "write_repository"]
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -54,6 +53,12 @@ def is_repository(path: str | os.PathLike[str]) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(obj, dict) and obj.get("format") == MARKER_FORMAT
+
+
+# what rtdetr-triton --force may replace: an empty folder or a repository it wrote
+REPOSITORIES = atomic.OutputKind(
+    is_repository, f"is not a repository rtdetr-triton wrote ({MARKER} missing); nothing was deleted"
+)
 
 
 def detector_io(onnx_path: Path) -> DetectorIO:
@@ -214,35 +219,9 @@ def write_repository(
     if precision not in b.precisions:
         raise InputError(f"precision {precision}: the bundle {src} has {', '.join(b.precisions)}")
     target = Path(out)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        if not target.is_dir():
-            raise InputError(f"--out {out}: exists and is not a folder")
-        if not force:
-            raise InputError(f"--out {out}: already exists; pass --force to replace it")
-        if not is_repository(target):
-            raise InputError(
-                f"--out {out}: is not a repository rtdetr-triton wrote ({MARKER} missing); nothing was deleted"
-            )
     if target.resolve().is_relative_to(src.resolve()) or src.resolve().is_relative_to(target.resolve()):
         raise InputError(f"--out {out}: overlaps the bundle {src}; choose another folder")
-    parent = target.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot write in {parent} ({exc.strerror or exc})") from exc
-    try:
-        os.chmod(tmp, 0o755)
+    with atomic.replacing_dir(target, overwrite=force, kind=REPOSITORIES) as tmp:
         _populate(tmp, b, precision, options)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote the Triton model repository %s (%s detector, %s)", target, options.detector, precision)
     return target
