@@ -21,10 +21,9 @@ import os
 from dataclasses import dataclass
 
 from ..bundle import Bundle
-from ..engine.trtexec import pinned_layers, trtexec_command
+from ..engine.trtexec import line_commands, pinned_layers
 from ..engine_format import BatchProfile, version_tuple
 from ..engine_recipe import EngineBuildOptions, EngineRecipe, GraphSet, bundle_graphs, recipe
-from ..errors import RtdetrEdgeError
 
 # Gst-nvinfer network-mode: 0 FP32, 1 INT8, 2 FP16
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
@@ -64,25 +63,10 @@ def engine_route(ds: Bundle, folder: str, precision: str, streams: int, tensorrt
     r = recipe(graphs, precision, tensorrt, options)
     engine = f"{folder}/rtdetr_{precision}_b{streams}.engine"
     cmd = f"rtdetr-engine {folder} --precision {precision} --batch 1,{streams},{streams}"
-    pre = ds.contract.preprocessing
-    rows = []
-    for label, version, where in TENSORRT_LINES:
-        try:
-            rv = recipe(graphs, precision, version, options)
-        except RtdetrEdgeError as exc:  # this line cannot build it: say why
-            rows.append((label, where, f"(not buildable: {exc})"))
-            continue
-        source = ds.checked_file(rv.source.file, rv.source.sha256, f"{precision} ({rv.source.typing} graph)")
-        pins = pinned_layers(source, rv.fp32_pins)
-        rows.append(
-            (
-                label,
-                where,
-                trtexec_command(
-                    rv, f"{folder}/{rv.source.file}", engine, ds.contract.input_name, (3, pre.height, pre.width), pins
-                ),
-            )
-        )
+    rows = [
+        (c.label, c.where, c.command if c.command is not None else f"(not buildable: {c.refused})")
+        for c in line_commands(ds, precision, options, TENSORRT_LINES, folder, engine)
+    ]
     return EngineRoute(r, engine, cmd, tuple(rows))
 
 

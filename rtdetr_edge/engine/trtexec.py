@@ -23,8 +23,9 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from ..engine_recipe import EngineRecipe
-from ..errors import EngineError
+from ..bundle import Bundle
+from ..engine_recipe import EngineBuildOptions, EngineRecipe, bundle_graphs, recipe
+from ..errors import EngineError, RtdetrEdgeError
 
 _FLOATS = (1, 10, 16)  # onnx.TensorProto FLOAT, FLOAT16, BFLOAT16
 
@@ -120,3 +121,48 @@ def trtexec_command(
         if "GPU_FALLBACK" in flags:
             args.append("--allowGPUFallback")
     return " ".join(shlex.quote(a) for a in args)
+
+
+@dataclass(frozen=True)
+class LineCommand:
+    """How one TensorRT line builds an engine of a bundle: the source graph it reads and the trtexec
+    command, or (``refused``) why the recipe cannot build it on that line."""
+
+    label: str
+    where: str
+    source: str | None  # the bundle's file name of the source graph
+    command: str | None
+    refused: str | None = None
+
+
+def line_commands(
+    bundle: Bundle,
+    precision: str,
+    options: EngineBuildOptions,
+    lines: tuple[tuple[str, str, str], ...],
+    source_dir: str,
+    plan: str,
+) -> list[LineCommand]:
+    """The trtexec command of ``precision``'s recipe on each of ``lines`` ((label, a TensorRT version
+    of the line, where it runs)); ``source_dir`` is where the command finds the bundle's graphs and
+    ``plan`` the engine file it writes. The source graphs are checked against the bundle's hashes."""
+    graphs = bundle_graphs(bundle)
+    pre = bundle.contract.preprocessing
+    out: list[LineCommand] = []
+    for label, version, where in lines:
+        try:
+            r = recipe(graphs, precision, version, options)
+        except RtdetrEdgeError as exc:
+            out.append(LineCommand(label, where, None, None, str(exc)))
+            continue
+        source = bundle.checked_file(r.source.file, r.source.sha256, f"{precision} ({r.source.typing} graph)")
+        command = trtexec_command(
+            r,
+            f"{source_dir}/{r.source.file}",
+            plan,
+            bundle.contract.input_name,
+            (3, pre.height, pre.width),
+            pinned_layers(source, r.fp32_pins),
+        )
+        out.append(LineCommand(label, where, r.source.file, command))
+    return out

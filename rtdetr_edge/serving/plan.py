@@ -10,15 +10,12 @@ commands are :func:`rtdetr_edge.engine.trtexec.trtexec_command` of the recipe fo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle import Bundle
-from ..engine.trtexec import pinned_layers, trtexec_command
+from ..engine.trtexec import LineCommand, line_commands
 from ..engine_format import BatchProfile, EngineMetadata
-from ..engine_recipe import EngineBuildOptions, bundle_graphs, recipe, recipe_engines
-from ..errors import RtdetrEdgeError
-from .configs import TensorSpec
+from ..engine_recipe import EngineBuildOptions, bundle_graphs, recipe_engines
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -30,42 +27,16 @@ TENSORRT_LINES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class BuildCommand:
-    """How one TensorRT line builds the plan: the source file it reads and the command, or why it cannot."""
-
-    label: str
-    where: str
-    source: str | None  # the bundle's file name, copied into NAME_detector/build/
-    command: str | None
-    refused: str | None = None
-
-
 def build_commands(
-    bundle: Bundle, precision: str, profile: BatchProfile, model_input: TensorSpec, build_dir: str, plan: str
-) -> list[BuildCommand]:
+    bundle: Bundle, precision: str, profile: BatchProfile, build_dir: str, plan: str
+) -> list[LineCommand]:
     """The trtexec command of ``precision``'s recipe on each TensorRT line.
 
     Args:
         build_dir: where the command finds the source graphs (the repository's ``build/`` folder).
         plan: the plan file the command writes.
     """
-    graphs = bundle_graphs(bundle)
-    options = EngineBuildOptions(batch=profile)
-    out: list[BuildCommand] = []
-    for label, version, where in TENSORRT_LINES:
-        try:
-            r = recipe(graphs, precision, version, options)
-        except RtdetrEdgeError as exc:
-            out.append(BuildCommand(label, where, None, None, str(exc)))
-            continue
-        source = bundle.checked_file(r.source.file, r.source.sha256, f"{precision} ({r.source.typing} graph)")
-        pins = pinned_layers(source, r.fp32_pins)
-        command = trtexec_command(
-            r, f"{build_dir}/{r.source.file}", plan, model_input.name, tuple(model_input.dims), pins
-        )
-        out.append(BuildCommand(label, where, r.source.file, command))
-    return out
+    return line_commands(bundle, precision, EngineBuildOptions(batch=profile), TENSORRT_LINES, build_dir, plan)
 
 
 def plan_engine(bundle: Bundle, precision: str) -> tuple[Path, EngineMetadata] | None:

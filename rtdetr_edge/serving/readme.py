@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..contract import ModelContract
+from ..engine.trtexec import LineCommand
 from .configs import DetectorIO
 from .options import RepositoryOptions
-from .plan import BuildCommand
 
 
 def _plan_section(
@@ -13,7 +13,7 @@ def _plan_section(
     options: RepositoryOptions,
     precision: str,
     engine: dict[str, object] | None,
-    commands: list[BuildCommand],
+    commands: list[LineCommand],
 ) -> str:
     opt = max(options.preferred_batch)
     have = (
@@ -62,7 +62,7 @@ def repository_readme(
     io: DetectorIO,
     contract: ModelContract,
     engine: dict[str, object] | None,
-    commands: list[BuildCommand],
+    commands: list[LineCommand],
 ) -> str:
     kind = {
         "tensorrt": 'a TensorRT plan (`platform: "tensorrt_plan"`, GPU instances, CUDA graphs)',

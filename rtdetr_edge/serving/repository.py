@@ -29,13 +29,14 @@ from .. import __version__, atomic
 from ..atomic import is_our_bundle
 from ..bundle import METADATA, Bundle
 from ..contract import METADATA_KEY, ModelContract
+from ..engine.trtexec import LineCommand
 from ..engine_format import BatchProfile
 from ..errors import BundleError, InputError
 from . import configs
 from .configs import DetectorIO, TensorSpec
 from .options import DETECTOR_KINDS, RepositoryOptions
 from .pbtxt import render
-from .plan import BuildCommand, build_commands, plan_engine
+from .plan import build_commands, plan_engine
 from .readme import repository_readme
 
 __all__ = ["DETECTOR_KINDS", "RepositoryOptions", "is_repository", "write_repository"]
@@ -129,7 +130,7 @@ def _populate(root: Path, bundle: Bundle, precision: str, options: RepositoryOpt
 
     det = root / f"{name}_detector"
     engine_info: dict[str, object] | None = None
-    commands: list[BuildCommand] = []
+    commands: list[LineCommand] = []
     if options.detector == "tensorrt":
         # the plan must come from the TensorRT version of the Triton release that serves it, on
         # that GPU: ship the graphs the recipe builds it from on each TensorRT line with the
@@ -139,7 +140,6 @@ def _populate(root: Path, bundle: Bundle, precision: str, options: RepositoryOpt
             bundle,
             precision,
             profile,
-            io.input,
             f"/models/{name}_detector/build",
             f"/models/{name}_detector/1/model.plan",
         )
