@@ -78,21 +78,12 @@ def test_an_edited_contract_is_refused_when_adding_a_precision(cli: Cli, bundle:
 
 
 def _engine(engines: Path, name: str, onnx_sha256: str) -> None:
-    from rtdetr_edge.engine_format import BatchProfile, EngineMetadata, sidecar_path
+    from rtdetr_edge.engine_format import BatchProfile, sidecar_path
+    from tests.engine.fakes import fake_meta
 
     engines.mkdir(exist_ok=True)
     (engines / name).write_bytes(b"plan")
-    EngineMetadata(
-        tensorrt_version="10.3.0",
-        gpu_name="Orin",
-        compute_capability="8.7",
-        sm_count=16,
-        memory_gib=61,
-        precision="fp32",
-        int8_mode="none",
-        batch=BatchProfile(1, 1, 1),
-        onnx_sha256=onnx_sha256,
-    ).save(sidecar_path(engines / name))
+    fake_meta(precision="fp32", batch=BatchProfile(1, 1, 1), onnx_sha256=onnx_sha256).save(sidecar_path(engines / name))
 
 
 @pytest.mark.slow
@@ -121,25 +112,17 @@ def test_an_edited_contract_fails_against_an_engine_sidecar(bundle: Path, edited
     """On TensorRT the opened artifact is an engine: its sidecar carries its ONNX's contract."""
     from rtdetr_edge.bundle import Bundle
     from rtdetr_edge.detector import _check_embedded_contract
-    from rtdetr_edge.engine_format import BatchProfile, EngineMetadata, sidecar_path
+    from rtdetr_edge.engine_format import BatchProfile, sidecar_path
     from rtdetr_edge.errors import BundleError
+    from tests.engine.fakes import fake_meta
 
     engine = bundle / "engines" / "x.engine"
     engine.parent.mkdir()
     engine.write_bytes(b"plan")
     contract = Bundle(bundle).contract.to_json()
-    EngineMetadata(
-        tensorrt_version="10.3.0",
-        gpu_name="Orin",
-        compute_capability="8.7",
-        sm_count=16,
-        memory_gib=61,
-        precision="fp32",
-        int8_mode="none",
-        batch=BatchProfile(1, 1, 1),
-        onnx_sha256="0",
-        contract_json=contract,
-    ).save(sidecar_path(engine))
+    fake_meta(precision="fp32", batch=BatchProfile(1, 1, 1), onnx_sha256="0", contract_json=contract).save(
+        sidecar_path(engine)
+    )
     if edited:
         _edit_contract(bundle, lambda c: c["class_names"].__setitem__(0, "dragon"))
 
