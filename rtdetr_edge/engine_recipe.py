@@ -432,6 +432,24 @@ MISSING: dict[GraphTyping, str] = {
 }
 
 
+def check_dla_request(precision: str, options: EngineBuildOptions) -> None:
+    """What DLA refuses whatever the TensorRT version (the precision, a dynamic batch): EngineError in one line.
+
+    Part of :func:`recipe`; callable before TensorRT is known (``rtdetr-engine`` checks its flags first).
+    """
+    if options.dla_core is None:
+        return
+    if precision in DLA_REFUSED:
+        raise EngineError(DLA_REFUSED[precision])
+    if not options.batch.static:
+        # "DLA does not support dynamic dimensions" (TensorRT, DLA Supported Layers and
+        # Restrictions): with GPU fallback on, a dynamic profile would quietly run on the GPU
+        raise EngineError(
+            f"--dla-core needs a static batch (--batch N), got {options.batch}: DLA does not support dynamic "
+            "dimensions and would leave every layer to the GPU"
+        )
+
+
 def _dla_route(line: TensorRTLine, version: str) -> DlaRoute:
     """How DLA is set on this TensorRT, or an EngineError saying why it cannot be (module docstring)."""
     v = version_tuple(version)
@@ -463,18 +481,8 @@ def recipe(graphs: GraphSet, precision: str, tensorrt_version: str, options: Eng
     if precision not in PRECISIONS:
         raise EngineError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     line = tensorrt_line(tensorrt_version)
-    dla: DlaRoute | None = None
-    if options.dla_core is not None:
-        if precision in DLA_REFUSED:
-            raise EngineError(DLA_REFUSED[precision])
-        dla = _dla_route(line, tensorrt_version)
-        if not options.batch.static:
-            # "DLA does not support dynamic dimensions" (TensorRT, DLA Supported Layers and
-            # Restrictions): with GPU fallback on, a dynamic profile would quietly run on the GPU
-            raise EngineError(
-                f"--dla-core needs a static batch (--batch N), got {options.batch}: DLA does not support dynamic "
-                "dimensions and would leave every layer to the GPU"
-            )
+    check_dla_request(precision, options)
+    dla = _dla_route(line, tensorrt_version) if options.dla_core is not None else None
     routes = ROUTES.get((line, precision, "gpu" if dla is None else "dla"))
     if not routes:
         raise EngineError(f"TensorRT {tensorrt_version}: no way to build {precision} here (internal: no recipe row)")
@@ -568,6 +576,7 @@ __all__ = [
     "Route",
     "SourceGraph",
     "bundle_graphs",
+    "check_dla_request",
     "onnx_graphs",
     "recipe",
     "recipe_engines",

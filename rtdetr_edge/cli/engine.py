@@ -7,6 +7,8 @@ import logging
 from collections.abc import Sequence
 
 from ..backends.options import RUNTIME_PRECISIONS, TensorRTOptions
+from ..bundle import Bundle
+from ..errors import InputError
 from ._common import add_verbosity, run, setup_logging
 from .options import add_engine_arguments, engine_build_options
 
@@ -46,15 +48,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolve_precision(bundle: Bundle, precision: str) -> str:
+    """``auto``: the bundle's default precision; anything else as given."""
+    return str(bundle.metadata.get("default_precision", "fp32")) if precision == "auto" else precision
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
     from ..backends.trt_logging import load_tensorrt
-    from ..bundle import Bundle
     from ..engine import engine_for_bundle
+    from ..engine_recipe import check_dla_request
 
     bundle = Bundle(args.bundle)
     options = engine_build_options(args)
+    # what the bundle and the flags alone refuse, before asking for TensorRT
+    wanted = ("fp16", "int8") if args.precision == "best" else (resolve_precision(bundle, args.precision),)
+    for precision in wanted:
+        if precision not in bundle.precisions:
+            raise InputError(
+                f"--precision {precision}: the bundle {bundle.path} has {', '.join(bundle.precisions)} (add it on the "
+                f"host: rtdetr-build --model {bundle.path} --precision {precision} --out {bundle.path})"
+            )
+        check_dla_request(precision, options)
     load_tensorrt("rtdetr-engine (building TensorRT engines)")  # says what to install, before any other work
     if args.precision == "best":
         from ..bench import best_precision
@@ -62,8 +78,7 @@ def _main(argv: Sequence[str] | None) -> int:
         best = best_precision(bundle, options, args.device, rebuild=args.force)
         print(best.table())  # its last line: the choice and why
         return 0
-    precision = str(bundle.metadata.get("default_precision", "fp32")) if args.precision == "auto" else args.precision
-    print(engine_for_bundle(bundle, precision, options, args.device, rebuild=args.force))
+    print(engine_for_bundle(bundle, wanted[0], options, args.device, rebuild=args.force))
     return 0
 
 

@@ -27,8 +27,8 @@ from importlib import resources
 from pathlib import Path
 
 from .. import __version__, atomic
-from ..atomic import OutputKind, is_our_bundle
-from ..bundle import METADATA, Bundle
+from ..atomic import OutputKind
+from ..bundle import Bundle
 from ..contract import OUTPUT_TOPK
 from ..errors import BundleError, InputError
 from . import configs
@@ -123,16 +123,12 @@ def write_deepstream(
         InputError, BundleError, EngineError: one line naming the argument or file and what was expected.
     """
     src = Path(bundle)
-    if not (src / METADATA).is_file() or not is_our_bundle(src):
-        raise BundleError(
-            f"{src}: not a bundle ({METADATA} of an rtdetr-edge bundle is missing); build one with rtdetr-build"
-        )
+    b = Bundle(src)  # one line naming what is wrong: no folder, no metadata.json, unreadable, not ours
     target = Path(out)
     if target.resolve() == src.resolve() or target.resolve().is_relative_to(src.resolve()):
         raise InputError(f"--out {out}: is or is inside the bundle {src}; choose another folder")
     if src.resolve().is_relative_to(target.resolve()):
         raise InputError(f"--out {out}: contains the bundle {src}; choose another folder")
-    b = Bundle(src)
     precision = str(b.metadata.get("default_precision", "fp32")) if options.precision == "auto" else options.precision
     if precision not in b.precisions:
         raise InputError(

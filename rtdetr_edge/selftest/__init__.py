@@ -180,7 +180,15 @@ def _load_data(folder: Path, work: Path) -> tuple[Bundle, dict[str, np.ndarray],
         if not (folder / name).exists():
             raise InputError(f"{folder}: not a self-test data folder ({name} is missing)")
     target = work / "bundle"
-    if target.exists():
+    if target.exists() or target.is_symlink():
+        # only a copy the self-test made itself is replaced (same metadata.json as the shipped bundle):
+        # --work may be any folder of the user's, and its "bundle" is not ours to delete
+        ours = (target / "metadata.json").is_file() and not target.is_symlink()
+        if not ours or (target / "metadata.json").read_bytes() != (folder / "bundle" / "metadata.json").read_bytes():
+            raise InputError(
+                f"--work {work}: {target} exists and is not the self-test's bundle copy; choose another "
+                "--work folder (nothing was deleted)"
+            )
         shutil.rmtree(target)
     # a copy: the package folder may be read-only, and engines are written next to the bundle
     shutil.copytree(folder / "bundle", target, ignore=shutil.ignore_patterns("engines"))

@@ -26,8 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import __version__, atomic
-from ..atomic import is_our_bundle
-from ..bundle import METADATA, Bundle
+from ..bundle import Bundle
 from ..contract import METADATA_KEY, ModelContract
 from ..engine.trtexec import LineCommand
 from ..engine_format import BatchProfile
@@ -207,11 +206,7 @@ def write_repository(
         options: see :class:`RepositoryOptions`.
     """
     src = Path(bundle)
-    if not (src / METADATA).is_file() or not is_our_bundle(src):
-        raise BundleError(
-            f"{src}: not a bundle ({METADATA} of an rtdetr-edge bundle is missing); build one with rtdetr-build"
-        )
-    b = Bundle(src)
+    b = Bundle(src)  # one line naming what is wrong: no folder, no metadata.json, unreadable, not ours
     precision = options.precision
     if precision == "auto":
         # what a local Detector runs, so that served and local results agree (pass fp32 for speed on CPU servers)

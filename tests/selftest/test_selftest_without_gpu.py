@@ -177,3 +177,18 @@ def test_selftest_has_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         selftest.main(["--version"])
     assert exc.value.code == 0 and "rtdetr-selftest (rtdetr-edge " in capsys.readouterr().out
+
+
+def test_work_never_deletes_a_users_bundle_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--work DIR replaces DIR/bundle only when it is the self-test's own copy (a rerun)."""
+    from rtdetr_edge import selftest
+
+    mine = tmp_path / "bundle"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    assert selftest.main(["--work", str(tmp_path), "--only", "bundle"]) == 1
+    assert "is not the self-test's bundle copy" in capsys.readouterr().err
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    other = tmp_path / "again"
+    assert selftest.main(["--work", str(other), "--only", "bundle"]) == 0  # makes its copy
+    assert selftest.main(["--work", str(other), "--only", "bundle"]) == 0  # and replaces it on a rerun
