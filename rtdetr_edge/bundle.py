@@ -201,6 +201,15 @@ class Bundle:
     def precisions(self) -> list[str]:
         return [p for p in PRECISIONS if p in self.metadata["artifacts"]]
 
+    @property
+    def default_precision(self) -> str:
+        """The precision the build chose as the bundle's default (``fp32`` for bundles without one)."""
+        return str(self.metadata.get("default_precision", "fp32"))
+
+    def precision_for(self, requested: str) -> str:
+        """``requested``, or for ``"auto"`` the bundle's :attr:`default_precision`."""
+        return self.default_precision if requested == "auto" else requested
+
     def artifact(self, precision: str = "fp32") -> dict[str, Any]:
         try:
             return dict(self.metadata["artifacts"][precision])

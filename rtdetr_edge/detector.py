@@ -149,17 +149,6 @@ def device_precision(bundle: Bundle, device: int = 0) -> str | None:
     return max(chosen)[1] if chosen else None
 
 
-def engine_frame_size(contract_json: str | None) -> tuple[int, int] | None:
-    """The frame size an engine's sidecar contract takes (None: the preprocessed tensor, or unreadable)."""
-    if not contract_json:
-        return None
-    try:
-        frame = ModelContract.from_json(contract_json).frame
-    except RtdetrEdgeError:
-        return None
-    return (frame.width, frame.height) if frame is not None else None
-
-
 def _bundle_backend(
     bundle: Bundle,
     backend: str,
@@ -220,7 +209,7 @@ def _resolve(
             backend = "onnxruntime"
         if precision == "auto":
             on_device = device_precision(bundle, tensorrt.device) if backend != "onnxruntime" else None
-            precision = on_device or str(bundle.metadata.get("default_precision", "fp32"))
+            precision = on_device or bundle.default_precision
         be = _bundle_backend(bundle, backend, precision, onnxruntime, tensorrt, engines)
     else:
         name = backend_for(path) if backend == "auto" else backend

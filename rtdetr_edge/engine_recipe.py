@@ -62,6 +62,8 @@ from .errors import EngineError, InputError, RtdetrEdgeError
 if TYPE_CHECKING:
     from .bundle import Bundle
 
+log = logging.getLogger("rtdetr_edge")
+
 # Default batch profile 1,1,8: kernels tuned for the single-camera case (batch 1) while a
 # Detector can still send up to 8 images at once; a static 1,1,1 engine would reject partial
 # or larger batches (ultralytics#12721) and 8 keeps the input buffer small enough for a Jetson
@@ -542,7 +544,6 @@ def recipe_engines(
     ONNX or other frames is passed over (with a log line saying to rebuild it). Reads the sidecars;
     :func:`recipe` itself stays pure.
     """
-    log = logging.getLogger("rtdetr_edge")
     found: list[tuple[str, Path, EngineMetadata]] = []
     folder = Path(engines_dir)
     for path in sorted(folder.glob("*.engine")) if folder.is_dir() else []:

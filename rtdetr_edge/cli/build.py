@@ -268,7 +268,7 @@ def bundle_summary(bundle_dir: Path) -> str:
     elif len(bundle.precisions) > 1:
         lines.append("  no AP: the build had no annotated held-out images (--calib COCO json, --check-images)")
     chosen = report.get("default_precision")
-    default = bundle.metadata.get("default_precision", "fp32")
+    default = bundle.default_precision
     why = chosen.get("reason") if isinstance(chosen, dict) else None
     lines.append(f"default precision: {default}" + (f" ({why})" if why else ""))
     lines.append(

@@ -48,11 +48,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_precision(bundle: Bundle, precision: str) -> str:
-    """``auto``: the bundle's default precision; anything else as given."""
-    return str(bundle.metadata.get("default_precision", "fp32")) if precision == "auto" else precision
-
-
 def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
@@ -63,7 +58,7 @@ def _main(argv: Sequence[str] | None) -> int:
     bundle = Bundle(args.bundle)
     options = engine_build_options(args)
     # what the bundle and the flags alone refuse, before asking for TensorRT
-    wanted = ("fp16", "int8") if args.precision == "best" else (resolve_precision(bundle, args.precision),)
+    wanted = ("fp16", "int8") if args.precision == "best" else (bundle.precision_for(args.precision),)
     for precision in wanted:
         if precision not in bundle.precisions:
             raise InputError(

@@ -144,7 +144,7 @@ def serve_precision(bundle: Path, precision: str) -> str:
     from ..bundle import Bundle
 
     b = Bundle(bundle)
-    chosen = str(b.metadata.get("default_precision", "fp32")) if precision == "auto" else precision
+    chosen = b.precision_for(precision)
     if chosen not in b.precisions:
         have = ", ".join(b.precisions)
         raise InputError(f"--precision {chosen}: {bundle} has no {chosen} artifact (it has {have})")

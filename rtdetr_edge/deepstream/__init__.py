@@ -129,7 +129,7 @@ def write_deepstream(
         raise InputError(f"--out {out}: is or is inside the bundle {src}; choose another folder")
     if src.resolve().is_relative_to(target.resolve()):
         raise InputError(f"--out {out}: contains the bundle {src}; choose another folder")
-    precision = str(b.metadata.get("default_precision", "fp32")) if options.precision == "auto" else options.precision
+    precision = b.precision_for(options.precision)
     if precision not in b.precisions:
         raise InputError(
             f"--precision {precision}: the bundle {src} has {', '.join(b.precisions)} "

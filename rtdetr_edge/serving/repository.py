@@ -207,10 +207,8 @@ def write_repository(
     """
     src = Path(bundle)
     b = Bundle(src)  # one line naming what is wrong: no folder, no metadata.json, unreadable, not ours
-    precision = options.precision
-    if precision == "auto":
-        # what a local Detector runs, so that served and local results agree (pass fp32 for speed on CPU servers)
-        precision = str(b.metadata.get("default_precision", "fp32"))
+    # auto: what a local Detector runs, so that served and local results agree (pass fp32 for speed on CPU servers)
+    precision = b.precision_for(options.precision)
     if precision not in b.precisions:
         raise InputError(f"precision {precision}: the bundle {src} has {', '.join(b.precisions)}")
     target = Path(out)
