@@ -66,6 +66,7 @@ from ..contract import OUTPUT_RAW, ModelContract
 from ..detections import Detections
 from ..matching import box_iou, greedy_match
 from ..postprocess import PostprocessOptions, from_raw, from_topk
+from .criteria import Criterion, Op
 
 DEFAULT_CONF = 0.3
 MATCH_IOU = 0.5
@@ -119,33 +120,40 @@ class DetectionAgreement:
     def rate(self, count: int) -> float | None:
         return count / self.reference_detections if self.reference_detections else None
 
-    def judge(self) -> None:
-        """Fill :attr:`failures` from the thresholds (nothing to judge without reference detections)."""
-        t, fails = self.thresholds, []
+    def criteria(self) -> list[Criterion]:
+        """The detection-level criteria, measured or not (nothing to judge without reference detections)."""
+        t, out = self.thresholds, []
         if self.reference_detections == 0:
-            if self.candidate_detections > 0:
-                fails.append(
-                    f"{self.candidate_detections} candidate detections at conf {self.conf:g} where the "
-                    "reference has none"
+            extra = self.candidate_detections
+            words = f"{extra} candidate detections at conf {self.conf:g} where the reference has none"
+            out.append(
+                Criterion(
+                    "detections", "candidate detections without reference", float(extra), 0.0, "<=", extra == 0, words
                 )
-            self.failures = fails
-            return
-        checks = [
-            ("AP", self.ap, t.min_ap, True),
-            ("mean IoU", self.mean_iou, t.min_mean_iou, True),
-            ("mean score drift", self.score_drift_mean, t.max_mean_score_drift, False),
-            ("label flip rate", self.rate(self.label_flips), t.max_label_flip_rate, False),
-            ("missed rate", self.rate(self.missed), t.max_missed_rate, False),
-            ("extra rate", self.rate(self.extra), t.max_extra_rate, False),
+            )
+            return out
+        checks: list[tuple[str, float | None, float, Op]] = [
+            ("AP", self.ap, t.min_ap, ">="),
+            ("mean IoU", self.mean_iou, t.min_mean_iou, ">="),
+            ("mean score drift", self.score_drift_mean, t.max_mean_score_drift, "<="),
+            ("label flip rate", self.rate(self.label_flips), t.max_label_flip_rate, "<="),
+            ("missed rate", self.rate(self.missed), t.max_missed_rate, "<="),
+            ("extra rate", self.rate(self.extra), t.max_extra_rate, "<="),
         ]
-        for name, value, limit, at_least in checks:
+        for name, value, limit, op in checks:
             if value is None:
                 if name == "mean IoU":  # reference detections exist but none matched at all
-                    fails.append(f"no reference detection matched (IoU >= {MATCH_IOU})")
+                    words = f"no reference detection matched (IoU >= {MATCH_IOU})"
+                    out.append(Criterion("detections", name, None, limit, op, False, words))
                 continue
-            if (value < limit) if at_least else (value > limit):
-                fails.append(f"{name} {value:.4g} {'<' if at_least else '>'} {limit:g}")
-        self.failures = fails
+            passed = value >= limit if op == ">=" else value <= limit
+            words = f"{name} {value:.4g} {op if passed else ('<' if op == '>=' else '>')} {limit:g}"
+            out.append(Criterion("detections", name, value, limit, op, passed, words))
+        return out
+
+    def judge(self) -> None:
+        """Fill :attr:`failures` from the thresholds (nothing to judge without reference detections)."""
+        self.failures = [c.words for c in self.criteria() if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("thresholds", "failures")}

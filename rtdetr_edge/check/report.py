@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .compare import TensorComparison
+from .criteria import Criterion
 from .detections import DetectionAgreement
 from .layerwise import LayerwiseResult
 from .models import ModelSpec
@@ -37,26 +38,40 @@ class CheckReport:
     def passed(self) -> bool:
         return self.tensors.passed and self.detections.passed
 
+    def criteria(self) -> list[Criterion]:
+        """Every criterion of the verdict: each compared output, the unmatched rows, the detection level."""
+        out = []
+        t = self.tensors
+        for name, o in t.outputs.items():
+            why = o.note or f"max |d| {o.max_abs:.3g} > atol {o.tolerance.atol:g}"
+            words = (
+                f"{name}: {why} on {o.failed_images}/{t.images} images"
+                if not o.passed
+                else f"{name}: max |d| {o.max_abs:.3g} <= atol {o.tolerance.atol:g}"
+            )
+            out.append(Criterion("tensors", name, o.max_abs, o.tolerance.atol, "<=", o.passed, words))
+        if t.foreground_rows:
+            ok = t.unmatched_fraction <= t.max_unmatched
+            words = (
+                f"foreground query rows without a counterpart: {t.unmatched_rows}/{t.foreground_rows} "
+                f"({100 * t.unmatched_fraction:.1f}% {'<=' if ok else '>'} {100 * t.max_unmatched:g}%)"
+            )
+            out.append(
+                Criterion(
+                    "tensors", "unmatched foreground rows", t.unmatched_fraction, t.max_unmatched, "<=", ok, words
+                )
+            )
+        return out + self.detections.criteria()
+
     @property
     def failures(self) -> list[str]:
-        out = []
-        for name, o in self.tensors.outputs.items():
-            if not o.passed:
-                why = o.note or f"max |d| {o.max_abs:.3g} > atol {o.tolerance.atol:g}"
-                out.append(f"{name}: {why} on {o.failed_images}/{self.tensors.images} images")
-        t = self.tensors
-        if t.unmatched_fraction > t.max_unmatched:
-            out.append(
-                f"foreground query rows without a counterpart: {t.unmatched_rows}/{t.foreground_rows} "
-                f"({100 * t.unmatched_fraction:.1f}% > {100 * t.max_unmatched:g}%)"
-            )
-        out += list(self.detections.failures)
-        return out
+        return [c.words for c in self.criteria() if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "failures": self.failures,
+            "criteria": [c.to_dict() for c in self.criteria()],
             "bundle": self.bundle,
             "reference": self.reference.to_dict(),
             "candidate": self.candidate.to_dict(),
