@@ -49,6 +49,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rtdetr_edge.preprocess",
             "rtdetr_edge.postprocess",
             "rtdetr_edge.outputs",
+            # HTML pages from the package's templates (the contact sheet; the build's report reads it too)
+            "rtdetr_edge.html_pages",
+            "rtdetr_edge.contact_sheet",
             "rtdetr_edge.cuda",
             "rtdetr_edge.backends",
             "rtdetr_edge.detector",

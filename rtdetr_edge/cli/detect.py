@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
+import numpy as np
 
 from .. import atomic
 from .. import images as image_io
+from ..contact_sheet import INDEX, THUMBNAILS, ContactSheet
 from ..errors import InputError, RtdetrEdgeError
 from ..outputs import JsonlWriter, OutputError, VideoWriter, write_image
 from ._common import add_verbosity, int_at_least, run, setup_logging
 from .options import add_runtime_arguments, open_detector
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..detector import Detector
     from ..serving.client import TritonDetector
 
@@ -44,7 +44,9 @@ their new content is complete. An --out that is or contains one of the sources i
 Output names are unique: a second x.jpg (from another folder) is written as x_2.jpg, a second
 clip (clip.avi after clip.mp4) as clip_2.mp4; each line of detections.jsonl names its "source"
 and its "output" (the annotated file in --out; null with --no-save). An --out that is, contains
-or lies inside --model is refused too.
+or lies inside --model is refused too. --out DIR also gets a contact sheet, DIR/index.html: a
+thumbnail (DIR/thumbnails/) per annotated file, linking to it, with what was detected in each;
+it lists the run that wrote it (not with --no-save).
 
 detections: one per object, its best label (the model can give one object several labels;
 --all-labels keeps them all, as COCO AP does), boxes clipped to the image (--no-clip keeps them
@@ -151,8 +153,12 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         det.close()
         raise InputError(f"--out {out}: cannot create it ({exc.strerror or exc})") from exc
+    sheet = None if args.no_save else ContactSheet(out, f"{args.model or args.server}")
     try:
-        _detect_all(items, det, out, names, args, counts, failed)
+        _detect_all(items, det, out, names, args, counts, failed, sheet)
+        if sheet is not None:
+            sheet.skipped = failed
+            sheet.write()
     finally:
         if created and not any(out.iterdir()):
             out.rmdir()  # nothing came of this run: leave no empty folder behind
@@ -209,7 +215,7 @@ class OutputNames:
     """Unique output file names within one run: ``x.jpg``, then ``x_2.jpg``, ``x_3.jpg``, ..."""
 
     def __init__(self) -> None:
-        self._used: set[str] = {"detections.jsonl"}
+        self._used: set[str] = {"detections.jsonl", INDEX, THUMBNAILS}
 
     def take(self, stem: str, suffix: str) -> str:
         name, k = f"{stem}{suffix}", 2
@@ -227,6 +233,7 @@ def _detect_all(
     args: argparse.Namespace,
     counts: dict[str, int],
     failed: list[str],
+    sheet: ContactSheet | None,
 ) -> None:
     from tqdm import tqdm
 
@@ -255,7 +262,10 @@ def _detect_all(
                     )
                     if target is not None:
                         try:
-                            write_image(out / target, d.draw(img))
+                            drawn = d.draw(img)
+                            write_image(out / target, drawn)
+                            if sheet is not None:
+                                sheet.add_image(p, target, drawn, d)
                         except OutputError as exc:
                             if exc.__cause__ is not None:  # the disk (full, read-only): stop here
                                 raise
@@ -267,7 +277,8 @@ def _detect_all(
             bar.close()
             for v in videos:
                 try:
-                    _video(v, det, out / names.take(v.stem, ".mp4") if not args.no_save else None, jsonl, args, counts)
+                    clip = out / names.take(v.stem, ".mp4") if not args.no_save else None
+                    _video(v, det, clip, jsonl, args, counts, sheet)
                 except OutputError:
                     raise
                 except RtdetrEdgeError as exc:
@@ -284,7 +295,10 @@ def _video(
     jsonl: JsonlWriter,
     args: argparse.Namespace,
     counts: dict[str, int],
+    sheet: ContactSheet | None,
 ) -> None:
+    from collections import Counter
+
     from tqdm import tqdm
 
     cap = cv2.VideoCapture(str(path))
@@ -295,6 +309,8 @@ def _video(
     cap.release()
     writer = None
     frames = 0
+    first: np.ndarray | None = None  # the first annotated frame: the sheet's thumbnail
+    labels: Counter[str] = Counter()
     try:
         with tqdm(total=total, desc=path.name, unit="frame", disable=args.quiet, file=sys.stderr) as bar:
             for i, frame in _frames(path):
@@ -311,7 +327,10 @@ def _video(
                 if target is not None:
                     if writer is None:
                         writer = VideoWriter(target, fps, (frame.shape[1], frame.shape[0]))
-                    writer.write(d.draw(frame))
+                    drawn = d.draw(frame)
+                    writer.write(drawn)
+                    first = drawn if first is None else first
+                    labels.update(x.label for x in d)
                 frames += 1
                 counts["detections"] += len(d)
                 bar.update(1)
@@ -321,6 +340,8 @@ def _video(
             writer.close()
     if frames == 0:
         raise InputError(f"{path}: no frames could be read")
+    if sheet is not None and target is not None and first is not None:
+        sheet.add(path, target.name, first, labels, frames)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

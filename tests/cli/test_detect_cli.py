@@ -45,7 +45,15 @@ def test_detect_cli_writes_annotated_images_video_and_jsonl(
     assert "3 images, 5 video frames, 24 detections, 1 skipped" in run.err
     lines = (out / "detections.jsonl").read_text().splitlines()
     assert len(lines) == 8 and json.loads(lines[-1])["frame"] == 4
-    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "detections.jsonl", "img0.jpg", "img1.jpg", "img2.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip.mp4",
+        "detections.jsonl",
+        "img0.jpg",
+        "img1.jpg",
+        "img2.jpg",
+        "index.html",  # the contact sheet (tests/cli/test_detect_contact_sheet.py)
+        "thumbnails",
+    ]
     cap = cv2.VideoCapture(str(out / "clip.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
 
