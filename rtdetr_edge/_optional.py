@@ -29,6 +29,8 @@ _ROUTES: dict[str, str] = {
     "cuda": 'pip install "rtdetr-edge[trt]" (CUDA 12: JetPack 6) or "rtdetr-edge[trt-cu13]" (CUDA 13: JetPack 7.2)',
     "pycuda": "pip install pycuda (alternative to cuda-python)",
     "PIL": "pip install pillow",
+    "jinja2": 'pip install "rtdetr-edge[check]" (the HTML report)',
+    "matplotlib": 'pip install "rtdetr-edge[check]" (the HTML report)',
     "tritonclient": 'pip install "rtdetr-edge[serve]" (tritonclient[http,grpc])',
 }
 
