@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.helpers import Cli
 from tests.report.browser import PageFacts, dump_dom, page_requests, screenshot
@@ -77,3 +78,29 @@ def test_the_broken_int8_page_says_fail_first_and_names_the_criteria(
     box = verdict[: verdict.index("every criterion")]
     for words in failures:
         assert words in box, words
+
+
+@pytest.fixture(scope="module")
+def quick_start_bundle(reference_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's first build: the shipped model, INT8 calibrated on the 500 generated seed-7 images."""
+    from rtdetr_edge.build import BuildOptions, add_precisions
+    from rtdetr_edge.calib import CalibrationOptions
+    from rtdetr_edge.data import synth
+
+    calib = synth.generate(tmp_path_factory.mktemp("qs_calib"), 500, seed=7)
+    return add_precisions(
+        reference_bundle,
+        tmp_path_factory.mktemp("qs") / "shapes",
+        BuildOptions(precision="int8", calibration=CalibrationOptions(calib=str(calib), cache_dir=None)),
+    )
+
+
+@pytest.mark.slow
+def test_the_quick_start_report_renders_passes_and_loads_nothing(quick_start_bundle: Path, tmp_path: Path) -> None:
+    page = quick_start_bundle / "report.html"
+    std, colours = not_blank(screenshot(page, tmp_path / "shot.png"))
+    assert std > 20 and colours > 200, (std, colours)
+    assert page_requests(page, tmp_path / "net.json") == []
+    text = "\n".join(PageFacts(dump_dom(page)).text)
+    head = text[text.index("Verdict") : text.index("every criterion")].split("\n")
+    assert head[1] == "PASS" and "FAIL" not in head, head  # int8 passed its check, as the README says
