@@ -487,7 +487,9 @@ def _write_report_page(
     from .report import ReportInputs, write_report
 
     t0 = time.perf_counter()
-    skipped = (report.get("check") or {}).get("skipped")
+    skipped = (report.get("check") or {}).get("skipped") or (
+        None if checks else "the build ran no check (--check-images 0)"
+    )
     name = tmp.name.removeprefix(".").removesuffix(".partial").rsplit(".", 2)[0]  # atomic.replacing_dir's naming
     write_report(tmp / REPORT_PAGE, ReportInputs(name, metadata, report, plan, tuple(checks), skipped))
     report["report_page_s"] = round(time.perf_counter() - t0, 2)
