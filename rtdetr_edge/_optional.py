@@ -30,6 +30,7 @@ _ROUTES: dict[str, str] = {
     "pycuda": "pip install pycuda (alternative to cuda-python)",
     "PIL": "pip install pillow",
     "jinja2": "pip install jinja2 (a dependency of rtdetr-edge)",
+    "matplotlib": 'pip install "rtdetr-edge[check]" (the HTML report)',
     "tritonclient": 'pip install "rtdetr-edge[serve]" (tritonclient[http,grpc])',
 }
 

@@ -36,6 +36,8 @@ from .export.options import ExportOptions
 
 log = logging.getLogger("rtdetr_edge")
 
+REPORT_PAGE = "report.html"  # the HTML report of a build that writes FP16 or INT8 (rtdetr_edge.report)
+
 BuildPrecision = Literal["fp32", "fp16", "int8", "best"]
 PRECISION_CHOICES: tuple[str, ...] = get_args(BuildPrecision)
 DEFAULT_TRT_CACHE_VERSIONS = ("10.3.0",)  # JetPack 6.1/6.2's TensorRT
@@ -216,7 +218,7 @@ def build_bundle(
 
 
 # what a build writes at the top of a bundle besides the artifacts metadata.json lists
-BUILD_OUTPUTS = frozenset({METADATA, "report.json", "calib"})
+BUILD_OUTPUTS = frozenset({METADATA, "report.json", REPORT_PAGE, "calib"})
 
 
 def keep_what_is_not_ours(old: Path, new: Path, metadata: dict[str, Any]) -> None:
@@ -448,6 +450,7 @@ def _add_precisions(
         report["accuracy"] = artifact_accuracy(tmp, artifacts, held.dataset, held.report, contract.class_names)
         report["accuracy"]["image_sets"] = _image_sets(report, held)
         metadata["accuracy"] = report["accuracy"]
+    checks: list[Any] = []
     if opts.check_images and opts.precisions:
         announce("polygraphy check")
         from .check import check_bundle_dir
@@ -460,10 +463,36 @@ def _add_precisions(
             num_images=min(opts.check_images, 50),
             images_dir=calib.images_dir if calib else None,
             coco_root=calib.coco_root if calib else None,
+            keep=checks,
         )
     chosen, why = default_precision(opts, artifacts, report.get("check"), report.get("accuracy"), plan)
     metadata["default_precision"] = chosen
     report["default_precision"] = {"chosen": chosen, "reason": why}
+    if opts.precisions:
+        announce("report page")
+        _write_report_page(tmp, metadata, report, plan, checks)
+
+
+def _write_report_page(
+    tmp: Path, metadata: dict[str, Any], report: dict[str, Any], plan: Any, checks: list[Any]
+) -> None:
+    """``report.html`` (:mod:`rtdetr_edge.report`); its time in ``report["report_page_s"]``. Without the
+    ``check`` extra's matplotlib: one warning, no page (as the check without Polygraphy)."""
+    from ._optional import available
+
+    missing = [m for m in ("matplotlib",) if not available(m)]
+    if missing:
+        log.warning('%s not written: %s missing (pip install "rtdetr-edge[check]")', REPORT_PAGE, " and ".join(missing))
+        return
+    from .report import ReportInputs, write_report
+
+    t0 = time.perf_counter()
+    skipped = (report.get("check") or {}).get("skipped") or (
+        None if checks else "the build ran no check (--check-images 0)"
+    )
+    name = tmp.name.removeprefix(".").removesuffix(".partial").rsplit(".", 2)[0]  # atomic.replacing_dir's naming
+    write_report(tmp / REPORT_PAGE, ReportInputs(name, metadata, report, plan, tuple(checks), skipped))
+    report["report_page_s"] = round(time.perf_counter() - t0, 2)
 
 
 def _image_sets(report: dict[str, Any], held: HeldOut) -> dict[str, int]:

@@ -70,6 +70,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # rtdetr-deepstream: host tooling above export (its scaling graph is the frame front's, export.frames),
     # reading the engine recipe and the engine layer's trtexec rendering as serving does; torch-free
     ("deepstream", ("rtdetr_edge.deepstream",)),
+    # the HTML report (rtdetr-check --report, BUNDLE/report.html): reads checks and the precision plan
+    ("report", ("rtdetr_edge.report",)),
     ("build", ("rtdetr_edge.build",)),
     ("cli", ("rtdetr_edge.cli",)),
 ]

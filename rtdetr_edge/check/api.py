@@ -26,6 +26,7 @@ from .data import DEFAULT_NUM_IMAGES, CheckDataLoader, resolve_images
 from .detections import DEFAULT_CONF, DEFAULT_THRESHOLDS, DetectionThresholds, agreement, detections_from_outputs
 from .layerwise import DEFAULT_LAYER_TOLERANCE, DEFAULT_LAYERWISE_IMAGES, compare_layers, polygraphy_commands
 from .models import ModelSpec, check_tensors, resolve_model
+from .pairs import ImagePairs
 from .queries import DEFAULT_MAX_UNMATCHED
 from .report import CheckReport
 
@@ -238,6 +239,7 @@ def run_checks(
             notes=notes[spec.name] + dtype_notes,
             saved=dict(saved),
             versions=versions,
+            pairs=ImagePairs(source, contract, list(loader.names), list(loader.sizes), ref_dets, cand_dets, opts.conf),
         )
         if opts.layerwise:
             report.layerwise = _layerwise(
@@ -294,6 +296,7 @@ def check_bundle_dir(
     num_images: int = DEFAULT_NUM_IMAGES,
     images_dir: str | None = None,
     coco_root: str | None = None,
+    keep: list[CheckReport] | None = None,
 ) -> dict[str, Any]:
     """The check at the end of ``rtdetr-build``: every new precision against fp32, as a JSON-able dict.
 
@@ -310,6 +313,7 @@ def check_bundle_dir(
         data: ``--data`` for the check (e.g. the build's ``--calib``; the calibration images are left out).
         num_images: images to check on (the build's ``--check-images``).
         images_dir, coco_root: as for the build's calibration.
+        keep: a list the :class:`CheckReport` objects are appended to (for the HTML report).
 
     Returns:
         ``{"passed": bool, "data": {...}, "<precision>": <CheckReport.to_dict()>, ...}``.
@@ -329,6 +333,8 @@ def check_bundle_dir(
     except RtdetrEdgeError as exc:
         log.warning("accuracy check (rtdetr-check) skipped: %s", exc)
         return {"skipped": str(exc)}
+    if keep is not None:
+        keep.extend(reports)
     out: dict[str, Any] = {"passed": all(r.passed for r in reports), "data": reports[0].data}
     for r in reports:
         d = r.to_dict()

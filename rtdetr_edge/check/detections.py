@@ -205,6 +205,38 @@ def greedy_pairs(iou: np.ndarray, allowed: np.ndarray, threshold: float = MATCH_
     return [(i, j, float(iou[i, j])) for i, j in greedy_match(cost, -threshold)]
 
 
+@dataclass(frozen=True)
+class ConfMatches:
+    """One image's reference and candidate detections at ``conf``, matched as a user sees them.
+
+    Attributes:
+        matched: (reference index, candidate index, IoU), same label, IoU >= 0.5.
+        flips: (reference index, candidate index, IoU) of another label.
+        missed: reference indices without a counterpart.
+        extra: candidate indices without a counterpart.
+    """
+
+    matched: list[tuple[int, int, float]]
+    flips: list[tuple[int, int, float]]
+    missed: list[int]
+    extra: list[int]
+
+
+def match_at_conf(r: Detections, c: Detections) -> ConfMatches:
+    """Match ``r`` (reference) and ``c`` (candidate), both already cut at ``conf``: by label and IoU, then flips."""
+    iou_rc = box_iou(r.xyxy, c.xyxy)
+    same = r.class_ids[:, None] == c.class_ids[None, :]
+    kept = greedy_pairs(iou_rc, same)
+    free_r = np.ones(len(r), bool)
+    free_c = np.ones(len(c), bool)
+    for i, j, _ in kept:
+        free_r[i] = free_c[j] = False
+    flips = greedy_pairs(iou_rc, ~same & free_r[:, None] & free_c[None, :])
+    for i, j, _ in flips:
+        free_r[i] = free_c[j] = False
+    return ConfMatches(kept, flips, np.flatnonzero(free_r).tolist(), np.flatnonzero(free_c).tolist())
+
+
 def agreement(
     reference: Sequence[Detections],
     candidate: Sequence[Detections],
@@ -227,18 +259,10 @@ def agreement(
             ious.append(iou)
             drifts.append(abs(float(r.scores[i]) - float(cand.scores[j])))
         result.matched += len(full)
-        # what a user sees at conf
-        iou_rc = box_iou(r.xyxy, c.xyxy)
-        same = r.class_ids[:, None] == c.class_ids[None, :]
-        kept = greedy_pairs(iou_rc, same)
-        free_r = np.ones(len(r), bool)
-        free_c = np.ones(len(c), bool)
-        for i, j, _ in kept:
-            free_r[i] = free_c[j] = False
-        flips = greedy_pairs(iou_rc, ~same & free_r[:, None] & free_c[None, :])
-        result.label_flips += len(flips)
-        result.missed += int(free_r.sum()) - len(flips)
-        result.extra += int(free_c.sum()) - len(flips)
+        seen = match_at_conf(r, c)  # what a user sees at conf
+        result.label_flips += len(seen.flips)
+        result.missed += len(seen.missed)
+        result.extra += len(seen.extra)
     if ious:
         result.mean_iou = float(np.mean(ious))
         result.score_drift_mean = float(np.mean(drifts))

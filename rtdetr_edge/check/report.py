@@ -10,6 +10,7 @@ from .criteria import Criterion
 from .detections import DetectionAgreement
 from .layerwise import LayerwiseResult
 from .models import ModelSpec
+from .pairs import ImagePairs
 from .queries import GATE_FACTOR
 
 
@@ -33,6 +34,7 @@ class CheckReport:
     saved: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
+    pairs: ImagePairs | None = field(default=None, repr=False)  # per-image detections, for the HTML report
 
     @property
     def passed(self) -> bool:

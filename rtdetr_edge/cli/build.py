@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import get_args
 
 from .. import atomic
-from ..build import PRECISION_CHOICES, BuildOptions, Int8Options, add_precisions, build_bundle, check_out, is_bundle
+from ..build import (
+    PRECISION_CHOICES,
+    REPORT_PAGE,
+    BuildOptions,
+    Int8Options,
+    add_precisions,
+    build_bundle,
+    check_out,
+    is_bundle,
+)
 from ..calib import Algorithm, CalibrationOptions, Scope
 from ..export.frames import parse_frame_size
 from ..export.options import OPSETS, ExportOptions
@@ -271,9 +280,11 @@ def bundle_summary(bundle_dir: Path) -> str:
     default = bundle.default_precision
     why = chosen.get("reason") if isinstance(chosen, dict) else None
     lines.append(f"default precision: {default}" + (f" ({why})" if why else ""))
+    page = bundle.file(REPORT_PAGE)
     lines.append(
-        f"details: {bundle.file('report.json')}; next: rtdetr-detect IMAGES --model {bundle_dir}, "
-        f"rtdetr-engine {bundle_dir} on the device"
+        f"details: {bundle.file('report.json')}"
+        + (f"; report (open in a browser): {page}" if page.is_file() else "")
+        + f"; next: rtdetr-detect IMAGES --model {bundle_dir}, rtdetr-engine {bundle_dir} on the device"
     )
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import InputError
 from ._common import add_verbosity, check_json_out, check_out_dir, run, setup_logging, write_json_out
 from .options import add_engine_arguments, engine_build_options
 
@@ -24,6 +25,7 @@ EXAMPLES = """\
 examples:
   rtdetr-check build/shapes                                  # every precision of the bundle vs fp32
   rtdetr-check build/shapes --candidate int8 --data data/test/annotations.json --json check.json
+  rtdetr-check build/shapes --report check.html             # the same as one self-contained HTML page
   rtdetr-check build/shapes --candidate fp16 --atol post/probs=0.02 --layerwise --save-outputs out/
   rtdetr-check build/r18 --candidate build/r18/engines/fp16_....engine       # a TensorRT engine (device)
   polygraphy inspect data out/outputs.json                   # the saved outputs, Polygraphy's format
@@ -111,6 +113,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--layerwise-images", type=int, default=1, help="images for --layerwise (default 1)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the full report as JSON here")
     p.add_argument(
+        "--report",
+        default=None,
+        metavar="HTML",
+        help="write a self-contained HTML page here: the verdict per candidate, AP, the images where "
+        "candidate and reference disagree most, the precision plan, images used, versions (needs the "
+        "check extra's matplotlib)",
+    )
+    p.add_argument(
         "--save-outputs",
         default=None,
         metavar="DIR",
@@ -125,6 +135,11 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args)
     check_json_out(args.json)
+    check_json_out(args.report, "--report")
+    if args.report:  # before minutes of checking
+        from .._optional import require
+
+        require("matplotlib", "rtdetr-check --report")
     check_out_dir(args.save_outputs, "--save-outputs")
     from ..check import CheckOptions, run_checks
     from ..check.compare import parse_tolerance_args
@@ -154,7 +169,20 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"\n{summary_line(reports)}")
     if args.json:
         write_json_out(args.json, {"passed": passed, "checks": [r.to_dict() for r in reports]})
+    if args.report:
+        write_report_out(args.report, args.bundle, reports)
     return 0 if passed else 1
+
+
+def write_report_out(path: str, bundle: str, reports: Sequence[CheckReport]) -> None:
+    """The HTML page of ``reports`` (:mod:`rtdetr_edge.report`); an OS error is one line naming ``path``."""
+    from ..report import inputs_from_bundle, write_report
+
+    try:
+        write_report(path, inputs_from_bundle(bundle, reports))
+    except OSError as exc:
+        raise InputError(f"--report {path}: cannot write ({exc.strerror or exc})") from exc
+    print(f"report: {path}")
 
 
 def _with_plan(report: CheckReport) -> str:
