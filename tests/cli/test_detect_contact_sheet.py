@@ -91,3 +91,25 @@ def test_no_save_writes_no_contact_sheet(cli: Cli, tiny_bundle: Path, scene: np.
     run = cli("rtdetr-detect", str(src), "--model", str(tiny_bundle), "--out", str(out), "--no-save")
     assert run.code == 0, run.err
     assert sorted(p.name for p in out.iterdir()) == ["detections.jsonl"]
+
+
+def test_contact_sheet_shows_its_thumbnails_in_chromium_and_loads_nothing(
+    cli: Cli, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    from tests.report.browser import page_requests, screenshot
+
+    src = tmp_path / "in"
+    src.mkdir()
+    magenta = np.zeros((480, 640, 3), np.uint8)
+    magenta[:] = (255, 0, 255)  # BGR: a colour nothing else on the page has
+    for k in range(3):
+        assert cv2.imwrite(str(src / f"m{k}.png"), magenta)
+    out = tmp_path / "out"
+    run = cli("rtdetr-detect", str(src), "--model", str(tiny_bundle), "--out", str(out), "--conf", "1.0")
+    assert run.code == 0, run.err
+    shot = cv2.imread(str(screenshot(out / "index.html", tmp_path / "sheet.png", "1100,700")))
+    shown = np.all(np.abs(shot.astype(int) - (255, 0, 255)) < 40, axis=-1).sum()  # JPEG thumbnails
+    # three 240-px-wide, 180-px-high thumbnails (less the letterbox of a 4:3 image): the thumbnails
+    # loaded from thumbnails/ through the page's Content-Security-Policy
+    assert shown > 3 * 200 * 140, shown
+    assert page_requests(out / "index.html", tmp_path / "net.json") == []
