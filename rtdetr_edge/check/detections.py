@@ -67,6 +67,7 @@ from ..detections import Detections
 from ..matching import box_iou, greedy_match
 from ..postprocess import PostprocessOptions, from_raw, from_topk
 from .criteria import Criterion, Op
+from .verdict import RESAMPLES, ImageAP, Interval, bootstrap, noise_limit, ratio_of_sums
 
 DEFAULT_CONF = 0.3
 MATCH_IOU = 0.5
@@ -83,18 +84,38 @@ class DetectionThresholds:
     max_label_flip_rate: float
     max_missed_rate: float
     max_extra_rate: float
+    min_ap_ratio: float = 0.97
 
 
 DEFAULT_THRESHOLDS: dict[str, DetectionThresholds] = {
-    "fp32": DetectionThresholds(0.99, 0.99, 1e-3, 0.0, 0.01, 0.01),
-    "fp16": DetectionThresholds(0.99, 0.98, 3e-3, 0.01, 0.01, 0.01),
-    "int8": DetectionThresholds(0.97, 0.97, 5e-2, 0.01, 0.12, 0.12),
+    "fp32": DetectionThresholds(0.99, 0.99, 1e-3, 0.0, 0.01, 0.01, 0.99),
+    "fp16": DetectionThresholds(0.99, 0.98, 3e-3, 0.01, 0.01, 0.01, 0.99),
+    "int8": DetectionThresholds(0.97, 0.97, 5e-2, 0.01, 0.12, 0.12, 0.97),
 }
+
+
+# per-image counts behind each criterion (numerator, denominator), for the bootstrap over images
+RATES: dict[str, tuple[str, str]] = {
+    "mean IoU": ("iou", "matched"),
+    "mean score drift": ("drift", "matched"),
+    "label flip rate": ("label_flips", "reference"),
+    "missed rate": ("missed", "reference"),
+    "extra rate": ("extra", "reference"),
+}
+AP_RATIO = "AP vs fp32 (ground truth)"
 
 
 @dataclass
 class DetectionAgreement:
-    """Detection-level numbers of a candidate against the reference."""
+    """Detection-level numbers of a candidate against the reference.
+
+    ``per_image`` holds each image's counts (``reference``, ``matched``, ``label_flips``,
+    ``missed``, ``extra``, and the sums ``iou``, ``drift`` over its matches) for the bootstrap;
+    ``intervals`` the 95% interval of each criterion over images, ``limits`` each criterion's limit
+    where fp32's noise moved it (else the threshold's), ``noise`` fp32's own value under input noise
+    (see :mod:`rtdetr_edge.check.verdict`). ``ap_ratio``: the candidate's AP / the reference's,
+    both against the data's ground truth (annotated data only).
+    """
 
     images: int
     conf: float
@@ -112,6 +133,11 @@ class DetectionAgreement:
     missed: int = 0
     extra: int = 0
     failures: list[str] = field(default_factory=list)
+    ap_ratio: float | None = None
+    per_image: dict[str, list[float]] = field(default_factory=dict)
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)
+    noise: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -120,9 +146,29 @@ class DetectionAgreement:
     def rate(self, count: int) -> float | None:
         return count / self.reference_detections if self.reference_detections else None
 
+    def values(self) -> list[tuple[str, float | None, float, Op]]:
+        """(criterion, value over all images, threshold, op) of every detection-level criterion."""
+        t = self.thresholds
+        out: list[tuple[str, float | None, float, Op]] = []
+        if self.ap_ratio is not None:
+            out.append((AP_RATIO, self.ap_ratio, t.min_ap_ratio, ">="))
+        return [
+            *out,
+            ("AP", self.ap, t.min_ap, ">="),
+            ("mean IoU", self.mean_iou, t.min_mean_iou, ">="),
+            ("mean score drift", self.score_drift_mean, t.max_mean_score_drift, "<="),
+            ("label flip rate", self.rate(self.label_flips), t.max_label_flip_rate, "<="),
+            ("missed rate", self.rate(self.missed), t.max_missed_rate, "<="),
+            ("extra rate", self.rate(self.extra), t.max_extra_rate, "<="),
+        ]
+
     def criteria(self) -> list[Criterion]:
-        """The detection-level criteria, measured or not (nothing to judge without reference detections)."""
-        t, out = self.thresholds, []
+        """The detection-level criteria, measured or not (nothing to judge without reference detections).
+
+        With an interval, a criterion fails only when the whole interval is beyond its limit: the
+        value compared is the interval's bound nearest the limit's good side.
+        """
+        out = []
         if self.reference_detections == 0:
             extra = self.candidate_detections
             words = f"{extra} candidate detections at conf {self.conf:g} where the reference has none"
@@ -132,31 +178,36 @@ class DetectionAgreement:
                 )
             )
             return out
-        checks: list[tuple[str, float | None, float, Op]] = [
-            ("AP", self.ap, t.min_ap, ">="),
-            ("mean IoU", self.mean_iou, t.min_mean_iou, ">="),
-            ("mean score drift", self.score_drift_mean, t.max_mean_score_drift, "<="),
-            ("label flip rate", self.rate(self.label_flips), t.max_label_flip_rate, "<="),
-            ("missed rate", self.rate(self.missed), t.max_missed_rate, "<="),
-            ("extra rate", self.rate(self.extra), t.max_extra_rate, "<="),
-        ]
-        for name, value, limit, op in checks:
+        for name, value, threshold, op in self.values():
+            limit = self.limits.get(name, threshold)
             if value is None:
                 if name == "mean IoU":  # reference detections exist but none matched at all
                     words = f"no reference detection matched (IoU >= {MATCH_IOU})"
                     out.append(Criterion("detections", name, None, limit, op, False, words))
                 continue
-            passed = value >= limit if op == ">=" else value <= limit
-            words = f"{name} {value:.4g} {op if passed else ('<' if op == '>=' else '>')} {limit:g}"
-            out.append(Criterion("detections", name, value, limit, op, passed, words))
+            iv = self.intervals.get(name)
+            judged = value if iv is None else (iv.high if op == ">=" else iv.low)
+            passed = judged >= limit if op == ">=" else judged <= limit
+            bad = "<" if op == ">=" else ">"
+            if iv is None:
+                words = f"{name} {value:.4g} {op if passed else bad} {limit:g}"
+                detail = ""
+            else:
+                bound = "upper" if op == ">=" else "lower"
+                detail = f"{value:.4g}, 95% CI [{iv.low:.4g}, {iv.high:.4g}] over {self.images} images"
+                words = f"{name} {value:.4g} (95% CI {bound} bound {judged:.4g} {op if passed else bad} {limit:g})"
+            if name in self.noise:
+                detail += f"; limit from threshold {threshold:g} and fp32 under input noise {self.noise[name]:.4g}"
+            out.append(Criterion("detections", name, judged, limit, op, passed, words, detail.lstrip("; ")))
         return out
 
     def judge(self) -> None:
-        """Fill :attr:`failures` from the thresholds (nothing to judge without reference detections)."""
+        """Fill :attr:`failures` from the criteria (nothing to judge without reference detections)."""
         self.failures = [c.words for c in self.criteria() if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("thresholds", "failures")}
+        skip = ("thresholds", "failures", "per_image", "intervals")
+        d = {k: v for k, v in asdict(self).items() if k not in skip}
         d.update(
             {
                 "label_flip_rate": self.rate(self.label_flips),
@@ -164,6 +215,7 @@ class DetectionAgreement:
                 "extra_rate": self.rate(self.extra),
                 "match_iou": MATCH_IOU,
                 "thresholds": asdict(self.thresholds),
+                "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
                 "failures": list(self.failures),
                 "passed": self.passed,
             }
@@ -205,28 +257,66 @@ def greedy_pairs(iou: np.ndarray, allowed: np.ndarray, threshold: float = MATCH_
     return [(i, j, float(iou[i, j])) for i, j in greedy_match(cost, -threshold)]
 
 
+@dataclass(frozen=True)
+class GroundTruth:
+    """The data's annotations of the checked images: per image ``[G,4]`` xyxy pixels and ``[G]``
+    category ids, and the model label -> category id map (labels without a category are dropped)."""
+
+    boxes: list[np.ndarray]
+    categories: list[np.ndarray]
+    label_map: dict[int, int]
+
+    def ap(self, dets: Sequence[Detections]) -> ImageAP:
+        """COCO AP of ``dets`` against these annotations (COCO's ``maxDets`` 100), for resampling."""
+        labels = [np.array([self.label_map.get(int(c), -1) for c in d.class_ids], np.int64) for d in dets]
+        keep = [lab >= 0 for lab in labels]
+        return ImageAP(
+            self.boxes,
+            self.categories,
+            [d.xyxy[k] for d, k in zip(dets, keep)],
+            [d.scores[k] for d, k in zip(dets, keep)],
+            [lab[k] for lab, k in zip(labels, keep)],
+        )
+
+
 def agreement(
     reference: Sequence[Detections],
     candidate: Sequence[Detections],
     sizes: Sequence[tuple[int, int]],
     thresholds: DetectionThresholds,
     conf: float = DEFAULT_CONF,
+    noise: DetectionAgreement | None = None,
+    noise_factor: float = 0.0,
+    ground_truth: GroundTruth | None = None,
+    resamples: int = RESAMPLES,
 ) -> DetectionAgreement:
-    """Detection-level agreement of ``candidate`` with ``reference`` (same images, same order)."""
+    """Detection-level agreement of ``candidate`` with ``reference`` (same images, same order).
+
+    Args:
+        noise: the reference's agreement with itself on noisy inputs; with ``noise_factor`` > 0
+            each limit becomes ``max(threshold, noise_factor x fp32's noise)`` (as a deficit for
+            AP and IoU; see :mod:`rtdetr_edge.check.verdict`).
+        ground_truth: the data's annotations: adds the AP ratio against them.
+        resamples: bootstrap resamples of the images for each criterion's interval (0: none).
+    """
     result = DetectionAgreement(images=len(reference), conf=conf, thresholds=thresholds)
+    counts = {k: np.zeros(len(reference)) for k in ("reference", "matched", "label_flips", "missed", "extra")}
+    sums = {k: np.zeros(len(reference)) for k in ("iou", "drift")}
     ious: list[float] = []
     drifts: list[float] = []
-    for ref, cand in zip(reference, candidate):
+    for k, (ref, cand) in enumerate(zip(reference, candidate)):
         r = ref[ref.scores >= conf]
         c = cand[cand.scores >= conf]
-        result.reference_detections += len(r)
+        counts["reference"][k] = len(r)
         result.candidate_detections += len(c)
         # IoU and score drift: against every candidate detection, so a score that fell below conf counts
         full = greedy_pairs(box_iou(r.xyxy, cand.xyxy), r.class_ids[:, None] == cand.class_ids[None, :])
         for i, j, iou in full:
             ious.append(iou)
             drifts.append(abs(float(r.scores[i]) - float(cand.scores[j])))
-        result.matched += len(full)
+        counts["matched"][k] = len(full)
+        sums["iou"][k] = sum(iou for _, _, iou in full)
+        sums["drift"][k] = sum(drifts[len(drifts) - len(full) :])
         # what a user sees at conf
         iou_rc = box_iou(r.xyxy, c.xyxy)
         same = r.class_ids[:, None] == c.class_ids[None, :]
@@ -236,9 +326,13 @@ def agreement(
         for i, j, _ in kept:
             free_r[i] = free_c[j] = False
         flips = greedy_pairs(iou_rc, ~same & free_r[:, None] & free_c[None, :])
-        result.label_flips += len(flips)
-        result.missed += int(free_r.sum()) - len(flips)
-        result.extra += int(free_c.sum()) - len(flips)
+        counts["label_flips"][k] = len(flips)
+        counts["missed"][k] = int(free_r.sum()) - len(flips)
+        counts["extra"][k] = int(free_c.sum()) - len(flips)
+    result.reference_detections = int(counts["reference"].sum())
+    result.matched = int(counts["matched"].sum())
+    result.label_flips, result.missed, result.extra = (int(counts[k].sum()) for k in ("label_flips", "missed", "extra"))
+    result.per_image = {k: v.tolist() for k, v in (counts | sums).items()}
     if ious:
         result.mean_iou = float(np.mean(ious))
         result.score_drift_mean = float(np.mean(drifts))
@@ -246,8 +340,62 @@ def agreement(
     if result.reference_detections:
         metrics = pseudo_ap(reference, candidate, sizes, conf)
         result.ap, result.ap50, result.ap75 = metrics["AP"], metrics["AP50"], metrics["AP75"]
+        _intervals(result, reference, candidate, ground_truth, resamples)
+    if noise is not None and noise_factor > 0:
+        _noise_limits(result, noise, noise_factor)
     result.judge()
     return result
+
+
+def _intervals(
+    result: DetectionAgreement,
+    reference: Sequence[Detections],
+    candidate: Sequence[Detections],
+    ground_truth: GroundTruth | None,
+    resamples: int,
+) -> None:
+    """Bootstrap intervals over images of every criterion (and the ground-truth AP ratio)."""
+    n = result.images
+    arrays = {k: np.asarray(v) for k, v in result.per_image.items()}
+    for name, (num, den) in RATES.items():
+        result.intervals[name] = bootstrap(ratio_of_sums(arrays[num], arrays[den]), n, resamples)
+    shown = [r[r.scores >= result.conf] for r in reference]
+    max_dets = max([len(c) for c in candidate] + [AP_MIN_MAX_DETS])
+    pseudo = ImageAP(
+        [r.xyxy for r in shown],
+        [r.class_ids for r in shown],
+        [c.xyxy for c in candidate],
+        [c.scores for c in candidate],
+        [c.class_ids for c in candidate],
+        max_dets,
+    )
+    result.intervals["AP"] = bootstrap(pseudo.ap, n, resamples)
+    if ground_truth is not None:
+        ref_ap, cand_ap = ground_truth.ap(reference), ground_truth.ap(candidate)
+
+        def ratio(idx: np.ndarray) -> float:
+            base = ref_ap.ap(idx)
+            return cand_ap.ap(idx) / base if base > 0 else float("nan")
+
+        iv = bootstrap(ratio, n, resamples)
+        if np.isfinite(iv.value):
+            result.ap_ratio, result.intervals[AP_RATIO] = iv.value, iv
+
+
+def _noise_limits(result: DetectionAgreement, noise: DetectionAgreement, factor: float) -> None:
+    """Each limit from fp32's own value under input noise (``max(threshold, factor x noise)``, deficits for ``>=``)."""
+    measured = {name: value for name, value, _, _ in noise.values()}
+    if noise.ap_ratio is None:  # the noisy run is the reference's, so its ratio is its AP change
+        measured.pop(AP_RATIO, None)
+    for name, _, threshold, op in result.values():
+        value = measured.get(name)
+        if value is None:
+            continue
+        result.noise[name] = value
+        if op == ">=":
+            result.limits[name] = 1.0 - noise_limit(1.0 - threshold, 1.0 - value, factor)
+        else:
+            result.limits[name] = noise_limit(threshold, value, factor)
 
 
 def pseudo_ap(
