@@ -56,7 +56,9 @@ def int8_bundle(num_images: int, seed: int) -> Path:
     out = CACHE / f"verdict-int8-n{num_images}-s{seed}"
     if not (out / "metadata.json").is_file():
         ann = shapes_set(f"shapes-n{num_images}-s{seed}", num_images, seed)
-        opts = BuildOptions(precision="int8", force=True, calibration=CalibrationOptions(calib=str(ann), cache_dir=None))
+        opts = BuildOptions(
+            precision="int8", force=True, calibration=CalibrationOptions(calib=str(ann), cache_dir=None)
+        )
         add_precisions(fp32, out, opts)
     return out
 

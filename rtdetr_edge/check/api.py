@@ -378,7 +378,9 @@ def check_bundle_dir(
         images_dir, coco_root: as for the build's calibration.
 
     Returns:
-        ``{"passed": bool, "data": {...}, "<precision>": <CheckReport.to_dict()>, ...}``.
+        ``{"passed": bool, "images": n, "data": {...}, "<precision>": <CheckReport.to_dict()>, ...}``
+        (``images``: how many images the check ran on; fewer than 100 is logged as a warning,
+        ``data["fp32_noise"]``: fp32's own movement under input noise, where INT8 was checked).
     """
     candidates = [p for p in precisions if p != "fp32" and p in (metadata.get("artifacts") or {})]
     if not candidates:

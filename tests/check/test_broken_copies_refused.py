@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def test_reference_int8_is_kept_and_each_broken_copy_refused(reference_bundle: P
     built = add_precisions(reference_bundle, tmp_path / "int8", opts)
     metadata = Bundle(built).metadata
     assert metadata["default_precision"] == "int8"
+    assert json.loads((built / "report.json").read_text())["check"]["images"] == 100  # not capped at 50
     broken = {
         "act x0.05": lambda src, out: scaled_activation_qdq_copy(src, out, 0.05),
         "one layer x20": lambda src, out: scaled_activation_qdq_copy(src, out, 20.0, FIRST_LAYER),

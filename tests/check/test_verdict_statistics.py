@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,14 +13,26 @@ import pytest
 from rtdetr_edge.check.compare import OutputStats, TensorComparison, Tolerance
 from rtdetr_edge.check.detections import DEFAULT_THRESHOLDS, agreement
 from rtdetr_edge.check.noise import Fp32Noise
-from rtdetr_edge.check.verdict import ImageAP, bootstrap, image_quantile, noise_feeds, noise_limit, ratio_of_sums
+from rtdetr_edge.check.verdict import (
+    ImageAP,
+    Interval,
+    bootstrap,
+    image_quantile,
+    noise_feeds,
+    noise_limit,
+    ratio_of_sums,
+)
 from rtdetr_edge.detections import Detections
 
 
-def _scenes(n: int, seed: int) -> tuple[list[np.ndarray], ...]:
+def _scenes(n: int, seed: int) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
     """Random ground truth (3 classes) and detections near it, with misses, extras and label noise."""
     rng = np.random.default_rng(seed)
-    gtb, gtl, dtb, dts, dtl = [], [], [], [], []
+    gtb: list[Any] = []
+    gtl: list[Any] = []
+    dtb: list[Any] = []
+    dts: list[Any] = []
+    dtl: list[Any] = []
     for _ in range(n):
         k, m = int(rng.integers(0, 6)), int(rng.integers(0, 8))
         xy = rng.uniform(0, 200, (k, 2))
@@ -67,7 +81,7 @@ def test_image_ap_is_faster_coco_evals_ap_and_a_resample_counts_repeated_images(
     assert ap.ap() == pytest.approx(expected["AP"], abs=1e-12)
     idx = np.random.default_rng(5).integers(0, n, n)
     copies = [[column[i] for i in idx] for column in (gtb, gtl, dtb, dts, dtl)]
-    assert ap.ap(idx) == pytest.approx(ImageAP(*copies).ap(), abs=1e-12)
+    assert ap.ap(idx) == pytest.approx(ImageAP(copies[0], copies[1], copies[2], copies[3], copies[4]).ap(), abs=1e-12)
 
 
 def test_bootstrap_interval_of_an_identical_candidate_is_exactly_1_and_a_shift_is_detected() -> None:
@@ -75,7 +89,7 @@ def test_bootstrap_interval_of_an_identical_candidate_is_exactly_1_and_a_shift_i
     reference = ImageAP(gtb, gtl, dtb, dts, dtl)
     same = ImageAP(gtb, gtl, dtb, dts, dtl)
 
-    def ratio(candidate: ImageAP) -> float:
+    def ratio(candidate: ImageAP) -> Interval:
         return bootstrap(lambda idx: candidate.ap(idx) / reference.ap(idx), 80)
 
     iv = ratio(same)
@@ -129,7 +143,7 @@ def test_tolerance_is_the_floor_or_a_multiple_of_fp32s_noise() -> None:
     tol = noise.tolerances(floors, 8.0)
     assert tol["post/probs"].atol == pytest.approx(0.32) and tol["pred_boxes"] == floors["pred_boxes"]
     assert noise.tolerances(floors, 8.0, {"post/probs"})["post/probs"].atol == 0.1  # --atol stays as given
-    feeds = noise_feeds([{"x": np.zeros((1, 3, 4, 4), np.float32)}])
+    feeds = noise_feeds([OrderedDict(x=np.zeros((1, 3, 4, 4), np.float32))])
     assert feeds[0]["x"].dtype == np.float32 and 0 < np.abs(feeds[0]["x"]).max() <= 1 / 255 + 1e-7
 
 
