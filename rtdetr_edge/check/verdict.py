@@ -42,7 +42,8 @@ NOISE_AMPLITUDE = 1.0 / 255.0  # one grey level of an 8-bit image, on the [0,1]-
 # another runtime of the same graph (rounding only) and FP16 keeps its fixed, measured gates.
 # Element-wise, good INT8 builds of the reference model move p95 of per-image max |d| about 3x
 # as far as fp32 does under the noise (broken copies 12-260x): factor 8. At detection level
-# their deficits and rates are 2.4-3x fp32's noise: factor 4 (see benchmarks/int8_verdict.py).
+# (seed 7) the IoU deficit, drift, missed and extra rates are 2.4-3.1x fp32's (the pseudo-AP deficit
+# 10x): factor 4, which keeps this model's fixed thresholds (see benchmarks/int8_verdict.py).
 NOISE_FACTOR = {"fp32": 0.0, "fp16": 0.0, "int8": 8.0}
 DETECTION_NOISE_FACTOR = {"fp32": 0.0, "fp16": 0.0, "int8": 4.0}
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
