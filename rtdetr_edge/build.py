@@ -460,7 +460,7 @@ def _add_precisions(
             tmp,
             metadata,
             opts.precisions,
-            num_images=min(opts.check_images, 50),
+            num_images=opts.check_images,
             images_dir=calib.images_dir if calib else None,
             coco_root=calib.coco_root if calib else None,
             keep=checks,

@@ -17,18 +17,37 @@ import numpy as np
 from .. import __version__
 from ..bundle import Bundle
 from ..contract import ModelContract
+from ..data.coco import label_to_category
 from ..engine_recipe import EngineBuildOptions
 from ..errors import InputError, RtdetrEdgeError
 from ..onnx_facts import read_onnx_facts
 from ._polygraphy import polygraphy
-from .compare import canonical, compare_tensors, onnxrt_runner, run, save_inputs, save_run_results, tolerances_for
-from .data import DEFAULT_NUM_IMAGES, CheckDataLoader, resolve_images
-from .detections import DEFAULT_CONF, DEFAULT_THRESHOLDS, DetectionThresholds, agreement, detections_from_outputs
+from .compare import (
+    COMPARED,
+    canonical,
+    compare_tensors,
+    onnxrt_runner,
+    run,
+    save_inputs,
+    save_run_results,
+    tolerances_for,
+)
+from .data import DEFAULT_NUM_IMAGES, CheckDataLoader, ImageSource, resolve_images
+from .detections import (
+    DEFAULT_CONF,
+    DEFAULT_THRESHOLDS,
+    DetectionThresholds,
+    GroundTruth,
+    agreement,
+    detections_from_outputs,
+)
 from .layerwise import DEFAULT_LAYER_TOLERANCE, DEFAULT_LAYERWISE_IMAGES, compare_layers, polygraphy_commands
 from .models import ModelSpec, check_tensors, resolve_model
+from .noise import measure_fp32_noise
 from .pairs import ImagePairs
 from .queries import DEFAULT_MAX_UNMATCHED
 from .report import CheckReport
+from .verdict import DETECTION_NOISE_FACTOR, MIN_REPORT_IMAGES, NOISE_FACTOR
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -41,7 +60,7 @@ class CheckOptions:
         reference: ``fp32`` [default], ``fp16``, ``int8`` or an ``.onnx``; always ONNX Runtime (CPU).
         data: folder, COCO json, ``coco_val``/``coco_train``, ``synthetic``; None: the bundle's
             held-out calibration source, else generated scenes (see :mod:`rtdetr_edge.check.data`).
-        num_images: images to run [50].
+        num_images: images to run [100].
         images_dir: image folder of a COCO json [next to it].
         coco_root: COCO 2017 root for ``coco_val``/``coco_train``.
         atol, rtol: override the default tolerances: one number for every output, or
@@ -220,14 +239,34 @@ def run_checks(
         saved["inputs"] = str(save_inputs(feeds, out_dir / "inputs.json"))
     ref_iters = list(results[reference.name])
     ref_dets = detections_from_outputs(ref_iters, loader.sizes, contract)
+    truth = ground_truth(source, loader.fed, contract.class_names)
+    noise = None
+    if any(NOISE_FACTOR[s.precision] > 0 for s in specs):
+        noise = measure_fp32_noise(
+            reference, (ref_outputs, ref_renames), feeds, results, ref_dets, loader.sizes, contract, truth, opts.conf
+        )
+        data["fp32_noise"] = noise.to_dict()
     versions = _versions()
     reports = []
     for spec in specs:
         max_unmatched = DEFAULT_MAX_UNMATCHED[spec.precision] if opts.max_unmatched is None else opts.max_unmatched
-        tensors = compare_tensors(results, reference.name, spec.name, tol[spec.name], max_unmatched, opts.conf)
+        factor = NOISE_FACTOR[spec.precision]
+        tolerances = noise.tolerances(tol[spec.name], factor, _fixed(opts)) if noise else tol[spec.name]
+        tensors = compare_tensors(results, reference.name, spec.name, tolerances, max_unmatched, opts.conf)
+        if noise:
+            noise.annotate(tensors, tol[spec.name], factor, _fixed(opts))
         cand_dets = detections_from_outputs(list(results[spec.name]), loader.sizes, contract)
         thresholds = opts.thresholds or DEFAULT_THRESHOLDS[spec.precision]
-        dets = agreement(ref_dets, cand_dets, loader.sizes, thresholds, opts.conf)
+        dets = agreement(
+            ref_dets,
+            cand_dets,
+            loader.sizes,
+            thresholds,
+            opts.conf,
+            noise.detections if noise and opts.thresholds is None else None,
+            DETECTION_NOISE_FACTOR[spec.precision],
+            truth,
+        )
         dtype_notes = _dtype_notes(ref_iters[0], results[spec.name][0], contract_outputs)
         report = CheckReport(
             str(files.path),
@@ -248,6 +287,33 @@ def run_checks(
         report.seconds = time.perf_counter() - t0
         reports.append(report)
     return reports
+
+
+def _fixed(opts: CheckOptions) -> set[str]:
+    """Outputs whose atol the user set (``--atol``): those are not moved by fp32's noise."""
+    if opts.atol is None:
+        return set()
+    return set(opts.atol) if isinstance(opts.atol, Mapping) else set(COMPARED)
+
+
+def ground_truth(source: ImageSource, fed: Sequence[int], class_names: Sequence[str]) -> GroundTruth | None:
+    """The annotations of the fed images of a COCO source whose categories the model knows (else None)."""
+    if source.dataset is None or not source.image_ids:
+        return None
+    try:
+        label_map = label_to_category(tuple(class_names), source.dataset)
+    except InputError:
+        return None
+    boxes, categories = [], []
+    for index in fed:
+        xywh, cats = source.dataset.targets(source.image_ids[index])
+        xyxy = xywh.astype(np.float64)
+        xyxy[:, 2:] += xyxy[:, :2]
+        boxes.append(xyxy)
+        categories.append(cats)
+    if not any(len(c) for c in categories):
+        return None
+    return GroundTruth(boxes, categories, label_map)
 
 
 def _dtype_notes(ref: Any, cand: Any, names: Sequence[str]) -> list[str]:
@@ -316,7 +382,9 @@ def check_bundle_dir(
         keep: a list the :class:`CheckReport` objects are appended to (for the HTML report).
 
     Returns:
-        ``{"passed": bool, "data": {...}, "<precision>": <CheckReport.to_dict()>, ...}``.
+        ``{"passed": bool, "images": n, "data": {...}, "<precision>": <CheckReport.to_dict()>, ...}``
+        (``images``: how many images the check ran on; fewer than 100 is logged as a warning,
+        ``data["fp32_noise"]``: fp32's own movement under input noise, where INT8 was checked).
     """
     candidates = [p for p in precisions if p != "fp32" and p in (metadata.get("artifacts") or {})]
     if not candidates:
@@ -335,7 +403,14 @@ def check_bundle_dir(
         return {"skipped": str(exc)}
     if keep is not None:
         keep.extend(reports)
-    out: dict[str, Any] = {"passed": all(r.passed for r in reports), "data": reports[0].data}
+    images = int(reports[0].data.get("images", 0))
+    out: dict[str, Any] = {"passed": all(r.passed for r in reports), "images": images, "data": reports[0].data}
+    if images < MIN_REPORT_IMAGES:
+        log.warning(
+            "accuracy check on only %d held-out images (fewer than %d): its intervals are wide",
+            images,
+            MIN_REPORT_IMAGES,
+        )
     for r in reports:
         d = r.to_dict()
         d.pop("data", None)

@@ -21,33 +21,32 @@ were compared; with none (no reference query at ``conf``) it says there was noth
 element-wise to judge, and the detection level reports the missing reference detections.
 
 Tolerances are Polygraphy's ``elemwise`` check: an element fails when it exceeds both ``atol``
-and ``rtol``. Defaults (:data:`DEFAULT_TOLERANCES`, ``rtol`` 0 so ``atol`` alone decides, since
-probabilities and normalised boxes are already on a 0..1 scale). FP16 and INT8 are calibrated on
-the reference model (``models/rtdetr-shapes``; FP16 and INT8 built as the README does: 256
-calibration images of the seed-7 generated set; measured on 200 held-out generated images, seed 3,
-ONNX Runtime CPU; "measured" is the worst |d| over the foreground rows / shown scores, after the
-unmatched rows were left out), the gate about twice that:
+and ``rtol`` (``rtol`` 0 by default, so ``atol`` alone decides: probabilities and normalised boxes
+are already on a 0..1 scale). An output passes when the p95 over images of each image's max |d|
+is within ``atol`` (:attr:`OutputStats.quantile`; an image within Polygraphy's tolerance counts
+as at most ``atol``), so one image where a near-tied query moved cannot fail a build.
 
-=============  ======  ===============  ===============  ===========================================
-output         fp32    fp16             int8             why
-=============  ======  ===============  ===============  ===========================================
-post/probs     1e-4    measured 0.0151  measured 0.191   fp32: export verification's 1e-4. INT8: a
-                       gate 0.03        gate 0.4         visible probability that moves 0.4 is a
-                                                         detection gone or invented; the x0.05
-                                                         broken INT8 copy reaches 0.96
-scores         1e-4    measured 0.014   measured 0.170   as post/probs; the broken copy: 0.79
-                       gate 0.03        gate 0.3
-pred_boxes     1e-4    measured 0.0033  measured 0.028   normalised: 0.01 is 2.6 px at the reference
-                       gate 0.01        gate 0.06        model's 256 (6 px at 640); the broken copy:
-                                                         0.95
-logits         4e-4    measured 0.0625  measured 1.36    raw-output graphs (the same model exported
-                       gate 0.12        gate 3.0         with ``raw_outputs``): confident rows sit
-                                                         where the sigmoid is flat, so logits move
-                                                         far more than probabilities
-=============  ======  ===============  ===============  ===========================================
+fp32 and FP16 use fixed tolerances (:data:`DEFAULT_TOLERANCES`; FP16 measured on the reference
+model ``models/rtdetr-shapes``, 200 held-out generated images of seed 3, worst |d| 0.0151 probs,
+0.014 scores, 0.0033 boxes, 0.0625 logits: gates about twice that). INT8's ``atol`` is
+``max(floor, 8 x fp32's own p95 under +-1/255 input noise)`` (:mod:`rtdetr_edge.check.noise`;
+the floor is :data:`DEFAULT_TOLERANCES`' int8 row, for models that barely move under the noise).
+Measured by ``benchmarks/int8_verdict.py`` (reference model, INT8 built as the README does on 500
+generated images of each of six seeds, checked on the 100 held-out ones; p95 of per-image max |d|):
 
-INT8 element-wise gates stay coarse by nature (a few visible queries in a good build move by
-0.2 in probability); they catch a broken build, and the detection-level thresholds
+==========  =====  ============  ==========  ============  =========  ==========  =========
+output      floor  fp32 noise    INT8 limit  good INT8     act x0.05  one layer   class
+                                                                      x20         head noise
+==========  =====  ============  ==========  ============  =========  ==========  =========
+post/probs  0.1    0.038-0.054   0.30-0.44   0.113-0.168   0.94       0.72-0.82   0.63-0.64
+scores      0.1    0.035-0.047   0.28-0.38   0.080-0.136   0.76-0.77  0.36        0.22-0.24
+pred_boxes  0.02   0.0036-0.0088 0.029-0.070 0.0095-0.024  0.92-0.94  0.82-0.84   0.61-0.71
+logits      0.75   --            --          --            --         --          --
+==========  =====  ============  ==========  ============  =========  ==========  =========
+
+Good INT8 moves about 3x as far as fp32 does under the noise; every broken copy fails
+``post/probs`` and ``pred_boxes`` (``logits``: raw-output graphs, not measured here; its floor is
+a quarter of the former fixed 3.0). The detection-level criteria
 (:mod:`rtdetr_edge.check.detections`) judge the finer damage users see.
 """
 
@@ -67,6 +66,7 @@ from ._polygraphy import CheckError, polygraphy, polygraphy_errors, quiet
 from .detections import DEFAULT_CONF
 from .models import LOGITS, PRED_BOXES, PROBS, SCORES, ModelSpec
 from .queries import GATE_FACTOR, PER_QUERY, align_queries
+from .verdict import QUANTILE, image_quantile
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Tolerance:
 DEFAULT_TOLERANCES: dict[str, dict[str, Tolerance]] = {
     "fp32": {PROBS: Tolerance(1e-4), SCORES: Tolerance(1e-4), PRED_BOXES: Tolerance(1e-4), LOGITS: Tolerance(4e-4)},
     "fp16": {PROBS: Tolerance(3e-2), SCORES: Tolerance(3e-2), PRED_BOXES: Tolerance(1e-2), LOGITS: Tolerance(0.12)},
-    "int8": {PROBS: Tolerance(0.4), SCORES: Tolerance(0.3), PRED_BOXES: Tolerance(6e-2), LOGITS: Tolerance(3.0)},
+    "int8": {PROBS: Tolerance(0.1), SCORES: Tolerance(0.1), PRED_BOXES: Tolerance(2e-2), LOGITS: Tolerance(0.75)},
 }
 COMPARED = (PROBS, LOGITS, PRED_BOXES, SCORES)
 
@@ -182,7 +182,13 @@ def canonical(run_results: Any, renames: Mapping[str, Mapping[str, str]]) -> Any
 class OutputStats:
     """One compared output over all images (foreground rows / entries only, see :func:`compare_tensors`).
 
-    ``compared`` counts what was compared: query rows for the per-query tensors, entries for ``scores``.
+    ``compared`` counts what was compared: query rows for the per-query tensors, entries for
+    ``scores``. ``per_image`` is each compared image's max |d|, where an image within Polygraphy's
+    elemwise tolerance (atol *or* rtol) counts as at most atol; the output passes when the
+    :data:`~rtdetr_edge.check.verdict.QUANTILE` of it over images (:attr:`quantile`) is within
+    atol. ``noise`` is the same quantile for fp32 against itself under input noise, where it
+    set the tolerance (:mod:`rtdetr_edge.check.verdict`), and ``floor`` the tolerance it could
+    not go below.
     """
 
     name: str
@@ -194,10 +200,19 @@ class OutputStats:
     worst_image: int = -1
     compared: int = 0
     note: str = ""
+    per_image: list[float] = field(default_factory=list)
+    shape_mismatch: bool = False
+    noise: float | None = None
+    floor: float | None = None
+    noise_factor: float = 0.0
+
+    @property
+    def quantile(self) -> float:
+        return image_quantile(self.per_image)
 
     @property
     def passed(self) -> bool:
-        return self.failed_images == 0
+        return not self.shape_mismatch and self.quantile <= self.tolerance.atol
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -209,6 +224,14 @@ class OutputStats:
             "failed_images": self.failed_images,
             "worst_image": self.worst_image,
             "compared": self.compared,
+            "images_compared": len(self.per_image),
+            "quantile": QUANTILE,
+            "quantile_abs": self.quantile,
+            "p50_abs": image_quantile(self.per_image, 0.5),
+            "p90_abs": image_quantile(self.per_image, 0.9),
+            "fp32_noise_abs": self.noise,
+            "atol_floor": self.floor,
+            "noise_factor": self.noise_factor,
             "passed": self.passed,
         }
         if self.note:
@@ -404,6 +427,7 @@ def _output_stats(name: str, tolerance: Tolerance, per_iteration: list[Any], ima
         if isinstance(res, bool):  # Polygraphy returns a bare False for a shape mismatch
             if not res:
                 stats.failed_images += 1
+                stats.shape_mismatch = True
                 stats.note = "shapes differ"
             continue
         if res.max_absdiff > stats.max_abs or stats.worst_image < 0:
@@ -412,6 +436,8 @@ def _output_stats(name: str, tolerance: Tolerance, per_iteration: list[Any], ima
         sums += float(res.mean_absdiff)
         counts += 1
         stats.failed_images += 0 if bool(res) else 1
+        worst = float(res.max_absdiff)
+        stats.per_image.append(worst if not bool(res) else min(worst, tolerance.atol))
     stats.mean_abs = sums / counts if counts else 0.0
     return stats
 

@@ -28,6 +28,8 @@ class Criterion:
         passed: whether it did.
         words: the criterion in words, e.g. ``"AP 0.941 < 0.97"``; a failed one's words are one
             entry of the check's ``failures``.
+        detail: how ``value`` and ``limit`` were found (the statistic over images, its interval,
+            fp32's own noise); empty where ``words`` say it all.
     """
 
     level: Level
@@ -37,6 +39,7 @@ class Criterion:
     op: Op
     passed: bool
     words: str
+    detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..contract import ModelContract
+from ..data.coco import CocoDataset
 from ..data.sources import open_source
 from ..errors import InputError, RtdetrEdgeError
 from ..images import read_image
@@ -34,7 +35,7 @@ from ..preprocess import Preprocessor
 
 log = logging.getLogger("rtdetr_edge")
 
-DEFAULT_NUM_IMAGES = 50  # enough for stable score/IoU statistics; inputs are held in memory (~5 MB each at 640)
+DEFAULT_NUM_IMAGES = 100  # enough for intervals that do not flip a verdict; inputs held in memory (~5 MB each at 640)
 SYNTHETIC = "synthetic"
 SYNTHETIC_SEED = 20240607
 SYNTHETIC_SIZES = ((640, 480), (1280, 720), (480, 640), (512, 512))  # varied aspect ratios, as in export/verify
@@ -52,6 +53,8 @@ class ImageSource:
         num_synthetic: scenes to generate (synthetic only).
         excluded_calibration: calibration images left out.
         missing: files listed by a COCO json but not on disk (skipped).
+        dataset: the annotations of a COCO source (its ground truth; None otherwise).
+        image_ids: the dataset's image id of each of ``paths`` (COCO sources).
     """
 
     kind: str
@@ -61,6 +64,8 @@ class ImageSource:
     num_synthetic: int = 0
     excluded_calibration: int = 0
     missing: int = 0
+    dataset: CocoDataset | None = None
+    image_ids: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.num_synthetic if self.kind == SYNTHETIC else len(self.paths)
@@ -131,7 +136,7 @@ def resolve_images(
     Args:
         data: folder, COCO json, ``coco_val``/``coco_train``, ``synthetic``, or None for the default.
         bundle: the bundle being checked (its calibration source and manifest).
-        num_images: at most this many images, in the source's order (default 50).
+        num_images: at most this many images, in the source's order (default 100).
         images_dir: image folder of a COCO json (default: next to it; for the default data, the
             build's ``--calib-images``).
         coco_root: COCO 2017 root for ``coco_val``/``coco_train``.
@@ -180,6 +185,7 @@ def _resolve(
         )
     present = [p for _, p in source.images if p.is_file()]
     chosen, excluded = _select(present, calib, num_images)
+    ids = {p: i for i, p in source.images}
     return ImageSource(
         "coco",
         spec,
@@ -187,6 +193,8 @@ def _resolve(
         chosen,
         excluded_calibration=excluded,
         missing=len(source.images) - len(present),
+        dataset=source.dataset,
+        image_ids=[ids[p] for p in chosen],
     )
 
 
@@ -195,7 +203,8 @@ class CheckDataLoader:
 
     Iterating reads and preprocesses the images one at a time; unreadable files are skipped with a
     warning (listed in :attr:`skipped`). :attr:`sizes` and :attr:`names` describe the images fed,
-    in order, once iterated.
+    in order, once iterated; :attr:`fed` the index into the source's paths of each (synthetic:
+    the scene number).
 
     Args:
         source: from :func:`resolve_images`.
@@ -212,34 +221,39 @@ class CheckDataLoader:
         self.preprocessor = Preprocessor(contract.preprocessing)
         self.sizes: list[tuple[int, int]] = []
         self.names: list[str] = []
+        self.fed: list[int] = []
+        self.index = -1
         self.skipped: list[str] = []
 
     def __len__(self) -> int:
         return len(self.source)
 
     def images(self) -> Iterator[tuple[str, np.ndarray]]:
-        """(name, BGR uint8 image) for every usable image, in order."""
+        """(name, BGR uint8 image) for every usable image, in order (:attr:`index`: its index in the source)."""
         if self.source.kind == SYNTHETIC:
             from ..data.synth import render_scene
 
             rng = np.random.default_rng(SYNTHETIC_SEED)
             for i in range(self.source.num_synthetic):
                 w, h = SYNTHETIC_SIZES[i % len(SYNTHETIC_SIZES)]
+                self.index = i
                 yield f"synthetic-{i:04d}", render_scene(rng, w, h)[0]
             return
-        for path in self.source.paths:
+        for index, path in enumerate(self.source.paths):
             try:
                 image = read_image(path)
             except InputError as exc:
                 log.warning("check: skipping %s", exc)
                 self.skipped.append(str(exc))
                 continue
+            self.index = index
             yield path.name, image
 
     def __iter__(self) -> Iterator[OrderedDict[str, np.ndarray]]:
-        self.sizes, self.names, self.skipped = [], [], []
+        self.sizes, self.names, self.fed, self.skipped = [], [], [], []
         for name, image in self.images():
             batch = self.preprocessor.allocate(1)
             self.sizes.append(self.preprocessor.into(image, batch[0]))
             self.names.append(name)
+            self.fed.append(self.index)
             yield OrderedDict([(self.input_name, batch)])

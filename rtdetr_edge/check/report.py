@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compare import TensorComparison
+from .compare import OutputStats, TensorComparison
 from .criteria import Criterion
-from .detections import DetectionAgreement
+from .detections import AP_RATIO, DetectionAgreement
 from .layerwise import LayerwiseResult
 from .models import ModelSpec
 from .pairs import ImagePairs
 from .queries import GATE_FACTOR
+from .verdict import QUANTILE
 
 
 @dataclass
@@ -45,13 +46,7 @@ class CheckReport:
         out = []
         t = self.tensors
         for name, o in t.outputs.items():
-            why = o.note or f"max |d| {o.max_abs:.3g} > atol {o.tolerance.atol:g}"
-            words = (
-                f"{name}: {why} on {o.failed_images}/{t.images} images"
-                if not o.passed
-                else f"{name}: max |d| {o.max_abs:.3g} <= atol {o.tolerance.atol:g}"
-            )
-            out.append(Criterion("tensors", name, o.max_abs, o.tolerance.atol, "<=", o.passed, words))
+            out.append(_output_criterion(name, o, t.images))
         if t.foreground_rows:
             ok = t.unmatched_fraction <= t.max_unmatched
             words = (
@@ -121,10 +116,11 @@ class CheckReport:
             if not o.compared and not o.note.startswith("shapes"):
                 lines.append(f"    {name:<11} {o.note}")
                 continue
+            noise = f" (= {o.noise_factor:g} x fp32 noise {o.noise:.3g})" if o.noise is not None else ""
             lines.append(
-                f"    {name:<11} max |d| {o.max_abs:<9.3g} mean |d| {o.mean_abs:<9.3g} "
-                f"atol {o.tolerance.atol:<7g} rtol {o.tolerance.rtol:<5g} "
-                f"{'ok' if o.passed else f'FAIL on {o.failed_images}/{t.images} images'}"
+                f"    {name:<11} max |d| p{100 * QUANTILE:g} {o.quantile:<9.3g} worst {o.max_abs:<9.3g} "
+                f"mean |d| {o.mean_abs:<9.3g} atol {o.tolerance.atol:<7.3g}{noise} rtol {o.tolerance.rtol:<5g} "
+                f"{'ok' if o.passed else 'FAIL'} ({o.failed_images}/{t.images} images beyond atol)"
                 f"{f' ({o.note})' if o.note else ''}"
             )
         if not t.outputs:
@@ -138,6 +134,10 @@ class CheckReport:
         if d.reference_detections == 0:
             lines.append("    the reference has no detection at this confidence: AP, IoU and rates not measured")
         else:
+            if d.ap_ratio is not None:
+                iv = d.intervals.get(AP_RATIO)
+                ci = f" (95% CI {iv.low:.4g}-{iv.high:.4g})" if iv else ""
+                lines.append(f"    AP vs fp32 against the data's ground truth {d.ap_ratio:.4g}{ci}")
             lines.append(
                 f"    AP {_num(d.ap)} (>= {th.min_ap:g})  AP50 {_num(d.ap50)}  mean IoU {_num(d.mean_iou)} "
                 f"(>= {th.min_mean_iou:g})"
@@ -183,6 +183,20 @@ class CheckReport:
         else:
             lines.append("  PASS")
         return "\n".join(lines)
+
+
+def _output_criterion(name: str, o: OutputStats, images: int) -> Criterion:
+    """An output's element-wise criterion: the p95 over images of each image's max |d| within atol."""
+    q = f"p{100 * QUANTILE:g}"
+    limit = o.tolerance.atol
+    if o.shape_mismatch:
+        return Criterion("tensors", name, None, limit, "<=", False, f"{name}: {o.note}")
+    where = f"over {len(o.per_image)}/{images} images"
+    words = f"{name}: max |d| {q} {o.quantile:.3g} {where} {'<=' if o.passed else '>'} atol {limit:g}"
+    detail = f"worst image {o.max_abs:.3g}; {o.failed_images} images beyond atol"
+    if o.noise is not None:
+        detail += f"; atol = max(floor {o.floor:g}, {o.noise_factor:g} x fp32 under input noise {o.noise:.3g})"
+    return Criterion("tensors", name, o.quantile, limit, "<=", o.passed, words, detail)
 
 
 def _num(v: float | None) -> str:

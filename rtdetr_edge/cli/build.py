@@ -249,6 +249,7 @@ def bundle_summary(bundle_dir: Path) -> str:
     the checks, and where things are."""
     from ..bundle import Bundle
     from ..calib.plan import PrecisionPlan
+    from ..check.verdict import MIN_REPORT_IMAGES
 
     bundle = Bundle(bundle_dir)
     lines = []
@@ -276,6 +277,12 @@ def bundle_summary(bundle_dir: Path) -> str:
         lines.append(f"  AP on {accuracy['images']} held-out images of {accuracy.get('data', 'the --calib source')}")
     elif len(bundle.precisions) > 1:
         lines.append("  no AP: the build had no annotated held-out images (--calib COCO json, --check-images)")
+    if checks.get("images"):
+        few = checks["images"] < MIN_REPORT_IMAGES
+        lines.append(
+            f"  checked on {checks['images']} held-out images"
+            + (f" (fewer than {MIN_REPORT_IMAGES}: a wide interval; give --calib more images)" if few else "")
+        )
     chosen = report.get("default_precision")
     default = bundle.default_precision
     why = chosen.get("reason") if isinstance(chosen, dict) else None

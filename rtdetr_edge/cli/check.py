@@ -61,7 +61,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", default=None, help="image folder of a --data json (default: next to it)")
     p.add_argument("--coco-root", default=None, help="COCO 2017 root for coco_val/coco_train")
-    p.add_argument("--num-images", type=int, default=50, help="images to compare on (default 50)")
+    p.add_argument(
+        "--num-images",
+        type=int,
+        default=100,  # rtdetr_edge.check.data.DEFAULT_NUM_IMAGES, without importing the check here
+        help="images to compare on (default 100; the verdict's intervals narrow with more)",
+    )
     p.add_argument(
         "--atol",
         action="append",

@@ -146,7 +146,7 @@ def _fmt(v: Any) -> str:
 def criterion_row(c: Criterion) -> CriterionRow:
     """A criterion as a row; fields added to :class:`Criterion` later are shown by their names."""
     values = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
-    more = tuple((k, _fmt(v)) for k, v in values.items() if k not in CRITERION_COLUMNS and v is not None)
+    more = tuple((k, _fmt(v)) for k, v in values.items() if k not in CRITERION_COLUMNS and v not in (None, ""))
     limit = f"{c.op} {_fmt(c.limit)}" if c.limit is not None else ""
     return CriterionRow(c.passed, c.level, c.name, c.words, _fmt(c.value), limit, more)
 

@@ -124,7 +124,7 @@ def test_build_time_check_records_each_precisions_verdict(best_bundle: Path, sha
     metadata = json.loads((best_bundle / "metadata.json").read_text())
     out = check_bundle_dir(best_bundle, metadata, ["fp32", "fp16", "int8"], data=str(shapes_data), num_images=4)
     json.dumps(out)
-    assert set(out) == {"passed", "data", "fp16", "int8"}
+    assert set(out) == {"passed", "images", "data", "fp16", "int8"} and out["images"] == 4
     # the verdicts of test_fp16_passes_and_int8_of_the_random_tiny_model_fails, on the same images
     assert (out["fp16"]["passed"], out["int8"]["passed"], out["passed"]) == (True, False, False)
     assert out["data"]["images"] == 4 and out["fp16"]["tensors"]["outputs"]["post/probs"]["max_abs"] > 0

@@ -108,6 +108,7 @@ def test_contact_sheet_shows_its_thumbnails_in_chromium_and_loads_nothing(
     run = cli("rtdetr-detect", str(src), "--model", str(tiny_bundle), "--out", str(out), "--conf", "1.0")
     assert run.code == 0, run.err
     shot = cv2.imread(str(screenshot(out / "index.html", tmp_path / "sheet.png", "1100,700")))
+    assert shot is not None
     shown = np.all(np.abs(shot.astype(int) - (255, 0, 255)) < 40, axis=-1).sum()  # JPEG thumbnails
     # three 240-px-wide, 180-px-high thumbnails (less the letterbox of a 4:3 image): the thumbnails
     # loaded from thumbnails/ through the page's Content-Security-Policy

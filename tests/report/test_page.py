@@ -87,7 +87,7 @@ def test_every_criterion_field_is_shown_and_escaped() -> None:
         ci_low: float | None = None
         quantile: str | None = None
 
-    row = criterion_row(Later("detections", "AP", 0.5, 0.97, ">=", False, "AP 0.5 < 0.97 <b>", 0.41, None))
+    row = criterion_row(Later("detections", "AP", 0.5, 0.97, ">=", False, "AP 0.5 < 0.97 <b>", ci_low=0.41))
     assert row.more == (("ci_low", "0.41"),) and row.limit == ">= 0.97" and not row.passed
     from rtdetr_edge.report.page import Page
 
