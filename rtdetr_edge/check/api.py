@@ -47,7 +47,7 @@ from .noise import measure_fp32_noise
 from .pairs import ImagePairs
 from .queries import DEFAULT_MAX_UNMATCHED
 from .report import CheckReport
-from .verdict import DETECTION_NOISE_FACTOR, MIN_REPORT_IMAGES, NOISE_FACTOR
+from .verdict import DETECTION_NOISE_FACTOR, MIN_REPORT_IMAGES, NOISE_FACTOR, RESAMPLES_BY_PRECISION
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -266,6 +266,7 @@ def run_checks(
             noise.detections if noise and opts.thresholds is None else None,
             DETECTION_NOISE_FACTOR[spec.precision],
             truth,
+            RESAMPLES_BY_PRECISION[spec.precision],
         )
         dtype_notes = _dtype_notes(ref_iters[0], results[spec.name][0], contract_outputs)
         report = CheckReport(

@@ -39,8 +39,9 @@ extra rate <=         0.01    0.0018 / 0.0038, 0.01         0.041 / 0.046, 0.12 
 FP16 with boxes within 6e-4, so the gate keeps room below the reference model's 0.996.
 [2] one flip in a hundred: the check's samples hold a few hundred detections.
 
-**The verdict is over intervals** (:mod:`rtdetr_edge.check.verdict`): each criterion carries a 95%
-bootstrap interval over images, and fails only when the whole interval is beyond its limit (a
+**The verdict is over intervals** (:mod:`rtdetr_edge.check.verdict`): for FP16 and INT8 each
+criterion carries a 95% bootstrap interval over images (fp32 candidates are judged on point values,
+see the end), and fails only when the whole interval is beyond its limit (a
 ``>=`` criterion on its upper bound, a ``<=`` one on its lower bound: *confidently* worse). On
 annotated data (a COCO json, e.g. the build's held-out images) the check adds **AP vs fp32 (ground
 truth)**: the candidate's COCO AP / the reference's, both against the data's annotations (fails
@@ -72,7 +73,8 @@ scales x0.5 give AP 0.85, mean IoU 0.95, drift 0.12, flips 2.9%, extra 18%; x0.7
 and extra 7.9%: it fails AP, by design (not the project's recipe).
 
 fp32 is another runtime of the same graph (TensorRT fp32, another ONNX Runtime build): anything
-more than rounding is a bug. A bundle checked against itself scores AP exactly 1.0, whatever its
+more than rounding is a bug, so an fp32 candidate is judged on point values, without intervals
+(one flipped label fails it). A bundle checked against itself scores AP exactly 1.0, whatever its
 weights. With no reference detection at ``conf`` (e.g. untrained weights) AP, IoU and the rates
 are not measured and the report says so; candidate detections there fail the check.
 """

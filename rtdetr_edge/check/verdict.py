@@ -36,6 +36,9 @@ QUANTILE = 0.95
 MIN_REPORT_IMAGES = 100  # the build checks on this many held-out images when the data has them
 CONFIDENCE = 0.95
 RESAMPLES = 300
+# fp32 candidates (TensorRT fp32, another ONNX Runtime build) are judged on point values: more than
+# rounding is a bug, and a single flipped label must fail however few images show it
+RESAMPLES_BY_PRECISION = {"fp32": 0, "fp16": RESAMPLES, "int8": RESAMPLES}
 SEED = 0
 NOISE_AMPLITUDE = 1.0 / 255.0  # one grey level of an 8-bit image, on the [0,1]-scaled input
 # A candidate's limit is max(floor, factor x fp32's movement under NOISE_AMPLITUDE). fp32 is

@@ -73,3 +73,19 @@ def test_scaled_activation_copy_rescales_every_activation_qdq_and_no_weight(best
             np.testing.assert_array_equal(inits["b"][dq_scale[q.output[0]]], inits["b"][q.input[1]])
     with pytest.raises(ValueError, match="no activation QuantizeLinear"):
         scaled_activation_qdq_copy(best_bundle / "model.onnx", tmp_path / "not_qdq.onnx")
+
+
+def test_an_fp32_candidate_is_judged_without_resampling(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp32 (another runtime of the same graph) is judged on point values: a single flipped label fails it."""
+    from rtdetr_edge.check import api
+
+    seen: list[int] = []
+    real = api.agreement
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(int(args[8]) if len(args) > 8 else int(kwargs["resamples"]))  # type: ignore[call-overload]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "agreement", spy)
+    run_check(tiny_bundle, "fp32", CheckOptions(data="synthetic", num_images=2))
+    assert seen == [0]

@@ -170,3 +170,15 @@ def test_label_flips_on_one_image_pass_and_on_many_fail_and_fp32_noise_raises_th
     loose = agreement(reference, many, sizes, DEFAULT_THRESHOLDS["int8"], noise=shaky, noise_factor=4.0)
     assert loose.limits["label flip rate"] == pytest.approx(0.2) and loose.noise["label flip rate"] == 0.05
     assert not any(f.startswith("label flip rate") for f in loose.failures), loose.failures
+
+
+def test_an_fp32_candidate_is_judged_on_point_values_one_flipped_image_fails() -> None:
+    from rtdetr_edge.check.verdict import RESAMPLES_BY_PRECISION
+
+    box = np.array([[10, 10, 50, 50], [60, 60, 90, 90]], np.float32)
+    reference = [_dets(box, [0, 1]) for _ in range(100)]
+    one = [*reference[:99], _dets(box, [1, 0])]
+    fp32 = RESAMPLES_BY_PRECISION["fp32"]
+    d = agreement(reference, one, [(100, 100)] * 100, DEFAULT_THRESHOLDS["fp32"], resamples=fp32)
+    assert all(iv.low == iv.value == iv.high for iv in d.intervals.values())  # no resampling: point values
+    assert not d.passed and any(f.startswith("label flip rate 0.01") for f in d.failures), d.failures
