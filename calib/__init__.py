@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -163,9 +164,19 @@ def _weight_ranges(fp32_onnx: str | os.PathLike[str]) -> dict[str, float]:
 
 
 def calibrate(
-    fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: CalibrationOptions, progress: bool = True
+    fp32_onnx: str | os.PathLike[str],
+    contract: ModelContract,
+    opts: CalibrationOptions,
+    progress: bool = True,
+    step: Callable[[str], None] | None = None,
 ) -> CalibrationResult:
-    """Calibrate the fp32 ONNX on a subset of ``opts.calib``; see the module docstring."""
+    """Calibrate the fp32 ONNX on a subset of ``opts.calib``; see the module docstring.
+
+    ``step`` is called with each stage's name (the build's progress callback): ``calibration
+    subset``, ``collect activations``, ``calibration thresholds``.
+    """
+    announce = step or (lambda name: None)
+    announce("calibration subset")
     from tqdm import tqdm
 
     from rtdetr_edge.bundle import sha256_file
@@ -193,6 +204,7 @@ def calibrate(
         cache_max_bytes=opts.cache_max_mb << 20,
     )
     t1 = time.perf_counter()
+    announce("collect activations")
     collector = ActivationCollector(fp32_onnx, samples_per_image=opts.samples_per_image, scope=opts.scope)
     with tqdm(total=len(subset.images), desc="calibrating", unit="img", disable=not progress, file=sys.stderr) as bar:
         collector.collect(batches, bar.update)
@@ -202,6 +214,7 @@ def calibrate(
             f"could be read ({batches.skipped[:2]}); too few to calibrate"
         )
     t2 = time.perf_counter()
+    announce("calibration thresholds")
     algorithms = ["entropy2", "percentile"] if opts.algorithm == "auto" else [opts.algorithm]
     weights = _weight_ranges(fp32_onnx)  # constant MatMul weights: implicit INT8 needs their range too
     candidates = {a: {**collector.ranges(a), **weights} for a in algorithms}

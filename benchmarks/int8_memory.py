@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Host INT8 build at real size: wall time and peak resident memory per build stage (issue 27).
+
+An r18vd-shaped model (random weights, 80 classes, 640x640; ``export.testing.r18vd_config``) gets
+``--precision int8`` added to its fp32 bundle (``add_precisions``: FP16, calibration, range
+choice, quantize, plan, accuracy report, Polygraphy check) from generated COCO-format images,
+in a fresh interpreter per run so the numbers are the build's own. Stages are the names the
+build passes to its ``step`` callback; at each one the process's high-water mark (VmHWM) is read
+and reset (``/proc/self/clear_refs`` 5), so a stage's peak is its own, not an earlier stage's.
+
+Each run is stored under ``--label`` in ``benchmarks/results/int8_memory.json`` (other labels
+kept), and the table compares every stored label per stage. "before" is the same script run
+against the code before the fix (``--code`` a checkout of it, put first on the subprocess's
+``PYTHONPATH``):
+
+    git worktree add /tmp/before <commit>           # the commit before the fix
+    python benchmarks/int8_memory.py --label before --code /tmp/before
+    python benchmarks/int8_memory.py --label after
+    python benchmarks/int8_memory.py --quick        # a small run of the same stages (label "quick")
+
+Random weights give few or no detections: AP and the check's verdict mean nothing here; only
+time and memory are measured. One r18 build at a time: it holds gigabytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import RESULTS, r18_model_and_bundle, run_json, shapes_set, table, write_json
+
+RESULT = "int8_memory.json"
+
+# Runs in the fresh interpreter: builds INT8 into a copy of the fp32 bundle, recording each stage.
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+
+args = json.loads(sys.argv[1])
+
+def status():
+    out = {}
+    for line in open("/proc/self/status"):
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            out[key] = int(value.split()[0]) / 1024  # kB -> MiB
+    return out
+
+stages = []
+current = {"stage": "setup", "t0": time.perf_counter()}
+
+def step(name):
+    now = time.perf_counter()
+    mem = status()
+    stages.append({"stage": current["stage"], "wall_s": round(now - current["t0"], 2),
+                   "peak_mb": round(mem["VmHWM"]), "end_rss_mb": round(mem["VmRSS"])})
+    with open("/proc/self/clear_refs", "w") as fh:  # VmHWM := VmRSS: the next stage's own peak
+        fh.write("5")
+    current.update(stage=name, t0=time.perf_counter())
+
+import rtdetr_edge
+from rtdetr_edge.build import BuildOptions, add_precisions
+from rtdetr_edge.calib import CalibrationOptions
+
+t0 = time.perf_counter()
+opts = BuildOptions(
+    precision="int8",
+    check_images=args["check_images"],
+    calibration=CalibrationOptions(calib=args["calib"], size=args["calib_size"], cache_dir=None),
+)
+out = add_precisions(args["bundle"], args["out"], opts, step=step)
+step("end")
+report = json.loads((Path(out) / "report.json").read_text())
+print(json.dumps({
+    "code": str(Path(rtdetr_edge.__file__).parent.parent),
+    "stages": stages,
+    "total_s": round(time.perf_counter() - t0, 2),
+    "peak_mb": max(s["peak_mb"] for s in stages),
+    "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    "calibration": report.get("calibration", {}),
+    "accuracy": {k: v.get("AP") for k, v in report.get("accuracy", {}).items() if isinstance(v, dict)},
+    "check_passed": (report.get("check") or {}).get("passed"),
+}))
+"""
+
+
+def git_commit(code: Path) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_build(code: Path, bundle: Path, calib: Path, calib_size: int, check_images: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="int8-memory-") as work:
+        spec = {
+            "bundle": str(bundle),
+            "out": str(Path(work) / "int8"),
+            "calib": str(calib),
+            "calib_size": calib_size,
+            "check_images": check_images,
+        }
+        env = {"PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        result = run_json(CHILD, json.dumps(spec), env=env, timeout=3600)
+    result["commit"] = git_commit(code)
+    seconds = result["calibration"].get("seconds", {})
+    images = result["calibration"].get("images", 0)
+    if seconds.get("collect"):
+        result["collect_images_per_s"] = round(images / seconds["collect"], 3)
+    return result
+
+
+def print_tables(runs: dict[str, Any]) -> None:
+    labels = list(runs)
+    order: list[str] = []
+    for run in runs.values():
+        order += [s["stage"] for s in run["stages"] if s["stage"] not in order]
+    by = {label: {s["stage"]: s for s in run["stages"]} for label, run in runs.items()}
+    headers = ["stage"] + [f"{label} {what}" for label in labels for what in ("peak MB", "s")]
+    rows = []
+    for stage in order:
+        row: list[Any] = [stage]
+        for label in labels:
+            s = by[label].get(stage)
+            row += [s["peak_mb"], s["wall_s"]] if s else ["-", "-"]
+        rows.append(row)
+    totals: list[Any] = ["whole build"]
+    for label in labels:
+        totals += [runs[label]["peak_mb"], runs[label]["total_s"]]
+    rows.append(totals)
+    print(table(headers, rows))
+    print()
+    for label, run in runs.items():
+        sec = run["calibration"].get("seconds", {})
+        print(
+            f"{label}: code {run['code']} ({run['commit']}), {run['images']} images, calibrate "
+            f"{run['calibration'].get('images')}, check {run['check_images']}; collection "
+            f"{run.get('collect_images_per_s', float('nan')):.2f} images/s (collect {sec.get('collect')} s: "
+            f"inference {sec.get('inference')} s, histograms {sec.get('histograms')} s); "
+            f"ru_maxrss {run['maxrss_mb']} MB"
+        )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--label", default=None, help="name of this run in the JSON (default: after, or quick)")
+    ap.add_argument("--code", type=Path, default=Path(__file__).resolve().parent.parent, help="tree to import")
+    ap.add_argument("--images", type=int, default=500, help="generated COCO-format images (500)")
+    ap.add_argument("--calib-size", type=int, default=256, help="images to calibrate on (256)")
+    ap.add_argument("--check-images", type=int, default=100, help="the build's --check-images (100)")
+    ap.add_argument("--quick", action="store_true", help="a small run: 160 images, calibrate 32, check 20")
+    ap.add_argument("--table", action="store_true", help="only print the stored runs' table")
+    args = ap.parse_args()
+    path = RESULTS / RESULT
+    runs: dict[str, Any] = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
+    if not args.table:
+        if args.quick:
+            args.images, args.calib_size, args.check_images = 160, 32, 20
+        label = args.label or ("quick" if args.quick else "after")
+        _, bundle = r18_model_and_bundle()
+        calib = shapes_set(f"int8-memory-{args.images}", args.images, seed=7)
+        run = run_build(args.code.resolve(), bundle, calib, args.calib_size, args.check_images)
+        run.update(images=args.images, check_images=args.check_images)
+        runs[label] = run
+        print(f"wrote {write_json(RESULT, {'model': 'r18vd-shaped, random weights, 640x640', 'runs': runs})}")
+    if runs:
+        print("r18vd-shaped model (random weights), 640x640, --precision int8 added to its fp32 bundle")
+        print_tables(runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
