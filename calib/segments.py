@@ -136,8 +136,8 @@ def _used_names(node: onnx.NodeProto) -> set[str]:
 
 
 def optimized_graph(model: onnx.ModelProto, level: Any, threads: int | None = None) -> onnx.ModelProto:
-    """``model`` as ONNX Runtime runs it on this CPU at optimisation ``level`` (fusions, NCHWc
-    layout; contrib ops), with its value types and shapes as ONNX Runtime knows them."""
+    """``model`` as ONNX Runtime runs it on this CPU at optimisation ``level`` (fused, NCHWc layout,
+    contrib ops; nodes in topological order): valid in this process, not a portable model."""
     ort = require("onnxruntime", "collecting calibration activations")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = level

@@ -71,7 +71,7 @@ def _batches(seed: int, sizes: tuple[int, ...]) -> list[dict[str, np.ndarray]]:
     return [{"images": rng.random((n, 3, 64, 64), dtype=np.float32)} for n in sizes]
 
 
-@pytest.mark.parametrize(("seed", "memory_mb"), [(0, 0.02), (1, 0.1), (2, 0.5)])
+@pytest.mark.parametrize(("seed", "memory_mb"), [(0, 0.02), (1, 0.2), (2, 1.0)])
 def test_segmented_ranges_equal_one_run_per_batch(tiny_bundle: Path, seed: int, memory_mb: float) -> None:
     """Same histograms, hence bit-equal ranges, for every algorithm; several batches (arenas reused
     in turn) and a smaller last batch (a new layout)."""
@@ -92,9 +92,37 @@ def test_segmented_ranges_equal_one_run_per_batch(tiny_bundle: Path, seed: int, 
 
 def test_segments_run_each_node_at_most_once(tiny_bundle: Path) -> None:
     """The inference is not repeated: no node is in two segments."""
-    col = ActivationCollector(_fp32(tiny_bundle), memory_mb=0.02, batch_size=4)
+    col = ActivationCollector(_fp32(tiny_bundle), memory_mb=0.2, batch_size=4)
     nodes = [k for seg in col.segments for k in seg.nodes]
     assert len(nodes) == len(set(nodes)) and len(col.segments) > 1
+
+
+def test_segmented_ranges_equal_one_run_on_real_images(tiny_bundle: Path, shapes_data: Path) -> None:
+    from rtdetr_edge.calib.stream import CalibrationBatches
+    from rtdetr_edge.data.coco import CocoDataset
+
+    bundle = Bundle(tiny_bundle)
+    files = [im.path for im in CocoDataset(shapes_data).images]
+    batches = list(CalibrationBatches(files, bundle.contract, 5, None))
+    one = ActivationCollector(_fp32(tiny_bundle), memory_mb=0, batch_size=5)
+    split = ActivationCollector(_fp32(tiny_bundle), memory_mb=0.05, batch_size=5)
+    assert len(split.segments) > 1
+    one.collect(batches)
+    split.collect(batches)
+    for algorithm in ALGORITHMS:
+        assert one.ranges(algorithm) == split.ranges(algorithm), algorithm
+
+
+def test_rtdetr_build_passes_the_memory_limit_on() -> None:
+    from rtdetr_edge.cli.build import build_options, parser
+
+    args = parser().parse_args(
+        ["--model", "m", "--out", "o", "--precision", "int8", "--calib", "c", "--calib-memory-mb", "256"]
+    )
+    opts = build_options(args)
+    assert opts.calibration is not None and opts.calibration.memory_mb == 256
+    default = build_options(parser().parse_args(["--model", "m", "--out", "o", "--precision", "int8", "--calib", "c"]))
+    assert default.calibration is not None and default.calibration.memory_mb == 1024
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, True, "512"])
