@@ -17,6 +17,7 @@ against the code before the fix (``--code`` a checkout of it, put first on the s
     python benchmarks/int8_memory.py --label before --code /tmp/before
     python benchmarks/int8_memory.py --label after
     python benchmarks/int8_memory.py --quick        # a small run of the same stages (label "quick")
+    python benchmarks/int8_memory.py --collect-ab 2 --calib-size 32   # collection images/s, A/B
 
 The generated set's categories are renamed ``class_0``... (the model's class names) so that the
 range choice and the accuracy report run. Random weights give few or no detections: AP and the
@@ -32,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,65 @@ print(json.dumps({
 """
 
 
+# Collection alone, one run per batch (--calib-memory-mb 0, the previous behaviour) against the
+# default segments, alternating in one process so that the machine's load hits both alike.
+COLLECT_AB = r"""
+import gc, json, sys, time
+args = json.loads(sys.argv[1])
+from rtdetr_edge.bundle import Bundle
+from rtdetr_edge.calib.collect import ActivationCollector
+from rtdetr_edge.calib.stream import CalibrationBatches
+from rtdetr_edge.data.coco import CocoDataset
+
+def hwm_reset():
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+def hwm_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return round(int(line.split()[1]) / 1024)
+
+bundle = Bundle(args["bundle"])
+files = [im.path for im in CocoDataset(args["calib"]).images][: args["images"]]
+batches = list(CalibrationBatches(files, bundle.contract, 8, None))
+runs, ranges = [], {}
+for r in range(args["rounds"]):
+    for memory_mb in (0, args["memory_mb"]):
+        gc.collect()
+        hwm_reset()
+        t0 = time.perf_counter()
+        col = ActivationCollector(bundle.onnx_path("fp32"), memory_mb=memory_mb, batch_size=8)
+        t1 = time.perf_counter()
+        col.collect(batches)
+        t2 = time.perf_counter()
+        ranges[memory_mb] = col.ranges("entropy2")
+        runs.append({"memory_mb": memory_mb, "round": r, "segments": len(col.segments), "setup_s": round(t1 - t0, 2),
+                     "collect_s": round(t2 - t1, 2), "images_per_s": round(col.images / (t2 - t1), 3),
+                     "peak_mb": hwm_mb()})
+        del col
+same = ranges[0] == ranges[args["memory_mb"]]
+print(json.dumps({"images": len(files), "runs": runs, "entropy2_ranges_equal": same}))
+"""
+
+
+@contextlib.contextmanager
+def _cwd(path: str) -> Iterator[None]:
+    """Run from ``path``: ``python -c`` imports from its working directory first."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def collect_ab(bundle: Path, calib: Path, images: int, rounds: int, memory_mb: int) -> dict[str, Any]:
+    spec = {"bundle": str(bundle), "calib": str(calib), "images": images, "rounds": rounds, "memory_mb": memory_mb}
+    with tempfile.TemporaryDirectory(prefix="int8-memory-") as work, _cwd(work):
+        return run_json(COLLECT_AB, json.dumps(spec), timeout=3600)
+
+
 def git_commit(code: Path) -> str:
     """The tree's commit, ``+changes`` when its tracked files differ from it."""
 
@@ -129,7 +190,7 @@ def run_build(code: Path, bundle: Path, calib: Path, calib_size: int, check_imag
             "check_images": check_images,
         }
         env = {"PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-        with contextlib.chdir(work):  # ``python -c`` imports from its working directory first
+        with _cwd(work):
             result = run_json(CHILD, json.dumps(spec), env=env, timeout=3600)
     result["commit"] = git_commit(code)
     seconds = result["calibration"].get("seconds", {})
@@ -179,10 +240,26 @@ def main() -> int:
     ap.add_argument("--check-images", type=int, default=100, help="the build's --check-images (100)")
     ap.add_argument("--quick", action="store_true", help="a small run: 160 images, calibrate 32, check 20")
     ap.add_argument("--table", action="store_true", help="only print the stored runs' table")
+    ap.add_argument(
+        "--collect-ab",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="instead: collection alone, one run per batch vs the default segments, alternating ROUNDS times "
+        "on --calib-size images (this tree)",
+    )
     args = ap.parse_args()
     path = RESULTS / RESULT
-    runs: dict[str, Any] = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
-    if not args.table:
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    runs: dict[str, Any] = stored.get("runs", {})
+    ab: dict[str, Any] | None = stored.get("collect_ab")
+    if args.collect_ab:
+        from rtdetr_edge.calib.collect import DEFAULT_MEMORY_MB
+
+        _, bundle = r18_model_and_bundle()
+        calib = model_classes(shapes_set(f"int8-memory-{args.images}", args.images, seed=7))
+        ab = collect_ab(bundle, calib, args.calib_size, args.collect_ab, DEFAULT_MEMORY_MB)
+    elif not args.table:
         if args.quick:
             args.images, args.calib_size, args.check_images = 160, 32, 20
         label = args.label or ("quick" if args.quick else "after")
@@ -191,10 +268,28 @@ def main() -> int:
         run = run_build(args.code.resolve(), bundle, calib, args.calib_size, args.check_images)
         run.update(images=args.images, check_images=args.check_images)
         runs[label] = run
-        print(f"wrote {write_json(RESULT, {'model': 'r18vd-shaped, random weights, 640x640', 'runs': runs})}")
+    if not args.table:
+        data = {"model": "r18vd-shaped, random weights, 640x640", "runs": runs, "collect_ab": ab}
+        print(f"wrote {write_json(RESULT, data)}")
     if runs:
         print("r18vd-shaped model (random weights), 640x640, --precision int8 added to its fp32 bundle")
         print_tables(runs)
+    if ab:
+        print(f"\ncollection alone, {ab['images']} images in batches of 8, alternating in one process (this tree):")
+        rows = [
+            [
+                r["round"],
+                r["memory_mb"] or "0 (one run per batch)",
+                r["segments"],
+                r["setup_s"],
+                r["collect_s"],
+                r["images_per_s"],
+                r["peak_mb"],
+            ]
+            for r in ab["runs"]
+        ]
+        print(table(["round", "--calib-memory-mb", "segments", "setup s", "collect s", "images/s", "peak MB"], rows))
+        print(f"entropy2 ranges equal: {ab['entropy2_ranges_equal']}")
     return 0
 
 
