@@ -226,8 +226,7 @@ def print_tables(runs: dict[str, Any]) -> None:
             f"{label}: code {run['code']} ({run['commit']}), {run['images']} images, calibrate "
             f"{run['calibration'].get('images')}, check {run['check_images']}; collection "
             f"{run.get('collect_images_per_s', float('nan')):.2f} images/s (collect {sec.get('collect')} s: "
-            f"inference {sec.get('inference')} s, histograms {sec.get('histograms')} s); "
-            f"ru_maxrss {run['maxrss_mb']} MB"
+            f"inference {sec.get('inference')} s, histograms {sec.get('histograms')} s)"
         )
 
 
