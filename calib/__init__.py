@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -25,7 +26,7 @@ from rtdetr_edge.data.sources import ImageSource, open_source
 from rtdetr_edge.errors import CalibrationError, InputError
 from rtdetr_edge.ranges import CalibrationRanges
 
-from .collect import DEFAULT_SAMPLES_PER_IMAGE
+from .collect import DEFAULT_MEMORY_MB, DEFAULT_SAMPLES_PER_IMAGE
 from .stream import DEFAULT_CACHE_MAX_BYTES, default_cache_dir
 from .subset import DEFAULT_CALIB_SIZE, Subset, select_subset
 
@@ -67,6 +68,9 @@ class CalibrationOptions:
         holdout: held-out images (disjoint from the subset) kept for accuracy checks.
         samples_per_image: activation values histogrammed per tensor and image (0: all).
         scope: ``int8`` (the tensors INT8 layers read) or ``all`` (every float tensor).
+        memory_mb: activation memory (MiB) collecting may hold at once (1024; 0: no limit): the
+            graph runs in segments whose fetched activations fit (same ranges, same inference
+            work; :mod:`.segments`).
     """
 
     calib: str
@@ -82,6 +86,7 @@ class CalibrationOptions:
     samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE
     scope: Scope = "int8"
     cache_max_mb: int = DEFAULT_CACHE_MAX_BYTES >> 20
+    memory_mb: int = DEFAULT_MEMORY_MB
 
     def __post_init__(self) -> None:
         if not isinstance(self.calib, str) or not self.calib:
@@ -96,6 +101,7 @@ class CalibrationOptions:
             ("--calib-samples", self.samples_per_image, 0),
             ("holdout", self.holdout, 0),
             ("--calib-cache-max-mb", self.cache_max_mb, 0),
+            ("--calib-memory-mb", self.memory_mb, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"{flag}: expected an integer >= {low}, got {value!r}")
@@ -163,9 +169,19 @@ def _weight_ranges(fp32_onnx: str | os.PathLike[str]) -> dict[str, float]:
 
 
 def calibrate(
-    fp32_onnx: str | os.PathLike[str], contract: ModelContract, opts: CalibrationOptions, progress: bool = True
+    fp32_onnx: str | os.PathLike[str],
+    contract: ModelContract,
+    opts: CalibrationOptions,
+    progress: bool = True,
+    step: Callable[[str], None] | None = None,
 ) -> CalibrationResult:
-    """Calibrate the fp32 ONNX on a subset of ``opts.calib``; see the module docstring."""
+    """Calibrate the fp32 ONNX on a subset of ``opts.calib``; see the module docstring.
+
+    ``step`` is called with each stage's name (the build's progress callback): ``calibration
+    subset``, ``collect activations``, ``calibration thresholds``.
+    """
+    announce = step or (lambda name: None)
+    announce("calibration subset")
     from tqdm import tqdm
 
     from rtdetr_edge.bundle import sha256_file
@@ -193,15 +209,24 @@ def calibrate(
         cache_max_bytes=opts.cache_max_mb << 20,
     )
     t1 = time.perf_counter()
-    collector = ActivationCollector(fp32_onnx, samples_per_image=opts.samples_per_image, scope=opts.scope)
+    announce("collect activations")
+    collector = ActivationCollector(
+        fp32_onnx,
+        samples_per_image=opts.samples_per_image,
+        scope=opts.scope,
+        memory_mb=opts.memory_mb,
+        batch_size=opts.batch_size,
+    )
     with tqdm(total=len(subset.images), desc="calibrating", unit="img", disable=not progress, file=sys.stderr) as bar:
         collector.collect(batches, bar.update)
+    collector.release()
     if batches.used < max(1, int(MIN_USABLE_FRACTION * len(subset.images))):
         raise CalibrationError(
             f"--calib {source.spec}: only {batches.used} of {len(subset.images)} chosen images "
             f"could be read ({batches.skipped[:2]}); too few to calibrate"
         )
     t2 = time.perf_counter()
+    announce("calibration thresholds")
     algorithms = ["entropy2", "percentile"] if opts.algorithm == "auto" else [opts.algorithm]
     weights = _weight_ranges(fp32_onnx)  # constant MatMul weights: implicit INT8 needs their range too
     candidates = {a: {**collector.ranges(a), **weights} for a in algorithms}
@@ -228,6 +253,8 @@ def calibrate(
             "batch_size": opts.batch_size,
             "samples_per_image": opts.samples_per_image,
             "scope": opts.scope,
+            "memory_mb": opts.memory_mb,
+            "segments": len(collector.segments),
             "aliases": len(collector.aliases),
             "skipped": batches.skipped,
         },

@@ -21,6 +21,7 @@ from rtdetr_edge._optional import require
 from rtdetr_edge.errors import CalibrationError
 
 from .entropy import StreamingHistogram, entropy_amax, percentile_amax
+from .segments import Segment, bytes_per_image, optimized_graph, split_for_fetch, value_infos
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -29,6 +30,10 @@ log = logging.getLogger("rtdetr_edge")
 # for 2048 bins, and halves the cost of a calibration (most of it was histogramming).
 DEFAULT_SAMPLES_PER_IMAGE = 8192
 ALGORITHMS = ("entropy2", "percentile", "max")
+# Activation memory the collector may hold at once (MiB): an r18vd-shaped RT-DETR at 640x640
+# fetches ~400 MB per image, 3.2 GB per batch of 8 (see :mod:`.segments`).
+DEFAULT_MEMORY_MB = 1024
+_ALIGN = 64  # byte alignment of each tensor in the output arenas
 # Which tensors get ranges: "int8" (default), those INT8 layers read (what the Q/DQ model and
 # TensorRT's INT8 kernels use; ONNX Runtime may fuse everything else, so collecting costs little
 # more than inference), or "all", every float tensor, as TensorRT's own calibrator does (a layer
@@ -121,7 +126,11 @@ class ActivationCollector:
     """Streams calibration batches through ONNX Runtime and histograms every float tensor.
 
     Tensors that only rearrange another one (Reshape, Transpose, ...) are not fetched: they take
-    their source's range.
+    their source's range. The graph runs in segments (:mod:`.segments`) whose fetched tensors
+    total at most half of ``memory_mb`` per batch: one segment's activations are histogrammed
+    while the next segment runs, so about ``memory_mb`` of activations are alive at a time, and
+    the inference is done once, as with one run (each tensor still arrives whole for its batch,
+    so the histograms, hence the ranges, are those of one run).
 
     Args:
         model_path: the fp32 ONNX.
@@ -129,6 +138,10 @@ class ActivationCollector:
         threads: ONNX Runtime intra-op threads (default: its choice).
         samples_per_image: values histogrammed per tensor and image (see
             :meth:`StreamingHistogram.update`; the maximum always sees all); 0 for all of them.
+        scope: ``int8`` or ``all`` (see :data:`SCOPES`).
+        memory_mb: activation memory (MiB) the collector may hold (default 1024; 0: no limit, one
+            run per batch). A tensor larger than half of it still arrives whole.
+        batch_size: the batches' size (default 8), which segments are planned for.
     """
 
     def __init__(
@@ -138,6 +151,8 @@ class ActivationCollector:
         threads: int | None = None,
         samples_per_image: int = DEFAULT_SAMPLES_PER_IMAGE,
         scope: str = "int8",
+        memory_mb: float = DEFAULT_MEMORY_MB,
+        batch_size: int = 8,
     ) -> None:
         ort = require("onnxruntime", "collecting calibration activations")
         if scope not in SCOPES:
@@ -147,88 +162,159 @@ class ActivationCollector:
         self.tensors = tensors or (int8_layer_tensors(model) if scope == "int8" else calibration_tensors(model))
         self.aliases = value_aliases(model, self.tensors)
         measured = [t for t in self.tensors if t not in self.aliases]
-        extended = with_extra_outputs(model, measured)
-        opts = ort.SessionOptions()
+        run_outputs = [t for t in measured if t not in self.input_names]
         # Fetched tensors are graph outputs, which ONNX Runtime's optimiser keeps by name; with every
         # tensor fetched nothing could fuse anyway, so "all" runs the graph as written.
-        opts.graph_optimization_level = (
+        level = (
             ort.GraphOptimizationLevel.ORT_DISABLE_ALL if scope == "all" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         )
+        inputs = [i for i in self.input_names if i not in {t.name for t in model.graph.initializer}]
+        extended = with_extra_outputs(model, measured)
+        sizes = {name: size * max(1, batch_size) for name, size in bytes_per_image(model, run_outputs).items()}
+        budget = int(memory_mb * 2**20) // 2  # two runs' tensors are alive: one histogrammed, one running
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = level
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(extended.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        self._run_outputs = [t for t in measured if t not in self.input_names]
+        segments: list[Segment] = []
+        if memory_mb > 0 and sum(sizes.values()) > budget:
+            optimized = optimized_graph(extended, level, threads)
+            segments = split_for_fetch(optimized, run_outputs, sizes, budget)
+        if len(segments) > 1:  # the optimised graph, cut: each segment runs as it is
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            # Without this, each session's arena keeps what its first run allocated (its outputs,
+            # before they are bound to the collector's arenas), one segment's worth per session:
+            # together the whole batch's tensors again (8 GB for r18vd at 640 instead of 3.5).
+            opts.enable_cpu_mem_arena = False
+            known = {i.name: i for i in optimized.graph.input}
+            self.sessions = []
+            for seg in segments:
+                model_k = seg.model(optimized, known).SerializeToString()
+                self.sessions.append(ort.InferenceSession(model_k, opts, providers=["CPUExecutionProvider"]))
+                known.update(value_infos(self.sessions[-1].get_outputs()))
+            self.segments = segments
+        else:  # one run per batch
+            self.segments = [Segment([], inputs, run_outputs, [])]
+            self.sessions = [
+                ort.InferenceSession(extended.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            ]
+        # after segment k, the passed-on tensors no later segment reads are dropped
+        self._drop_after = [
+            set[str]().union(*(s.passed_on for s in self.segments[: k + 1]))
+            - set[str]().union(*(s.inputs for s in self.segments[k + 1 :]))
+            for k in range(len(self.segments))
+        ]
         self.histograms = {t: StreamingHistogram() for t in measured}
         self.samples_per_image = samples_per_image
         self.scope = scope
-        self._buffers: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._layouts: dict[tuple[int, int], list[tuple[tuple[int, ...], np.dtype[Any]]]] = {}
+        self._arenas: list[np.ndarray] = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
         self._parity = 0
         self.images = 0
         self.seconds = {"inference": 0.0, "histograms": 0.0}
 
-    def _infer(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Run a batch; outputs land in reused buffers (two sets, alternating, for the pipeline).
+    def release(self) -> None:
+        """Free the sessions and output arenas once collecting is done (the histograms stay)."""
+        self.sessions = []
+        self._arenas = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
+        self._layouts.clear()
+
+    def _views(self, layout: list[tuple[tuple[int, ...], np.dtype[Any]]]) -> list[np.ndarray]:
+        """Arrays for one run's fetched tensors, in one of two reused arenas (alternating)."""
+        offsets, total = [], 0
+        for shape, dtype in layout:
+            offsets.append(total)
+            total += -(-int(np.prod(shape, dtype=np.int64)) * dtype.itemsize // _ALIGN) * _ALIGN
+        if self._arenas[self._parity].size < total:
+            self._arenas[self._parity] = np.empty(total, np.uint8)
+        arena = self._arenas[self._parity]
+        self._parity ^= 1
+        return [
+            arena[off : off + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize].view(dtype).reshape(shape)
+            for off, (shape, dtype) in zip(offsets, layout)
+        ]
+
+    def _infer(self, k: int, feeds: dict[str, np.ndarray], n: int) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+        """Run segment ``k``: (its fetched tensors, the tensors it passes on).
 
         Hundreds of fetched tensors are hundreds of MB per batch: allocating them afresh every run
-        cost more than the inference itself, so after the first run of a batch size ONNX Runtime
-        writes into the previous run's arrays through I/O binding.
+        cost more than the inference itself, so after a segment's first run at a batch size ONNX
+        Runtime writes them through I/O binding into two arenas reused in turn (the collector
+        histograms one run's tensors while the next run fills the other).
         """
         t0 = time.perf_counter()
-        n = int(next(iter(batch.values())).shape[0])
-        key = (n, self._parity)
-        self._parity ^= 1
-        buffers = self._buffers.get(key)
+        seg, session = self.segments[k], self.sessions[k]
+        extra = [name for name in seg.passed_on if name not in set(seg.fetched)]
+        layout = self._layouts.get((k, n))
         outs: list[np.ndarray] | None = None
-        if buffers is not None:
-            binding = self.session.io_binding()
-            for name, value in batch.items():
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
-            for name, buf in zip(self._run_outputs, buffers):
-                binding.bind_output(name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data)
+        passed: list[np.ndarray] = []
+        if layout is not None:
+            views = self._views(layout)
+            binding = session.io_binding()
+            for name in seg.inputs:
+                binding.bind_cpu_input(
+                    name, np.asarray(feeds[name], order="C")
+                )  # keeps 0-d (ascontiguousarray does not)
+            for name, view in zip(seg.fetched, views):
+                binding.bind_output(name, "cpu", 0, view.dtype, list(view.shape), view.ctypes.data)
+            for name in extra:
+                binding.bind_output(name, "cpu")
             try:
-                self.session.run_with_iobinding(binding)
-                outs = buffers
+                session.run_with_iobinding(binding)
+                outs = views
+                passed = [v.numpy() for v in binding.get_outputs()[len(seg.fetched) :]]
             except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises unrelated pybind classes (Fail, RuntimeException, ...); a data-dependent output shape: fall back to plain runs
                 log.debug("calibration: I/O binding failed (%s); running without it", exc)
         if outs is None:
-            outs = [np.asarray(o) for o in self.session.run(self._run_outputs, batch)]
-            self._buffers[key] = outs
+            values = [np.asarray(o) for o in session.run(seg.fetched + extra, {i: feeds[i] for i in seg.inputs})]
+            outs, passed = values[: len(seg.fetched)], values[len(seg.fetched) :]
+            self._layouts[(k, n)] = [(o.shape, o.dtype) for o in outs]
+        by_name = dict(zip(seg.fetched, outs))
+        # a fetched tensor lives in an arena that a later run overwrites: later segments get a copy
+        carried = {name: np.array(by_name[name]) for name in seg.passed_on if name in by_name}
+        carried.update(zip(extra, passed))
         self.seconds["inference"] += time.perf_counter() - t0
-        return outs
+        return outs, carried
 
-    def _histogram(self, batch: dict[str, np.ndarray], outs: list[np.ndarray]) -> None:
+    def _histogram(self, named: list[tuple[str, np.ndarray]], n: int) -> None:
         t0 = time.perf_counter()
-        n = int(next(iter(batch.values())).shape[0])
         cap = self.samples_per_image * n
-        for name in self.input_names:
-            if name in self.histograms:
-                self.histograms[name].update(batch[name], cap)
-        for name, value in zip(self._run_outputs, outs):
+        for name, value in named:
             self.histograms[name].update(value, cap)
         self.seconds["histograms"] += time.perf_counter() - t0
-        self.images += n
 
     def update(self, batch: dict[str, np.ndarray]) -> None:
         """Run one batch ``{input_name: array}`` and add its activations to the histograms."""
-        self._histogram(batch, self._infer(batch))
+        self.collect([batch])
 
     def collect(self, batches: Iterable[dict[str, np.ndarray]], progress: Callable[[int], Any] | None = None) -> None:
-        """Run every batch; batch k is histogrammed (in a worker thread) while batch k+1 runs.
+        """Run every batch, segment by segment; one segment's tensors are histogrammed (in a worker
+        thread) while the next segment runs.
 
         ONNX Runtime leaves cores idle on a small model's many small ops, and OpenCV/numpy release
-        the GIL, so the two overlap; at most two batches of activations are alive at a time.
+        the GIL, so the two overlap; at most two segments' activations are alive at a time.
         """
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calib-hist") as pool:
             pending: Future[None] | None = None
             for batch in batches:
-                outs = self._infer(batch)
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(self._histogram, batch, outs)
+                n = int(next(iter(batch.values())).shape[0])
+                feeds = dict(batch)
+                named = [(name, batch[name]) for name in self.input_names if name in self.histograms]
+                for k in range(len(self.segments)):
+                    outs, carried = self._infer(k, feeds, n)
+                    feeds.update(carried)
+                    for name in self._drop_after[k]:
+                        feeds.pop(name, None)
+                    named += list(zip(self.segments[k].fetched, outs))
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(self._histogram, named, n)
+                    named = []
+                self.images += n
                 if progress is not None:
-                    progress(int(next(iter(batch.values())).shape[0]))
+                    progress(n)
             if pending is not None:
                 pending.result()
         self.seconds["collect_wall"] = self.seconds.get("collect_wall", 0.0) + time.perf_counter() - t0

@@ -565,9 +565,8 @@ def _add_int8(
 
     if opts.calibration is None:
         raise InputError("int8 needs calibration options (--calib)")
-    announce("calibrate")
     copts = dataclasses.replace(opts.calibration, holdout=opts.check_images + CHOICE_IMAGES)
-    result: CalibrationResult = calibrate(fp32, contract, copts)
+    result: CalibrationResult = calibrate(fp32, contract, copts, step=announce)
     model = onnx.load(str(fp32), load_external_data=False)
     patterns = dict(DEFAULT_EXCLUDE)
     patterns.update(dict.fromkeys(opts.int8.keep, "kept by --int8-keep"))

@@ -124,6 +124,14 @@ def parser() -> argparse.ArgumentParser:
         help=f"size limit of the batch cache (default {c.cache_max_mb}); least recently used subsets go first",
     )
     g.add_argument(
+        "--calib-memory-mb",
+        type=int,
+        default=c.memory_mb,
+        metavar="MiB",
+        help=f"activation memory calibration may hold at once (default {c.memory_mb}; 0: no limit): the "
+        "graph runs in segments whose fetched tensors fit; same ranges, same inference work",
+    )
+    g.add_argument(
         "--calib-samples",
         type=int,
         default=c.samples_per_image,
@@ -195,6 +203,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
             cache_max_mb=args.calib_cache_max_mb,
             allow_download=not args.no_download,
             samples_per_image=args.calib_samples,
+            memory_mb=args.calib_memory_mb,
             scope=args.calib_tensors,
         )
     return BuildOptions(
