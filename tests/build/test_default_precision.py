@@ -18,6 +18,14 @@ FAILED = {"passed": False, "int8": {"passed": False, "failures": ["missed rate 0
 ACCURATE = {"int8": {"AP_vs_fp32": 0.995}}
 
 
+def interval(value: float, low: float, high: float) -> dict[str, Any]:
+    """A passed check whose INT8 report carries the ground-truth AP ratio's interval."""
+    from rtdetr_edge.check.detections import AP_RATIO
+
+    ratio = {"value": value, "low": low, "high": high}
+    return {"passed": True, "int8": {"passed": True, "failures": [], "detections": {"intervals": {AP_RATIO: ratio}}}}
+
+
 def plan(int8_share: float) -> PrecisionPlan:
     n = 1000
     return PrecisionPlan(
@@ -42,6 +50,10 @@ def opts(precision: str) -> BuildOptions:
         ("best", PASSED, ACCURATE, 0.9, "int8", "substantially INT8"),
         ("best", PASSED, {"int8": {"AP_vs_fp32": 0.97}}, 0.9, "fp16", "INT8 AP 0.9700 x fp32 < --int8-target 0.99"),
         ("best", PASSED, ACCURATE, 0.6, "fp16", "only 60.0% of MACs in INT8"),
+        # the check's interval of the ground-truth AP ratio decides over the point ratio: a point
+        # below the target with an interval reaching it keeps INT8; an interval below it does not
+        ("best", interval(0.985, 0.97, 1.001), {"int8": {"AP_vs_fp32": 0.985}}, 0.9, "int8", "substantially INT8"),
+        ("best", interval(0.96, 0.94, 0.98), ACCURATE, 0.9, "fp16", "(95% CI upper bound 0.9800) < --int8-target"),
         ("best", PASSED, None, 0.9, "fp16", "no held-out AP"),
         ("fp16", FAILED, None, 0.9, "fp16", "requested"),
     ],

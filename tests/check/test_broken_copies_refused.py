@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ pytest.importorskip("polygraphy")
 pytest.importorskip("faster_coco_eval")
 
 from rtdetr_edge.check import CheckOptions, check_bundle_dir, run_checks
+from rtdetr_edge.check.detections import AP_RATIO
 from rtdetr_edge.check.verdict import NOISE_FACTOR
 
 FIRST_LAYER = "embedder.0/activation/Relu_output_0"
@@ -103,7 +105,13 @@ def test_reference_int8_is_kept_and_each_broken_copy_refused(reference_bundle: P
     built = add_precisions(reference_bundle, tmp_path / "int8", opts)
     metadata = Bundle(built).metadata
     assert metadata["default_precision"] == "int8"
-    assert json.loads((built / "report.json").read_text())["check"]["images"] == 100  # not capped at 50
+    report = json.loads((built / "report.json").read_text())
+    assert report["check"]["images"] == 100  # not capped at 50
+    # --precision best judges INT8's accuracy on this interval (rtdetr_edge.build._accuracy_failures)
+    interval = report["check"]["int8"]["detections"]["intervals"][AP_RATIO]
+    assert interval["low"] <= interval["value"] <= interval["high"] and interval["high"] >= 0.99
+    best = dataclasses.replace(opts, precision="best")
+    assert "--int8-target" not in default_precision(best, metadata["artifacts"], report["check"], None, None)[1]
     broken = {
         "act x0.05": lambda src, out: scaled_activation_qdq_copy(src, out, 0.05),
         "one layer x20": lambda src, out: scaled_activation_qdq_copy(src, out, 20.0, FIRST_LAYER),

@@ -59,7 +59,15 @@ def test_same_names_from_different_places_give_separate_outputs(
     srcs = [str(tmp_path / "a"), str(tmp_path / "b" / "x.jpg"), str(tmp_path / "good.mp4"), str(tmp_path / "good.avi")]
     run = cli("rtdetr-detect", *srcs, "--model", str(tiny_bundle), "--out", str(out), "-q")
     assert run.code == 0, run.err
-    assert _names(out) == ["detections.jsonl", "good.mp4", "good_2.mp4", "x.jpg", "x_2.jpg"]
+    assert _names(out) == [
+        "detections.jsonl",
+        "good.mp4",
+        "good_2.mp4",
+        "index.html",  # the contact sheet and its thumbnails
+        "thumbnails",
+        "x.jpg",
+        "x_2.jpg",
+    ]
     frames = [int(cv2.VideoCapture(str(out / n)).get(cv2.CAP_PROP_FRAME_COUNT)) for n in ("good.mp4", "good_2.mp4")]
     assert frames == [3, 2]
 
@@ -73,13 +81,15 @@ def test_a_failed_run_never_replaces_earlier_results(
     out = tmp_path / "o" / "k"
     assert cli("rtdetr-detect", str(good), "--model", str(tiny_bundle), "--out", str(out), "-q").code == 0
     earlier = (out / "detections.jsonl").read_text()
+    sheet = (out / "index.html").read_text()
     assert len(earlier.splitlines()) == 4
     for extra in ([], ["--exist-ok"]):
         run = cli("rtdetr-detect", str(bad), "--model", str(tiny_bundle), "--out", str(out), "-q", *extra)
         assert run.code == 1, run.err
         assert (out / "detections.jsonl").read_text() == earlier
         assert _names(tmp_path / "o") == ["k"]  # no empty k2 left behind
-        assert _names(out) == ["detections.jsonl", "good.mp4"]
+        assert _names(out) == ["detections.jsonl", "good.mp4", "index.html", "thumbnails"]
+        assert (out / "index.html").read_text() == sheet  # nothing came of the run: the sheet stays
 
 
 def test_an_existing_out_gets_a_new_numbered_run_folder_unless_exist_ok(

@@ -156,7 +156,8 @@ def test_rtdetr_detect_server_writes_what_the_local_model_writes(
     remote = [json.loads(x) for x in (tmp_path / "remote" / "detections.jsonl").read_text().splitlines()]
     names = sorted(p.name for p in (SAMPLES / "images").glob("*.jpg"))
     assert len(remote) == len(names) and remote == local
-    assert sorted(p.name for p in (tmp_path / "remote").iterdir()) == sorted(["detections.jsonl", *names])
+    written = ["detections.jsonl", "index.html", "thumbnails", *names]  # with the contact sheet
+    assert sorted(p.name for p in (tmp_path / "remote").iterdir()) == sorted(written)
     capsys.readouterr()
     assert (
         detect.main([images, "--server", served.url, "--model", str(served.bundle), "--out", str(tmp_path / "x")]) == 1
