@@ -122,7 +122,10 @@ def main() -> int:
 
     def crit(row: dict[str, Any], name: str) -> str:
         c = next((c for c in row["criteria"] if c["name"] == name), None)
-        return "n/a" if c is None or c["value"] is None else f"{c['value']:.3g}/{c['limit']:.3g}"
+        if c is None:
+            return "n/a"
+        judged = c["value"] if c.get("judged") is None else c["judged"]  # an interval's bound, where there is one
+        return "n/a" if judged is None else f"{judged:.3g}/{c['limit']:.3g}"
 
     headers = ["case", "set", "seed", "imgs", "AP ratio [95% CI]", "probs p95/lim", "boxes p95/lim", "flips lo/lim"]
     headers += ["default", "failed criteria"]

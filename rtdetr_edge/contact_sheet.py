@@ -9,6 +9,7 @@ The page loads nothing from the network: no script, no font, no remote style.
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from . import atomic
 from .detections import Detections
+from .errors import InputError
 from .outputs import write_image
 
 INDEX = "index.html"
@@ -40,6 +42,15 @@ class SheetEntry:
     frames: int = 0  # videos
 
 
+def check_sheet_paths(out: Path) -> None:
+    """Before any work: the sheet's own names in ``out`` are free for it (``index.html`` not a folder,
+    ``thumbnails`` not a file)."""
+    if (out / INDEX).is_dir():
+        raise InputError(f"--out {out}: {INDEX} there is a folder; the contact sheet is written under that name")
+    if (out / THUMBNAILS).exists() and not (out / THUMBNAILS).is_dir():
+        raise InputError(f"--out {out}: {THUMBNAILS} there is a file; the contact sheet's thumbnails go in that folder")
+
+
 @dataclass
 class ContactSheet:
     """Collects the results of one ``rtdetr-detect`` run and writes ``index.html`` at the end.
@@ -58,7 +69,8 @@ class ContactSheet:
     def add(self, source: Path, output_name: str, annotated: np.ndarray, labels: Counter[str], frames: int = 0) -> None:
         """Add one annotated file ``output_name`` (in ``out``) made from ``source``; ``annotated`` is
         the image (for a video, a frame) its thumbnail is made from; ``labels`` counts its detections."""
-        thumb_name = f"{THUMBNAILS}/{output_name}.jpg"
+        # a short name of its own: the output's name (up to the file system's limit) plus a suffix may not fit
+        thumb_name = f"{THUMBNAILS}/{hashlib.sha256(output_name.encode()).hexdigest()[:20]}.jpg"
         write_image(self.out / thumb_name, thumbnail(annotated))
         self.label_totals.update(labels)
         self.entries.append(

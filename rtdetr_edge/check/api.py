@@ -47,7 +47,13 @@ from .noise import measure_fp32_noise
 from .pairs import ImagePairs
 from .queries import DEFAULT_MAX_UNMATCHED
 from .report import CheckReport
-from .verdict import DETECTION_NOISE_FACTOR, MIN_REPORT_IMAGES, NOISE_FACTOR, RESAMPLES_BY_PRECISION
+from .verdict import (
+    DETECTION_NOISE_FACTOR,
+    GATE_QUANTILE,
+    MIN_REPORT_IMAGES,
+    NOISE_FACTOR,
+    RESAMPLES_BY_PRECISION,
+)
 
 log = logging.getLogger("rtdetr_edge")
 
@@ -252,7 +258,8 @@ def run_checks(
         max_unmatched = DEFAULT_MAX_UNMATCHED[spec.precision] if opts.max_unmatched is None else opts.max_unmatched
         factor = NOISE_FACTOR[spec.precision]
         tolerances = noise.tolerances(tol[spec.name], factor, _fixed(opts)) if noise else tol[spec.name]
-        tensors = compare_tensors(results, reference.name, spec.name, tolerances, max_unmatched, opts.conf)
+        gate = GATE_QUANTILE[spec.precision]
+        tensors = compare_tensors(results, reference.name, spec.name, tolerances, max_unmatched, opts.conf, gate)
         if noise:
             noise.annotate(tensors, tol[spec.name], factor, _fixed(opts))
         cand_dets = detections_from_outputs(list(results[spec.name]), loader.sizes, contract)

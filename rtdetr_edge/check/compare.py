@@ -205,10 +205,16 @@ class OutputStats:
     noise: float | None = None
     floor: float | None = None
     noise_factor: float = 0.0
+    q: float = QUANTILE  # the quantile over images the gate holds (1.0: the worst image)
 
     @property
     def quantile(self) -> float:
-        return image_quantile(self.per_image)
+        return image_quantile(self.per_image, self.q)
+
+    @property
+    def statistic(self) -> str:
+        """``"p95"``, or ``"max"`` where the worst image decides."""
+        return "max" if self.q >= 1.0 else f"p{100 * self.q:g}"
 
     @property
     def passed(self) -> bool:
@@ -225,7 +231,7 @@ class OutputStats:
             "worst_image": self.worst_image,
             "compared": self.compared,
             "images_compared": len(self.per_image),
-            "quantile": QUANTILE,
+            "quantile": self.q,
             "quantile_abs": self.quantile,
             "p50_abs": image_quantile(self.per_image, 0.5),
             "p90_abs": image_quantile(self.per_image, 0.9),
@@ -326,6 +332,7 @@ def compare_tensors(
     tolerances: Mapping[str, Tolerance],
     max_unmatched: float = 0.0,
     conf: float = DEFAULT_CONF,
+    quantile: float = QUANTILE,
 ) -> TensorComparison:
     """Align the candidate's query rows, keep the foreground ones, then Polygraphy's ``compare_accuracy``.
 
@@ -396,6 +403,7 @@ def compare_tensors(
         per_iteration = list(accuracy[(reference, candidate)])
     for name in names:
         stats = _output_stats(name, tolerances[name], per_iteration, image_of)
+        stats.q = quantile
         stats.compared = compared[name]
         if not stats.compared:
             stats.note = f"nothing to compare: no reference {'score' if name == SCORES else 'query row'} >= {conf:g}"

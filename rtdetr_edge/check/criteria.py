@@ -30,6 +30,8 @@ class Criterion:
             entry of the check's ``failures``.
         detail: how ``value`` and ``limit`` were found (the statistic over images, its interval,
             fp32's own noise); empty where ``words`` say it all.
+        judged: what was held against ``limit`` where that is not ``value`` itself: the bound of
+            ``value``'s interval over images nearest the limit's good side (None: ``value``).
     """
 
     level: Level
@@ -40,6 +42,7 @@ class Criterion:
     passed: bool
     words: str
     detail: str = ""
+    judged: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -194,7 +194,8 @@ class DetectionAgreement:
         """The detection-level criteria, measured or not (nothing to judge without reference detections).
 
         With an interval, a criterion fails only when the whole interval is beyond its limit: the
-        value compared is the interval's bound nearest the limit's good side.
+        value compared (``Criterion.judged``; ``value`` is the measurement) is the interval's bound
+        nearest the limit's good side.
         """
         out = []
         if self.reference_detections == 0:
@@ -226,7 +227,19 @@ class DetectionAgreement:
                 words = f"{name} {value:.4g} (95% CI {bound} bound {judged:.4g} {op if passed else bad} {limit:g})"
             if name in self.noise:
                 detail += f"; limit from threshold {threshold:g} and fp32 under input noise {self.noise[name]:.4g}"
-            out.append(Criterion("detections", name, judged, limit, op, passed, words, detail.lstrip("; ")))
+            out.append(
+                Criterion(
+                    "detections",
+                    name,
+                    value,
+                    limit,
+                    op,
+                    passed,
+                    words,
+                    detail.lstrip("; "),
+                    None if iv is None else judged,
+                )
+            )
         return out
 
     def judge(self) -> None:

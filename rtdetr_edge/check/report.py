@@ -12,7 +12,6 @@ from .layerwise import LayerwiseResult
 from .models import ModelSpec
 from .pairs import ImagePairs
 from .queries import GATE_FACTOR
-from .verdict import QUANTILE
 
 
 @dataclass
@@ -118,7 +117,7 @@ class CheckReport:
                 continue
             noise = f" (= {o.noise_factor:g} x fp32 noise {o.noise:.3g})" if o.noise is not None else ""
             lines.append(
-                f"    {name:<11} max |d| p{100 * QUANTILE:g} {o.quantile:<9.3g} worst {o.max_abs:<9.3g} "
+                f"    {name:<11} max |d| {o.statistic} {o.quantile:<9.3g} worst {o.max_abs:<9.3g} "
                 f"mean |d| {o.mean_abs:<9.3g} atol {o.tolerance.atol:<7.3g}{noise} rtol {o.tolerance.rtol:<5g} "
                 f"{'ok' if o.passed else 'FAIL'} ({o.failed_images}/{t.images} images beyond atol)"
                 f"{f' ({o.note})' if o.note else ''}"
@@ -187,7 +186,7 @@ class CheckReport:
 
 def _output_criterion(name: str, o: OutputStats, images: int) -> Criterion:
     """An output's element-wise criterion: the p95 over images of each image's max |d| within atol."""
-    q = f"p{100 * QUANTILE:g}"
+    q = o.statistic
     limit = o.tolerance.atol
     if o.shape_mismatch:
         return Criterion("tensors", name, None, limit, "<=", False, f"{name}: {o.note}")

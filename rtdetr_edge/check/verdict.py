@@ -33,6 +33,9 @@ import numpy as np
 from ..matching import box_iou
 
 QUANTILE = 0.95
+# the element-wise gate's quantile over images, by the candidate's precision: fp32 candidates are
+# another runtime of the same graph, where one image beyond rounding is a bug (the worst decides)
+GATE_QUANTILE = {"fp32": 1.0, "fp16": QUANTILE, "int8": QUANTILE}
 MIN_REPORT_IMAGES = 100  # the build checks on this many held-out images when the data has them
 CONFIDENCE = 0.95
 RESAMPLES = 300
@@ -137,7 +140,10 @@ class ImageAP:
 
     A resample weighs each detection by how often its image was drawn: the pooled detections keep
     their score order, so a repeated image is one point of the precision/recall curve counted
-    several times, which gives COCO's interpolated precision exactly as the repeated copies would.
+    several times, which gives COCO's interpolated precision as the repeated copies would, exactly
+    where no two detections of a class tie in score across images (tied scores are ordered by
+    image here, while COCO would interleave the copies: the resampled AP then differs slightly;
+    the full-set AP equals COCO's either way).
 
     Args:
         gt_boxes, gt_labels: per image, ground truth ``[G,4]`` xyxy and ``[G]`` class ids.

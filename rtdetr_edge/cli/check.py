@@ -141,6 +141,14 @@ def _main(argv: Sequence[str] | None) -> int:
     setup_logging(args)
     check_json_out(args.json)
     check_json_out(args.report, "--report")
+    # results never go into the bundle (they would replace its metadata.json or report.json)
+    from .. import atomic
+
+    for flag, path in (("--json", args.json), ("--report", args.report), ("--save-outputs", args.save_outputs)):
+        if path is not None:
+            atomic.refuse_overlap(path, [args.bundle], flag)
+    if args.json is not None and args.report is not None and Path(args.json).resolve() == Path(args.report).resolve():
+        raise InputError(f"--report {args.report}: the same file as --json; name two files")
     if args.report:  # before minutes of checking
         from .._optional import require
 

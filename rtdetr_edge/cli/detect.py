@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import atomic
 from .. import images as image_io
-from ..contact_sheet import INDEX, THUMBNAILS, ContactSheet
+from ..contact_sheet import INDEX, THUMBNAILS, ContactSheet, check_sheet_paths
 from ..errors import InputError, RtdetrEdgeError
 from ..outputs import JsonlWriter, OutputError, VideoWriter, write_image
 from ._common import add_verbosity, int_at_least, run, setup_logging
@@ -142,6 +142,8 @@ def _main(argv: Sequence[str] | None) -> int:
     atomic.refuse_overlap(out, args.sources, "--out", inside=False)
     atomic.refuse_overlap(out, [args.model], "--out")
     atomic.check_writable_dir(out, "--out")
+    if not args.no_save:
+        check_sheet_paths(out)
     names = OutputNames()
     det = _open(args)
     failed: list[str] = []

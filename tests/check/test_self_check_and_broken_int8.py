@@ -87,5 +87,7 @@ def test_an_fp32_candidate_is_judged_without_resampling(tiny_bundle: Path, monke
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(api, "agreement", spy)
-    run_check(tiny_bundle, "fp32", CheckOptions(data="synthetic", num_images=2))
+    report = run_check(tiny_bundle, "fp32", CheckOptions(data="synthetic", num_images=2))
     assert seen == [0]
+    # and element-wise, the worst image decides (not the p95 over images)
+    assert report.tensors.outputs and all(o.q == 1.0 and o.statistic == "max" for o in report.tensors.outputs.values())

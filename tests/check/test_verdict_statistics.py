@@ -182,3 +182,13 @@ def test_an_fp32_candidate_is_judged_on_point_values_one_flipped_image_fails() -
     d = agreement(reference, one, [(100, 100)] * 100, DEFAULT_THRESHOLDS["fp32"], resamples=fp32)
     assert all(iv.low == iv.value == iv.high for iv in d.intervals.values())  # no resampling: point values
     assert not d.passed and any(f.startswith("label flip rate 0.01") for f in d.failures), d.failures
+
+
+def test_the_gate_quantile_decides_whether_a_few_bad_images_fail() -> None:
+    from rtdetr_edge.check.verdict import GATE_QUANTILE
+
+    per_image = [0.0] * 96 + [10.0] * 4  # four images far beyond the tolerance
+    p95 = OutputStats("post/probs", Tolerance(1e-4), per_image=per_image, q=GATE_QUANTILE["int8"])
+    worst = OutputStats("post/probs", Tolerance(1e-4), per_image=per_image, q=GATE_QUANTILE["fp32"])
+    assert p95.passed and p95.statistic == "p95"
+    assert not worst.passed and worst.statistic == "max" and worst.quantile == 10.0

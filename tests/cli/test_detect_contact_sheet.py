@@ -114,3 +114,24 @@ def test_contact_sheet_shows_its_thumbnails_in_chromium_and_loads_nothing(
     # loaded from thumbnails/ through the page's Content-Security-Policy
     assert shown > 3 * 200 * 140, shown
     assert page_requests(out / "index.html", tmp_path / "net.json") == []
+
+
+def test_long_names_get_short_thumbnails_and_the_sheets_names_are_checked_first(
+    cli: Cli, tiny_bundle: Path, scene: np.ndarray, tmp_path: Path
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    long_name = "y" * 236 + ".jpg"  # fits the file system; "thumbnails/<name>.jpg" + a temp suffix would not
+    for name in ("a.jpg", long_name):
+        assert cv2.imwrite(str(src / name), scene)
+    out = tmp_path / "out"
+    run = cli("rtdetr-detect", str(src), "--model", str(tiny_bundle), "--out", str(out))
+    assert run.code == 0 and (out / long_name).is_file(), run.err
+    assert len(list((out / "thumbnails").iterdir())) == 2
+    for clash, make in (("index.html", Path.mkdir), ("thumbnails", Path.touch)):
+        taken = tmp_path / f"taken-{clash}"
+        taken.mkdir()
+        make(taken / clash)
+        line = cli("rtdetr-detect", str(src), "--model", str(tiny_bundle), "--out", str(taken), "--exist-ok")
+        assert f"--out {taken}: {clash} there is a" in line.one_line_error()
+        assert sorted(p.name for p in taken.iterdir()) == [clash]  # nothing was written
