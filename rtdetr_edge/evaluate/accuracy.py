@@ -31,6 +31,7 @@ def artifact_accuracy(
     for precision, art in artifacts.items():
         m = evaluate_onnx(bundle_dir / art["file"], dataset, image_ids)
         out[precision] = {k: round(float(m[k]), 4) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+        out[precision]["per_class"] = {name: round(float(v), 4) for name, v in m["per_class"].items()}
     if "fp32" in out:
         base = out["fp32"]["AP"]
         for precision in artifacts:

@@ -61,6 +61,7 @@ def coco_map(
     class_names: list[str] | tuple[str, ...],
     image_ids: list[int] | None = None,
     max_dets: int | None = None,
+    per_class: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """COCO bbox metrics of ``predictions`` against ``dataset``.
 
@@ -72,6 +73,8 @@ def coco_map(
         max_dets: detections per image that count (COCO ``maxDets``, the last of ``[1, 10, K]``,
             which AP and ``AR100`` use); default COCO's 100. Pass at least the largest number of
             detections an image has where none may be cut off (``rtdetr-check``'s pseudo AP).
+        per_class: if given, filled with each category's AP@[.5:.95] by category name (categories
+            without ground truth in these images are left out).
 
     Returns:
         ``{"AP": .., "AP50": .., ..., "num_images": n}`` with AP values in [0, 1].
@@ -100,8 +103,24 @@ def coco_map(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+    if per_class is not None:
+        per_class.update(_per_category_ap(ev, dataset))
     stats = [max(float(v), 0.0) for v in ev.stats[: len(STAT_NAMES)]]
     return dict(zip(STAT_NAMES, stats)) | {"num_images": float(len(ids))}
+
+
+def _per_category_ap(ev: Any, dataset: CocoDataset) -> dict[str, float]:
+    """AP@[.5:.95] per category from an accumulated COCOeval: its ``precision`` array is
+    ``[IoU thresholds, recall points, categories, areas, maxDets]``, -1 where nothing was there;
+    area "all" and the last ``maxDets``, as ``AP`` itself."""
+    precision = np.asarray(ev.eval["precision"])
+    names = {c["id"]: c["name"] for c in dataset.categories}
+    out = {}
+    for k, cat in enumerate(ev.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        if (p > -1).any():
+            out[str(names.get(cat, cat))] = float(p[p > -1].mean())
+    return out
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -64,7 +64,8 @@ def evaluate(
         image_ids: evaluate only these images.
 
     Returns:
-        metrics (``AP``, ``AP50``, ...), plus ``images``, ``skipped`` and ``seconds``.
+        metrics (``AP``, ``AP50``, ...), plus ``per_class`` (category name -> AP), ``images``,
+        ``skipped`` and ``seconds``.
     """
     from tqdm import tqdm
 
@@ -92,8 +93,10 @@ def evaluate(
         raise InputError(f"{annotations}: none of the images could be read ({skipped[:1]})")
     for msg in skipped:
         log.warning("skipped: %s", msg)
-    metrics: dict[str, Any] = coco_map(ds, preds, predictor.class_names, [p.image_id for p in preds])
+    per_class: dict[str, float] = {}
+    metrics: dict[str, Any] = coco_map(ds, preds, predictor.class_names, [p.image_id for p in preds], None, per_class)
     metrics.update({"images": len(preds), "skipped": len(skipped), "seconds": round(time.perf_counter() - t0, 2)})
+    metrics["per_class"] = per_class
     return metrics
 
 

@@ -119,6 +119,8 @@ class Page:
     accuracy_note: str
     class_uri: str | None
     class_note: str
+    truth_class_uri: str | None
+    truth_class_note: str
     plan: PlanView | None
     sensitivity: tuple[tuple[str, ...], ...]
     sensitivity_note: str
@@ -203,6 +205,23 @@ def class_agreement(checks: Sequence[CheckReport]) -> dict[str, dict[str, float]
     worst = sorted({c for v in per.values() for c in v}, key=lambda c: min(v.get(c, 1.0) for v in per.values()))
     keep = worst[:SHOWN_CLASSES]
     return {cand: {c: v[c] for c in keep if c in v} for cand, v in per.items()}
+
+
+def class_accuracy(build: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """AP per class of each precision against the ground truth of the build's report images
+    (``report.json``'s ``accuracy``), for the :data:`SHOWN_CLASSES` classes where a candidate's AP
+    differs most from fp32's."""
+    acc = build.get("accuracy") or {}
+    per = {p: dict(v["per_class"]) for p, v in acc.items() if isinstance(v, dict) and v.get("per_class")}
+    base = per.get("fp32")
+    if not base or len(per) < 2:
+        return {}
+
+    def gap(name: str) -> float:
+        return max(abs(v.get(name, 0.0) - base[name]) for p, v in per.items() if p != "fp32")
+
+    keep = sorted(base, key=gap, reverse=True)[:SHOWN_CLASSES]
+    return {p: {c: v[c] for c in keep if c in v} for p, v in per.items()}
 
 
 def _accuracy(build: Mapping[str, Any]) -> tuple[str | None, tuple[tuple[str, ...], ...], str]:
@@ -335,6 +354,14 @@ def build_page(inputs: ReportInputs) -> Page:
         if per_class
         else "no per-class comparison (no check ran or the reference found nothing)"
     )
+    truth = class_accuracy(inputs.build)
+    truth_uri = charts.class_chart(truth, "COCO AP per class (ground truth)") if truth else None
+    truth_note = (
+        f"per class, COCO AP of each precision against the annotations of the report images (the classes where "
+        f"a candidate differs most from fp32, at most {SHOWN_CLASSES})"
+        if truth
+        else ""
+    )
     sensitivity, sensitivity_note = _sensitivity(inputs.build)
     default = inputs.metadata.get("default_precision") or ""
     why = (inputs.build.get("default_precision") or {}).get("reason")
@@ -350,6 +377,8 @@ def build_page(inputs: ReportInputs) -> Page:
         accuracy_note=accuracy_note,
         class_uri=class_uri,
         class_note=class_note,
+        truth_class_uri=truth_uri,
+        truth_class_note=truth_note,
         plan=_plan(inputs.plan),
         sensitivity=sensitivity,
         sensitivity_note=sensitivity_note,

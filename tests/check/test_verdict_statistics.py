@@ -75,7 +75,13 @@ def test_image_ap_is_faster_coco_evals_ap_and_a_resample_counts_repeated_images(
     cats = [{"id": c + 1, "name": f"c{c}"} for c in range(3)]
     (tmp_path / "gt.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     preds = [ImagePrediction(i + 1, dtb[i], dts[i], dtl[i]) for i in range(n)]
-    expected = coco_map(CocoDataset(tmp_path / "gt.json", tmp_path), preds, ["c0", "c1", "c2"], list(range(1, n + 1)))
+    per_class: dict[str, float] = {}
+    expected = coco_map(
+        CocoDataset(tmp_path / "gt.json", tmp_path), preds, ["c0", "c1", "c2"], list(range(1, n + 1)), None, per_class
+    )
+    # COCO's AP is the mean of the per-category APs (the report's per-class chart reads those)
+    assert sorted(per_class) == ["c0", "c1", "c2"] and len(set(per_class.values())) == 3
+    assert np.mean(list(per_class.values())) == pytest.approx(expected["AP"], abs=1e-9)
     ap = ImageAP(gtb, gtl, dtb, dts, dtl)
     assert 0.05 < ap.ap() < 0.5
     assert ap.ap() == pytest.approx(expected["AP"], abs=1e-12)

@@ -103,6 +103,8 @@ def test_every_criterion_field_is_shown_and_escaped() -> None:
         accuracy_note="",
         class_uri=None,
         class_note="",
+        truth_class_uri=None,
+        truth_class_note="",
         plan=None,
         sensitivity=(),
         sensitivity_note="",
@@ -141,3 +143,15 @@ def test_add_precisions_writes_the_page_and_without_matplotlib_warns_once(
     assert not (out / REPORT_PAGE).exists()
     warned = [r.getMessage() for r in caplog.records if REPORT_PAGE in r.getMessage()]
     assert warned == ['report.html not written: matplotlib missing (pip install "rtdetr-edge[check]")']
+
+
+def test_per_class_ground_truth_chart_shows_the_classes_where_a_candidate_differs_most() -> None:
+    from rtdetr_edge.report.page import SHOWN_CLASSES, class_accuracy
+
+    names = [f"c{i}" for i in range(12)]
+    fp32 = dict.fromkeys(names, 0.5)
+    int8 = {n: 0.5 - (0.02 * i if i % 3 == 0 else 0.0) for i, n in enumerate(names)}  # c9, c6, c3 differ most
+    build = {"accuracy": {"fp32": {"AP": 0.5, "per_class": fp32}, "int8": {"AP": 0.49, "per_class": int8}}}
+    shown = class_accuracy(build)
+    assert list(shown["int8"])[:3] == ["c9", "c6", "c3"] and len(shown["fp32"]) == SHOWN_CLASSES
+    assert class_accuracy({"accuracy": {"fp32": {"AP": 0.5, "per_class": fp32}}}) == {}  # nothing to compare
