@@ -206,7 +206,7 @@ def build_bundle(
             "verification": verification,
         }
         report: dict[str, Any] = {"export": result.report, "verification": verification}
-        _add_precisions(tmp, result.contract, metadata, report, opts, announce)
+        _add_precisions(tmp, out_path.resolve().name, result.contract, metadata, report, opts, announce)
         _add_frames(tmp, result.contract, metadata, report, opts.frame_sizes, announce)
         _record_tensorrt_ops(tmp, metadata, report)
         report["total_s"] = round(time.perf_counter() - t0, 2)
@@ -333,7 +333,7 @@ def add_precisions(
         for key in ("format", "format_version", "created"):
             metadata.pop(key, None)
         if options.precisions or not options.frame_sizes:
-            _add_precisions(tmp, bundle.contract, metadata, report, options, announce)
+            _add_precisions(tmp, out_path.resolve().name, bundle.contract, metadata, report, options, announce)
         # frame artifacts for every precision the bundle now has, at the sizes it had and the new ones
         sizes = {s for p in metadata["artifacts"] for s in _frame_sizes(metadata, p)}
         _add_frames(tmp, bundle.contract, metadata, report, tuple(sorted(sizes)) + options.frame_sizes, announce)
@@ -419,13 +419,15 @@ class HeldOut:
 
 def _add_precisions(
     tmp: Path,
+    name: str,
     contract: ModelContract,
     metadata: dict[str, Any],
     report: dict[str, Any],
     opts: BuildOptions,
     announce: Callable[[str], None],
 ) -> None:
-    """Write the FP16 and INT8 artifacts next to ``tmp/model.onnx``, check them, choose the default."""
+    """Write the FP16 and INT8 artifacts next to ``tmp/model.onnx``, check them, choose the default,
+    write the report page (``name``: the bundle's folder name, its title)."""
     fp32 = tmp / metadata["artifacts"]["fp32"]["file"]
     artifacts = metadata["artifacts"]
     held: HeldOut | None = None
@@ -470,19 +472,18 @@ def _add_precisions(
     report["default_precision"] = {"chosen": chosen, "reason": why}
     if opts.precisions:
         announce("report page")
-        _write_report_page(tmp, metadata, report, plan, checks)
+        _write_report_page(tmp, name, metadata, report, plan, checks)
 
 
 def _write_report_page(
-    tmp: Path, metadata: dict[str, Any], report: dict[str, Any], plan: Any, checks: list[Any]
+    tmp: Path, name: str, metadata: dict[str, Any], report: dict[str, Any], plan: Any, checks: list[Any]
 ) -> None:
     """``report.html`` (:mod:`rtdetr_edge.report`); its time in ``report["report_page_s"]``. Without the
     ``check`` extra's matplotlib: one warning, no page (as the check without Polygraphy)."""
     from ._optional import available
 
-    missing = [m for m in ("matplotlib",) if not available(m)]
-    if missing:
-        log.warning('%s not written: %s missing (pip install "rtdetr-edge[check]")', REPORT_PAGE, " and ".join(missing))
+    if not available("matplotlib"):
+        log.warning('%s not written: matplotlib missing (pip install "rtdetr-edge[check]")', REPORT_PAGE)
         return
     from .report import ReportInputs, write_report
 
@@ -490,7 +491,6 @@ def _write_report_page(
     skipped = (report.get("check") or {}).get("skipped") or (
         None if checks else "the build ran no check (--check-images 0)"
     )
-    name = tmp.name.removeprefix(".").removesuffix(".partial").rsplit(".", 2)[0]  # atomic.replacing_dir's naming
     write_report(tmp / REPORT_PAGE, ReportInputs(name, metadata, report, plan, tuple(checks), skipped))
     report["report_page_s"] = round(time.perf_counter() - t0, 2)
 

@@ -78,10 +78,11 @@ def rank_disagreements(pairs: ImagePairs) -> list[Disagreement]:
     return sorted(out, key=lambda d: d.score, reverse=True)
 
 
-def worst_pairs(pairs: ImagePairs, count: int = 4) -> list[DrawnPair]:
-    """The ``count`` images that disagree most (only those with a missed, extra or flipped detection,
-    or matched boxes below IoU 1), drawn; the images are read again, only these."""
-    ranked = [d for d in rank_disagreements(pairs) if d.score > (0, 1e-6)][:count]
+def worst_pairs(pairs: ImagePairs, ranked: list[Disagreement], count: int = 4) -> list[DrawnPair]:
+    """The first ``count`` of ``ranked`` (:func:`rank_disagreements` of ``pairs``) that disagree at all
+    (a missed, extra or flipped detection, or matched boxes below IoU 1), drawn; the images are read
+    again, only these."""
+    ranked = [d for d in ranked if d.score > (0, 1e-6)][:count]
     images = pairs.images(d.index for d in ranked)
     drawn = []
     for d in ranked:

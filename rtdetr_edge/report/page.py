@@ -160,10 +160,11 @@ def candidate_view(report: CheckReport) -> CandidateView:
     if report.pairs is not None:
         from .images import rank_disagreements
 
-        disagreeing = sum(1 for d in rank_disagreements(report.pairs) if d.count)
+        ranked = rank_disagreements(report.pairs)
+        disagreeing = sum(1 for d in ranked if d.count)
         pairs = tuple(
             PairView(p.disagreement.name, p.disagreement.words(), p.reference_uri, p.candidate_uri)
-            for p in worst_pairs(report.pairs, SHOWN_PAIRS)
+            for p in worst_pairs(report.pairs, ranked, SHOWN_PAIRS)
         )
     layerwise: tuple[tuple[str, ...], ...] = ()
     if report.layerwise is not None:

@@ -120,6 +120,9 @@ def test_the_build_writes_the_page_and_times_it(best_bundle: Path) -> None:
     html = page.read_text()
     facts = PageFacts(html)
     assert not facts.errors and facts.csp == [CSP] and external_urls(html) == []
+    assert (
+        f"<title>rtdetr-edge report: {best_bundle.name}</title>" in html
+    )  # the bundle's folder, not the build's temp one
     report = json.loads((best_bundle / "report.json").read_text())
     assert report["report_page_s"] > 0
     for words in report["check"]["int8"]["failures"]:
@@ -132,6 +135,7 @@ def test_add_precisions_writes_the_page_and_without_matplotlib_warns_once(
 ) -> None:
     out = add_precisions(tiny_bundle, tmp_path / "fp16", BuildOptions(precision="fp16"))
     assert (out / REPORT_PAGE).is_file()
+    assert "<title>rtdetr-edge report: fp16</title>" in (out / REPORT_PAGE).read_text()
     assert PageFacts((out / REPORT_PAGE).read_text()).csp == [CSP]
 
     import rtdetr_edge._optional as optional
